@@ -1,0 +1,58 @@
+"""The one batched interface every env family implements, so the training loop never branches."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class VecStep:
+    """Result of one batched step (same-step autoreset).
+
+    obs:        next observations to act on; rows of finished envs already hold the reset obs.
+    reward:     float32 [E], the training reward (clipped on Atari when configured).
+    terminated: bool [E], true terminal states (no bootstrap).
+    truncated:  bool [E], time limits (bootstrap from ``final_obs``).
+    final_obs:  the real next observation of every env: equals ``obs`` except in finished rows,
+                which hold the last observation of the episode (what replay must store).
+    episode_returns / episode_lengths: one entry per episode that finished in this step, with
+                the *unclipped* return (what evaluation and TensorBoard report).
+    """
+
+    obs: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_obs: np.ndarray
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+
+
+class VecEnv(ABC):
+    """A batch of ``num_envs`` environments with a discrete action space."""
+
+    env_id: str
+    num_envs: int
+    observation_shape: tuple[int, ...]
+    observation_dtype: np.dtype
+    num_actions: int
+    reward_threshold: float | None = None
+    frames_per_step: int = 1  # emulator frames per agent step (frame skip on Atari)
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset all envs (seeded: env i gets ``seed + i``); returns obs [E, *observation_shape]."""
+
+    @abstractmethod
+    def step(self, actions: np.ndarray) -> VecStep:
+        """Step every env with ``actions`` (int [E])."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    def render_frame(self) -> np.ndarray | None:
+        """An RGB frame of env 0 for videos, if the env family supports it."""
+        return None

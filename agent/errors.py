@@ -1,0 +1,17 @@
+"""Errors a user can cause. Scripts print them as one line and exit non-zero."""
+
+
+class UserError(ValueError):
+    """Base class: a bad value from the user (config, path, data file). Message is one line."""
+
+
+class ConfigError(UserError):
+    """A config value is unknown, of the wrong type, or out of range."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, corrupt, truncated, or does not match the config."""
+
+
+class DataError(UserError):
+    """A recorded-cell file or tidy cell table is malformed."""

@@ -1,0 +1,116 @@
+"""``evaluate(checkpoint, …)``: load a checkpoint's online network and run greedy episodes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agent.checkpoint import load_checkpoint
+from agent.config import from_container
+from agent.envs import make_env
+from agent.errors import CheckpointError, ConfigError
+from agent.learner import Learner
+from agent.train import evaluate_policy, resolve_device
+
+
+def load_agent(
+    checkpoint: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Learner, Any, Path]:
+    """The learner (online network loaded) and config of a checkpoint."""
+    tensors, state, folder = load_checkpoint(checkpoint, device=device, stems=("model",))
+    cfg = from_container(state["config"])
+    env = make_env(cfg.env, num_envs=1, evaluation=True)
+    obs_dtype = torch.uint8 if env.observation_dtype == np.uint8 else torch.float32
+    learner = Learner(cfg.agent, env.observation_shape, obs_dtype, env.num_actions, device)
+    env.close()
+    try:
+        learner.online.load_state_dict(tensors["model"])
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(
+            f"checkpoint '{folder}' model does not fit its config: {err}"
+        ) from None
+    learner.online.eval()
+    return learner, cfg, folder
+
+
+def evaluate(
+    checkpoint: str | Path,
+    *,
+    episodes: int = 10,
+    epsilon: float | None = None,
+    seed: int = 12345,
+    video: bool = False,
+    out: str | Path | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Run ``episodes`` evaluation episodes; write ``eval.json`` (and ``video.mp4``) to ``out``
+    (default: the run dir that holds the checkpoint). Returns the result dict."""
+    if episodes <= 0:
+        raise ConfigError(f"episodes must be a positive integer, got {episodes}")
+    dev = resolve_device(device)
+    learner, cfg, folder = load_agent(checkpoint, dev)
+    eps = cfg.agent.eps_eval if epsilon is None else epsilon
+    env = make_env(cfg.env, num_envs=min(episodes, cfg.env.eval_num_envs), evaluation=True)
+    returns = evaluate_policy(learner, env, episodes, eps, seed=seed)
+    env.close()
+    run_dir = folder.parent.parent
+    out_dir = Path(out) if out is not None else run_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "checkpoint": str(folder),
+        "algo": cfg.agent.name,
+        "env_id": cfg.env.id if cfg.env.family != "atari" else cfg.env.game,
+        "episodes": episodes,
+        "epsilon": eps,
+        "returns": returns,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+    }
+    if cfg.env.family == "atari":
+        from agent.hns import human_normalized_score
+
+        result["game"] = cfg.env.game
+        result["sticky_action_prob"] = cfg.env.sticky_action_prob
+        try:
+            result["human_normalized_score"] = human_normalized_score(
+                cfg.env.game, result["return_mean"]
+            )
+        except (KeyError, ValueError):
+            result["human_normalized_score"] = None
+    if video:
+        result["video"] = str(record_video(learner, cfg, out_dir / "video.mp4", eps, seed))
+    with open(out_dir / "eval.json", "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def record_video(learner: Learner, cfg, path: Path, epsilon: float, seed: int) -> Path:
+    """One episode rendered to an mp4 (needs the `video` extra: moviepy)."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame rendering
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    try:
+        from moviepy import ImageSequenceClip
+    except ImportError:
+        raise ConfigError("video=true needs moviepy: pip install 'dopa-rl[video]'") from None
+    env = make_env(cfg.env, num_envs=1, evaluation=True, render=True)
+    obs = env.reset(seed=seed)
+    frames = [env.render_frame()]
+    while True:
+        action = learner.act(torch.as_tensor(obs, device=learner.device), epsilon)
+        step = env.step(action.cpu().numpy())
+        if step.episode_returns:
+            break
+        frames.append(env.render_frame())
+        obs = step.obs
+    env.close()
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        raise ConfigError(f"env '{cfg.env.id}' cannot render frames for a video")
+    fps = 50 if cfg.env.family != "atari" else 60 // max(cfg.env.frame_skip, 1)
+    ImageSequenceClip(frames, fps=fps).write_videofile(str(path), logger=None)
+    return path

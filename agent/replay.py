@@ -1,0 +1,136 @@
+"""Replay as tensors on the chosen device, laid out [time, env] so n-step returns are computed
+at sample time by device-side indexing (no host-side n-step queues)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Batch:
+    obs: torch.Tensor  # [B, *obs_shape]
+    action: torch.Tensor  # [B] int64
+    reward: torch.Tensor  # [B] n-step discounted reward Σ_k γ^k r_{t+k}
+    discount: torch.Tensor  # [B] γ^m · (1 − terminated): 0 at true terminals
+    next_obs: torch.Tensor  # [B, *obs_shape] observation m ≤ n steps later
+
+
+class ReplayBuffer:
+    """Ring buffer of ``capacity`` transitions (split evenly over ``num_envs`` columns).
+
+    Each slot [t, e] holds (obs, action, reward, terminated, done, next_obs) of env e at its
+    t-th step; ``next_obs`` is the episode's real last observation on done steps, so truncated
+    episodes bootstrap correctly. An n-step sample starting at t stops at the first done step.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: torch.dtype,
+        *,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.rows = max(capacity // num_envs, n_step + 1)
+        self.num_envs = num_envs
+        self.n_step = n_step
+        self.gamma = gamma
+        self.device = torch.device(device)
+        shape = (self.rows, num_envs)
+        self.obs = torch.zeros(*shape, *obs_shape, dtype=obs_dtype, device=self.device)
+        self.next_obs = torch.zeros_like(self.obs)
+        self.action = torch.zeros(shape, dtype=torch.int64, device=self.device)
+        self.reward = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        self.terminated = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        self.done = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        self.pos = 0  # next row to write
+        self.size = 0  # rows written, capped at self.rows
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self._discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=self.device)
+
+    def __len__(self) -> int:
+        return self.size * self.num_envs
+
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        next_obs: np.ndarray,
+    ) -> None:
+        """Store one batched step (one row). ``next_obs`` is ``VecStep.final_obs``."""
+        row = self.pos
+        dev = self.device
+        self.obs[row] = torch.as_tensor(obs, device=dev)
+        self.next_obs[row] = torch.as_tensor(next_obs, device=dev)
+        self.action[row] = torch.as_tensor(action, device=dev)
+        self.reward[row] = torch.as_tensor(reward, device=dev)
+        self.terminated[row] = torch.as_tensor(terminated, device=dev)
+        self.done[row] = torch.as_tensor(np.logical_or(terminated, truncated), device=dev)
+        self.pos = (self.pos + 1) % self.rows
+        self.size = min(self.size + 1, self.rows)
+
+    def can_sample(self) -> bool:
+        return self.size >= self.n_step
+
+    def sample(self, batch_size: int) -> Batch:
+        """Uniform over stored steps whose n-step window is complete (rows written after it)."""
+        n = self.n_step
+        valid_rows = self.size - (n - 1)
+        oldest = (self.pos - self.size) % self.rows
+        g = self.generator
+        offset = torch.randint(0, valid_rows, (batch_size,), device=self.device, generator=g)
+        env = torch.randint(0, self.num_envs, (batch_size,), device=self.device, generator=g)
+        rows = (oldest + offset).unsqueeze(1) + torch.arange(n, device=self.device)
+        rows = rows % self.rows  # [B, n]
+        cols = env.unsqueeze(1).expand(-1, n)
+        done = self.done[rows, cols]  # [B, n]
+        # alive[k]: no episode end strictly before step k of the window
+        alive = torch.ones_like(done, dtype=torch.float32)
+        alive[:, 1:] = torch.cumprod(1.0 - done[:, :-1].float(), dim=1)
+        reward = (self.reward[rows, cols] * alive * self._discounts).sum(dim=1)
+        steps = alive.sum(dim=1).long()  # m: steps used (1..n)
+        last = rows.gather(1, (steps - 1).unsqueeze(1)).squeeze(1)
+        terminated = self.terminated[last, env]
+        discount = (self.gamma ** steps.float()) * (~terminated).float()
+        first = rows[:, 0]
+        return Batch(
+            obs=self.obs[first, env],
+            action=self.action[first, env],
+            reward=reward,
+            discount=discount,
+            next_obs=self.next_obs[last, env],
+        )
+
+    # checkpointing (optional: replay can be large)
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {
+            "obs": self.obs,
+            "next_obs": self.next_obs,
+            "action": self.action,
+            "reward": self.reward,
+            "terminated": self.terminated,
+            "done": self.done,
+            "generator": self.generator.get_state(),
+        }
+
+    def state_meta(self) -> dict[str, int]:
+        return {"pos": self.pos, "size": self.size, "rows": self.rows}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, int]) -> None:
+        if meta["rows"] != self.rows:
+            raise ValueError(f"replay has {meta['rows']} rows, expected {self.rows}")
+        for key in ("obs", "next_obs", "action", "reward", "terminated", "done"):
+            getattr(self, key).copy_(tensors[key])
+        self.generator.set_state(tensors["generator"].cpu())
+        self.pos, self.size = int(meta["pos"]), int(meta["size"])
