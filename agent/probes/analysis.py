@@ -1,0 +1,404 @@
+"""The analysis pipeline of Dabney et al. 2020 (science.md section 3), in numpy and scipy.stats.
+
+Input is a tidy cell table (one row per trial: `cell`, `magnitude`, `response`), from recorded
+neurons or from agent units. Per cell it finds the reversal point (a model-free count criterion
+on the utility axis, not a line fit) and the asymmetry τ = α⁺/(α⁺ + α⁻) of the response slopes
+around it, then tests the paper's claims across cells: reversal points are reliable across
+random halves of the trials, and τ correlates positively with the reversal point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from agent.data.tidy import validate_table
+from agent.errors import DataError
+
+# Edge rules of the paper when the best cut lies outside the magnitudes (science.md §3).
+_BELOW_ALL_OFFSET = 0.01  # every response positive: RP = U₁ + 0.01
+_ABOVE_ALL_OFFSET = 0.1  # every response negative: RP = U_K − 0.1
+# Tie-break noise added to the integer counts: far below 1 so it only orders exact ties.
+_TIE_NOISE = 1e-3
+
+
+@dataclass(frozen=True)
+class Population:
+    """Trials grouped by cell: magnitude index (0..K−1) and response of every trial."""
+
+    cells: list[Any]
+    magnitudes: np.ndarray  # [K] distinct reward sizes, ascending
+    mag_index: list[np.ndarray]  # per cell: [T_i] int
+    response: list[np.ndarray]  # per cell: [T_i] float
+
+    @property
+    def n_magnitudes(self) -> int:
+        return len(self.magnitudes)
+
+    def mean_responses(self) -> np.ndarray:
+        """[C, K] mean response of each cell at each magnitude (NaN where a cell has no trials)."""
+        return np.stack([_means(k, r, self.n_magnitudes) for k, r in self.cell_trials()])
+
+    def trial_counts(self) -> np.ndarray:
+        """[K] number of trials at each magnitude, pooled over cells."""
+        return sum(np.bincount(k, minlength=self.n_magnitudes) for k in self.mag_index)
+
+    def cell_trials(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return list(zip(self.mag_index, self.response, strict=True))
+
+
+def population(table: pd.DataFrame | Population) -> Population:
+    """Validate a tidy cell table and group its trials by cell (cells in order of appearance)."""
+    if isinstance(table, Population):
+        return table
+    table = validate_table(table)
+    magnitudes = np.unique(table["magnitude"].to_numpy(dtype=float))
+    index = np.searchsorted(magnitudes, table["magnitude"].to_numpy(dtype=float))
+    response = table["response"].to_numpy(dtype=float)
+    codes, cells = pd.factorize(table["cell"], sort=False)
+    mag_index, responses = [], []
+    for c in range(len(cells)):
+        rows = codes == c
+        mag_index.append(index[rows])
+        responses.append(response[rows])
+    return Population(list(cells), magnitudes, mag_index, responses)
+
+
+def _means(mag_index: np.ndarray, response: np.ndarray, k: int) -> np.ndarray:
+    counts = np.bincount(mag_index, minlength=k)
+    sums = np.bincount(mag_index, weights=response, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def utility_axis(
+    table: pd.DataFrame | Population, axis: str | Sequence[float] | np.ndarray = "empirical"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(magnitudes [K], utility axis [K]).
+
+    "empirical": the mean over cells of each cell's mean response at each magnitude (the
+    paper's axis for recorded neurons); "reward": the magnitudes themselves; or K values given.
+    """
+    pop = population(table)
+    if isinstance(axis, str):
+        if axis == "empirical":
+            values = np.nanmean(pop.mean_responses(), axis=0)
+        elif axis == "reward":
+            values = pop.magnitudes.copy()
+        else:
+            raise DataError(f"utility axis must be 'empirical', 'reward' or K values, got {axis!r}")
+    else:
+        values = np.asarray(axis, dtype=float)
+        if values.shape != pop.magnitudes.shape:
+            raise DataError(
+                f"utility axis has {values.size} values but the table has "
+                f"{pop.n_magnitudes} magnitudes"
+            )
+    if not np.all(np.isfinite(values)):
+        raise DataError("utility axis holds NaN (a magnitude with no trials in any cell)")
+    return pop.magnitudes, values
+
+
+# ----------------------------------------------------------------------------- reversal point
+
+
+def _criterion(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """crit(c) for cuts j = 0..K from per-magnitude counts of positive/negative responses.
+
+    pos, neg: [..., K]. Cut j lies between magnitude indices j−1 and j (0-based), i.e.
+    c = j + 0.5 in the paper's 1-based notation: crit = #(k ≥ j, r > 0) + #(k < j, r < 0).
+    """
+    zero = np.zeros(pos.shape[:-1] + (1,))
+    pos_above = np.concatenate([np.cumsum(pos[..., ::-1], axis=-1)[..., ::-1], zero], axis=-1)
+    neg_below = np.concatenate([zero, np.cumsum(neg, axis=-1)], axis=-1)
+    return pos_above + neg_below
+
+
+def _rp_from_criterion(crit: np.ndarray, axis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Reversal points [...] from criteria [..., K+1] (noise breaks ties; paper's edge rules)."""
+    k = axis.shape[0]
+    crit = crit + _TIE_NOISE * rng.random(crit.shape)
+    best = np.argmax(crit, axis=-1)
+    inner = np.clip(best, 1, k - 1)  # the formulas below are only used where 1 ≤ best ≤ K−1
+    at = np.take_along_axis(crit, inner[..., None], -1)[..., 0]
+    lower = np.take_along_axis(crit, inner[..., None] - 1, -1)[..., 0]
+    upper = np.take_along_axis(crit, inner[..., None] + 1, -1)[..., 0]
+    # Weight each neighbouring magnitude by 1/|crit(c*) − crit(c* ∓ 1)|: the closer the
+    # neighbouring cut's count, the closer the crossing lies to the magnitude between them.
+    w_lo = 1.0 / np.abs(at - lower)
+    w_hi = 1.0 / np.abs(at - upper)
+    interp = (w_lo * axis[inner - 1] + w_hi * axis[inner]) / (w_lo + w_hi)
+    rp = np.where(best == 0, axis[0] + _BELOW_ALL_OFFSET, interp)
+    return np.where(best == k, axis[-1] - _ABOVE_ALL_OFFSET, rp)
+
+
+def reversal_point(
+    mag_index: np.ndarray,
+    response: np.ndarray,
+    axis: np.ndarray,
+    rng: np.random.Generator,
+) -> float:
+    """The paper's count-criterion reversal point of one cell on the utility axis.
+
+    mag_index: [T] 0-based magnitude index of each trial; response: [T]; axis: [K] utility
+    values U₁..U_K (ascending). For each cut c between magnitudes count the trials above the
+    cut with response > 0 plus those below it with response < 0; the best cut c* (ties broken
+    with tiny noise) gives RP = U₁ + 0.01 if c* < 1, U_K − 0.1 if c* > K, otherwise the
+    average of the two magnitudes beside it weighted by 1/|crit(c*) − crit(c*∓1)|.
+    """
+    axis = np.asarray(axis, dtype=float)
+    mag_index = np.asarray(mag_index, dtype=int)
+    response = np.asarray(response, dtype=float)
+    k = axis.shape[0]
+    if k < 2:
+        raise DataError(f"a reversal point needs at least two magnitudes, got {k}")
+    pos = np.bincount(mag_index, weights=response > 0, minlength=k)
+    neg = np.bincount(mag_index, weights=response < 0, minlength=k)
+    return float(_rp_from_criterion(_criterion(pos, neg), axis, rng))
+
+
+def zero_crossing_reversal_point(mean_response: np.ndarray, axis: np.ndarray) -> float:
+    """Alternative RP: linear interpolation at the first upward zero crossing of the mean curve.
+
+    Offered beside the paper's count criterion, not instead of it. All means ≥ 0 → U₁;
+    all means < 0 → U_K. Magnitudes with a NaN mean are skipped.
+    """
+    mean_response = np.asarray(mean_response, dtype=float)
+    axis = np.asarray(axis, dtype=float)
+    ok = np.isfinite(mean_response)
+    y, x = mean_response[ok], axis[ok]
+    if y.size == 0:
+        return math.nan
+    if y[0] >= 0:
+        return float(x[0])
+    up = np.flatnonzero((y[:-1] < 0) & (y[1:] >= 0))
+    if up.size == 0:
+        return float(x[-1])
+    i = up[0]
+    return float(x[i] + (x[i + 1] - x[i]) * (-y[i]) / (y[i + 1] - y[i]))
+
+
+# ----------------------------------------------------------------------------- asymmetry
+
+
+def asymmetry(mean_response: np.ndarray, axis: np.ndarray, rp: float) -> tuple[float, float, float]:
+    """(τ, α⁺, α⁻) of one cell around its reversal point.
+
+    With x = U − RP: α⁺ is the least-squares slope through the origin of response on x over
+    magnitudes with x ≥ 0; α⁻ that of −response on −x over x ≤ 0; τ = α⁺/(α⁺ + α⁻).
+    A side without usable points (or τ's denominator zero) gives NaN.
+    """
+    mean_response = np.asarray(mean_response, dtype=float)
+    x = np.asarray(axis, dtype=float) - rp
+    ok = np.isfinite(mean_response)
+    alpha = []
+    for side in (x >= 0, x <= 0):
+        sel = side & ok
+        sxx = float(np.sum(x[sel] ** 2))
+        # Slope of −r on −x equals Σx·r/Σx², so both sides share one formula.
+        alpha.append(float(np.sum(x[sel] * mean_response[sel])) / sxx if sxx > 0 else math.nan)
+    a_plus, a_minus = alpha
+    denom = a_plus + a_minus
+    tau = a_plus / denom if np.isfinite(denom) and denom != 0 else math.nan
+    return tau, a_plus, a_minus
+
+
+def tau_standard_error(
+    mag_index: np.ndarray,
+    response: np.ndarray,
+    axis: np.ndarray,
+    rp: float,
+    rng: np.random.Generator,
+    n_folds: int = 7,
+) -> float:
+    """Standard error of τ over `n_folds` disjoint random folds of one cell's trials.
+
+    Trials are dealt into folds within each magnitude (so every fold sees every magnitude
+    that has ≥ n_folds trials); τ per fold is taken around the all-trials reversal point.
+    """
+    mag_index = np.asarray(mag_index, dtype=int)
+    response = np.asarray(response, dtype=float)
+    k = len(axis)
+    fold = np.empty(mag_index.shape, dtype=int)
+    for m in range(k):
+        idx = np.flatnonzero(mag_index == m)
+        fold[rng.permutation(idx)] = (np.arange(idx.size) + rng.integers(n_folds)) % n_folds
+    taus = np.array(
+        [
+            asymmetry(_means(mag_index[fold == f], response[fold == f], k), axis, rp)[0]
+            for f in range(n_folds)
+        ]
+    )
+    taus = taus[np.isfinite(taus)]
+    if taus.size < 2:
+        return math.nan
+    return float(np.std(taus, ddof=1) / math.sqrt(taus.size))
+
+
+# ----------------------------------------------------------------------------- split halves
+
+
+@dataclass(frozen=True)
+class SplitHalf:
+    """Per-split results of the cross-validation: arrays [n_splits] or [n_splits, C]."""
+
+    rp_a: np.ndarray
+    rp_b: np.ndarray
+    tau_b: np.ndarray
+    reliability_r: np.ndarray
+    reliability_p: np.ndarray
+    optimism_r: np.ndarray
+    optimism_p: np.ndarray
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Pearson r and two-sided p over finite pairs; NaN when fewer than 3 or no variance."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan, math.nan
+    res = scipy.stats.pearsonr(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def split_half(
+    table: pd.DataFrame | Population,
+    axis: np.ndarray,
+    n_splits: int = 100,
+    rng: np.random.Generator | None = None,
+) -> SplitHalf:
+    """Cross-validate reversal points and asymmetries over random halves of the trials.
+
+    Per cell and magnitude, a random half of the trials (A, ⌊n/2⌋ trials) gives RP_A; the rest
+    (B) give RP_B and τ_B (slopes around RP_B). Per split: reliability = pearson(RP_A, RP_B)
+    across cells; optimism = pearson(τ_B, RP_A).
+    """
+    pop = population(table)
+    rng = np.random.default_rng() if rng is None else rng
+    axis = np.asarray(axis, dtype=float)
+    k, n_cells = pop.n_magnitudes, len(pop.cells)
+    rp_a = np.empty((n_splits, n_cells))
+    rp_b = np.empty((n_splits, n_cells))
+    tau_b = np.empty((n_splits, n_cells))
+    for c, (mags, resp) in enumerate(pop.cell_trials()):
+        # Half A: within each magnitude, the trials whose random key ranks in the lower half;
+        # done for all splits at once.
+        keys = rng.random((n_splits, mags.size))
+        in_a = np.zeros((n_splits, mags.size), dtype=bool)
+        for m in range(k):
+            idx = np.flatnonzero(mags == m)
+            ranks = np.argsort(np.argsort(keys[:, idx], axis=1), axis=1)
+            in_a[:, idx] = ranks < idx.size // 2
+        onehot = (mags[:, None] == np.arange(k)[None, :]).astype(float)  # [T, K]
+        pos, neg = onehot * (resp > 0)[:, None], onehot * (resp < 0)[:, None]
+        half_b = ~in_a
+        rp_a[:, c] = _rp_from_criterion(_criterion(in_a @ pos, in_a @ neg), axis, rng)
+        rp_b[:, c] = _rp_from_criterion(_criterion(half_b @ pos, half_b @ neg), axis, rng)
+        counts_b = half_b @ onehot
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means_b = np.where(counts_b > 0, (half_b * resp) @ onehot / counts_b, np.nan)
+        tau_b[:, c] = [asymmetry(means_b[s], axis, rp_b[s, c])[0] for s in range(n_splits)]
+    rel = np.array([_pearson(rp_a[s], rp_b[s]) for s in range(n_splits)]).reshape(n_splits, 2)
+    opt = np.array([_pearson(rp_a[s], tau_b[s]) for s in range(n_splits)]).reshape(n_splits, 2)
+    return SplitHalf(rp_a, rp_b, tau_b, rel[:, 0], rel[:, 1], opt[:, 0], opt[:, 1])
+
+
+# ----------------------------------------------------------------------------- population
+
+
+def _summary(r: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    """Median and 25/75 percentiles of per-split r and p (NaN splits ignored)."""
+    out: dict[str, Any] = {"n_splits": int(r.size), "n_valid": int(np.isfinite(r).sum())}
+    for name, v in (("r", r), ("p", p)):
+        v = v[np.isfinite(v)]
+        if v.size:
+            out[name] = float(np.median(v))
+            out[f"{name}_iqr"] = [float(np.percentile(v, 25)), float(np.percentile(v, 75))]
+        else:
+            out[name], out[f"{name}_iqr"] = math.nan, [math.nan, math.nan]
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """Nested lists/dicts of plain floats, ints and str; NaN and ±inf become None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value if isinstance(value, str) or value is None else str(value)
+
+
+def analyse_population(
+    table: pd.DataFrame | Population,
+    *,
+    axis: str | Sequence[float] | np.ndarray | None = None,
+    n_splits: int = 100,
+    seed: int = 0,
+    reward_sd: float | None = None,
+) -> dict[str, Any]:
+    """The whole section-3 analysis of one population, as probe.json fields.
+
+    axis: "empirical" (default; the paper's axis for neurons), "reward", or K values.
+    reward_sd: the reward SD on the axis' scale; by default the SD of the utility axis weighted
+    by each magnitude's trial frequency. Returns plain JSON-able values (NaN as None).
+    """
+    pop = population(table)
+    rng = np.random.default_rng(seed)
+    magnitudes, u = utility_axis(pop, "empirical" if axis is None else axis)
+    means = pop.mean_responses()
+    rps = np.array([reversal_point(k, r, u, rng) for k, r in pop.cell_trials()])
+    asym = np.array([asymmetry(means[c], u, rps[c]) for c in range(len(pop.cells))])
+    tau = asym[:, 0]
+    tau_se = np.array(
+        [tau_standard_error(k, r, u, rps[c], rng) for c, (k, r) in enumerate(pop.cell_trials())]
+    )
+    zero_cross = np.array([zero_crossing_reversal_point(m, u) for m in means])
+
+    if reward_sd is None:
+        freq = pop.trial_counts() / pop.trial_counts().sum()
+        mean_u = float(np.sum(freq * u))
+        reward_sd = float(np.sqrt(np.sum(freq * (u - mean_u) ** 2)))
+    rp_std = float(np.std(rps, ddof=1)) if rps.size > 1 else math.nan
+    rp_range = float(np.ptp(rps))
+
+    halves = split_half(pop, u, n_splits=n_splits, rng=rng)
+    r_all, p_all = _pearson(rps, tau)
+    return jsonable(
+        {
+            "cells": pop.cells,
+            "magnitudes": magnitudes,
+            "utility_axis": u,
+            "reversal_points": rps,
+            "asymmetries": tau,
+            "alpha_plus": asym[:, 1],
+            "alpha_minus": asym[:, 2],
+            "asymmetry_se": tau_se,
+            "reversal_points_zero_crossing": zero_cross,
+            "trial_counts": pop.trial_counts(),
+            "reversal_spread": {
+                "std": rp_std,
+                "range": rp_range,
+                "reward_sd": reward_sd,
+                "std_rel_reward_sd": rp_std / reward_sd if reward_sd else math.nan,
+                "range_rel_reward_sd": rp_range / reward_sd if reward_sd else math.nan,
+            },
+            "split_half": _summary(halves.reliability_r, halves.reliability_p),
+            "asymmetry_vs_reversal": {
+                **_summary(halves.optimism_r, halves.optimism_p),
+                "r_all_trials": r_all,
+                "p_all_trials": p_all,
+            },
+        }
+    )

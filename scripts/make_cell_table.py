@@ -1,0 +1,37 @@
+"""Regenerate agent/data/dabney2020_variable_magnitude.csv from the 40 recorded-cell files.
+
+Usage: python scripts/make_cell_table.py [RAW_FOLDER] [OUT_CSV]
+(defaults: ../shared/data/dabney2020/variable_magnitude beside the checkout, and the packaged
+table). Responses are pooled (uncued shifted to the cued grand mean) and rounded to 4 decimals.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from agent.data.tidy import PACKAGED_TABLE
+from agent.data.uchida import import_folder
+from agent.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RAW = ROOT.parent / "shared" / "data" / "dabney2020" / "variable_magnitude"
+COLUMNS = ["cell", "magnitude", "cued", "trial", "response"]
+
+
+def main(argv: list[str]) -> int:
+    raw = Path(argv[0]) if argv else DEFAULT_RAW
+    out = Path(argv[1]) if len(argv) > 1 else PACKAGED_TABLE
+    try:
+        table = import_folder(raw)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    table = table[COLUMNS].assign(response=table["response"].round(4))
+    table.to_csv(out, index=False)
+    print(f"wrote {len(table)} trials of {table['cell'].nunique()} cells to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
