@@ -159,6 +159,9 @@ def _decode(current: Any, enc: dict[str, Any]) -> Any:
     if "l" in enc:
         return tuple(enc["l"]) if enc["tuple"] else list(enc["l"])
     if "rng" in enc:
+        if not isinstance(current, np.random.Generator):  # env never reset in this process
+            bit_generator = getattr(np.random, enc["rng"]["bit_generator"])
+            current = np.random.Generator(bit_generator())
         current.bit_generator.state = enc["rng"]
         return current
     raise ValueError(f"unknown env state encoding {enc}")

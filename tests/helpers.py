@@ -1,0 +1,26 @@
+"""Test helpers: compose the Hydra config in-process and tiny training settings."""
+
+from __future__ import annotations
+
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+
+from agent.config import register_configs
+
+register_configs()
+
+TINY = [
+    "train.total_env_steps=600",
+    "agent.learning_starts=100",
+    "train.eval_every_env_steps=300",
+    "train.eval_episodes=2",
+    "train.checkpoint_every_env_steps=200",
+    "agent.replay_size=1000",
+    "agent.batch_size=16",
+    "train.progress=false",
+]
+
+
+def make_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
