@@ -15,3 +15,14 @@ class CheckpointError(UserError):
 
 class DataError(UserError):
     """A recorded-cell file or tidy cell table is malformed."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or parameter became non-finite; the last good checkpoint is kept."""
+
+
+class Preempted(SystemExit):
+    """Raised after a SIGTERM/SIGUSR1 checkpoint so the process exits with EXIT_PREEMPTED."""
+
+
+EXIT_PREEMPTED = 3  # "checkpoint written, run again (or requeue) to resume"

@@ -141,6 +141,8 @@ class Learner:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step; returns detached metric tensors (no host sync)."""
         loss, metrics = self.loss(batch)
+        # counted on the device, read at log time: the NaN guard costs no host sync per update
+        metrics["loss/nonfinite"] = (~torch.isfinite(loss.detach())).float()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.max_grad_norm is not None:

@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
+import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,7 @@ import torch
 from agent.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from agent.config import to_container, validate
 from agent.envs import VecEnv, make_env
-from agent.errors import CheckpointError
+from agent.errors import EXIT_PREEMPTED, CheckpointError, Preempted, TrainingDiverged
 from agent.learner import Learner
 from agent.logging import RunLogger
 from agent.replay import ReplayBuffer
@@ -81,8 +85,47 @@ def solve_threshold(cfg, env: VecEnv) -> float | None:
     return env.reward_threshold
 
 
+@contextmanager
+def preemption_signals():
+    """SIGTERM / SIGUSR1 (what SLURM sends before pre-emption or a time limit) set a flag that
+    the loop reads after each step: it then checkpoints and exits with EXIT_PREEMPTED."""
+    received: list[int] = []
+    handled = [signal.SIGTERM, signal.SIGUSR1]
+    previous = {}
+
+    def handler(signum, frame):  # noqa: ARG001
+        received.append(signum)
+
+    try:
+        for sig in handled:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (e.g. some launchers): no handlers, no flag
+        previous = {}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def requeue_if_slurm() -> None:
+    """Under SLURM, put this job back in the queue; it resumes from ``latest`` when it restarts
+    (same run dir, so no flag is needed)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        target = f"{array}_{task}" if array and task else job
+        subprocess.run(["scontrol", "requeue", target], check=False)
+
+
 def run(cfg, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Train the agent described by ``cfg`` in ``run_dir`` and return the summary."""
+    with preemption_signals() as received:
+        return _run(cfg, run_dir, received)
+
+
+def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[str, Any]:
     validate(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,11 +198,16 @@ def run(cfg, run_dir: str | Path | None = None) -> dict[str, Any]:
 
         due = updates_due(a, env_step) if replay.can_sample() else learner.updates
         while learner.updates < due:
-            logger.accumulate(learner.update(replay.sample(a.batch_size)))
+            batch = replay.sample(a.batch_size)
+            logger.accumulate(learner.update(batch))
 
         if env_step >= next_log:
             next_log = _next_multiple(env_step, t.log_every_env_steps)
-            logger.flush_metrics(env_step, env_step * env.frames_per_step, learner.updates, epsilon)
+            metrics = logger.flush_metrics(
+                env_step, env_step * env.frames_per_step, learner.updates, epsilon
+            )
+            if metrics.get("loss/nonfinite", 0.0) > 0:
+                _diverged(run_dir, env_step, learner, batch, "loss")
         if env_step >= next_eval:
             next_eval = _next_multiple(env_step, t.eval_every_env_steps)
             result = _evaluate(cfg, learner, eval_env, logger, env_step, run_dir)
@@ -178,6 +226,18 @@ def run(cfg, run_dir: str | Path | None = None) -> dict[str, Any]:
             next_ckpt = _next_multiple(env_step, t.checkpoint_every_env_steps)
             counters["wall_s"] = time.perf_counter() - start
             _save(run_dir, cfg, env, learner, replay, counters, obs)
+        if signals_received:
+            counters["wall_s"] = time.perf_counter() - start
+            _save(run_dir, cfg, env, learner, replay, counters, obs)
+            logger.close()
+            log.warning(
+                "signal %s at env step %d: checkpoint written, exiting with %d to be resumed",
+                signals_received[0],
+                env_step,
+                EXIT_PREEMPTED,
+            )
+            requeue_if_slurm()
+            raise Preempted(EXIT_PREEMPTED)
 
     # --- wrap up -------------------------------------------------------------------------
     env_step = counters["env_steps"]
@@ -234,7 +294,34 @@ def _evaluate(cfg, learner, eval_env, logger, env_step: int, run_dir: Path) -> d
     return result
 
 
+def _diverged(run_dir: Path, env_step: int, learner: Learner, batch, what: str) -> None:
+    """Stop on a non-finite loss or parameter: log the batch statistics, keep the last good
+    checkpoint, raise one clear error."""
+    stats = {
+        "obs_mean": float(batch.obs.float().mean()),
+        "obs_abs_max": float(batch.obs.float().abs().max()),
+        "reward_min": float(batch.reward.min()),
+        "reward_max": float(batch.reward.max()),
+        "discount_min": float(batch.discount.min()),
+        "nonfinite_obs": int((~torch.isfinite(batch.obs.float())).sum()),
+        "nonfinite_reward": int((~torch.isfinite(batch.reward)).sum()),
+    }
+    log.error("non-finite %s near env step %d; last batch statistics: %s", what, env_step, stats)
+    latest = run_dir / "checkpoints" / "latest"
+    kept = latest.read_text().strip() if latest.is_file() else "none"
+    raise TrainingDiverged(
+        f"non-finite {what} at env step {env_step} (update {learner.updates}); "
+        f"training stopped, last good checkpoint: {kept}; batch statistics in train.log"
+    )
+
+
+def _params_finite(learner: Learner) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in learner.online.parameters())
+
+
 def _save(run_dir, cfg, env, learner, replay, counters, obs) -> None:
+    if not _params_finite(learner):  # never replace a good checkpoint with a diverged one
+        _diverged(run_dir, counters["env_steps"], learner, replay.sample(8), "parameter")
     tensors = learner.state_tensors()
     tensors["rng"]["torch_cpu"] = torch.get_rng_state()
     state: dict[str, Any] = {
@@ -297,6 +384,7 @@ def main_entry(cfg) -> dict[str, Any]:
         )
     )
     print(f"run dir: {run_dir}")
+    print("tensorboard: tensorboard --logdir", run_dir / "tb")
     if not math.isfinite(summary["eval_return_mean"]):
         log.warning("final evaluation return is not finite")
     return summary

@@ -30,16 +30,19 @@ def check_group_choices(argv: list[str]) -> None:
 
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a UserError as a single line and exit 2, without a traceback."""
+    """Print a UserError (exit 2) or a divergence (exit 1) as one line, without a traceback."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from agent.errors import UserError
+        from agent.errors import TrainingDiverged, UserError
 
         try:
             return fn(*args, **kwargs)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except TrainingDiverged as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
 
     return wrapper
