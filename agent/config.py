@@ -51,7 +51,9 @@ class AgentConfig:
     iqn_num_taus_act: int = 32  # K samples to act
     # ER-DQN (Rowland et al. 2019)
     imputation: str = "root"  # "root": solve for samples; "none": naive, targets = expectiles
-    imputation_iterations: int = 12
+    imputation_iterations: int = (
+        0  # optional Levenberg–Marquardt refinement steps after the closed form
+    )
 
 
 @dataclass

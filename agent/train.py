@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from agent.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from agent.config import to_container, validate
@@ -127,6 +128,8 @@ def run(cfg, run_dir: str | Path | None = None) -> dict[str, Any]:
 
 def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[str, Any]:
     validate(cfg)
+    if isinstance(cfg, DictConfig):  # plain dataclasses: attribute reads in the hot loop are cheap
+        cfg = OmegaConf.to_object(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
