@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from conftest import ROOT
 from helpers import TINY, make_cfg
 from safetensors.torch import load_file
 
@@ -14,7 +15,6 @@ from agent import checkpoint as ckpt
 from agent.errors import EXIT_PREEMPTED, TrainingDiverged
 from agent.learner import Learner
 from agent.train import run
-from conftest import ROOT
 
 ARGS = [*TINY, "train.total_env_steps=4000", "deterministic=true", "agent.n_step=2"]
 
