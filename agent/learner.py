@@ -60,7 +60,10 @@ class Learner:
                 obs.shape[0], self.cfg.iqn_num_taus_act, device=self.device, generator=g
             )
             return net(obs, taus).mean(dim=2)
-        values = net(obs)
+        return self._q_from_values(net(obs))
+
+    def _q_from_values(self, values: torch.Tensor) -> torch.Tensor:
+        """Q-values [B, A] from unit values [B, A, N] of a fixed-τ head."""
         if self.name == "dqn":
             return values[..., 0]
         if self.name == "c51":
@@ -90,9 +93,6 @@ class Learner:
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
         b = torch.arange(batch.obs.shape[0], device=self.device)
-        with torch.no_grad():
-            next_q_net = self.online if cfg.double_dqn else self.target
-            next_action = self.q_values(next_q_net, batch.next_obs).argmax(dim=1)
         r, d = batch.reward, batch.discount
 
         if self.name == "iqn":
@@ -101,14 +101,23 @@ class Learner:
             pred = self.online(batch.obs, taus)[b, batch.action]  # [B, N]
             with torch.no_grad():
                 taus_next = torch.rand(len(b), n, device=self.device, generator=self.generator)
-                z = self.target(batch.next_obs, taus_next)[b, next_action]
-                target = r.unsqueeze(1) + d.unsqueeze(1) * z
+                z_all = self.target(batch.next_obs, taus_next)  # [B, A, N']
+                if cfg.double_dqn:
+                    next_action = self.q_values(self.online, batch.next_obs).argmax(dim=1)
+                else:  # greedy action from the same N' target samples: one pass fewer
+                    next_action = z_all.mean(dim=2).argmax(dim=1)
+                target = r.unsqueeze(1) + d.unsqueeze(1) * z_all[b, next_action]
             loss = losses.quantile_huber_loss(pred, target, taus, cfg.huber_kappa)
             return loss, {"loss/quantile_huber": loss.detach()}
 
         values = self.online(batch.obs)[b, batch.action]  # [B, N]
         with torch.no_grad():
-            z = self.target(batch.next_obs)[b, next_action]  # [B, N]
+            z_all = self.target(batch.next_obs)  # [B, A, N]
+            if cfg.double_dqn:  # van Hasselt et al. 2016: online net picks, target evaluates
+                next_action = self.q_values(self.online, batch.next_obs).argmax(dim=1)
+            else:
+                next_action = self._q_from_values(z_all).argmax(dim=1)
+            z = z_all[b, next_action]  # [B, N]
 
         if self.name == "c51":
             with torch.no_grad():

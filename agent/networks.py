@@ -74,13 +74,23 @@ class UnitsHead(nn.Module):
 
 class ImplicitHead(nn.Module):
     """IQN head (Dabney et al. 2018, "Implicit Quantile Networks"): the quantile function at
-    sampled τ. φ(τ) = ReLU(W·cos(π·i·τ) + b), i = 0..d−1, multiplied into the torso features."""
+    sampled τ. φ(τ) = ReLU(W·cos(π·i·τ) + b), i = 0..d−1, multiplied into the torso features.
 
-    def __init__(self, in_features: int, num_actions: int, embedding_dim: int) -> None:
+    ``hidden=True`` adds the paper's fully connected layer after the product (Atari). The MLP
+    torso of control tasks skips it: every layer after the product runs once per sampled τ,
+    and the torso's own layers already give the depth the other agents have."""
+
+    def __init__(
+        self, in_features: int, num_actions: int, embedding_dim: int, hidden: bool = True
+    ) -> None:
         super().__init__()
         self.num_actions = num_actions
         self.embed = nn.Linear(embedding_dim, in_features)
-        self.hidden = nn.Sequential(nn.Linear(in_features, in_features), nn.ReLU())
+        self.hidden = (
+            nn.Sequential(nn.Linear(in_features, in_features), nn.ReLU())
+            if hidden
+            else nn.Identity()
+        )
         self.out = nn.Linear(in_features, num_actions)
         self.register_buffer("frequencies", torch.arange(embedding_dim).float() * math.pi)
         # τ used when a fixed grid is wanted (probes): midpoints of N = 32 bins
@@ -125,7 +135,9 @@ def build_network(agent_cfg, obs_shape: tuple[int, ...], obs_dtype, num_actions:
     image = len(obs_shape) == 3
     torso = NatureCNNTorso(obs_shape) if image else MLPTorso(obs_shape, list(agent_cfg.hidden))
     if agent_cfg.name == "iqn":
-        head: nn.Module = ImplicitHead(torso.out_features, num_actions, agent_cfg.iqn_embedding_dim)
+        head: nn.Module = ImplicitHead(
+            torso.out_features, num_actions, agent_cfg.iqn_embedding_dim, hidden=image
+        )
     else:
         head = UnitsHead(
             torso.out_features, num_actions, fixed_taus(agent_cfg.name, agent_cfg.num_units)
