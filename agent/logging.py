@@ -65,6 +65,14 @@ class RunLogger:
         self._sums, self._count = {}, 0
         self._last_time, self._last_frames, self._last_updates = now, frames, updates
         recent = sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else 0
+        log.info(
+            "env_step=%d updates=%d frames_per_s=%.0f recent_return=%.2f epsilon=%.3f",
+            step,
+            updates,
+            fps,
+            recent,
+            epsilon,
+        )
         self.bar.set_postfix(fps=f"{fps:,.0f}", ret=f"{recent:.1f}", refresh=False)
         self.bar.update(step - self._last_step)
         self._last_step = step
