@@ -55,9 +55,9 @@ class AgentConfig:
     iqn_num_taus_act: int = 32  # K samples to act
     # ER-DQN (Rowland et al. 2019)
     imputation: str = "root"  # "root": solve for samples; "none": naive, targets = expectiles
-    imputation_iterations: int = (
-        0  # optional Levenberg–Marquardt refinement steps after the closed form
-    )
+    # optional Levenberg–Marquardt refinement steps after the closed-form imputation
+    imputation_iterations: int = 0
+    update_mode: str = "auto"  # auto | eager | compile | cudagraph (agent/compiled.py)
 
 
 @dataclass
@@ -187,6 +187,11 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"agent.v_min ({a.v_min}) must be below agent.v_max ({a.v_max})")
     if a.name == "c51" and a.num_units < 2:
         raise ConfigError(f"agent.num_units must be >= 2 for c51, got {a.num_units}")
+    from agent.compiled import UPDATE_MODES
+
+    if a.update_mode not in UPDATE_MODES:
+        modes = ", ".join(UPDATE_MODES)
+        raise ConfigError(f"agent.update_mode must be one of {modes}, got '{a.update_mode}'")
     if a.imputation not in ("root", "none"):
         raise ConfigError(f"agent.imputation must be 'root' or 'none', got '{a.imputation}'")
     if a.batch_size > a.replay_size:

@@ -150,6 +150,12 @@ class Learner:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step; returns detached metric tensors (no host sync)."""
         loss, metrics = self.loss(batch)
+        self.step_optimizer(loss, metrics)
+        self.finish_update()
+        return metrics
+
+    def step_optimizer(self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
+        """Backward, gradient clipping and the Adam step (what a CUDA graph captures)."""
         # counted on the device, read at log time: the NaN guard costs no host sync per update
         metrics["loss/nonfinite"] = (~torch.isfinite(loss.detach())).float()
         self.optimizer.zero_grad(set_to_none=True)
@@ -158,10 +164,16 @@ class Learner:
             norm = nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.max_grad_norm)
             metrics["loss/grad_norm"] = norm.detach()
         self.optimizer.step()
+
+    def finish_update(self) -> None:
+        """Count the update; sync the target network every ``target_update_every`` updates."""
         self.updates += 1
         if self.updates % self.cfg.target_update_every == 0:
-            self.target.load_state_dict(self.online.state_dict())
-        return metrics
+            with torch.no_grad():  # in place: a captured CUDA graph keeps reading these tensors
+                for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
+                    t.copy_(o)
+                for t, o in zip(self.target.buffers(), self.online.buffers(), strict=True):
+                    t.copy_(o)
 
     # -- checkpointing -------------------------------------------------------------------
     def state_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -190,7 +202,8 @@ def expectile_mean(values: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
     sits at ½, as with an odd number of midpoint τ's)."""
     if values.shape[-1] == 1:
         return values[..., 0]
-    idx = torch.searchsorted(taus, torch.tensor([0.5], device=taus.device)).clamp(1, len(taus) - 1)
+    # new_full, not torch.tensor(...): no host data, so it can be CUDA-graph captured
+    idx = torch.searchsorted(taus, taus.new_full((1,), 0.5)).clamp(1, len(taus) - 1)
     lo, hi = taus[idx - 1], taus[idx]
     w = ((0.5 - lo) / (hi - lo)).clamp(0.0, 1.0)
     return values[..., idx - 1].squeeze(-1) * (1 - w) + values[..., idx].squeeze(-1) * w

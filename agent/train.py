@@ -24,9 +24,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from agent.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from agent.compiled import make_update_fn
 from agent.config import to_container, validate
 from agent.envs import VecEnv, make_env
 from agent.errors import EXIT_PREEMPTED, CheckpointError, Preempted, TrainingDiverged
+from agent.frame_replay import FrameReplayBuffer
 from agent.learner import Learner
 from agent.logging import RunLogger
 from agent.replay import ReplayBuffer
@@ -145,7 +147,9 @@ def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[s
     )
     obs_dtype = torch.uint8 if env.observation_dtype == np.uint8 else torch.float32
     learner = Learner(a, env.observation_shape, obs_dtype, env.num_actions, device, seed=cfg.seed)
-    replay = ReplayBuffer(
+    # Atari: each frame stored once, stacks rebuilt at sample time (8× less memory)
+    replay_cls = FrameReplayBuffer if cfg.env.family == "atari" else ReplayBuffer
+    replay = replay_cls(
         a.replay_size,
         env.num_envs,
         env.observation_shape,
@@ -155,6 +159,7 @@ def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[s
         device=device,
         seed=cfg.seed + 2,
     )
+    update = make_update_fn(learner, a.update_mode)  # eager, torch.compile or CUDA graph
     threshold = solve_threshold(cfg, env)
     counters: dict[str, Any] = {
         "env_steps": 0,
@@ -202,7 +207,7 @@ def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[s
         due = updates_due(a, env_step) if replay.can_sample() else learner.updates
         while learner.updates < due:
             batch = replay.sample(a.batch_size)
-            logger.accumulate(learner.update(batch))
+            logger.accumulate(update(batch))
 
         if env_step >= next_log:
             next_log = _next_multiple(env_step, t.log_every_env_steps)
