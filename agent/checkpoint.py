@@ -67,6 +67,7 @@ def save_checkpoint(
     ``tensors`` maps a file stem (model, target, optimizer, rng, replay) to named tensors."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(root)
     final = root / str(step)
     tmp = root / f".tmp-{step}-{os.getpid()}"
     if tmp.exists():
@@ -84,20 +85,48 @@ def save_checkpoint(
         json.dump(body, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
-    if final.exists():  # same step written again (e.g. after a resume): replace it whole
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync(root)
+    if final.exists():
+        # The same step written again (periodic then final save, a signal right after a
+        # periodic save): `latest` must never name a folder while it is being replaced, so it
+        # steps back to the previous checkpoint first and the old folder is moved aside whole
+        # (one rename) instead of being deleted file by file under its final name.
+        previous = [p for p in list_checkpoints(run_dir) if p != final]
+        if previous:
+            _point_latest(root, previous[-1].name)
+        aside = root / f".old-{step}-{os.getpid()}"
+        os.rename(final, aside)
+        os.rename(tmp, final)
+        _fsync(root)
+        _point_latest(root, str(step))
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+        _fsync(root)
+        _point_latest(root, str(step))
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _point_latest(root: Path, name: str) -> None:
+    """Atomically make ``latest`` name ``name`` (write a temporary file, fsync, rename)."""
     latest_tmp = root / f".{LATEST}.tmp-{os.getpid()}"
     with open(latest_tmp, "w") as f:
-        f.write(f"{step}\n")
+        f.write(f"{name}\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(latest_tmp, root / LATEST)
     _fsync(root)
-    for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Delete what writers killed mid-save left behind (``.tmp-*`` and ``.old-*`` folders,
+    ``.latest.tmp-*`` files). One process writes a run dir at a time, so none is in use."""
+    for p in root.iterdir():
+        if p.name.startswith((".tmp-", ".old-")) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(f".{LATEST}.tmp-"):
+            p.unlink(missing_ok=True)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -136,7 +165,9 @@ def read_state(folder: Path) -> dict[str, Any]:
         body = json.loads((folder / STATE_FILE).read_text())
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint '{folder}' has no {STATE_FILE}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    # ValueError covers JSONDecodeError and ints past Python's digit limit; RecursionError
+    # comes from deeply nested arrays: all of them mean a corrupt or crafted file.
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise CheckpointError(f"checkpoint '{folder}/{STATE_FILE}' is corrupt (not JSON)") from None
     if not isinstance(body, dict) or "state_hash" not in body:
         raise CheckpointError(f"checkpoint '{folder}/{STATE_FILE}' is not a dopa-rl state file")
@@ -158,8 +189,15 @@ def load_checkpoint(
     folder = resolve_checkpoint(path)
     state = read_state(folder)
     files = state.get("files", {})
+    if not isinstance(files, dict):
+        raise CheckpointError(f"checkpoint '{folder}/{STATE_FILE}' has no valid file list")
     tensors: dict[str, dict[str, torch.Tensor]] = {}
     for name, digest in files.items():
+        # only plain `<stem>.safetensors` names inside this folder: never a path elsewhere
+        if Path(name).name != name or not name.endswith(".safetensors"):
+            raise CheckpointError(
+                f"checkpoint '{folder}/{STATE_FILE}' lists an invalid file name {name!r}"
+            )
         stem = name.removesuffix(".safetensors")
         if stems is not None and stem not in stems:
             continue

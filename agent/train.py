@@ -90,10 +90,11 @@ def solve_threshold(cfg, env: VecEnv) -> float | None:
 
 @contextmanager
 def preemption_signals():
-    """SIGTERM / SIGUSR1 (what SLURM sends before pre-emption or a time limit) set a flag that
-    the loop reads after each step: it then checkpoints and exits with EXIT_PREEMPTED."""
+    """SIGTERM, SIGUSR1 or SIGUSR2 (what SLURM and submitit send before pre-emption or a time
+    limit) set a flag that the loop reads after each step: it then checkpoints and exits with
+    EXIT_PREEMPTED (requeueing itself under SLURM)."""
     received: list[int] = []
-    handled = [signal.SIGTERM, signal.SIGUSR1]
+    handled = [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
     previous = {}
 
     def handler(signum, frame):  # noqa: ARG001

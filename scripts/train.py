@@ -9,7 +9,6 @@ import hydra
 from omegaconf import DictConfig
 
 from agent.config import register_configs
-from agent.train import main_entry
 
 register_configs()
 
@@ -17,6 +16,8 @@ register_configs()
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 @_cli.one_line_errors
 def main(cfg: DictConfig) -> None:
+    from agent.train import main_entry  # torch loads after the config is known to be valid
+
     main_entry(cfg)
 
 
