@@ -1,0 +1,524 @@
+"""Agent units as "dopamine cells" (science.md §4), and what a probe of them reports.
+
+A head outputs θᵢ(x, a) for units i = 1..N with fixed τᵢ. Presenting unit i with an outcome y
+at the pre-outcome state x of a lab task gives the prediction error u = y − θᵢ(x, 0), and its
+"firing" is the gradient of the unit's loss with respect to θᵢ (sign flipped so that a better-
+than-predicted outcome is a positive response, as for a dopamine neuron):
+
+- expectile units (ER-DQN) and the classical population (τ = ½, the mean loss):
+  ``|τᵢ − 1{u < 0}|·u``: linear, slope τᵢ above the reversal point θᵢ and 1 − τᵢ below it;
+- quantile-Huber units (QR-DQN, IQN at a fixed τ grid): ``|τᵢ − 1{u < 0}|·clip(u, −κ, κ)``.
+  These **saturate** beyond |u| > κ (like the sign rule), which compresses the slopes, hence τ.
+  ``huber_scale`` divides outcomes' errors by a scale first (``"auto"``: max|u|/κ, so no
+  response saturates), reported in the output's ``response_model``;
+- C51: the categorical distribution is **converted to quantiles** at τ̂ᵢ = (2i−1)/2N (its
+  inverse CDF on the support) and these pseudo-units get the linear asymmetric response;
+- DQN: one unit, τ = ½, Huber TD gradient ``clip(u, −κ, κ)/2``.
+
+Each (unit, magnitude) is presented ``trials`` times and Gaussian noise of SD
+``response_noise × reward SD`` is added, so the units' responses form the same tidy table
+(cell, magnitude, response, trial) as recorded neurons and the paper's pipeline
+(:func:`agent.probes.analysis.analyse_population`) runs unchanged; without noise split halves
+would be identical and their correlation meaningless.
+
+Beyond the paper (:func:`probe_states`): on any task, a unit's value at a state is the reversal
+point of its TD error for the return from that state. Over a batch of visited states the
+probe standardises the units' values per state and reports each unit's τ against its mean
+standardised reversal point, plus the per-state spread of the population against a
+classical one. See its docstring for what that does and does not show.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from agent.probes.analysis import analyse_population, jsonable, population, split_half
+from agent.probes.decoding import decode_report, reference_decodes, score_decode
+
+# Agents whose units are expectiles (linear asymmetric gradient); classical/dqn have τ = ½.
+EXPECTILE_AGENTS = ("erdqn", "classical", "dqn")
+# Agents whose units are (or are converted to) quantiles: decoded by reading them as samples.
+QUANTILE_AGENTS = ("qrdqn", "iqn", "c51")
+
+
+@dataclass(frozen=True)
+class UnitReadout:
+    """The units of one head at one state: values θᵢ, asymmetries τᵢ and their response rule."""
+
+    values: np.ndarray  # [N] in utility (reward) units
+    taus: np.ndarray  # [N]
+    rule: str  # "linear" (expectile / mean) | "huber" (quantile Huber, DQN Huber)
+    kappa: float | None  # Huber threshold for rule "huber"
+    representation: str  # "expectile" | "quantile" | "mean"
+    note: str  # how the units were read (said in the output)
+
+
+def _midpoint_taus(n: int) -> np.ndarray:
+    return (2 * np.arange(1, n + 1) - 1) / (2 * n)
+
+
+def categorical_quantiles(probs: np.ndarray, support: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Quantiles of categorical distributions at ``taus``: [..., K] probs → [..., len(taus)].
+
+    The inverse CDF of a distribution on atoms: the smallest atom whose CDF reaches τ.
+    """
+    cdf = np.cumsum(probs, axis=-1)
+    cdf[..., -1] = 1.0  # guard against round-off leaving the last CDF value below 1
+    idx = (cdf[..., None, :] < taus[:, None]).sum(axis=-1)  # [..., T]
+    return support[np.minimum(idx, support.size - 1)]
+
+
+@torch.no_grad()
+def read_units(learner: Any, obs: np.ndarray, action: int | None = 0) -> list[UnitReadout]:
+    """Unit values of ``learner`` at each observation of ``obs`` [S, D] for one action.
+
+    ``action=None`` takes each state's greedy action (for the state probe on control tasks).
+    """
+    name = learner.name
+    # Observations keep their dtype: image torsos take uint8 frames and scale them inside.
+    x = torch.as_tensor(np.asarray(obs), device=learner.device)
+    if name == "iqn":
+        taus = learner.taus.to(learner.device)
+        values = learner.online(x, taus)  # [S, A, K] at the fixed midpoint grid
+    else:
+        values = learner.online(x)  # [S, A, N]
+    if action is None:
+        acts = learner.q_values(learner.online, x).argmax(dim=1)
+    else:
+        acts = torch.full((x.shape[0],), int(action), device=learner.device, dtype=torch.long)
+    unit = values[torch.arange(x.shape[0], device=learner.device), acts].double().cpu().numpy()
+    kappa = float(learner.cfg.huber_kappa)
+    if name == "c51":
+        n = unit.shape[-1]
+        taus_np = _midpoint_taus(n)
+        probs = torch.softmax(torch.as_tensor(unit), dim=-1).numpy()
+        support = learner.support.double().cpu().numpy()
+        quant = categorical_quantiles(probs, support, taus_np)
+        note = (
+            f"C51 atoms converted to quantiles of the categorical distribution at "
+            f"tau_i = (2i-1)/2N, N = {n}; pseudo-units respond linearly and asymmetrically"
+        )
+        return [UnitReadout(q, taus_np, "linear", None, "quantile", note) for q in quant]
+    taus_np = learner.taus.double().cpu().numpy()
+    if name == "iqn":
+        note = f"IQN evaluated at the fixed grid tau_i = (2i-1)/2N, N = {taus_np.size}"
+        return [UnitReadout(v, taus_np, "huber", kappa, "quantile", note) for v in unit]
+    if name == "qrdqn":
+        note = "QR-DQN quantile units, quantile-Huber response"
+        return [UnitReadout(v, taus_np, "huber", kappa, "quantile", note) for v in unit]
+    if name == "dqn":
+        note = "DQN: one unit, Huber TD response (symmetric, tau = 0.5)"
+        return [UnitReadout(v, taus_np, "huber", kappa, "mean", note) for v in unit]
+    if name == "classical":
+        note = "classical population: every unit trained with the symmetric mean loss (tau = 0.5)"
+        return [UnitReadout(v, taus_np, "linear", None, "mean", note) for v in unit]
+    note = "ER-DQN expectile units, expectile-loss response"
+    return [UnitReadout(v, taus_np, "linear", None, "expectile", note) for v in unit]
+
+
+def _resolve_scale(
+    readout: UnitReadout, targets: np.ndarray, huber_scale: float | str | None
+) -> float:
+    """Divisor of the prediction errors before clipping (1 = the loss itself)."""
+    if readout.rule != "huber" or huber_scale is None:
+        return 1.0
+    if huber_scale == "auto":
+        biggest = float(np.max(np.abs(targets[None, :] - readout.values[:, None])))
+        return max(biggest / float(readout.kappa or 1.0), 1.0)
+    scale = float(huber_scale)
+    if not scale > 0:
+        raise ValueError(f"huber_scale must be positive or 'auto', got {huber_scale!r}")
+    return scale
+
+
+def unit_responses(
+    readout: UnitReadout, targets: np.ndarray, scale: float = 1.0
+) -> tuple[np.ndarray, float]:
+    """Noise-free responses [N, M] of the units to outcomes ``targets`` [M] (utility units).
+
+    Returns the responses and the fraction of (unit, outcome) pairs clipped by the Huber
+    threshold (0 for linear units).
+    """
+    u = np.asarray(targets, dtype=np.float64)[None, :] - readout.values[:, None]
+    weight = np.where(u < 0, 1.0 - readout.taus[:, None], readout.taus[:, None])
+    if readout.rule != "huber":
+        return weight * u, 0.0
+    kappa = float(readout.kappa or 1.0)
+    scaled = u / scale
+    saturated = float(np.mean(np.abs(scaled) > kappa))
+    return weight * np.clip(scaled, -kappa, kappa), saturated
+
+
+# ----------------------------------------------------------------------------- lab tasks
+
+
+@dataclass(frozen=True)
+class LabTask:
+    """What the probe needs from a lab task: the pre-outcome observation and the outcomes."""
+
+    env_id: str
+    observation: np.ndarray  # [D] pre-outcome observation
+    magnitudes: np.ndarray  # [M] raw outcome sizes, ascending
+    values: np.ndarray  # [M] utility of each magnitude (the probe's axis)
+    probs: np.ndarray  # [M] probability of each outcome at that state
+    cue: int | None
+
+    @property
+    def reward_sd(self) -> float:
+        mean = float(self.values @ self.probs)
+        return float(np.sqrt(((self.values - mean) ** 2) @ self.probs))
+
+
+def lab_task(cfg: Any) -> LabTask:
+    """The probe's view of the config's lab task (the 50% cue on the probability task)."""
+    import gymnasium as gym
+
+    import agent.envs.lab_tasks as lab
+
+    env = gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped
+    if isinstance(env, lab.VariableProbabilityTask):
+        # The most uncertain cue has the widest outcome distribution: probe there.
+        cue = int(np.argmin(np.abs(env.cue_probabilities - 0.5)))
+        magnitudes = np.array([0.0, env.reward_size])
+        obs = env.pre_outcome_observation(cue)
+    elif isinstance(env, lab.VariableMagnitudeTask):
+        cue = None
+        magnitudes = env.magnitudes.copy()
+        obs = env.pre_outcome_observation()
+    else:
+        raise ValueError(f"{cfg.env.id} is not a lab task; use probe_states for other envs")
+    values = np.asarray(env.outcome_values(cue), dtype=np.float64)
+    probs = np.asarray(env.outcome_probabilities(cue), dtype=np.float64)
+    order = np.argsort(magnitudes)
+    return LabTask(cfg.env.id, obs, magnitudes[order], values[order], probs[order], cue)
+
+
+def agent_cell_table(
+    readout: UnitReadout,
+    task: LabTask,
+    *,
+    trials: int = 40,
+    response_noise: float = 0.05,
+    huber_scale: float | str | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The tidy table (cell, magnitude, response, trial) of the units' outcome responses.
+
+    Each unit sees every magnitude ``trials`` times (target y = u(magnitude)); the response
+    is its loss gradient plus N(0, (response_noise · reward SD)²). Also returns the
+    ``response_model`` dict (rule, κ, scale, saturated fraction, note).
+    """
+    if trials < 2:
+        raise ValueError(f"trials must be >= 2 (split halves need two), got {trials}")
+    scale = _resolve_scale(readout, task.values, huber_scale)
+    mean, saturated = unit_responses(readout, task.values, scale)  # [N, M]
+    rng = np.random.default_rng(seed)
+    sd = response_noise * task.reward_sd
+    resp = mean[:, :, None] + sd * rng.standard_normal((*mean.shape, trials))
+    n, m = mean.shape
+    table = pd.DataFrame(
+        {
+            "cell": np.repeat(np.arange(n), m * trials),
+            "magnitude": np.tile(np.repeat(task.magnitudes, trials), n),
+            "response": resp.ravel(),
+            "trial": np.tile(np.arange(m * trials), n),
+        }
+    )
+    model: dict[str, Any] = {
+        "rule": readout.rule,
+        "representation": readout.representation,
+        "kappa": readout.kappa,
+        "scale": scale,
+        "saturated_fraction": saturated,
+        "noise_sd": sd,
+        "note": readout.note,
+    }
+    if readout.rule == "huber":
+        model["saturation_note"] = (
+            f"quantile-Huber responses are linear only for |outcome - value| <= kappa*scale "
+            f"= {float(readout.kappa or 1.0) * scale:.3g} and saturate beyond it (like the sign "
+            f"rule), compressing slopes and so tau: {100 * saturated:.0f}% of unit x magnitude "
+            "responses are clipped here; huber_scale='auto' (probe.py scale=auto) divides the "
+            "errors by max|u|/kappa so every response stays linear"
+        )
+    return table, model
+
+
+def _decode(readout: UnitReadout, task: LabTask, seed: int, restarts: int = 5) -> dict[str, Any]:
+    """The ``decoded`` entry from the units themselves, against the task's true distribution.
+
+    Expectile-like units (ER-DQN, classical, DQN) are decoded by imputation (science §3).
+    Quantile units (QR-DQN, IQN, C51 as quantiles) need no solver: the values at the τ̂ grid
+    are themselves equally weighted samples of the distribution (the quantile function).
+    """
+    if readout.representation != "quantile":
+        return decode_report(
+            readout.values, readout.taus, task.values, task.probs, seed=seed, restarts=restarts
+        )
+    z = np.sort(readout.values)
+    report: dict[str, Any] = {
+        "samples": [float(v) for v in z],
+        "loss": 0.0,
+        **score_decode(z, task.values, task.probs),
+        "identifiable": True,
+        "method": "quantile units read as samples (quantile function at the tau grid)",
+    }
+    report["references"] = {
+        name: score_decode(s, task.values, task.probs)
+        for name, s in reference_decodes(task.values, task.probs, 100, seed).items()
+    }
+    return report
+
+
+def split_example(table: pd.DataFrame, axis: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """RP_A and RP_B of one random split of the trials (for the split-half figure)."""
+    halves = split_half(table, np.asarray(axis, dtype=float), 1, np.random.default_rng(seed + 1))
+    return {"rp_a": halves.rp_a[0], "rp_b": halves.rp_b[0]}
+
+
+def probe_learner(
+    learner: Any,
+    cfg: Any,
+    *,
+    trials: int | None = None,
+    response_noise: float | None = None,
+    n_splits: int | None = None,
+    seed: int = 0,
+    huber_scale: float | str | None = None,
+    decode_restarts: int = 5,
+) -> dict[str, Any]:
+    """The whole probe of a learner on its lab task: probe.json fields (JSON-able).
+
+    ``analyse_population`` on the units' response table with the reward utilities as axis,
+    ``decoded`` from the units' (value, τ) against the task's true outcome distribution,
+    plus ``unit_values``, ``unit_taus``, ``unit_value_spread``, ``mean_responses`` and
+    ``response_model``. Unset arguments come from ``cfg.probe``.
+    """
+    task = lab_task(cfg)
+    trials = int(cfg.probe.trials if trials is None else trials)
+    noise = float(cfg.probe.response_noise if response_noise is None else response_noise)
+    splits = int(cfg.probe.splits if n_splits is None else n_splits)
+    readout = read_units(learner, task.observation[None, :])[0]
+    table, model = agent_cell_table(
+        readout, task, trials=trials, response_noise=noise, huber_scale=huber_scale, seed=seed
+    )
+    result = analyse_population(
+        table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd
+    )
+    v = readout.values
+    value_std = float(np.std(v, ddof=1)) if v.size > 1 else math.nan
+    result.update(
+        jsonable(
+            {
+                "source": f"agent:{learner.name}",
+                "env_id": task.env_id,
+                "cue": task.cue,
+                "true_distribution": {"values": task.values, "probs": task.probs},
+                "unit_values": v,
+                "unit_taus": readout.taus,
+                "unit_value_spread": {
+                    "std": value_std,
+                    "range": float(np.ptp(v)),
+                    "std_rel_reward_sd": value_std / task.reward_sd,
+                },
+                "mean_responses": population(table).mean_responses(),
+                "split_example": split_example(table, task.values, seed),
+                "response_model": model,
+                "probe_settings": {"trials": trials, "response_noise": noise, "splits": splits},
+            }
+        )
+    )
+    result["decoded"] = jsonable(_decode(readout, task, seed, decode_restarts))
+    return result
+
+
+def summary_row(result: dict[str, Any]) -> dict[str, float | None]:
+    """The headline numbers of one probe result (what the demo and TensorBoard show)."""
+    spread = result.get("reversal_spread", {})
+    sh = result.get("split_half", {})
+    avr = result.get("asymmetry_vs_reversal", {})
+    dec = result.get("decoded", {})
+    return {
+        "reversal_spread_std": spread.get("std"),
+        "reversal_spread_rel_sd": spread.get("std_rel_reward_sd"),
+        "split_half_r": sh.get("r"),
+        "split_half_p": sh.get("p"),
+        "tau_rp_r": avr.get("r"),
+        "tau_rp_p": avr.get("p"),
+        "decode_w1": dec.get("wasserstein1"),
+        "gaussian_w1": dec.get("references", {}).get("gaussian", {}).get("wasserstein1"),
+    }
+
+
+def log_probe(cfg: Any, learner: Any, logger: Any, env_step: int) -> dict[str, Any]:
+    """Probe the learner at an evaluation and write ``probe/*`` to TensorBoard.
+
+    Scalars: reversal spread (SD, and relative to the reward SD), split-half r, τ–RP r,
+    decode W1 and the unit-value SD; a histogram of unit values; the response-curve,
+    asymmetry-vs-reversal and decoded-distribution figures. Returns the probe result.
+    """
+    from agent.probes import figures
+
+    result = probe_learner(learner, cfg, seed=int(cfg.seed))
+    row = summary_row(result)
+    tags = {
+        "probe/reversal_spread_std": row["reversal_spread_std"],
+        "probe/reversal_spread_rel_sd": row["reversal_spread_rel_sd"],
+        "probe/split_half_r": row["split_half_r"],
+        "probe/asymmetry_vs_reversal_r": row["tau_rp_r"],
+        "probe/decode_w1": row["decode_w1"],
+        "probe/unit_value_std": result["unit_value_spread"]["std"],
+        "probe/saturated_fraction": result["response_model"]["saturated_fraction"],
+    }
+    for tag, value in tags.items():
+        if value is not None:
+            logger.scalar(tag, float(value), env_step)
+    writer = logger.writer
+    writer.add_histogram("probe/unit_values", np.asarray(result["unit_values"]), env_step)
+    figs = {
+        "probe/response_curves": figures.plot_response_curves(
+            result["utility_axis"],
+            np.asarray(result["mean_responses"], dtype=float),
+            result["reversal_points"],
+            result["asymmetries"],
+            title=f"{learner.name}: responses aligned at each unit's reversal point",
+        ),
+        "probe/asymmetry_vs_reversal": figures.plot_asymmetry_vs_reversal(
+            result["reversal_points"], result["asymmetries"], title=f"{learner.name}: τ vs RP"
+        ),
+        "probe/decoded": figures.plot_decoded(
+            result["true_distribution"]["values"],
+            result["true_distribution"]["probs"],
+            {learner.name: result["decoded"]["samples"]},
+        ),
+    }
+    for tag, fig in figs.items():
+        writer.add_figure(tag, fig, env_step, close=True)
+    return result
+
+
+# ----------------------------------------------------------------------------- any task
+
+
+def collect_states(
+    cfg: Any, learner: Any, n_states: int = 256, seed: int = 0, epsilon: float | None = None
+) -> np.ndarray:
+    """Observations [n_states, ...] visited by the learner's ε-greedy policy (eval settings)."""
+    from agent.envs import make_env
+
+    env = make_env(cfg.env, num_envs=min(8, n_states), evaluation=True)
+    eps = float(cfg.agent.eps_eval if epsilon is None else epsilon)
+    generator = torch.Generator(device=learner.device)
+    generator.manual_seed(seed)
+    obs = env.reset(seed=seed)
+    kept: list[np.ndarray] = []
+    rng = np.random.default_rng(seed)
+    total = 0
+    # Keep each step's batch with probability ½ so consecutive, near-identical states thin out.
+    while total < n_states:
+        if rng.random() < 0.5:
+            kept.append(np.array(obs, copy=True))
+            total += obs.shape[0]
+        action = learner.act(torch.as_tensor(obs, device=learner.device), eps, generator)
+        obs = env.step(action.cpu().numpy()).obs
+    env.close()
+    return np.concatenate(kept)[:n_states]
+
+
+def state_reversal_points(learner: Any, observations: np.ndarray) -> dict[str, Any]:
+    """Per-unit τ against its standardised reversal point over a batch of states.
+
+    At each state (greedy action) the units' values are standardised across units; a unit's
+    score is the mean of its standardised value over states. Returns per-unit ``taus``,
+    ``mean_standardized_rp``, their Pearson/Spearman r, the mean per-state SD of the values
+    and the fraction of states where the values are in τ order (no crossing).
+    """
+    import scipy.stats
+
+    readouts = read_units(learner, observations, action=None)
+    values = np.stack([r.values for r in readouts])  # [S, N]
+    taus = readouts[0].taus
+    sd = values.std(axis=1, ddof=1) if values.shape[1] > 1 else np.zeros(len(values))
+    ok = sd > 1e-12
+    z = (values[ok] - values[ok].mean(axis=1, keepdims=True)) / sd[ok, None]
+    mean_z = z.mean(axis=0) if ok.any() else np.full(values.shape[1], np.nan)
+    order = np.argsort(taus, kind="stable")
+    monotone = np.all(np.diff(values[:, order], axis=1) >= -1e-9, axis=1)
+    out: dict[str, Any] = {
+        "agent": learner.name,
+        "n_states": int(values.shape[0]),
+        "n_units": int(values.shape[1]),
+        "representation": readouts[0].representation,
+        "note": readouts[0].note,
+        "taus": taus,
+        "mean_standardized_rp": mean_z,
+        "state_spread_mean": float(sd.mean()),
+        "state_spread_median": float(np.median(sd)),
+        "return_scale": float(np.mean(np.abs(values.mean(axis=1)))),
+        "fraction_states_tau_ordered": float(monotone.mean()),
+    }
+    finite = np.isfinite(mean_z)
+    if finite.sum() >= 3 and np.ptp(taus[finite]) > 0 and np.ptp(mean_z[finite]) > 0:
+        pr = scipy.stats.pearsonr(taus[finite], mean_z[finite])
+        sr = scipy.stats.spearmanr(taus[finite], mean_z[finite])
+        out.update(
+            tau_rp_r=float(pr.statistic),
+            tau_rp_p=float(pr.pvalue),
+            tau_rp_spearman=float(sr.statistic),
+        )
+    else:
+        # A classical population has all τ = ½: no correlation is defined.
+        out.update(tau_rp_r=math.nan, tau_rp_p=math.nan, tau_rp_spearman=math.nan)
+    return out
+
+
+def probe_states(
+    learner: Any,
+    cfg: Any,
+    *,
+    baseline: tuple[Any, Any] | None = None,
+    n_states: int = 256,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Beyond the paper: units as reversal points on any task (control, Atari).
+
+    Meaning. A unit's value θᵢ(x, a) is the outcome at which its TD error for the return
+    from x flips sign, i.e. its reversal point for that state's return distribution. There is
+    no outcome to present on a multi-step task (targets are bootstrapped returns), so the
+    probe reads the values directly over a batch of states visited by the (evaluation)
+    policy. Per state the values are standardised across units (removing the state's mean
+    return and its spread), so units can be averaged over states: a distributional head
+    whose unit i is optimistic everywhere has a mean standardised reversal point that rises
+    with τᵢ, and ``tau_rp_r`` measures that. The spread of values across units per state is
+    compared to a classical population's (``baseline``): for a classical head it is only
+    initialisation and noise.
+
+    Limits. τᵢ here is the head's design asymmetry, not one measured from responses (there is
+    no response table and no noise, so no split halves); quantile and expectile heads are
+    trained to be ordered in τ, so a high r says the head learned a non-degenerate, ordered
+    distribution, not that anything dopamine-like emerged; the standardisation is undefined
+    on states where all units agree (e.g. deterministic returns), which are skipped; the
+    greedy action's units are read; C51 is read through its quantiles.
+    """
+    obs = collect_states(cfg, learner, n_states, seed)
+    result = state_reversal_points(learner, obs)
+    result["source"] = f"states:{learner.name}"
+    result["env_id"] = cfg.env.game if cfg.env.family == "atari" else cfg.env.id
+    if baseline is not None:
+        b_learner, _ = baseline
+        # The same states for both populations, so the spreads are comparable.
+        base = state_reversal_points(b_learner, obs)
+        result["baseline"] = base
+        ratio = (
+            result["state_spread_mean"] / base["state_spread_mean"]
+            if base["state_spread_mean"] > 0
+            else math.inf
+        )
+        result["spread_ratio_vs_baseline"] = ratio
+    return jsonable(result)
