@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agent.replay import Batch
+from agent.replay import Batch, sample_n_step_window
 
 
 class FrameReplayBuffer:
@@ -231,24 +231,10 @@ class FrameReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         """Uniform over stored steps whose n-step window is complete (as ``ReplayBuffer``)."""
-        n, dev = self.n_step, self.device
-        valid_rows = self.size - (n - 1)
-        oldest = (self.pos - self.size) % self.rows
-        g = self.generator
-        offset = torch.randint(0, valid_rows, (batch_size,), device=dev, generator=g)
-        env = torch.randint(0, self.num_envs, (batch_size,), device=dev, generator=g)
-        window = torch.arange(n, device=dev)
-        rows = ((oldest + offset).unsqueeze(1) + window) % self.rows  # [B, n]
-        cols = env.unsqueeze(1).expand(-1, n)
-        done = self.done[rows, cols]  # [B, n]
-        # alive[k]: no episode end strictly before step k of the window
-        alive = torch.ones_like(done, dtype=torch.float32)
-        alive[:, 1:] = torch.cumprod(1.0 - done[:, :-1].float(), dim=1)
-        reward = (self.reward[rows, cols] * alive * self._discounts).sum(dim=1)
-        steps = alive.sum(dim=1).long()  # m: steps used (1..n)
-        last = rows.gather(1, (steps - 1).unsqueeze(1)).squeeze(1)
-        terminated = self.terminated[last, env]
-        discount = (self.gamma ** steps.float()) * (~terminated).float()
+        n = self.n_step
+        w = sample_n_step_window(self, batch_size)
+        offset, env, rows, steps, last = w.offset, w.env, w.rows, w.steps, w.last
+        reward, discount = w.reward, w.discount
         first_step = (self.total - self.size) + offset  # absolute step of the first row
         last_step = first_step + steps - 1
         obs = self._stacks(first_step, env)

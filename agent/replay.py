@@ -10,6 +10,45 @@ import torch
 
 
 @dataclass
+class NStepWindow:
+    """Sampled n-step windows: rows [B, n] of env column ``env`` [B], the steps used ``steps``
+    (1..n, stopping at the first done step), that last row ``last``, the discounted reward sum
+    and the bootstrap discount γ^steps·(1 − terminated)."""
+
+    offset: torch.Tensor  # [B] rows after the oldest stored row
+    env: torch.Tensor
+    rows: torch.Tensor
+    steps: torch.Tensor
+    last: torch.Tensor
+    reward: torch.Tensor
+    discount: torch.Tensor
+
+
+def sample_n_step_window(buffer, batch_size: int, valid_rows: int | None = None) -> NStepWindow:
+    """Draw windows uniformly over rows and envs from a [time, env] buffer (``ReplayBuffer`` or
+    ``FrameReplayBuffer``: both have rows, pos, size, num_envs, n_step, gamma, generator,
+    done, terminated, reward and ``_discounts``)."""
+    n, dev, g = buffer.n_step, buffer.device, buffer.generator
+    if valid_rows is None:
+        valid_rows = buffer.size - (n - 1)
+    oldest = (buffer.pos - buffer.size) % buffer.rows
+    offset = torch.randint(0, valid_rows, (batch_size,), device=dev, generator=g)
+    env = torch.randint(0, buffer.num_envs, (batch_size,), device=dev, generator=g)
+    rows = ((oldest + offset).unsqueeze(1) + torch.arange(n, device=dev)) % buffer.rows
+    cols = env.unsqueeze(1).expand(-1, n)
+    done = buffer.done[rows, cols]  # [B, n]
+    # alive[k]: no episode end strictly before step k of the window
+    alive = torch.ones_like(done, dtype=torch.float32)
+    alive[:, 1:] = torch.cumprod(1.0 - done[:, :-1].float(), dim=1)
+    reward = (buffer.reward[rows, cols] * alive * buffer._discounts).sum(dim=1)
+    steps = alive.sum(dim=1).long()
+    last = rows.gather(1, (steps - 1).unsqueeze(1)).squeeze(1)
+    terminated = buffer.terminated[last, env]
+    discount = (buffer.gamma ** steps.float()) * (~terminated).float()
+    return NStepWindow(offset, env, rows, steps, last, reward, discount)
+
+
+@dataclass
 class Batch:
     obs: torch.Tensor  # [B, *obs_shape]
     action: torch.Tensor  # [B] int64
@@ -85,31 +124,14 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         """Uniform over stored steps whose n-step window is complete (rows written after it)."""
-        n = self.n_step
-        valid_rows = self.size - (n - 1)
-        oldest = (self.pos - self.size) % self.rows
-        g = self.generator
-        offset = torch.randint(0, valid_rows, (batch_size,), device=self.device, generator=g)
-        env = torch.randint(0, self.num_envs, (batch_size,), device=self.device, generator=g)
-        rows = (oldest + offset).unsqueeze(1) + torch.arange(n, device=self.device)
-        rows = rows % self.rows  # [B, n]
-        cols = env.unsqueeze(1).expand(-1, n)
-        done = self.done[rows, cols]  # [B, n]
-        # alive[k]: no episode end strictly before step k of the window
-        alive = torch.ones_like(done, dtype=torch.float32)
-        alive[:, 1:] = torch.cumprod(1.0 - done[:, :-1].float(), dim=1)
-        reward = (self.reward[rows, cols] * alive * self._discounts).sum(dim=1)
-        steps = alive.sum(dim=1).long()  # m: steps used (1..n)
-        last = rows.gather(1, (steps - 1).unsqueeze(1)).squeeze(1)
-        terminated = self.terminated[last, env]
-        discount = (self.gamma ** steps.float()) * (~terminated).float()
-        first = rows[:, 0]
+        w = sample_n_step_window(self, batch_size)
+        first = w.rows[:, 0]
         return Batch(
-            obs=self.obs[first, env],
-            action=self.action[first, env],
-            reward=reward,
-            discount=discount,
-            next_obs=self.next_obs[last, env],
+            obs=self.obs[first, w.env],
+            action=self.action[first, w.env],
+            reward=w.reward,
+            discount=w.discount,
+            next_obs=self.next_obs[w.last, w.env],
         )
 
     # checkpointing (optional: replay can be large)
