@@ -335,7 +335,47 @@ def probe_learner(
         )
     )
     result["decoded"] = jsonable(_decode(readout, task, seed, decode_restarts))
+    if task.cue is not None:  # variable-probability task: classify the units by cue responses
+        result["cue_classes"] = jsonable(cue_response_classes(learner, cfg, seed=seed))
     return result
+
+
+def cue_response_classes(
+    learner: Any, cfg: Any, *, trials: int = 20, response_noise: float = 0.3, seed: int = 0
+) -> dict[str, Any]:
+    """Science §2 on an agent: each unit's response to each cue of the variable-probability
+    task is its TD error at cue onset, γ·θᵢ(cue) − θᵢ(last ITI state), plus Gaussian noise
+    (``response_noise`` × the reward size; the defaults are those of the tabular simulation in
+    ``agent.probes.probability``: "not different" depends on the noise, as with recorded cells).
+    ``classify_cells`` z-scores across cues and applies
+    the two Mann–Whitney tests: optimistic (50% like 90%), pessimistic (50% like 10%), middle."""
+    import gymnasium as gym
+
+    from agent.probes.probability import classify_cells, count_classes
+
+    env = gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped
+    cues = range(len(env.cue_probabilities))
+    obs = np.stack([env.cue_observation(c) for c in cues] + [env.iti_observation()])
+    readouts = read_units(learner, obs)
+    iti = readouts[-1].values
+    gamma = float(cfg.agent.gamma)
+    rng = np.random.default_rng(seed)
+    sd = response_noise * float(env.reward_size)
+    rows = []
+    for c in cues:
+        error = gamma * readouts[c].values - iti  # [N]
+        resp = error[:, None] + sd * rng.standard_normal((error.size, trials))
+        for cell in range(error.size):
+            for t in range(trials):
+                rows.append((cell, float(env.cue_probabilities[c]), resp[cell, t], t))
+    table = pd.DataFrame(rows, columns=["cell", "cue_probability", "response", "trial"])
+    classified = classify_cells(table)
+    return {
+        "counts": count_classes(classified),
+        "settings": {"trials": trials, "response_noise": response_noise},
+        "classes": classified["class"].tolist(),
+        "unit_taus": readouts[0].taus,
+    }
 
 
 def summary_row(result: dict[str, Any]) -> dict[str, float | None]:
