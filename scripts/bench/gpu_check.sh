@@ -5,7 +5,7 @@
 # throughput.log, pong_fast.log and the run dir pong_fast/ (summary.json, tb/ if it finishes).
 #
 # With the device tool (repository root; wheels/ is git-ignored, so it must be carried):
-#   mkdir -p wheels && cp /work/shared/wheels/* wheels/
+#   bash scripts/bench/fetch_gpu_wheels.sh wheels     (shared wheels + safetensors, tqdm, pytest…)
 #   run(command="bash scripts/bench/gpu_check.sh wheels", carry=["wheels"], timeout_s=420)
 # The image has torch, tensorboard, numpy and opencv; the wheels add gymnasium, ale-py,
 # hydra-core, omegaconf and their small dependencies. Modules still missing are listed in
