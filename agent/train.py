@@ -219,7 +219,7 @@ def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[s
                 _diverged(run_dir, env_step, learner, batch, "loss")
         if env_step >= next_eval:
             next_eval = _next_multiple(env_step, t.eval_every_env_steps)
-            result = _evaluate(cfg, learner, eval_env, logger, env_step, run_dir)
+            result = _evaluate(cfg, learner, eval_env, logger, env_step)
             counters["last_eval"] = result
             newly_solved = (
                 threshold is not None
@@ -251,7 +251,7 @@ def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[s
     # --- wrap up -------------------------------------------------------------------------
     env_step = counters["env_steps"]
     if counters["last_eval"] is None or counters["last_eval"]["env_step"] != env_step:
-        counters["last_eval"] = _evaluate(cfg, learner, eval_env, logger, env_step, run_dir)
+        counters["last_eval"] = _evaluate(cfg, learner, eval_env, logger, env_step)
     counters["wall_s"] = time.perf_counter() - start
     _save(run_dir, cfg, env, learner, replay, counters, obs)
     session_s = max(time.perf_counter() - session_start, 1e-9)
@@ -285,7 +285,7 @@ def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
 
-def _evaluate(cfg, learner, eval_env, logger, env_step: int, run_dir: Path) -> dict[str, Any]:
+def _evaluate(cfg, learner, eval_env, logger, env_step: int) -> dict[str, Any]:
     returns = evaluate_policy(
         learner, eval_env, cfg.train.eval_episodes, cfg.agent.eps_eval, seed=cfg.seed + 10_000
     )
@@ -325,7 +325,8 @@ def _diverged(run_dir: Path, env_step: int, learner: Learner, batch, what: str) 
 
 
 def _params_finite(learner: Learner) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in learner.online.parameters())
+    checks = [torch.isfinite(p).all() for p in learner.online.parameters()]
+    return bool(torch.stack(checks).all())  # one host sync, not one per tensor
 
 
 def _save(run_dir, cfg, env, learner, replay, counters, obs) -> None:
@@ -377,21 +378,8 @@ def main_entry(cfg) -> dict[str, Any]:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     summary = run(cfg, run_dir)
-    print(
-        json.dumps(
-            {
-                k: summary[k]
-                for k in (
-                    "algo",
-                    "env_id",
-                    "env_steps",
-                    "eval_return_mean",
-                    "solved_at_env_step",
-                    "wall_s",
-                )
-            }
-        )
-    )
+    shown = ("algo", "env_id", "env_steps", "eval_return_mean", "solved_at_env_step", "wall_s")
+    print(json.dumps({k: summary[k] for k in shown}))
     print(f"run dir: {run_dir}")
     print("tensorboard: tensorboard --logdir", run_dir / "tb")
     if not math.isfinite(summary["eval_return_mean"]):

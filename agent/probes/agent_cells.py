@@ -361,14 +361,19 @@ def cue_response_classes(
     gamma = float(cfg.agent.gamma)
     rng = np.random.default_rng(seed)
     sd = response_noise * float(env.reward_size)
-    rows = []
-    for c in cues:
-        error = gamma * readouts[c].values - iti  # [N]
-        resp = error[:, None] + sd * rng.standard_normal((error.size, trials))
-        for cell in range(error.size):
-            for t in range(trials):
-                rows.append((cell, float(env.cue_probabilities[c]), resp[cell, t], t))
-    table = pd.DataFrame(rows, columns=["cell", "cue_probability", "response", "trial"])
+    errors = np.stack([gamma * readouts[c].values - iti for c in cues])  # [C, N]
+    n_cues, n_units = errors.shape
+    resp = errors[:, :, None] + sd * rng.standard_normal((n_cues, n_units, trials))
+    table = pd.DataFrame(
+        {
+            "cell": np.tile(np.repeat(np.arange(n_units), trials), n_cues),
+            "cue_probability": np.repeat(
+                np.asarray(env.cue_probabilities, float), n_units * trials
+            ),
+            "response": resp.ravel(),
+            "trial": np.tile(np.arange(trials), n_cues * n_units),
+        }
+    )
     classified = classify_cells(table)
     return {
         "counts": count_classes(classified),
