@@ -18,8 +18,8 @@
 * ``"auto"``: ``"cudagraph"`` on CUDA, ``"eager"`` on the CPU.
 
 Outside the graph, in every mode: the update counter and the target-network sync (an in-place
-``copy_`` of the online parameters every ``target_update_every`` updates, which keeps the
-addresses the graph reads).
+``copy_``, or Polyak ``lerp_``, of the online parameters every ``target_update_every`` updates,
+which keeps the addresses the graph reads).
 
 RNG: IQN samples τ from ``learner.generator`` inside the update. The graph registers that
 generator (``CUDAGraph.register_generator_state``), so each replay draws fresh τ from the same

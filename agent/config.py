@@ -38,6 +38,9 @@ class AgentConfig:
     train_every: int = 4  # env steps between update rounds
     gradient_steps: int = 1  # updates per round
     target_update_every: int = 100  # in updates
+    # each sync moves the target this far toward the online net: 1 = copy (DQN), < 1 = Polyak
+    # averaging (with target_update_every=1, the soft updates of SB3's and Tianshou's `tau`)
+    target_tau: float = 1.0
     n_step: int = 3
     gamma: float = 0.99
     eps_start: float = 1.0
@@ -176,6 +179,8 @@ def validate(cfg: Config | DictConfig) -> None:
         v = getattr(a, key)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"agent.{key} must be in [0, 1], got {v}")
+    if not 0.0 < a.target_tau <= 1.0:
+        raise ConfigError(f"agent.target_tau must be in (0, 1], got {a.target_tau}")
     if not 0.0 <= a.gamma <= 1.0:
         raise ConfigError(f"agent.gamma must be in [0, 1], got {a.gamma}")
     for key in ("lr", "adam_eps", "huber_kappa"):

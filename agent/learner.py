@@ -173,12 +173,17 @@ class Learner:
         self.optimizer.step()
 
     def finish_update(self) -> None:
-        """Count the update; sync the target network every ``target_update_every`` updates."""
+        """Count the update; every ``target_update_every`` updates move the target network to
+        the online one (``target_tau`` = 1) or a step ``target_tau`` toward it (Polyak)."""
         self.updates += 1
         if self.updates % self.cfg.target_update_every == 0:
+            tau = self.cfg.target_tau
             with torch.no_grad():  # in place: a captured CUDA graph keeps reading these tensors
-                for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
-                    t.copy_(o)
+                target, online = list(self.target.parameters()), self.params
+                if tau >= 1.0:
+                    torch._foreach_copy_(target, online)
+                else:
+                    torch._foreach_lerp_(target, online, tau)
                 for t, o in zip(self.target.buffers(), self.online.buffers(), strict=True):
                     t.copy_(o)
 

@@ -33,6 +33,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
         (["train.total_env_steps=-5"], ["train.total_env_steps", "-5"]),
         (["train.eval_episodes=0"], ["train.eval_episodes"]),
         (["agent.eps_end=1.5"], ["agent.eps_end", "[0, 1]"]),
+        (["agent.target_tau=0"], ["agent.target_tau", "(0, 1]"]),
         (["env.id=Pendulum-v1"], ["Box action space", "Discrete"]),
     ],
 )
