@@ -34,7 +34,11 @@ class Learner:
         self.online = build_network(agent_cfg, obs_shape, obs_dtype, num_actions).to(device)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
+        # cached: the target sync runs every update with Polyak averaging, and walking the
+        # module tree each time costs more than the averaging itself
         self.params = list(self.online.parameters())
+        self._target_params = list(self.target.parameters())
+        self._buffer_pairs = list(zip(self.target.buffers(), self.online.buffers(), strict=True))
         # fused Adam on the CPU: one kernel instead of a dozen per tensor (3× faster on the small
         # control-task MLPs); CUDA keeps the foreach default that the CUDA-graph path captures
         self.optimizer = torch.optim.Adam(
@@ -179,12 +183,11 @@ class Learner:
         if self.updates % self.cfg.target_update_every == 0:
             tau = self.cfg.target_tau
             with torch.no_grad():  # in place: a captured CUDA graph keeps reading these tensors
-                target, online = list(self.target.parameters()), self.params
                 if tau >= 1.0:
-                    torch._foreach_copy_(target, online)
+                    torch._foreach_copy_(self._target_params, self.params)
                 else:
-                    torch._foreach_lerp_(target, online, tau)
-                for t, o in zip(self.target.buffers(), self.online.buffers(), strict=True):
+                    torch._foreach_lerp_(self._target_params, self.params, tau)
+                for t, o in self._buffer_pairs:
                     t.copy_(o)
 
     # -- checkpointing -------------------------------------------------------------------

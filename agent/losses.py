@@ -11,9 +11,13 @@ import torch.nn.functional as F
 
 
 def huber(u: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
-    """Huber function: ½u² if |u| ≤ κ, else κ(|u| − ½κ)."""
+    """Huber function: ½u² if |u| ≤ κ, else κ(|u| − ½κ).
+
+    Written as c·(|u| − ½c) with c = min(|u|, κ): the same values and gradient in three
+    elementwise ops, which matters for the [B, N, N] pairwise losses below."""
     abs_u = u.abs()
-    return torch.where(abs_u <= kappa, 0.5 * u.pow(2), kappa * (abs_u - 0.5 * kappa))
+    clipped = abs_u.clamp(max=kappa)
+    return clipped * (abs_u - 0.5 * clipped)
 
 
 def huber_td_loss(q: torch.Tensor, target: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
@@ -28,8 +32,10 @@ def _pairwise(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return target.detach().unsqueeze(1) - pred.unsqueeze(2)
 
 
-def _as_batch_taus(taus: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    return (taus if taus.dim() == 2 else taus.expand(pred.shape[0], -1)).unsqueeze(2)
+def _asymmetric_weight(u: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
+    """|τ_i − 1{u_ij < 0}| for u [B, N, M] and τ [N] or [B, N]: τ above, 1 − τ below."""
+    tau = taus.unsqueeze(-1)  # [N, 1] or [B, N, 1]
+    return torch.where(u.detach() < 0, 1 - tau, tau)
 
 
 def quantile_huber_loss(
@@ -42,8 +48,7 @@ def quantile_huber_loss(
 
     Minimised by θ_i = the τ_i-quantile of the target distribution."""
     u = _pairwise(pred, target)
-    weight = (_as_batch_taus(taus, pred) - (u.detach() < 0).float()).abs()
-    return (weight * huber(u, kappa) / kappa).mean(dim=2).sum(dim=1).mean()
+    return (_asymmetric_weight(u, taus) * huber(u, kappa)).mean(dim=2).sum(dim=1).mean() / kappa
 
 
 def expectile_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
@@ -53,8 +58,7 @@ def expectile_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor)
 
     Minimised by ε_i = the τ_i-expectile of the target samples (τ = ½: the mean)."""
     u = _pairwise(pred, target)
-    weight = (_as_batch_taus(taus, pred) - (u.detach() < 0).float()).abs()
-    return (weight * u.pow(2)).mean(dim=2).sum(dim=1).mean()
+    return (_asymmetric_weight(u, taus) * u.square()).mean(dim=2).sum(dim=1).mean()
 
 
 def mean_squared_td_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,14 @@ def sample_n_step_window(buffer, batch_size: int, valid_rows: int | None = None)
     oldest = (buffer.pos - buffer.size) % buffer.rows
     offset = torch.randint(0, valid_rows, (batch_size,), device=dev, generator=g)
     env = torch.randint(0, buffer.num_envs, (batch_size,), device=dev, generator=g)
+    if n == 1:  # one-step targets: no window to scan (a third of the ops, on every update)
+        last = (oldest + offset) % buffer.rows
+        terminated = buffer.terminated[last, env]
+        discount = buffer.gamma * (~terminated).float()
+        steps = torch.ones_like(last)
+        return NStepWindow(
+            offset, env, last.unsqueeze(1), steps, last, buffer.reward[last, env], discount
+        )
     rows = ((oldest + offset).unsqueeze(1) + torch.arange(n, device=dev)) % buffer.rows
     cols = env.unsqueeze(1).expand(-1, n)
     done = buffer.done[rows, cols]  # [B, n]

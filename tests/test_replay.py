@@ -1,6 +1,7 @@
 """Replay: n-step returns, episode boundaries, truncation bootstrap, checkpoint round trip."""
 
 import numpy as np
+import pytest
 import torch
 
 from agent.replay import ReplayBuffer
@@ -31,8 +32,9 @@ def expected(t: int, e: int, n: int, ends: dict, truncs: dict) -> tuple[float, f
     return reward, discount, 100 * (t + n - 1) + e + 1000.0
 
 
-def test_n_step_samples_match_brute_force():
-    n, num_envs = 3, 2
+@pytest.mark.parametrize("n", [1, 3])  # n = 1 takes the replay's one-step fast path
+def test_n_step_samples_match_brute_force(n):
+    num_envs = 2
     ends, truncs = {0: {4, 9}, 1: {6}}, {1: {2}}
     buffer = ReplayBuffer(64, num_envs, (1,), torch.float32, n_step=n, gamma=GAMMA, seed=0)
     fill(buffer, 14, num_envs, ends, truncs)
