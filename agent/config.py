@@ -23,9 +23,10 @@ ENV_FAMILIES = ("control", "atari", "lab")
 class AgentConfig:
     """Agent: network, head, loss and the DQN-style hyperparameters shared by every head.
 
-    Defaults are tuned for wall-clock on classic control (CartPole solves in seconds):
-    3-step returns, a high learning rate, frequent target updates and a short ε decay. Atari
-    presets (conf/experiment/atari_*.yaml) set the published values."""
+    Defaults suit small classic-control tasks: 3-step returns, a high learning rate, frequent
+    target updates and a short ε decay. Env configs refine them where tuned (conf/env/
+    cartpole.yaml: the settings of the SB3 benchmark in docs/benchmarks.md); Atari presets
+    (conf/experiment/atari_*.yaml) set the published values."""
 
     name: str = MISSING  # one of AGENTS
     num_units: int = 51  # quantiles / expectiles / atoms / classical units (dqn: 1)

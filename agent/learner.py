@@ -23,13 +23,13 @@ class Learner:
         obs_shape: tuple[int, ...],
         obs_dtype: Any,
         num_actions: int,
-        device: torch.device,
+        device: torch.device | str,
         seed: int = 0,
     ) -> None:
         self.cfg = agent_cfg
         self.name = agent_cfg.name
         self.num_actions = num_actions
-        self.device = device
+        self.device = device = torch.device(device)
         torch.manual_seed(seed)  # network initialisation
         self.online = build_network(agent_cfg, obs_shape, obs_dtype, num_actions).to(device)
         self.target = copy.deepcopy(self.online)
