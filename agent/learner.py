@@ -42,7 +42,7 @@ class Learner:
         # fused Adam on the CPU: one kernel instead of a dozen per tensor (3× faster on the small
         # control-task MLPs); CUDA keeps the foreach default that the CUDA-graph path captures
         self.optimizer = torch.optim.Adam(
-            self.online.parameters(),
+            self.params,
             lr=agent_cfg.lr,
             eps=agent_cfg.adam_eps,
             fused=device.type == "cpu" or None,

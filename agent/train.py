@@ -325,7 +325,7 @@ def _diverged(run_dir: Path, env_step: int, learner: Learner, batch, what: str) 
 
 
 def _params_finite(learner: Learner) -> bool:
-    checks = [torch.isfinite(p).all() for p in learner.online.parameters()]
+    checks = [torch.isfinite(p).all() for p in learner.params]
     return bool(torch.stack(checks).all())  # one host sync, not one per tensor
 
 
