@@ -25,7 +25,8 @@ class AgentConfig:
 
     Defaults suit small classic-control tasks: 3-step returns, a high learning rate, frequent
     target updates and a short ε decay. Env configs refine them where tuned (conf/env/
-    cartpole.yaml: the settings of the SB3 benchmark in docs/benchmarks.md); Atari presets
+    cartpole.yaml: the settings of the SB3 benchmark in docs/benchmarks.md), and
+    conf/tuned/<agent>_<env>.yaml refines those for one agent; Atari presets
     (conf/experiment/atari_*.yaml) set the published values."""
 
     name: str = MISSING  # one of AGENTS

@@ -7,7 +7,7 @@ from helpers import ROOT, make_cfg
 def test_tuned_file_refines_its_agent_env_pair_only():
     tuned = make_cfg("agent=erdqn", "env=cartpole")
     assert tuned.agent.num_units == 11  # conf/tuned/erdqn_cartpole.yaml
-    assert tuned.agent.target_tau == 0.1
+    assert tuned.agent.lr == 4.0e-3
     assert tuned.agent.hidden == [256, 256]  # still the env's settings underneath
     assert make_cfg("agent=erdqn", "env=acrobot").agent.num_units == 25  # no tuned file
     assert make_cfg("agent=qrdqn", "env=cartpole").agent.target_tau == 0.2
