@@ -6,6 +6,7 @@ These are learning runs (tens of seconds each), marked slow; `make test` runs th
 import pytest
 from helpers import make_cfg
 
+from agent.config import AGENTS
 from agent.train import run
 
 # The budget is the CartPole default (50k env steps) and the threshold gymnasium's own; the
@@ -14,7 +15,6 @@ from agent.train import run
 # amplifies the difference, so a seed that solves on one VM can miss on another (DQN's did,
 # docs/benchmarks.md). Each agent therefore gets a second seed if the first misses; a broken
 # algorithm misses both.
-AGENTS = ["dqn", "classical", "c51", "qrdqn", "iqn", "erdqn"]
 SEEDS = (1, 2)
 
 
