@@ -40,10 +40,10 @@ from typing import Any
 
 import torch
 
+from agent.config import UPDATE_MODES
 from agent.errors import ConfigError
 from agent.replay import Batch
 
-UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")
 _FIELDS = ("obs", "action", "reward", "discount", "next_obs")
 
 UpdateFn = Callable[[Batch], dict[str, torch.Tensor]]
@@ -163,7 +163,7 @@ class GraphedUpdate:
         }
         generator_state = learner.generator.get_state()
 
-        side = torch.cuda.Stream()
+        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(self.warmup_steps):

@@ -1,7 +1,8 @@
-"""Structured configs (dataclasses) registered in Hydra's ConfigStore.
+"""Structured configs (dataclasses), registered in Hydra's ConfigStore by ``agent.algos``.
 
 A typo in a key or a wrong type fails at start-up (OmegaConf struct mode); ``validate`` then
-checks values (positive step counts, probabilities in [0, 1], known agent and env names).
+checks values (positive step counts, probabilities in [0, 1], env families, devices). Each
+algorithm's own keys live with it (``agent/algos/<name>.py``).
 """
 
 from __future__ import annotations
@@ -10,27 +11,30 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from agent.errors import ConfigError
 
-AGENTS = ("dqn", "classical", "c51", "qrdqn", "iqn", "erdqn")
 ENV_FAMILIES = ("control", "atari", "lab")
+TORSOS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
+UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")  # agent/compiled.py
 
 
 @dataclass
 class AgentConfig:
-    """Agent: network, head, loss and the DQN-style hyperparameters shared by every head.
+    """What every agent shares: network, optimiser and the DQN-style schedule.
 
-    Defaults suit small classic-control tasks: 3-step returns, a high learning rate, frequent
-    target updates and a short ε decay. Env configs refine them where tuned (conf/env/
-    cartpole.yaml: the settings of the SB3 benchmark in docs/benchmarks.md), and
-    conf/tuned/<agent>_<env>.yaml refines those for one agent; Atari presets
-    (conf/experiment/atari_*.yaml) set the published values."""
+    Each algorithm extends it with its own keys in ``agent/algos/<name>.py`` (a Hydra group per
+    agent, so ``agent=dqn agent.iqn_num_taus=8`` fails at start-up). Defaults suit small
+    classic-control tasks: 3-step returns, a high learning rate, frequent target updates and a
+    short ε decay. Env configs refine them where tuned (conf/env/cartpole.yaml: the settings of
+    the SB3 benchmark in docs/benchmarks.md), and conf/tuned/<agent>_<env>.yaml refines those
+    for one agent; Atari presets (conf/experiment/atari_*.yaml) set the published values."""
 
-    name: str = MISSING  # one of AGENTS
+    name: str = MISSING  # the algorithm (agent/algos/<name>.py)
     num_units: int = 51  # quantiles / expectiles / atoms / classical units (dqn: 1)
+    # auto: nature_cnn for 84×84-ish image stacks, minatar_cnn for small images, else mlp
+    torso: str = "auto"
     hidden: list[int] = field(default_factory=lambda: [128, 128])  # MLP torso (control tasks)
     lr: float = 2.5e-3
     adam_eps: float = 3.125e-4
@@ -51,17 +55,6 @@ class AgentConfig:
     eps_eval: float = 0.0
     max_grad_norm: float | None = 10.0
     double_dqn: bool = False
-    huber_kappa: float = 1.0  # dqn Huber TD and quantile Huber (QR-DQN, IQN)
-    v_min: float = 0.0  # C51 support
-    v_max: float = 100.0
-    # IQN (Dabney et al. 2018b)
-    iqn_embedding_dim: int = 64
-    iqn_num_taus: int = 64  # N (online) and N' (target) samples for the loss
-    iqn_num_taus_act: int = 32  # K samples to act
-    # ER-DQN (Rowland et al. 2019)
-    imputation: str = "root"  # "root": solve for samples; "none": naive, targets = expectiles
-    # optional Levenberg–Marquardt refinement steps after the closed-form imputation
-    imputation_iterations: int = 0
     update_mode: str = "auto"  # auto | eager | compile | cudagraph (agent/compiled.py)
 
 
@@ -85,6 +78,9 @@ class EnvConfig:
     max_episode_frames: int = 108_000
     clip_rewards: bool = True
     num_threads: int = 0  # 0: ALE picks
+    # range of returns, for heads with a fixed support (C51's agent.v_min / agent.v_max default)
+    value_min: float = 0.0
+    value_max: float = 100.0
 
 
 @dataclass
@@ -129,24 +125,17 @@ class Config:
     resume: str | None = None  # run dir or checkpoint folder to continue from
 
 
-def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
-    cs.store(group="agent", name="base_agent", node=AgentConfig)
-    cs.store(group="env", name="base_env", node=EnvConfig)
-
-
-def _suggest(value: str, options: list[str] | tuple[str, ...]) -> str:
+def suggest(value: str, options: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(value, list(options), n=3)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def validate(cfg: Config | DictConfig) -> None:
-    """Check values a schema cannot: ranges, names, env ids. Raises ConfigError (one line)."""
+    """Check the values every run shares that a schema cannot: ranges, env families, devices.
+
+    Raises ConfigError (one line). The agent's own keys are checked by its algorithm
+    (``agent.algos.validate`` runs both)."""
     a, e, t = cfg.agent, cfg.env, cfg.train
-    if a.name not in AGENTS:
-        hint = _suggest(a.name, AGENTS)
-        raise ConfigError(f"unknown agent '{a.name}'{hint}; expected one of {', '.join(AGENTS)}")
     if e.family not in ENV_FAMILIES:
         raise ConfigError(f"unknown env.family '{e.family}'; expected one of {ENV_FAMILIES}")
     positive = {
@@ -166,9 +155,6 @@ def validate(cfg: Config | DictConfig) -> None:
         "agent.target_update_every": a.target_update_every,
         "agent.n_step": a.n_step,
         "agent.eps_decay_env_steps": a.eps_decay_env_steps,
-        "agent.iqn_num_taus": a.iqn_num_taus,
-        "agent.iqn_num_taus_act": a.iqn_num_taus_act,
-        "agent.iqn_embedding_dim": a.iqn_embedding_dim,
         "probe.trials": cfg.probe.trials,
         "probe.splits": cfg.probe.splits,
     }
@@ -185,22 +171,16 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"agent.target_tau must be in (0, 1], got {a.target_tau}")
     if not 0.0 <= a.gamma <= 1.0:
         raise ConfigError(f"agent.gamma must be in [0, 1], got {a.gamma}")
-    for key in ("lr", "adam_eps", "huber_kappa"):
+    for key in ("lr", "adam_eps"):
         if getattr(a, key) <= 0:
             raise ConfigError(f"agent.{key} must be positive, got {getattr(a, key)}")
     if a.max_grad_norm is not None and a.max_grad_norm <= 0:
         raise ConfigError(f"agent.max_grad_norm must be positive or null, got {a.max_grad_norm}")
-    if a.name == "c51" and not a.v_min < a.v_max:
-        raise ConfigError(f"agent.v_min ({a.v_min}) must be below agent.v_max ({a.v_max})")
-    if a.name == "c51" and a.num_units < 2:
-        raise ConfigError(f"agent.num_units must be >= 2 for c51, got {a.num_units}")
-    from agent.compiled import UPDATE_MODES
-
+    if a.torso not in TORSOS:
+        raise ConfigError(f"agent.torso must be one of {', '.join(TORSOS)}, got '{a.torso}'")
     if a.update_mode not in UPDATE_MODES:
         modes = ", ".join(UPDATE_MODES)
         raise ConfigError(f"agent.update_mode must be one of {modes}, got '{a.update_mode}'")
-    if a.imputation not in ("root", "none"):
-        raise ConfigError(f"agent.imputation must be 'root' or 'none', got '{a.imputation}'")
     if a.batch_size > a.replay_size:
         raise ConfigError(
             f"agent.batch_size ({a.batch_size}) exceeds agent.replay_size ({a.replay_size})"
@@ -218,15 +198,3 @@ def to_container(cfg: Config | DictConfig) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
-
-
-def from_container(data: dict[str, Any]) -> DictConfig:
-    """Rebuild a typed config (schema-checked) from a saved plain dict."""
-    schema = OmegaConf.structured(Config)
-    try:
-        merged = OmegaConf.merge(schema, data)
-    except Exception as err:  # omegaconf raises several error types
-        raise ConfigError(
-            f"saved config does not match the schema: {err}".splitlines()[0]
-        ) from None
-    return merged  # type: ignore[return-value]

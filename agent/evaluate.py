@@ -10,12 +10,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from agent.algos import from_container
 from agent.checkpoint import load_checkpoint
-from agent.config import from_container
-from agent.envs import make_env
+from agent.device import resolve_device
+from agent.envs import VecEnv, make_env
 from agent.errors import CheckpointError, ConfigError
 from agent.learner import Learner
-from agent.train import evaluate_policy, resolve_device
+
+
+def evaluate_policy(
+    learner: Learner, env: VecEnv, episodes: int, epsilon: float, seed: int
+) -> list[float]:
+    """Returns of the first ``episodes`` episodes finished by a batch of eval envs.
+
+    Acting uses a generator of its own, seeded with ``seed``, so evaluating never shifts the
+    training random stream."""
+    obs = env.reset(seed=seed)
+    generator = torch.Generator(device=learner.device)
+    generator.manual_seed(seed)
+    returns: list[float] = []
+    while len(returns) < episodes:
+        x = torch.as_tensor(obs, device=learner.device)
+        actions = learner.act(x, epsilon, generator).cpu().numpy()
+        step = env.step(actions)
+        returns.extend(step.episode_returns)
+        obs = step.obs
+    return returns[:episodes]
 
 
 def load_agent(
@@ -25,8 +45,7 @@ def load_agent(
     tensors, state, folder = load_checkpoint(checkpoint, device=device, stems=("model",))
     cfg = from_container(state["config"])
     env = make_env(cfg.env, num_envs=1, evaluation=True)
-    obs_dtype = torch.uint8 if env.observation_dtype == np.uint8 else torch.float32
-    learner = Learner(cfg.agent, env.observation_shape, obs_dtype, env.num_actions, device)
+    learner = Learner(cfg.agent, env.observation_shape, env.num_actions, device)
     env.close()
     try:
         learner.online.load_state_dict(tensors["model"])
@@ -89,7 +108,7 @@ def evaluate(
     return result
 
 
-def record_video(learner: Learner, cfg, path: Path, epsilon: float, seed: int) -> Path:
+def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: int) -> Path:
     """One episode rendered to an mp4 (needs the `video` extra: moviepy)."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame rendering
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")

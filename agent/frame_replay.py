@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agent.replay import Batch, sample_n_step_window
+from agent.replay import Batch, check_ring, sample_n_step_window
 
 
 class FrameReplayBuffer:
@@ -104,7 +104,7 @@ class FrameReplayBuffer:
         self._prev_done: np.ndarray | None = None  # [E] bool; None: compare every row
         self.generator = torch.Generator(device=dev)
         self.generator.manual_seed(seed)
-        self._discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=dev)
+        self.discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=dev)
         self._ages = torch.arange(stack - 1, -1, -1, device=dev)  # frame j is S-1-j steps old
 
     def __len__(self) -> int:
@@ -112,6 +112,9 @@ class FrameReplayBuffer:
 
     def can_sample(self) -> bool:
         return self.size >= self.n_step
+
+    def check_valid(self) -> None:
+        check_ring(self)
 
     # -- writing -------------------------------------------------------------------------
     def add(

@@ -89,17 +89,21 @@ ATARI_57: tuple[str, ...] = tuple(sorted(REFERENCE_SCORES))
 METRICS: tuple[str, ...] = ("median", "mean", "iqm")
 
 
-def game_key(name: str) -> str | None:
-    """The table key for a game or Atari env id, or None if it is not one of the 57.
-
-    Accepts ``space_invaders``, ``SpaceInvaders``, ``ALE/SpaceInvaders`` and gymnasium ids
-    such as ``ALE/SpaceInvaders-v5`` or ``SpaceInvadersNoFrameskip-v4``.
-    """
+def squash_game_name(name: str) -> str:
+    """A game's name reduced to lower case without underscores, from any of its spellings:
+    ``space_invaders``, ``SpaceInvaders``, ``ALE/SpaceInvaders``, ``ALE/SpaceInvaders-v5``,
+    ``SpaceInvadersNoFrameskip-v4`` all give ``spaceinvaders``. ALE ROM ids stay unique this
+    way, so every spelling maps back to one ROM (the one place game names are normalised)."""
     base = name.strip()
     base = base.removeprefix("ALE/")
     base = re.sub(r"-v\d+$", "", base)
     base = base.removesuffix("NoFrameskip").removesuffix("Deterministic")
-    squashed = base.lower().replace("_", "")
+    return base.lower().replace("_", "")
+
+
+def game_key(name: str) -> str | None:
+    """The table key for a game or Atari env id, or None if it is not one of the 57."""
+    squashed = squash_game_name(name)
     for key in REFERENCE_SCORES:
         if key.replace("_", "") == squashed:
             return key

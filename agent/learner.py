@@ -1,7 +1,7 @@
-"""Online and target networks, optimiser, acting and the update step for every agent.
+"""Online and target networks, optimiser, acting and the update step: what every agent shares.
 
-One class for all six agents: they differ only in how unit values become Q-values, how the
-target is formed, and which loss compares them (``agent.losses``)."""
+How unit values become Q-values, the target and the loss are the algorithm's
+(``agent/algos/<name>.py``)."""
 
 from __future__ import annotations
 
@@ -9,35 +9,39 @@ import copy
 from typing import Any
 
 import torch
-from torch import nn
 
-from agent import losses
-from agent.networks import build_network
+from agent import algos
+from agent.networks import QNetwork, build_network
 from agent.replay import Batch
 
 
 class Learner:
+    """What every agent shares: online and target networks, Adam, ε-greedy acting, the target
+    sync and the checkpoint state. The algorithm (``self.algo``) supplies the head, the Q
+    read-out and the per-sample loss."""
+
     def __init__(
         self,
-        agent_cfg,
+        agent_cfg: Any,
         obs_shape: tuple[int, ...],
-        obs_dtype: Any,
         num_actions: int,
         device: torch.device | str,
         seed: int = 0,
     ) -> None:
         self.cfg = agent_cfg
-        self.name = agent_cfg.name
-        self.num_actions = num_actions
         self.device = device = torch.device(device)
+        self.algo = algos.make(agent_cfg, device)
+        self.name = self.algo.name
+        self.num_actions = num_actions
         torch.manual_seed(seed)  # network initialisation
-        self.online = build_network(agent_cfg, obs_shape, obs_dtype, num_actions).to(device)
+        self.online = build_network(agent_cfg, obs_shape, num_actions, self.algo.build_head)
+        self.online.to(device)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
         # cached: the target sync runs every update with Polyak averaging, and walking the
         # module tree each time costs more than the averaging itself
-        self.params = list(self.online.parameters())
-        self._target_params = list(self.target.parameters())
+        self.params: list[torch.Tensor] = list(self.online.parameters())
+        self._target_params: list[torch.Tensor] = list(self.target.parameters())
         self._buffer_pairs = list(zip(self.target.buffers(), self.online.buffers(), strict=True))
         # fused Adam on the CPU: one kernel instead of a dozen per tensor (3× faster on the small
         # control-task MLPs); CUDA keeps the foreach default that the CUDA-graph path captures
@@ -50,12 +54,6 @@ class Learner:
         self.generator = torch.Generator(device=device)  # ε-greedy and IQN τ samples
         self.generator.manual_seed(seed + 1)
         self.updates = 0
-        if self.name == "c51":
-            self.support = torch.linspace(
-                agent_cfg.v_min, agent_cfg.v_max, agent_cfg.num_units, device=device
-            )
-        if self.name == "erdqn":  # the mean as a fixed linear read-out of the expectiles
-            self.mean_readout = expectile_mean_readout(self.taus)
 
     # -- reading unit values -------------------------------------------------------------
     @property
@@ -63,26 +61,10 @@ class Learner:
         return self.online.head.taus
 
     def q_values(
-        self, net: nn.Module, obs: torch.Tensor, generator: torch.Generator | None = None
+        self, net: QNetwork, obs: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Q(x, ·) [B, A]: the mean of each action's return distribution."""
-        if self.name == "iqn":
-            g = generator or self.generator
-            taus = torch.rand(
-                obs.shape[0], self.cfg.iqn_num_taus_act, device=self.device, generator=g
-            )
-            return net(obs, taus).mean(dim=2)
-        return self._q_from_values(net(obs))
-
-    def _q_from_values(self, values: torch.Tensor) -> torch.Tensor:
-        """Q-values [B, A] from unit values [B, A, N] of a fixed-τ head."""
-        if self.name == "dqn":
-            return values[..., 0]
-        if self.name == "c51":
-            return (torch.softmax(values, dim=-1) * self.support).sum(dim=-1)
-        if self.name == "erdqn":
-            return values @ self.mean_readout
-        return values.mean(dim=-1)  # classical population, quantiles
+        return self.algo.q_values(net, obs, generator or self.generator)
 
     @torch.no_grad()
     def act(
@@ -103,61 +85,9 @@ class Learner:
 
     # -- learning ------------------------------------------------------------------------
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = self.cfg
-        b = torch.arange(batch.obs.shape[0], device=self.device)
-        r, d = batch.reward, batch.discount
-
-        if self.name == "iqn":
-            n = cfg.iqn_num_taus
-            taus = torch.rand(len(b), n, device=self.device, generator=self.generator)
-            pred = self.online(batch.obs, taus)[b, batch.action]  # [B, N]
-            with torch.no_grad():
-                taus_next = torch.rand(len(b), n, device=self.device, generator=self.generator)
-                z_all = self.target(batch.next_obs, taus_next)  # [B, A, N']
-                if cfg.double_dqn:
-                    next_action = self.q_values(self.online, batch.next_obs).argmax(dim=1)
-                else:  # greedy action from the same N' target samples: one pass fewer
-                    next_action = z_all.mean(dim=2).argmax(dim=1)
-                target = r.unsqueeze(1) + d.unsqueeze(1) * z_all[b, next_action]
-            loss = losses.quantile_huber_loss(pred, target, taus, cfg.huber_kappa)
-            return loss, {"loss/quantile_huber": loss.detach()}
-
-        values = self.online(batch.obs)[b, batch.action]  # [B, N]
-        with torch.no_grad():
-            z_all = self.target(batch.next_obs)  # [B, A, N]
-            if cfg.double_dqn:  # van Hasselt et al. 2016: online net picks, target evaluates
-                next_action = self.q_values(self.online, batch.next_obs).argmax(dim=1)
-            else:
-                next_action = self._q_from_values(z_all).argmax(dim=1)
-            z = z_all[b, next_action]  # [B, N]
-
-        if self.name == "c51":
-            with torch.no_grad():
-                target_probs = losses.categorical_projection(
-                    torch.softmax(z, dim=-1), r, d, self.support
-                )
-            loss = losses.categorical_cross_entropy(values, target_probs)
-            return loss, {"loss/cross_entropy": loss.detach()}
-
-        if self.name == "dqn":
-            target = r + d * z[:, 0]
-            loss = losses.huber_td_loss(values[:, 0], target, cfg.huber_kappa)
-            return loss, {"loss/huber_td": loss.detach()}
-
-        with torch.no_grad():
-            if self.name == "erdqn" and cfg.imputation == "root":
-                from agent.imputation import impute_samples
-
-                z = impute_samples(z, self.taus, iterations=cfg.imputation_iterations)
-            target = r.unsqueeze(1) + d.unsqueeze(1) * z
-        if self.name == "classical":
-            loss = losses.mean_squared_td_loss(values, target)
-            return loss, {"loss/mean_squared_td": loss.detach()}
-        if self.name == "qrdqn":
-            loss = losses.quantile_huber_loss(values, target, self.taus, cfg.huber_kappa)
-            return loss, {"loss/quantile_huber": loss.detach()}
-        loss = losses.expectile_loss(values, target, self.taus)
-        return loss, {"loss/expectile": loss.detach()}
+        """The batch mean of the algorithm's per-sample loss, and its metric."""
+        loss = self.algo.loss(self.online, self.target, batch, self.generator).mean()
+        return loss, {f"loss/{self.algo.loss_name}": loss.detach()}
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step; returns detached metric tensors (no host sync)."""
@@ -171,7 +101,7 @@ class Learner:
         # counted on the device, read at log time: the NaN guard costs no host sync per update
         metrics["loss/nonfinite"] = (~torch.isfinite(loss.detach())).float()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         if self.cfg.max_grad_norm is not None:
             metrics["loss/grad_norm"] = clip_grad_norm(self.params, self.cfg.max_grad_norm)
         self.optimizer.step()
@@ -210,19 +140,6 @@ class Learner:
         load_optimizer_state(self.optimizer, tensors["optimizer"], meta["optimizer"])
         self.generator.set_state(tensors["rng"]["learner_generator"].cpu())
         self.updates = int(meta["updates"])
-
-
-def expectile_mean_readout(taus: torch.Tensor) -> torch.Tensor:
-    """Weights w [N] with mean ≈ values @ w: the mean is the ½-expectile, read by linear
-    interpolation between the two units whose τ straddle ½ (exact when a unit sits at ½, as
-    with an odd number of midpoint τ's)."""
-    weights = torch.zeros_like(taus)
-    if len(taus) == 1:
-        return weights + 1.0
-    hi = int(torch.searchsorted(taus, 0.5).clamp(1, len(taus) - 1))
-    frac = float(((0.5 - taus[hi - 1]) / (taus[hi] - taus[hi - 1])).clamp(0.0, 1.0))
-    weights[hi - 1], weights[hi] = 1.0 - frac, frac
-    return weights
 
 
 def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:

@@ -1,18 +1,39 @@
 """Networks as a torso plus a swappable head.
 
 Every head maps torso features to unit values ``[B, A, N]`` and exposes the τ of each unit, so
-the probes can read any head's units as "dopamine cells" (science.md §4).
+the probes can read any head's units as "dopamine cells" (docs/science.md §4). Which head an
+agent uses is its algorithm's choice (``agent/algos/``); the torso is ``agent.torso``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from agent.errors import ConfigError
 
-class MLPTorso(nn.Module):
+
+class Torso(nn.Module):
+    """Observations [B, *obs_shape] → features [B, out_features]."""
+
+    out_features: int
+
+
+class Head(nn.Module):
+    """Torso features [B, F] (and optionally τ) → unit values [B, A, N]; ``taus`` [N] are the
+    units' fixed τ (IQN: the grid used when no τ is given)."""
+
+    taus: torch.Tensor
+
+    def forward(self, features: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class MLPTorso(Torso):
     """Fully connected torso for vector observations (classic control, lab tasks)."""
 
     def __init__(self, obs_shape: tuple[int, ...], hidden: list[int]) -> None:
@@ -29,7 +50,7 @@ class MLPTorso(nn.Module):
         return self.net(obs.float())
 
 
-class NatureCNNTorso(nn.Module):
+class NatureCNNTorso(Torso):
     """Mnih et al. 2015 torso: uint8 frames [B, C, 84, 84] scaled to [0, 1] on the device."""
 
     def __init__(self, obs_shape: tuple[int, ...]) -> None:
@@ -54,7 +75,27 @@ class NatureCNNTorso(nn.Module):
         return self.fc(self.net(x.contiguous(memory_format=torch.channels_last)))
 
 
-class UnitsHead(nn.Module):
+class MinAtarTorso(Torso):
+    """Young & Tian 2019 (MinAtar) torso: one 3×3 convolution with 16 channels and a 128-unit
+    layer, for small image observations [C, H, W] (float or uint8 0/1 planes)."""
+
+    def __init__(self, obs_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        channels, height, width = obs_shape
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(16 * (height - 2) * (width - 2), 128),
+            nn.ReLU(),
+        )
+        self.out_features = 128
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float())
+
+
+class UnitsHead(Head):
     """Linear head with N units per action at fixed τ (scalar DQN: N = 1 at τ = 0.5).
 
     Used for scalar DQN, the classical population (all τ = 0.5), QR-DQN (τ̂ᵢ = (2i−1)/2N),
@@ -72,7 +113,7 @@ class UnitsHead(nn.Module):
         return self.linear(features).view(-1, self.num_actions, self.num_units)
 
 
-class ImplicitHead(nn.Module):
+class ImplicitHead(Head):
     """IQN head (Dabney et al. 2018, "Implicit Quantile Networks"): the quantile function at
     sampled τ. φ(τ) = ReLU(W·cos(π·i·τ) + b), i = 0..d−1, multiplied into the torso features.
 
@@ -92,9 +133,10 @@ class ImplicitHead(nn.Module):
             else nn.Identity()
         )
         self.out = nn.Linear(in_features, num_actions)
+        self.frequencies: torch.Tensor
         self.register_buffer("frequencies", torch.arange(embedding_dim).float() * math.pi)
         # τ used when a fixed grid is wanted (probes): midpoints of N = 32 bins
-        self.register_buffer("taus", (torch.arange(32).float() + 0.5) / 32)
+        self.register_buffer("taus", midpoint_taus(32))
 
     def forward(self, features: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
         """features [B, F], taus [B, K] (or [K]) → values [B, A, K]."""
@@ -110,7 +152,7 @@ class ImplicitHead(nn.Module):
 class QNetwork(nn.Module):
     """Torso + head. ``forward(obs, taus=None) → unit values [B, A, N]``."""
 
-    def __init__(self, torso: nn.Module, head: nn.Module) -> None:
+    def __init__(self, torso: Torso, head: Head) -> None:
         super().__init__()
         self.torso = torso
         self.head = head
@@ -119,27 +161,50 @@ class QNetwork(nn.Module):
         return self.head(self.torso(obs), taus)
 
 
-def fixed_taus(name: str, num_units: int) -> torch.Tensor:
-    """The τ of each unit of a fixed-τ head (science.md §5)."""
-    if name == "dqn":
-        return torch.full((1,), 0.5)
-    if name == "classical":
-        return torch.full((num_units,), 0.5)
-    # QR-DQN quantile midpoints τ̂ᵢ = (2i−1)/2N; also used for expectiles (Rowland et al. 2019
-    # spread expectile levels over (0, 1) the same way) and as C51 atom CDF positions.
-    return (2 * torch.arange(1, num_units + 1).float() - 1) / (2 * num_units)
+def midpoint_taus(num_units: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """τ̂ᵢ = (2i − 1) / 2N, i = 1..N: the midpoints of N equal probability bins.
+
+    QR-DQN's quantile levels (Dabney et al. 2018), also used for expectile levels (Rowland et
+    al. 2019 spread them over (0, 1) the same way), C51's atom CDF positions in the probes and
+    IQN's fixed probe grid. The one place this grid is computed."""
+    return (2 * torch.arange(1, num_units + 1, dtype=dtype) - 1) / (2 * num_units)
 
 
-def build_network(agent_cfg, obs_shape: tuple[int, ...], obs_dtype, num_actions: int) -> QNetwork:
-    """The agent's network for an observation space: Nature CNN for image stacks, else MLP."""
-    image = len(obs_shape) == 3
-    torso = NatureCNNTorso(obs_shape) if image else MLPTorso(obs_shape, list(agent_cfg.hidden))
-    if agent_cfg.name == "iqn":
-        head: nn.Module = ImplicitHead(
-            torso.out_features, num_actions, agent_cfg.iqn_embedding_dim, hidden=image
-        )
-    else:
-        head = UnitsHead(
-            torso.out_features, num_actions, fixed_taus(agent_cfg.name, agent_cfg.num_units)
-        )
-    return QNetwork(torso, head)
+def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
+    """The torso for ``agent.torso``: ``auto`` picks from the observation shape: the Nature CNN
+    for image stacks at least 36 pixels wide (its 8×8/4, 4×4/2, 3×3/1 convolutions need that),
+    the MinAtar CNN for smaller images such as MinAtar's 10×10×C, an MLP for vectors."""
+    if torso != "auto":
+        return torso
+    if len(obs_shape) == 3:
+        return "nature_cnn" if min(obs_shape[1:]) >= 36 else "minatar_cnn"
+    return "mlp"
+
+
+def build_torso(torso: str, obs_shape: tuple[int, ...], hidden: list[int]) -> Torso:
+    """A torso by name (``agent.torso``, resolved with :func:`resolve_torso`)."""
+    kind = resolve_torso(torso, obs_shape)
+    if kind == "mlp":
+        return MLPTorso(obs_shape, hidden)
+    if len(obs_shape) != 3:
+        raise ConfigError(f"agent.torso={kind} needs image observations [C, H, W], got {obs_shape}")
+    if kind == "nature_cnn":
+        return NatureCNNTorso(obs_shape)
+    if kind == "minatar_cnn":
+        return MinAtarTorso(obs_shape)
+    raise ConfigError(
+        f"unknown agent.torso '{kind}'; expected auto, mlp, nature_cnn or minatar_cnn"
+    )
+
+
+def build_network(
+    agent_cfg: Any,
+    obs_shape: tuple[int, ...],
+    num_actions: int,
+    build_head: Callable[[int, int, bool], Head],
+) -> QNetwork:
+    """Torso from ``agent.torso`` plus the algorithm's head ``build_head(features, actions,
+    image)`` (``image``: the torso is convolutional, for heads that add layers on images)."""
+    torso = build_torso(agent_cfg.torso, obs_shape, list(agent_cfg.hidden))
+    image = not isinstance(torso, MLPTorso)
+    return QNetwork(torso, build_head(torso.out_features, num_actions, image))

@@ -4,6 +4,7 @@ at sample time by device-side indexing (no host-side n-step queues)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -24,13 +25,65 @@ class NStepWindow:
     discount: torch.Tensor
 
 
-def sample_n_step_window(buffer, batch_size: int, valid_rows: int | None = None) -> NStepWindow:
-    """Draw windows uniformly over rows and envs from a [time, env] buffer (``ReplayBuffer`` or
-    ``FrameReplayBuffer``: both have rows, pos, size, num_envs, n_step, gamma, generator,
-    done, terminated, reward and ``_discounts``)."""
+class StepStorage(Protocol):
+    """What the n-step window sampler reads: a ring of ``rows`` rows × ``num_envs`` columns
+    of per-step rewards and episode ends, written up to ``pos`` (``size`` rows filled)."""
+
+    rows: int
+    pos: int
+    size: int
+    num_envs: int
+    n_step: int
+    gamma: float
+    device: torch.device
+    generator: torch.Generator
+    reward: torch.Tensor  # [rows, E] float32
+    terminated: torch.Tensor  # [rows, E] bool
+    done: torch.Tensor  # [rows, E] bool (terminated or truncated)
+    discounts: torch.Tensor  # [n_step]: γ^k
+
+
+class Replay(Protocol):
+    """A replay buffer: what the training loop and checkpoints use."""
+
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        next_obs: np.ndarray,
+    ) -> None: ...
+
+    def can_sample(self) -> bool: ...
+
+    def sample(self, batch_size: int) -> Batch: ...
+
+    def state_tensors(self) -> dict[str, torch.Tensor]: ...
+
+    def state_meta(self) -> dict[str, Any]: ...
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
+
+    def check_valid(self) -> None: ...
+
+
+def check_ring(buffer: StepStorage) -> None:
+    """The ring invariants every [time, env] buffer keeps; raises ValueError if broken."""
+    if not 0 <= buffer.size <= buffer.rows or not 0 <= buffer.pos < buffer.rows:
+        raise ValueError(f"replay pos={buffer.pos} size={buffer.size} outside {buffer.rows} rows")
+    if buffer.size < buffer.rows and buffer.pos != buffer.size:
+        raise ValueError(f"replay not yet full but pos={buffer.pos} != size={buffer.size}")
+    if bool((buffer.terminated & ~buffer.done).any()):
+        raise ValueError("replay has terminated steps not marked done")
+
+
+def sample_n_step_window(buffer: StepStorage, batch_size: int) -> NStepWindow:
+    """Draw windows uniformly over rows and envs from a [time, env] buffer; a window starting
+    at row t covers rows t..t+n−1 and stops at the first done step."""
     n, dev, g = buffer.n_step, buffer.device, buffer.generator
-    if valid_rows is None:
-        valid_rows = buffer.size - (n - 1)
+    valid_rows = buffer.size - (n - 1)
     oldest = (buffer.pos - buffer.size) % buffer.rows
     offset = torch.randint(0, valid_rows, (batch_size,), device=dev, generator=g)
     env = torch.randint(0, buffer.num_envs, (batch_size,), device=dev, generator=g)
@@ -48,7 +101,7 @@ def sample_n_step_window(buffer, batch_size: int, valid_rows: int | None = None)
     # alive[k]: no episode end strictly before step k of the window
     alive = torch.ones_like(done, dtype=torch.float32)
     alive[:, 1:] = torch.cumprod(1.0 - done[:, :-1].float(), dim=1)
-    reward = (buffer.reward[rows, cols] * alive * buffer._discounts).sum(dim=1)
+    reward = (buffer.reward[rows, cols] * alive * buffer.discounts).sum(dim=1)
     steps = alive.sum(dim=1).long()
     last = rows.gather(1, (steps - 1).unsqueeze(1)).squeeze(1)
     terminated = buffer.terminated[last, env]
@@ -101,7 +154,7 @@ class ReplayBuffer:
         self.size = 0  # rows written, capped at self.rows
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
-        self._discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=self.device)
+        self.discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=self.device)
 
     def __len__(self) -> int:
         return self.size * self.num_envs
@@ -129,6 +182,9 @@ class ReplayBuffer:
 
     def can_sample(self) -> bool:
         return self.size >= self.n_step
+
+    def check_valid(self) -> None:
+        check_ring(self)
 
     def sample(self, batch_size: int) -> Batch:
         """Uniform over stored steps whose n-step window is complete (rows written after it)."""

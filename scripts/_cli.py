@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-sys.path.insert(0, str(CONF_DIR.parent))  # run from a checkout without installing
 
 
 def check_group_choices(argv: list[str]) -> None:

@@ -307,7 +307,7 @@ def main(argv: list[str]) -> int:
         result = probe_data(args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0))
         run_dir = None
     else:
-        from agent.train import resolve_device
+        from agent.device import resolve_device
 
         kwargs = {
             "trials": args.get("trials"),

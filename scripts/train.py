@@ -8,7 +8,7 @@ import _cli  # noqa: F401  (path setup)
 import hydra
 from omegaconf import DictConfig
 
-from agent.config import register_configs
+from agent.algos import register_configs
 
 register_configs()
 

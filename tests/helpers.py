@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
-from agent.config import register_configs
+from agent.algos import register_configs
 
 register_configs()
 

@@ -68,9 +68,7 @@ def untrained(*overrides: str) -> tuple[Learner, Any]:
     """A freshly initialised learner for a config (no training: shape and plumbing tests)."""
     cfg = make_cfg(*overrides)
     env = make_env(cfg.env, num_envs=1)
-    learner = Learner(
-        cfg.agent, env.observation_shape, torch.float32, env.num_actions, torch.device("cpu")
-    )
+    learner = Learner(cfg.agent, env.observation_shape, env.num_actions, torch.device("cpu"))
     env.close()
     return learner, cfg
 

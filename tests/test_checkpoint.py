@@ -8,10 +8,11 @@ from helpers import TINY, make_cfg
 from safetensors.torch import load_file
 
 from agent import checkpoint as ckpt
+from agent.algos import names
 from agent.errors import CheckpointError
 from agent.train import run
 
-AGENTS = ["dqn", "classical", "c51", "qrdqn", "iqn", "erdqn"]
+AGENTS = names()
 
 
 def final_weights(run_dir):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from agent.algos import make_config, names
 from agent.compiled import CompiledUpdate, make_update_fn, resolve_update_mode
-from agent.config import AGENTS, AgentConfig
 from agent.errors import ConfigError
 from agent.learner import Learner
 from agent.replay import Batch
@@ -17,13 +17,12 @@ SMALL_CNN = (2, 36, 36)  # the smallest input the Nature CNN's strides accept
 
 def make_learner(name: str, obs_shape: tuple[int, ...], device: str, **overrides) -> Learner:
     units = {"dqn": 1, "iqn": 1}.get(name, 11)
-    fields = dict(name=name, num_units=units, hidden=[32, 32], lr=1e-3, target_update_every=2)
+    fields = dict(num_units=units, hidden=[32, 32], lr=1e-3, target_update_every=2)
     fields.update(overrides)
-    cfg = OmegaConf.structured(AgentConfig(**fields))
     if name == "iqn":
-        cfg.iqn_num_taus, cfg.iqn_num_taus_act, cfg.iqn_embedding_dim = 8, 4, 16
-    dtype = torch.uint8 if len(obs_shape) == 3 else torch.float32
-    return Learner(cfg, obs_shape, dtype, 3, torch.device(device), seed=0)
+        fields.update(iqn_num_taus=8, iqn_num_taus_act=4, iqn_embedding_dim=16)
+    cfg = OmegaConf.structured(make_config(name, **fields))
+    return Learner(cfg, obs_shape, 3, torch.device(device), seed=0)
 
 
 def make_batches(obs_shape: tuple[int, ...], count: int, size: int, device: str) -> list[Batch]:
@@ -106,7 +105,7 @@ def test_compile_matches_eager(name: str, obs_shape: tuple[int, ...]) -> None:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", AGENTS)
+@pytest.mark.parametrize("name", names())
 @pytest.mark.parametrize("obs_shape", [(4,), (4, 84, 84)], ids=["mlp", "nature_cnn"])
 def test_cudagraph_matches_eager(name: str, obs_shape: tuple[int, ...]) -> None:
     # 7 updates with target sync every 2: the graph keeps reading the synced target net

@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from agent import checkpoint as ckpt
-from agent.config import AGENTS, Config, validate
+from agent.algos import make_config, names, validate
+from agent.config import Config
 from agent.data.tidy import load_cell_table
 from agent.errors import CheckpointError, ConfigError, DataError
 
@@ -369,7 +370,7 @@ def test_random_cell_tables_load_or_raise_data_error(tmp_path, table) -> None:
 
 def _config(**agent: object):
     cfg = OmegaConf.structured(Config)
-    cfg.agent.name = "qrdqn"
+    cfg.agent = OmegaConf.structured(make_config("qrdqn"))
     for key, value in agent.items():
         OmegaConf.update(cfg, key, value)
     return cfg
@@ -414,7 +415,7 @@ def test_probabilities_outside_unit_interval_raise_config_error(key, value) -> N
 
 
 @SETTINGS
-@given(name=st.text(max_size=12).filter(lambda s: s not in AGENTS))
+@given(name=st.text(max_size=12).filter(lambda s: s not in names()))
 def test_unknown_agent_names_raise_config_error(name) -> None:
     with pytest.raises(ConfigError, match="unknown agent"):
         validate(_config(**{"agent.name": name}))

@@ -8,16 +8,17 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from agent.config import AgentConfig
-from agent.learner import Learner, clip_grad_norm, expectile_mean_readout
+from agent.algos import make_config
+from agent.algos.erdqn import expectile_mean_readout
+from agent.learner import Learner, clip_grad_norm
 from agent.replay import Batch
 
 
 def _learner(**overrides) -> Learner:
     fields = dict(name="qrdqn", num_units=5, hidden=[16], lr=1e-2)
     fields.update(overrides)
-    cfg = OmegaConf.to_object(OmegaConf.structured(AgentConfig(**fields)))
-    return Learner(cfg, (3,), torch.float32, 2, torch.device("cpu"), seed=0)
+    cfg = OmegaConf.to_object(OmegaConf.structured(make_config(fields.pop("name"), **fields)))
+    return Learner(cfg, (3,), 2, torch.device("cpu"), seed=0)
 
 
 def _batch(seed: int = 0) -> Batch:

@@ -6,7 +6,7 @@ These are learning runs (tens of seconds each), marked slow; `make test` runs th
 import pytest
 from helpers import make_cfg
 
-from agent.config import AGENTS
+from agent.algos import names
 from agent.train import run
 
 # The budget is the CartPole default (50k env steps) and the threshold gymnasium's own; the
@@ -19,7 +19,7 @@ SEEDS = (1, 2)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("agent", AGENTS)
+@pytest.mark.parametrize("agent", names())
 def test_agent_solves_cartpole(tmp_path, agent):
     summaries = []
     for seed in SEEDS:

@@ -32,7 +32,7 @@ def fit(loss_fn, taus: torch.Tensor, steps: int = 1500, lr: float = 0.05) -> tor
     target = SAMPLES.unsqueeze(0)
     for _ in range(steps):
         opt.zero_grad()
-        loss_fn(theta, target, taus).backward()
+        loss_fn(theta, target, taus).mean().backward()
         opt.step()
         sched.step()
     return theta.detach()[0]
@@ -66,7 +66,7 @@ def test_huber_td_loss_matches_definition():
     q = torch.tensor([0.0, 0.0, 0.0])
     target = torch.tensor([0.5, -2.0, 3.0])
     expected = np.mean([0.5 * 0.25, 2.0 - 0.5, 3.0 - 0.5])
-    assert losses.huber_td_loss(q, target, 1.0).item() == pytest.approx(expected)
+    assert losses.huber_td_loss(q, target, 1.0).mean().item() == pytest.approx(expected)
 
 
 def _support(n: int = 51) -> torch.Tensor:
@@ -101,6 +101,6 @@ def test_categorical_cross_entropy_fits_target_probabilities():
     opt = torch.optim.Adam([logits], lr=0.1)
     for _ in range(500):
         opt.zero_grad()
-        losses.categorical_cross_entropy(logits, target).backward()
+        losses.categorical_cross_entropy(logits, target).mean().backward()
         opt.step()
     torch.testing.assert_close(torch.softmax(logits.detach(), -1), target, atol=1e-3, rtol=0)

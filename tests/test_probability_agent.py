@@ -12,9 +12,7 @@ from agent.probes.agent_cells import cue_response_classes
 def test_cue_classes_of_an_agent_cover_every_unit():
     cfg = make_cfg("agent=erdqn", "env=variable_probability")
     env = gym.make(cfg.env.id, **dict(cfg.env.kwargs))
-    learner = Learner(
-        cfg.agent, env.observation_space.shape, torch.float32, 1, torch.device("cpu"), seed=0
-    )
+    learner = Learner(cfg.agent, env.observation_space.shape, 1, torch.device("cpu"), seed=0)
     result = cue_response_classes(learner, cfg, seed=0)
     counts = result["counts"]
     assert set(counts) == {"pessimistic", "middle", "optimistic"}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.envs.base import VecEnv, VecStep
 from agent.errors import ConfigError
 
 __all__ = ["VecEnv", "VecStep", "make_env"]
 
 
-def make_env(env_cfg, *, num_envs: int, evaluation: bool = False, render: bool = False) -> VecEnv:
+def make_env(
+    env_cfg: Any, *, num_envs: int, evaluation: bool = False, render: bool = False
+) -> VecEnv:
     """Build the batched env described by ``env_cfg`` (an ``EnvConfig``).
 
     ``evaluation=True`` gives the evaluation variant: unclipped rewards, no episodic life.

@@ -41,6 +41,7 @@ interface on top of ``send``/``recv``.
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 import numpy as np
 from ale_py import roms
@@ -49,6 +50,7 @@ from gymnasium.vector import AutoresetMode
 
 from agent.envs.base import VecEnv, VecStep
 from agent.errors import ConfigError
+from agent.hns import squash_game_name
 
 # ALE screens are 210 × 160 RGB; the network sees 84 × 84 grayscale.
 _SCREEN_HEIGHT, _SCREEN_WIDTH = 210, 160
@@ -63,18 +65,12 @@ def rom_name(game: str) -> str:
     Accepts ROM ids (``space_invaders``), CamelCase (``SpaceInvaders``) and gymnasium ids
     (``ALE/SpaceInvaders-v5``, ``SpaceInvadersNoFrameskip-v4``).
     """
-    name = game.strip()
-    if name.startswith("ALE/"):
-        name = name[len("ALE/") :]
-    name = name.split("-v")[0]
-    name = name.removesuffix("NoFrameskip").removesuffix("Deterministic")
     ids = roms.get_all_rom_ids()
-    # ROM ids stay unique with underscores removed, so CamelCase maps back without a table.
-    squashed = {rom.replace("_", ""): rom for rom in ids}
-    key = name.lower().replace("_", "")
+    squashed = {squash_game_name(rom): rom for rom in ids}
+    key = squash_game_name(game)
     if key in squashed:
         return squashed[key]
-    close = difflib.get_close_matches(name.lower(), ids, n=4, cutoff=0.5)
+    close = difflib.get_close_matches(game.strip().lower(), ids, n=4, cutoff=0.5)
     if not close:
         close = difflib.get_close_matches(key, list(squashed), n=4, cutoff=0.5)
         close = [squashed[c] for c in close]
@@ -147,6 +143,7 @@ class AtariVecEnv(VecEnv):
         self.num_envs = num_envs
         self.observation_shape = (frame_stack, _OBS_SIZE, _OBS_SIZE)
         self.observation_dtype = np.dtype(np.uint8)
+        self.observation_kind = "frame_stack"
         self.reward_threshold = None
         self.frames_per_step = frame_skip
         self.sticky_action_prob = float(sticky_action_prob)
@@ -155,7 +152,7 @@ class AtariVecEnv(VecEnv):
         self._seed = seed
         self._seeded = False
 
-        common = dict(
+        common: dict[str, Any] = dict(
             max_num_frames_per_episode=max_episode_frames,
             repeat_action_probability=float(sticky_action_prob),
             full_action_space=full_action_space,
@@ -180,7 +177,7 @@ class AtariVecEnv(VecEnv):
             life_loss_info=episodic_life,
             **common,
         )
-        self.num_actions = int(self._env.single_action_space.n)
+        self.num_actions = int(self._env.single_action_space.n)  # type: ignore[attr-defined]
         self._shadow: AtariVectorEnv | None = None
         if render:
             self._shadow = AtariVectorEnv(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,9 @@ class VecEnv(ABC):
     num_actions: int
     reward_threshold: float | None = None
     frames_per_step: int = 1  # emulator frames per agent step (frame skip on Atari)
+    # "vector" | "image" | "frame_stack" (consecutive observations share all but one frame:
+    # replay then stores each frame once)
+    observation_kind: str = "vector"
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> np.ndarray:
@@ -49,6 +53,16 @@ class VecEnv(ABC):
     @abstractmethod
     def step(self, actions: np.ndarray) -> VecStep:
         """Step every env with ``actions`` (int [E])."""
+
+    def get_state(self) -> dict[str, Any] | None:
+        """JSON-able state for a bit-exact resume (with ``obs``, the observation to act on
+        next), or None where the state lives outside Python (Atari's C++ envs: their episodes
+        restart on resume)."""
+        return None
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore its state")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

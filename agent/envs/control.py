@@ -60,6 +60,7 @@ class GymVecEnv(VecEnv):
         self.num_actions = int(space.n)
         self.observation_shape = tuple(obs_space.shape)
         self.observation_dtype = np.dtype(np.float32)
+        self.observation_kind = "image" if len(self.observation_shape) == 3 else "vector"
         self.reward_threshold = spec.reward_threshold
         self.frames_per_step = 1
         self._returns = np.zeros(num_envs, dtype=np.float64)
@@ -100,7 +101,8 @@ class GymVecEnv(VecEnv):
         return VecStep(self._obs.copy(), reward, terminated, truncated, final_obs, returns, lengths)
 
     def render_frame(self) -> np.ndarray | None:
-        return self.envs[0].render()
+        frame = self.envs[0].render()
+        return frame if isinstance(frame, np.ndarray) else None
 
     def close(self) -> None:
         for env in self.envs:

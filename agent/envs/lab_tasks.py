@@ -34,7 +34,7 @@ DEFAULT_CUE_PROBABILITIES = (0.1, 0.5, 0.9)
 UTILITIES = ("identity", "concave")
 
 
-def _floats(values: Sequence[float], name: str) -> np.ndarray:
+def _floats(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     # Hydra hands lists over as ListConfig; coerce to a plain float array.
     arr = np.asarray([float(v) for v in values], dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:
@@ -42,7 +42,7 @@ def _floats(values: Sequence[float], name: str) -> np.ndarray:
     return arr
 
 
-def _probs(values: Sequence[float], n: int, name: str) -> np.ndarray:
+def _probs(values: Sequence[float] | np.ndarray, n: int, name: str) -> np.ndarray:
     p = _floats(values, name)
     if p.size != n or np.any(p < 0) or p.sum() <= 0:
         raise ValueError(f"{name} must hold {n} non-negative weights, got {values!r}")
@@ -104,7 +104,7 @@ class _LabTask(gym.Env):
         obs[index] = 1.0
         return obs
 
-    def trial_structure(self) -> dict[str, np.ndarray]:
+    def trial_structure(self) -> dict[str, Any]:
         """Tabular description of the task for the tabular TD populations.
 
         Returns ``type_probs`` [K], ``sequences`` [K, T] (state index at each step; the last
@@ -140,6 +140,14 @@ class _LabTask(gym.Env):
         return trial_type
 
     # ---- public helpers -----------------------------------------------------------------
+    def outcome_values(self, cue: int | None = None) -> np.ndarray:
+        """Utility of each possible outcome (at ``cue`` on the probability task)."""
+        raise NotImplementedError
+
+    def outcome_probabilities(self, cue: int | None = None) -> np.ndarray:
+        """Probability of each outcome of ``outcome_values``."""
+        raise NotImplementedError
+
     def utility(self, x: Any) -> np.ndarray:
         """u(x): identity, or the concave ``scale·√x / (√x + √half)`` of the paper."""
         x = np.asarray(x, dtype=np.float64)

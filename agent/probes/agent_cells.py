@@ -38,88 +38,28 @@ import numpy as np
 import pandas as pd
 import torch
 
+from agent.algos.base import UnitReadout
+from agent.algos.c51 import categorical_quantiles  # noqa: F401  (re-exported for the probes)
 from agent.probes.analysis import analyse_population, jsonable, population, split_half
 from agent.probes.decoding import decode_report, reference_decodes, score_decode
-
-# Agents whose units are expectiles (linear asymmetric gradient); classical/dqn have τ = ½.
-EXPECTILE_AGENTS = ("erdqn", "classical", "dqn")
-# Agents whose units are (or are converted to) quantiles: decoded by reading them as samples.
-QUANTILE_AGENTS = ("qrdqn", "iqn", "c51")
-
-
-@dataclass(frozen=True)
-class UnitReadout:
-    """The units of one head at one state: values θᵢ, asymmetries τᵢ and their response rule."""
-
-    values: np.ndarray  # [N] in utility (reward) units
-    taus: np.ndarray  # [N]
-    rule: str  # "linear" (expectile / mean) | "huber" (quantile Huber, DQN Huber)
-    kappa: float | None  # Huber threshold for rule "huber"
-    representation: str  # "expectile" | "quantile" | "mean"
-    note: str  # how the units were read (said in the output)
-
-
-def _midpoint_taus(n: int) -> np.ndarray:
-    return (2 * np.arange(1, n + 1) - 1) / (2 * n)
-
-
-def categorical_quantiles(probs: np.ndarray, support: np.ndarray, taus: np.ndarray) -> np.ndarray:
-    """Quantiles of categorical distributions at ``taus``: [..., K] probs → [..., len(taus)].
-
-    The inverse CDF of a distribution on atoms: the smallest atom whose CDF reaches τ.
-    """
-    cdf = np.cumsum(probs, axis=-1)
-    cdf[..., -1] = 1.0  # guard against round-off leaving the last CDF value below 1
-    idx = (cdf[..., None, :] < taus[:, None]).sum(axis=-1)  # [..., T]
-    return support[np.minimum(idx, support.size - 1)]
 
 
 @torch.no_grad()
 def read_units(learner: Any, obs: np.ndarray, action: int | None = 0) -> list[UnitReadout]:
-    """Unit values of ``learner`` at each observation of ``obs`` [S, D] for one action.
+    """Unit values of ``learner`` at each observation of ``obs`` [S, D] for one action, read
+    out as "dopamine cells" by the learner's algorithm (``Algorithm.readout``).
 
     ``action=None`` takes each state's greedy action (for the state probe on control tasks).
     """
-    name = learner.name
     # Observations keep their dtype: image torsos take uint8 frames and scale them inside.
     x = torch.as_tensor(np.asarray(obs), device=learner.device)
-    if name == "iqn":
-        taus = learner.taus.to(learner.device)
-        values = learner.online(x, taus)  # [S, A, K] at the fixed midpoint grid
-    else:
-        values = learner.online(x)  # [S, A, N]
+    values = learner.online(x)  # [S, A, N] (IQN: at its fixed τ grid)
     if action is None:
         acts = learner.q_values(learner.online, x).argmax(dim=1)
     else:
         acts = torch.full((x.shape[0],), int(action), device=learner.device, dtype=torch.long)
     unit = values[torch.arange(x.shape[0], device=learner.device), acts].double().cpu().numpy()
-    kappa = float(learner.cfg.huber_kappa)
-    if name == "c51":
-        n = unit.shape[-1]
-        taus_np = _midpoint_taus(n)
-        probs = torch.softmax(torch.as_tensor(unit), dim=-1).numpy()
-        support = learner.support.double().cpu().numpy()
-        quant = categorical_quantiles(probs, support, taus_np)
-        note = (
-            f"C51 atoms converted to quantiles of the categorical distribution at "
-            f"tau_i = (2i-1)/2N, N = {n}; pseudo-units respond linearly and asymmetrically"
-        )
-        return [UnitReadout(q, taus_np, "linear", None, "quantile", note) for q in quant]
-    taus_np = learner.taus.double().cpu().numpy()
-    if name == "iqn":
-        note = f"IQN evaluated at the fixed grid tau_i = (2i-1)/2N, N = {taus_np.size}"
-        return [UnitReadout(v, taus_np, "huber", kappa, "quantile", note) for v in unit]
-    if name == "qrdqn":
-        note = "QR-DQN quantile units, quantile-Huber response"
-        return [UnitReadout(v, taus_np, "huber", kappa, "quantile", note) for v in unit]
-    if name == "dqn":
-        note = "DQN: one unit, Huber TD response (symmetric, tau = 0.5)"
-        return [UnitReadout(v, taus_np, "huber", kappa, "mean", note) for v in unit]
-    if name == "classical":
-        note = "classical population: every unit trained with the symmetric mean loss (tau = 0.5)"
-        return [UnitReadout(v, taus_np, "linear", None, "mean", note) for v in unit]
-    note = "ER-DQN expectile units, expectile-loss response"
-    return [UnitReadout(v, taus_np, "linear", None, "expectile", note) for v in unit]
+    return learner.algo.readout(unit, learner.taus.double().cpu().numpy())
 
 
 def _resolve_scale(

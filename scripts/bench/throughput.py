@@ -37,8 +37,8 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 
+from agent.algos.qrdqn import QRDQNConfig  # noqa: E402
 from agent.compiled import make_update_fn  # noqa: E402
-from agent.config import AgentConfig  # noqa: E402
 from agent.frame_replay import FrameReplayBuffer  # noqa: E402
 from agent.learner import Learner  # noqa: E402
 from agent.replay import Batch  # noqa: E402
@@ -61,8 +61,7 @@ def sync(device: torch.device) -> None:
 def qrdqn_learner(args: argparse.Namespace, batch: int, num_actions: int) -> Learner:
     """QR-DQN with the Nature CNN; Adam lr 5e-5 at batch 32, scaled linearly with the batch."""
     cfg = OmegaConf.structured(
-        AgentConfig(
-            name="qrdqn",
+        QRDQNConfig(
             num_units=args.quantiles,
             lr=5e-5 * batch / 32,
             adam_eps=3.125e-4,
@@ -71,7 +70,7 @@ def qrdqn_learner(args: argparse.Namespace, batch: int, num_actions: int) -> Lea
             gamma=0.99,
         )
     )
-    return Learner(cfg, OBS_SHAPE, torch.uint8, num_actions, args.device, seed=0)
+    return Learner(cfg, OBS_SHAPE, num_actions, args.device, seed=0)
 
 
 def make_env(args: argparse.Namespace, num_envs: int, seed: int = 0):

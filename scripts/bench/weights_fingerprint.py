@@ -79,7 +79,9 @@ def run_case(overrides: list[str], run_dir: Path) -> str:
         return "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
     folder = run_dir / "checkpoints" / latest
-    return tensor_hash(folder / "model.safetensors") + "/" + tensor_hash(folder / "target.safetensors")
+    return (
+        tensor_hash(folder / "model.safetensors") + "/" + tensor_hash(folder / "target.safetensors")
+    )
 
 
 def main() -> None:

@@ -1,0 +1,361 @@
+"""The training loop's state and its side jobs (hooks): logging, evaluation with solve
+detection, checkpointing, pre-emption, divergence detection, and save/restore.
+
+Each hook runs after every loop iteration (``after_step``) and acts when its interval is due,
+in the order the loop lists them: log → evaluate (may stop a solved run) → checkpoint →
+pre-emption. They read and write :class:`TrainState`, the loop's only state besides the
+objects it was built from (``agent.train.Run``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from agent.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from agent.config import to_container
+from agent.errors import EXIT_PREEMPTED, CheckpointError, Preempted, TrainingDiverged
+from agent.evaluate import evaluate_policy
+from agent.replay import Batch
+
+if TYPE_CHECKING:
+    from agent.train import Run
+
+log = logging.getLogger("agent")
+
+
+@dataclass
+class TrainState:
+    """Counters of one run. The fields up to ``last_eval`` are saved in every checkpoint
+    (``counters`` in state.json); the rest belong to this process."""
+
+    env_steps: int = 0
+    episodes: int = 0
+    wall_s: float = 0.0  # training wall time over all processes of this run
+    solved_at_env_step: int | None = None
+    solved_wall_s: float | None = None
+    last_eval: dict[str, Any] | None = None
+    # this process only
+    stop: bool = field(default=False, metadata={"saved": False})
+    epsilon: float = field(default=1.0, metadata={"saved": False})
+    obs: np.ndarray | None = field(default=None, metadata={"saved": False})
+    clock_start: float = field(default=0.0, metadata={"saved": False})
+    session_start: float = field(default=0.0, metadata={"saved": False})
+    session_start_steps: int = field(default=0, metadata={"saved": False})
+    session_start_updates: int = field(default=0, metadata={"saved": False})
+
+    def counters(self) -> dict[str, Any]:
+        """The saved fields, as stored in a checkpoint."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("saved", 1)}
+
+    @classmethod
+    def from_counters(cls, counters: dict[str, Any]) -> TrainState:
+        names = {f.name for f in fields(cls) if f.metadata.get("saved", 1)}
+        return cls(**{k: v for k, v in counters.items() if k in names})
+
+    def start_clock(self, updates: int) -> None:
+        now = time.perf_counter()
+        self.clock_start = now - self.wall_s  # wall_s keeps counting across resumes
+        self.session_start = now
+        self.session_start_steps, self.session_start_updates = self.env_steps, updates
+
+    def tick(self) -> None:
+        self.wall_s = time.perf_counter() - self.clock_start
+
+
+def next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
+
+
+class Hook:
+    """A side job of the loop; ``after_step`` runs after every iteration."""
+
+    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        raise NotImplementedError
+
+
+class Periodic(Hook):
+    """A hook that fires when the env step passes a multiple of ``every``."""
+
+    def __init__(self, every: int, start_step: int) -> None:
+        self.every = every
+        self.next = next_multiple(start_step, every)
+
+    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        if state.env_steps >= self.next and self.enabled(state):
+            self.next = next_multiple(state.env_steps, self.every)
+            self.fire(run, state, divergence)
+
+    def enabled(self, state: TrainState) -> bool:
+        return True
+
+    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        raise NotImplementedError
+
+
+class DivergenceWatch:
+    """Keeps the statistics of the first batch whose loss was non-finite, on the device and
+    without a host sync per update, so that a divergence is reported with the batch that went
+    bad rather than the last one of the log period."""
+
+    FIELDS = (
+        "reward_min",
+        "reward_max",
+        "discount_min",
+        "nonfinite_reward",
+        "obs_mean",
+        "obs_abs_max",
+        "nonfinite_obs",
+    )
+
+    def __init__(self) -> None:
+        self.first_bad: torch.Tensor | None = None
+        self.seen: torch.Tensor | None = None
+
+    def observe(self, batch: Batch, metrics: dict[str, torch.Tensor]) -> None:
+        bad = metrics["loss/nonfinite"] > 0
+        reward = batch.reward
+        parts = [
+            reward.min(),
+            reward.max(),
+            batch.discount.min(),
+            (~torch.isfinite(reward)).sum().to(reward.dtype),
+        ]
+        if batch.obs.is_floating_point():  # frames (uint8) cannot hold non-finite values
+            obs = batch.obs
+            parts += [obs.mean(), obs.abs().max(), (~torch.isfinite(obs)).sum().to(obs.dtype)]
+        stats = torch.stack([p.float() for p in parts])
+        if self.first_bad is None or self.seen is None or self.first_bad.shape != stats.shape:
+            self.first_bad = torch.full_like(stats, float("nan"))
+            self.seen = torch.zeros((), dtype=torch.bool, device=stats.device)
+        take = bad & ~self.seen
+        self.first_bad = torch.where(take, stats, self.first_bad)
+        self.seen = self.seen | bad
+
+    def report(self) -> dict[str, float]:
+        if self.first_bad is None:
+            return {}
+        values = self.first_bad.tolist()
+        return dict(zip(self.FIELDS, values, strict=False))
+
+
+def diverged(run: Run, state: TrainState, what: str, stats: dict[str, float]) -> TrainingDiverged:
+    """The error for a non-finite loss or parameter: batch statistics go to train.log, the
+    last good checkpoint is kept."""
+    log.error(
+        "non-finite %s near env step %d; statistics of the first bad batch: %s",
+        what,
+        state.env_steps,
+        stats,
+    )
+    latest = run.run_dir / "checkpoints" / "latest"
+    kept = latest.read_text().strip() if latest.is_file() else "none"
+    return TrainingDiverged(
+        f"non-finite {what} at env step {state.env_steps} (update {run.learner.updates}); "
+        f"training stopped, last good checkpoint: {kept}; batch statistics in train.log"
+    )
+
+
+class Logging(Periodic):
+    """Scalars to TensorBoard and the console; stops the run on a non-finite loss."""
+
+    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        assert run.logger is not None
+        frames = state.env_steps * run.env.frames_per_step
+        metrics = run.logger.flush_metrics(
+            state.env_steps, frames, run.learner.updates, state.epsilon
+        )
+        if metrics.get("loss/nonfinite", 0.0) > 0:
+            raise diverged(run, state, "loss", divergence.report())
+
+
+class Evaluation(Periodic):
+    """Evaluate (and probe lab tasks); the first evaluation at the solve threshold records the
+    step and time and, with ``stop_when_solved``, stops the run."""
+
+    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        result = evaluate(run, state.env_steps)
+        state.last_eval = result
+        threshold = run.solve_threshold
+        if (
+            threshold is not None
+            and state.solved_at_env_step is None
+            and result["return_mean"] >= threshold
+        ):
+            state.solved_at_env_step = state.env_steps
+            state.solved_wall_s = time.perf_counter() - state.clock_start
+            log.info(
+                "solved at env step %d (eval mean %.1f)", state.env_steps, result["return_mean"]
+            )
+            state.stop = run.cfg.train.stop_when_solved
+
+
+class Checkpointing(Periodic):
+    """A checkpoint every interval (not when the run stops now: ``finish`` writes that one)."""
+
+    def enabled(self, state: TrainState) -> bool:
+        return not state.stop
+
+    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        state.tick()
+        save(run, state)
+
+
+class Preemption(Hook):
+    """After a pre-emption signal: checkpoint, requeue under SLURM, exit with code 3."""
+
+    def __init__(self, received: list[int]) -> None:
+        self.received = received
+
+    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        if not self.received:
+            return
+        state.tick()
+        save(run, state)
+        log.warning(
+            "signal %s at env step %d: checkpoint written, exiting with %d to be resumed",
+            self.received[0],
+            state.env_steps,
+            EXIT_PREEMPTED,
+        )
+        requeue_if_slurm()
+        raise Preempted(EXIT_PREEMPTED)
+
+
+def evaluate(run: Run, env_step: int) -> dict[str, Any]:
+    cfg = run.cfg
+    returns = evaluate_policy(
+        run.learner, run.eval_env, cfg.train.eval_episodes, cfg.agent.eps_eval, cfg.seed + 10_000
+    )
+    result = {
+        "env_step": env_step,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+    }
+    assert run.logger is not None
+    run.logger.scalar("eval/return_mean", result["return_mean"], env_step)
+    run.logger.scalar("eval/return_std", result["return_std"], env_step)
+    if cfg.env.family == "lab" and cfg.probe.enabled:
+        from agent.probes.agent_cells import log_probe
+
+        log_probe(cfg, run.learner, run.logger, env_step)
+    return result
+
+
+def finish(run: Run, state: TrainState) -> None:
+    """The final evaluation (unless one ran at this step) and the final checkpoint."""
+    if state.last_eval is None or state.last_eval["env_step"] != state.env_steps:
+        state.last_eval = evaluate(run, state.env_steps)
+    state.tick()
+    save(run, state)
+
+
+@contextmanager
+def preemption_signals() -> Iterator[list[int]]:
+    """SIGTERM, SIGUSR1 or SIGUSR2 (what SLURM and submitit send before pre-emption or a time
+    limit) append to the yielded list, which the Preemption hook reads after each step."""
+    received: list[int] = []
+    handled = [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
+    previous = {}
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        received.append(signum)
+
+    try:
+        for sig in handled:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (e.g. some launchers): no handlers, no flag
+        previous = {}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def requeue_if_slurm() -> None:
+    """Under SLURM, put this job back in the queue; it resumes from ``latest`` when it restarts
+    (same run dir, so no flag is needed)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        target = f"{array}_{task}" if array and task else job
+        subprocess.run(["scontrol", "requeue", target], check=False)
+
+
+# -- save and restore ---------------------------------------------------------------------
+
+
+def _params_finite(run: Run) -> bool:
+    checks = [torch.isfinite(p).all() for p in run.learner.params]
+    return bool(torch.stack(checks).all())  # one host sync, not one per tensor
+
+
+def save(run: Run, state: TrainState) -> None:
+    """Write a checkpoint of everything a bit-exact resume needs; never a diverged one."""
+    cfg, learner, env, replay = run.cfg, run.learner, run.env, run.replay
+    if not _params_finite(run):  # never replace a good checkpoint with a diverged one
+        raise diverged(run, state, "parameter", {})
+    tensors = learner.state_tensors()
+    tensors["rng"]["torch_cpu"] = torch.get_rng_state()
+    saved: dict[str, Any] = {
+        "algo": cfg.agent.name,
+        "env_id": env.env_id,
+        "config": to_container(cfg),
+        "counters": state.counters(),
+        "learner": learner.state_meta(),
+    }
+    env_state = env.get_state()
+    if env_state is not None:
+        saved["env_state"] = env_state
+    if cfg.checkpoint.replay:
+        tensors["replay"] = replay.state_tensors()
+        saved["replay"] = replay.state_meta()
+    save_checkpoint(run.run_dir, state.env_steps, tensors, saved, keep=cfg.train.keep_checkpoints)
+
+
+def restore_or_start(run: Run, resume: str | None) -> tuple[TrainState, np.ndarray]:
+    """Resume from ``resume`` or, when this run dir already holds a checkpoint, from it (what a
+    requeued cluster job does); otherwise reset the envs. Returns the state and observation."""
+    source = resume or (run.run_dir if has_checkpoint(run.run_dir) else None)
+    if not source:
+        return TrainState(), run.env.reset(seed=run.cfg.seed)
+    state, obs = restore(run, source)
+    log.info("resumed from %s at env step %d", source, state.env_steps)
+    return state, obs
+
+
+def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
+    cfg, env, learner, replay = run.cfg, run.env, run.learner, run.replay
+    tensors, saved, folder = load_checkpoint(source, device=run.device)
+    if saved.get("algo") != cfg.agent.name or saved.get("env_id") != env.env_id:
+        raise CheckpointError(
+            f"checkpoint '{folder}' is for agent={saved.get('algo')} env={saved.get('env_id')}, "
+            f"but the config asks for agent={cfg.agent.name} env={env.env_id}"
+        )
+    try:
+        learner.load_state(tensors, saved["learner"])
+        if "replay" in tensors:
+            replay.load_state(tensors["replay"], saved["replay"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint '{folder}' does not fit this config: {first}") from None
+    torch.set_rng_state(tensors["rng"]["torch_cpu"].cpu())
+    state = TrainState.from_counters(saved["counters"])
+    if "env_state" in saved:
+        env.set_state(saved["env_state"])
+        return state, np.asarray(saved["env_state"]["obs"], dtype=env.observation_dtype)
+    # env families whose state lives in C++ (Atari) restart their episodes on resume
+    return state, env.reset(seed=cfg.seed + state.env_steps)

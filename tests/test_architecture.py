@@ -1,0 +1,202 @@
+"""The package's shape: layers that import only downward, one place per algorithm, and adding
+an agent as one Python file plus one YAML."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+
+from agent import algos
+
+# Lowest first. A module may import from its own layer or a lower one, never from a higher one.
+LAYERS: list[tuple[str, ...]] = [
+    ("agent.errors",),
+    ("agent.config", "agent.hns", "agent.data"),
+    (
+        "agent.losses",
+        "agent.imputation",
+        "agent.networks",
+        "agent.device",
+        "agent.replay",
+        "agent.frame_replay",
+        "agent.checkpoint",
+        "agent.logging",
+        "agent.envs",
+    ),
+    ("agent.algos",),
+    ("agent.learner", "agent.compiled"),
+    ("agent.evaluate",),
+    ("agent.probes",),
+    ("agent.hooks",),
+    ("agent.train",),
+]
+
+
+def layer_of(module: str) -> int:
+    for rank, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    raise AssertionError(f"{module} is in no layer of tests/test_architecture.py: add it")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """``agent.*`` modules imported anywhere in the file except under ``if TYPE_CHECKING``."""
+    tree = ast.parse(path.read_text())
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for child in node.body for n in ast.walk(child))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("agent"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("agent"):
+            if node.module == "agent":  # `from agent import algos`
+                found.update(f"agent.{a.name}" for a in node.names)
+            else:
+                found.add(node.module)
+    return found
+
+
+def test_no_module_imports_from_a_layer_above_it() -> None:
+    upward = []
+    for path in sorted((ROOT / "agent").rglob("*.py")):
+        name = module_name(path)
+        if name == "agent":
+            continue
+        for imported in runtime_imports(path):
+            if layer_of(imported) > layer_of(name):
+                upward.append(f"{name} imports {imported}")
+    assert not upward, upward
+
+
+def test_no_branches_on_agent_names_outside_the_registry() -> None:
+    """Only ``agent/algos/`` may compare against an agent's name: everything else asks the
+    registry, so a half-wired agent cannot silently train or be probed as another one."""
+    agents = "|".join(algos.names())
+    compared = re.compile(rf"""\w*(name|algo|agent)\w*\s*(==|!=|\bin\b)[^#]*["']({agents})["']""")
+    offenders = []
+    for path in (ROOT / "agent").rglob("*.py"):
+        if path.parent.name == "algos":
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if compared.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_every_registered_agent_has_a_config_group_file() -> None:
+    yaml_names = {p.stem for p in (ROOT / "conf" / "agent").glob("*.yaml")}
+    assert set(algos.names()) == yaml_names
+
+
+def test_unknown_agent_raises_instead_of_falling_back() -> None:
+    from agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown agent 'qrdq'.*did you mean qrdqn"):
+        algos.get("qrdq")
+
+
+TOY_AGENT = '''
+"""Toy agent for the test: N units, each trained toward the greedy bootstrap target's mean
+with a plain squared error, read out like the classical population."""
+
+from dataclasses import dataclass
+
+import torch
+
+from agent.algos.base import Algorithm, UnitReadout, greedy_values, taken_values
+from agent.config import AgentConfig
+from agent.networks import UnitsHead
+
+
+@dataclass
+class ToyConfig(AgentConfig):
+    name: str = "toy"
+    num_units: int = 3
+    toy_scale: float = 1.0
+
+
+class Toy(Algorithm):
+    name = "toy"
+    config_class = ToyConfig
+    loss_name = "toy_squared"
+
+    def build_head(self, in_features, num_actions, image):
+        return UnitsHead(in_features, num_actions, torch.full((self.cfg.num_units,), 0.5))
+
+    def loss(self, online, target, batch, generator):
+        pred = taken_values(online(batch.obs), batch.action)
+        with torch.no_grad():
+            v_t = target(batch.next_obs)
+            z = greedy_values(v_t, self.next_q_selector(online, batch.next_obs, v_t, generator))
+            y = batch.reward + batch.discount * z.mean(dim=1)
+        return self.cfg.toy_scale * (pred - y.unsqueeze(1)).square().sum(dim=1)
+
+    def readout(self, unit_values, taus):
+        return [UnitReadout(v, taus, "linear", None, "mean", "toy") for v in unit_values]
+
+
+ALGORITHM = Toy
+'''
+
+
+def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
+    """A toy agent written as a module plus conf/agent/toy.yaml trains, checkpoints and
+    evaluates through the ordinary entry points, without touching any other file."""
+    package = tmp_path / "toy_plugin"
+    package.mkdir()
+    (package / "toy_agent.py").write_text(textwrap.dedent(TOY_AGENT))
+    conf = tmp_path / "conf" / "agent"
+    conf.mkdir(parents=True)
+    (conf / "toy.yaml").write_text(
+        "defaults:\n  - /schema/agent/toy@_here_\n  - _self_\n\nname: toy\nnum_units: 3\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import toy_plugin.toy_agent as toy_module
+
+        algos.register(toy_module.ALGORITHM)
+        algos.register_configs()
+        search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+        overrides = [
+            search,
+            "agent=toy",
+            "env=cartpole",
+            "train.total_env_steps=400",
+            "agent.learning_starts=100",
+            "train.eval_every_env_steps=400",
+            "train.eval_episodes=1",
+            "train.progress=false",
+            "agent.toy_scale=0.5",
+        ]
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        assert cfg.agent.toy_scale == 0.5
+        from agent.evaluate import evaluate
+        from agent.train import run
+
+        summary = run(cfg, tmp_path / "run")
+        assert summary["algo"] == "toy" and summary["updates"] > 0
+        result = evaluate(tmp_path / "run", episodes=1, device="cpu")
+        assert result["algo"] == "toy"
+        saved = json.loads((tmp_path / "run" / "config.json").read_text())
+        assert saved["agent"]["toy_scale"] == 0.5
+    finally:
+        sys.path.remove(str(tmp_path))
+        algos._REGISTRY.pop("toy", None)
