@@ -23,15 +23,23 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agent.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from agent.checkpoint import save_checkpoint
 from agent.compiled import make_update_fn
 from agent.config import to_container, validate
 from agent.envs import VecEnv, make_env
-from agent.errors import EXIT_PREEMPTED, CheckpointError, Preempted, TrainingDiverged
+from agent.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
 from agent.frame_replay import FrameReplayBuffer
 from agent.learner import Learner
 from agent.logging import RunLogger
 from agent.replay import ReplayBuffer
+from agent.resume import (
+    check_disk_space,
+    check_run_dir_writable,
+    checkpoint_bytes,
+    resolve_source,
+    restore,
+)
+from agent.runlock import run_dir_lock
 
 log = logging.getLogger("agent")
 
@@ -125,7 +133,9 @@ def requeue_if_slurm() -> None:
 
 def run(cfg, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Train the agent described by ``cfg`` in ``run_dir`` and return the summary."""
-    with preemption_signals() as received:
+    run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
+    check_run_dir_writable(run_dir)  # reliability: fail before anything is built
+    with preemption_signals() as received, run_dir_lock(run_dir):  # one writer per run dir
         return _run(cfg, run_dir, received)
 
 
@@ -160,6 +170,7 @@ def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[s
         device=device,
         seed=cfg.seed + 2,
     )
+    check_disk_space(run_dir, 2 * checkpoint_bytes(learner, replay, cfg.checkpoint.replay))
     update = make_update_fn(learner, a.update_mode)  # eager, torch.compile or CUDA graph
     threshold = solve_threshold(cfg, env)
     counters: dict[str, Any] = {
@@ -171,11 +182,11 @@ def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[s
         "last_eval": None,
     }
 
-    # --- resume (explicit `resume=`, or automatically when this run dir has a checkpoint) ---
-    source = cfg.resume or (run_dir if has_checkpoint(run_dir) else None)
-    if source:
-        obs = _restore(source, cfg, env, learner, replay, counters, device)
-        log.info("resumed from %s at env step %d", source, counters["env_steps"])
+    # --- resume (resume=auto|never|PATH: agent/resume.py) ----------------------------------
+    source, why = resolve_source(cfg.resume, run_dir)
+    if source is not None:
+        log.info("resume: %s", why)
+        obs = restore(source, cfg, env, learner, replay, counters, device)
     else:
         obs = env.reset(seed=cfg.seed)
     with open(run_dir / "config.json", "w") as f:
@@ -347,29 +358,6 @@ def _save(run_dir, cfg, env, learner, replay, counters, obs) -> None:
         tensors["replay"] = replay.state_tensors()
         state["replay"] = replay.state_meta()
     save_checkpoint(run_dir, counters["env_steps"], tensors, state, keep=cfg.train.keep_checkpoints)
-
-
-def _restore(source, cfg, env, learner, replay, counters, device) -> np.ndarray:
-    tensors, state, folder = load_checkpoint(source, device=device)
-    if state.get("algo") != cfg.agent.name or state.get("env_id") != env.env_id:
-        raise CheckpointError(
-            f"checkpoint '{folder}' is for agent={state.get('algo')} env={state.get('env_id')}, "
-            f"but the config asks for agent={cfg.agent.name} env={env.env_id}"
-        )
-    try:
-        learner.load_state(tensors, state["learner"])
-        if "replay" in tensors:
-            replay.load_state(tensors["replay"], state["replay"])
-    except (RuntimeError, KeyError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint '{folder}' does not fit this config: {first}") from None
-    torch.set_rng_state(tensors["rng"]["torch_cpu"].cpu())
-    counters.update(state["counters"])
-    if "env_state" in state and hasattr(env, "set_state"):
-        env.set_state(state["env_state"])
-        return np.asarray(state["env_state"]["obs"], dtype=env.observation_dtype)
-    # env families whose state lives in C++ (Atari) restart their episodes on resume
-    return env.reset(seed=cfg.seed + counters["env_steps"])
 
 
 def main_entry(cfg) -> dict[str, Any]:

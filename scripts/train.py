@@ -8,7 +8,7 @@ import _cli  # noqa: F401  (path setup)
 import hydra
 from omegaconf import DictConfig
 
-from agent.config import register_configs
+from agent.config import Config, register_configs
 
 register_configs()
 
@@ -23,4 +23,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     _cli.check_group_choices(sys.argv)
+    _cli.check_override_keys(sys.argv, Config, groups=_cli.config_groups())
+    _cli.check_run_dir_override(sys.argv)
     main()
