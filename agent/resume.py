@@ -155,6 +155,10 @@ def restore(
             f"checkpoint '{folder}' is for agent={state.get('algo')} env={state.get('env_id')}, "
             f"but the config asks for agent={cfg.agent.name} env={env.env_id}"
         )
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"checkpoint '{folder}/state.json' holds no config object")
+    # config changes first: "you changed env.num_envs" says more than the replay's row count
+    changes = reconcile_config(state["config"], to_container(cfg))
     validate_train_state(
         state,
         tensors,
@@ -163,7 +167,6 @@ def restore(
         replay_rows=replay.rows,
         optimizer=learner.optimizer,
     )
-    changes = reconcile_config(state["config"], to_container(cfg))
     try:
         learner.load_state(tensors, state["learner"])
         if "replay" in tensors:

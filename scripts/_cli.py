@@ -31,7 +31,7 @@ def check_group_choices(argv: list[str]) -> None:
                 sys.exit(2)
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
@@ -84,7 +84,7 @@ def check_override_keys(argv: list[str], schema: Any, groups: Iterable[str] = ()
             continue
         close = difflib.get_close_matches(key, sorted(keys), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        _fail(f"unknown config key '{key}'{hint}")
+        fail(f"unknown config key '{key}'{hint}")
 
 
 def check_run_dir_override(argv: list[str]) -> None:
@@ -99,9 +99,9 @@ def check_run_dir_override(argv: list[str]) -> None:
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
         if not existing.is_dir():
-            _fail(f"{key}='{value}' lies under '{existing}', which is a file, not a folder")
+            fail(f"{key}='{value}' lies under '{existing}', which is a file, not a folder")
         if not os.access(existing, os.W_OK | os.X_OK):
-            _fail(f"{key}='{value}': cannot write in '{existing}'")
+            fail(f"{key}='{value}': cannot write in '{existing}'")
 
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
