@@ -107,7 +107,7 @@ def _safe(key: str) -> bool:
 
 def reconcile_config(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Compare a checkpoint's config with the config of the resuming run. Returns the safe
-    changes as ``key: old -> new`` strings; raises ConfigError naming the first unsafe one.
+    changes as ``key (old -> new)`` strings; raises ConfigError naming every unsafe one.
 
     A key missing from the saved config (added to the schema since) is not a change."""
     old_flat, new_flat = _flatten(saved), _flatten(new)
@@ -115,15 +115,15 @@ def reconcile_config(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for key, value in new_flat.items():
         if key not in old_flat or old_flat[key] == value:
             continue
-        (changes if _safe(key) else unsafe).append(f"{key}: {old_flat[key]!r} -> {value!r}")
+        old, shown = repr(old_flat[key])[:40], repr(value)[:40]  # one short line, always
+        (changes if _safe(key) else unsafe).append(f"{key} ({old} -> {shown})")
     if unsafe:
         raise ConfigError(
-            f"cannot resume with a changed {unsafe[0]}"
-            + (f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else "")
-            + ": it changes what the checkpoint's weights or replay mean; start a new "
-            "hydra.run.dir (optionally from this checkpoint with resume=PATH) or keep the old value"
+            f"cannot resume with a changed {', '.join(unsafe)}: it changes what the "
+            "checkpoint's weights or replay mean; keep the old value, or start a new "
+            "hydra.run.dir (optionally from this checkpoint with resume=PATH)"
         )
-    return [c for c in changes if not c.startswith("resume:")]
+    return [c for c in changes if not c.startswith("resume ")]
 
 
 def apply_optimizer_config(optimizer: torch.optim.Optimizer, agent_cfg: Any) -> None:

@@ -48,9 +48,9 @@ def main(args: EvalArgs) -> None:
 
 
 if __name__ == "__main__":
+    _cli.check_override_keys(sys.argv, EvalArgs)
     if not any(a.partition("=")[0].lstrip("+") == "checkpoint" for a in sys.argv[1:]):
         _cli.fail("checkpoint= is required: python scripts/evaluate.py checkpoint=RUN_DIR")
-    _cli.check_override_keys(sys.argv, EvalArgs)
     sys.argv += [
         "hydra.run.dir=.",
         "hydra.output_subdir=null",
