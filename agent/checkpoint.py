@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,22 @@ from agent.errors import CheckpointError
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
 LATEST = "latest"
+# `latest` holds one folder name; anything longer is not ours (a symlink to a big file, garbage)
+LATEST_MAX_BYTES = 64
+# ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() rejects or misreads
+_STEP_NAME = re.compile(r"[0-9]+")
+# a folder moved aside while its step was being rewritten: .old-<step>-<pid>
+_ASIDE_NAME = re.compile(r"\.old-([0-9]+)-[0-9]+")
+
+# state.json holds counters, config and small env state (replay tensors live in safetensors)
+STATE_MAX_BYTES = 256 << 20
+
+log = logging.getLogger("agent")
+
+
+def is_step_name(name: str) -> bool:
+    """Whether ``name`` is a checkpoint folder name (ASCII digits)."""
+    return _STEP_NAME.fullmatch(name) is not None
 
 
 def _sha256(path: Path) -> str:
@@ -67,6 +85,7 @@ def save_checkpoint(
     ``tensors`` maps a file stem (model, target, optimizer, rng, replay) to named tensors."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    _recover_moved_aside(root)
     _remove_stale_temporaries(root)
     final = root / str(step)
     tmp = root / f".tmp-{step}-{os.getpid()}"
@@ -103,8 +122,11 @@ def save_checkpoint(
         os.rename(tmp, final)
         _fsync(root)
         _point_latest(root, str(step))
+    # prune the oldest, but never the folder `latest` now names (it may be older than others
+    # when a run dir is resumed from an older checkpoint)
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -117,6 +139,24 @@ def _point_latest(root: Path, name: str) -> None:
         os.fsync(f.fileno())
     os.replace(latest_tmp, root / LATEST)
     _fsync(root)
+
+
+def _recover_moved_aside(root: Path) -> None:
+    """Put back a complete folder that a killed writer had moved aside to rewrite its step
+    (``.old-<step>-<pid>`` with no ``<step>`` folder): with ``keep_checkpoints=1`` it holds the
+    only complete checkpoint, and deleting it as a leftover would lose the run."""
+    for p in sorted(root.iterdir()):
+        m = _ASIDE_NAME.fullmatch(p.name)
+        if m and p.is_dir() and (p / STATE_FILE).is_file() and not (root / m[1]).exists():
+            os.rename(p, root / m[1])
+            _fsync(root)
+            log.warning("recovered checkpoint %s left aside by an interrupted save", m[1])
+    latest = _read_latest(root)
+    if isinstance(latest, str) and (root / latest).is_dir():
+        return
+    complete = [p for p in list_checkpoints(root.parent) if (p / STATE_FILE).is_file()]
+    if complete:
+        _point_latest(root, complete[-1].name)
 
 
 def _remove_stale_temporaries(root: Path) -> None:
@@ -134,8 +174,59 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    folders = [p for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
+    folders = [p for p in root.iterdir() if is_step_name(p.name) and p.is_dir()]
     return sorted(folders, key=lambda p: int(p.name))
+
+
+def _read_latest(root: Path) -> str | CheckpointError | None:
+    """The folder name in ``root/latest``; None if there is no ``latest``; a CheckpointError
+    (returned, not raised) saying why it is unusable. Reads at most LATEST_MAX_BYTES and never
+    repeats the content: ``latest`` may be a symlink to anything."""
+    latest = root / LATEST
+    if not latest.is_symlink() and not latest.exists():
+        return None
+    if latest.is_symlink():
+        target = latest.resolve()
+        if not target.is_relative_to(root.parent.resolve()):
+            return CheckpointError(f"'{latest}' is a symlink that leaves the run dir; refused")
+    try:
+        if not latest.is_file():
+            return CheckpointError(f"'{latest}' is not a regular file")
+        size = latest.stat().st_size
+        with open(latest, "rb") as f:
+            data = f.read(LATEST_MAX_BYTES + 1)
+    except OSError as err:
+        return CheckpointError(f"'{latest}' cannot be read ({err.strerror})")
+    name = data.strip().decode("ascii", errors="replace")
+    if len(data) > LATEST_MAX_BYTES or not is_step_name(name):
+        return CheckpointError(f"'{latest}' ({size} bytes) does not name a checkpoint folder")
+    return name
+
+
+def _complete(folder: Path) -> bool:
+    """A cheap completeness check (parsable, self-consistent state.json, every listed file
+    present); full hashes are checked when the folder is loaded."""
+    try:
+        files = read_state(folder).get("files")
+    except CheckpointError:
+        return False
+    return isinstance(files, dict) and all(
+        isinstance(n, str) and Path(n).name == n and (folder / n).is_file() for n in files
+    )
+
+
+def _newest_complete(root: Path) -> Path | None:
+    """The newest complete checkpoint, including one a killed writer left moved aside."""
+    candidates = [(int(p.name), p) for p in list_checkpoints(root.parent)]
+    if root.is_dir():
+        for p in root.iterdir():
+            m = _ASIDE_NAME.fullmatch(p.name)
+            if m and p.is_dir() and not (root / m[1]).exists():
+                candidates.append((int(m[1]), p))
+    for _, folder in sorted(candidates, key=lambda c: c[0], reverse=True):
+        if _complete(folder):
+            return folder
+    return None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -143,26 +234,54 @@ def resolve_checkpoint(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"checkpoint path '{path}' does not exist")
-    if (p / STATE_FILE).is_file() or (p.is_dir() and p.name.isdigit()):
+    if not p.is_dir():
+        raise CheckpointError(f"checkpoint path '{path}' is not a folder")
+    if (p / STATE_FILE).is_file() or is_step_name(p.name):
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    latest = root / LATEST
-    if not latest.is_file():
-        raise CheckpointError(f"no checkpoint in '{path}' (expected {root / LATEST})")
-    name = latest.read_text().strip()
-    if not name.isdigit() or not (root / name).is_dir():
-        raise CheckpointError(f"'{latest}' names '{name}', which is not a checkpoint folder")
-    return root / name
+    name = _read_latest(root)
+    if isinstance(name, str) and (root / name).is_dir():
+        return root / name
+    if name is None:
+        problem = CheckpointError(f"no checkpoint in '{path}' (expected {root / LATEST})")
+    elif isinstance(name, str):
+        problem = CheckpointError(f"'{root / LATEST}' names '{name}', which does not exist")
+    else:
+        problem = name
+    # `latest` is missing or unusable (a writer killed mid-save, a hand edit): fall back to the
+    # newest complete checkpoint, and say so. Corrupt data in the folder `latest` names is
+    # still an error (caught on load): that needs a person, not a silent older checkpoint.
+    fallback = _newest_complete(root)
+    if fallback is None:
+        raise problem
+    log.warning("%s; using the newest complete checkpoint %s instead", problem, fallback)
+    return fallback
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / "checkpoints" / LATEST).is_file()
+    """Whether ``run_dir`` holds a checkpoint to resume from (``latest``, or a complete folder
+    that an interrupted save left without a valid ``latest``)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return False
+    name = _read_latest(root)
+    if isinstance(name, str) and (root / name).is_dir():
+        return True
+    return _newest_complete(root) is not None
 
 
 def read_state(folder: Path) -> dict[str, Any]:
     """Parse and verify ``state.json`` (version and its own hash)."""
+    path = folder / STATE_FILE
+    if not path.exists():
+        raise CheckpointError(f"checkpoint '{folder}' has no {STATE_FILE}")
+    # a symlink to /dev/zero or a huge file must not be read whole
+    if not path.is_file() or path.stat().st_size > STATE_MAX_BYTES:
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a regular file of at most {STATE_MAX_BYTES} bytes"
+        )
     try:
-        body = json.loads((folder / STATE_FILE).read_text())
+        body = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint '{folder}' has no {STATE_FILE}") from None
     # ValueError covers JSONDecodeError and ints past Python's digit limit; RecursionError

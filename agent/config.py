@@ -7,7 +7,9 @@ algorithm's own keys live with it (``agent/algos/<name>.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +124,9 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False
     torch_threads: int = 1  # small networks run fastest single-threaded on few cores
-    resume: str | None = None  # run dir or checkpoint folder to continue from
+    # auto: continue this run dir's own checkpoint; never: refuse to; PATH: start from PATH
+    # unless this run dir has its own checkpoint (agent/resume.py)
+    resume: str | None = "auto"
 
 
 def suggest(value: str, options: list[str] | tuple[str, ...]) -> str:
@@ -187,10 +191,76 @@ def validate(cfg: Config | DictConfig) -> None:
         )
     if not 0.0 <= e.sticky_action_prob <= 1.0:
         raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {e.sticky_action_prob}")
-    if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
     if cfg.probe.response_noise < 0:
         raise ConfigError(f"probe.response_noise must be >= 0, got {cfg.probe.response_noise}")
+    _validate_numbers(cfg)
+
+
+# Bounds that catch typos (1e8 units, seed 2**70) before they become a 30 GiB allocation or an
+# overflow deep in numpy/torch; each is far beyond any setting this library's tasks use.
+MAX_SEED = 2**31 - 1  # the trainer adds offsets (eval seed + 10 000, env i + i) below 2**32
+MAX_LAYER_UNITS = 1 << 16  # one hidden layer, num_units, IQN embedding or τ samples
+MAX_LAYER_WEIGHTS = 1 << 28  # one weight matrix: 1 GiB of float32, before Adam's 2 copies
+
+
+def check_seed(value: Any, key: str = "seed") -> None:
+    if type(value) is not int or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{key} must be an integer in [0, {MAX_SEED}], got {value}")
+
+
+def check_device(value: Any, key: str = "device") -> None:
+    text = str(value)
+    index = text.removeprefix("cuda:")
+    if text not in ("auto", "cpu", "cuda") and not (
+        text.startswith("cuda:") and index.isascii() and index.isdigit()
+    ):
+        raise ConfigError(f"{key} must be auto, cpu, cuda or cuda:N, got '{value}'")
+
+
+def _validate_numbers(cfg: Config | DictConfig) -> None:
+    """Finite floats, sane sizes, seeds and devices: values a schema types but does not bound
+    (agent.lr=nan passes `lr > 0` checks as NaN compares false)."""
+    a, e, t, p = cfg.agent, cfg.env, cfg.train, cfg.probe
+    # every float of the agent's config (its algorithm's own keys included)
+    floats = {f"agent.{k}": v for k, v in _items(a) if isinstance(v, float)}
+    floats |= {
+        "env.sticky_action_prob": e.sticky_action_prob,
+        "env.value_min": e.value_min,
+        "env.value_max": e.value_max,
+        "train.solve_threshold": t.solve_threshold,
+        "probe.response_noise": p.response_noise,
+    }
+    for key, value in floats.items():
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+    hidden = list(a.hidden)
+    if any(type(h) is not int or not 0 < h <= MAX_LAYER_UNITS for h in hidden):
+        raise ConfigError(
+            f"agent.hidden must list layer sizes in [1, {MAX_LAYER_UNITS}], got {hidden}"
+        )
+    for key in ("num_units", "iqn_embedding_dim", "iqn_num_taus", "iqn_num_taus_act"):
+        value = getattr(a, key, 0)
+        if value > MAX_LAYER_UNITS:
+            raise ConfigError(f"agent.{key} must be <= {MAX_LAYER_UNITS}, got {value}")
+    widths = [*hidden, a.num_units]
+    if any(x * y > MAX_LAYER_WEIGHTS for x, y in zip(widths, widths[1:], strict=False)):
+        raise ConfigError(
+            f"agent.hidden {hidden} with agent.num_units={a.num_units} makes a weight matrix "
+            f"over {MAX_LAYER_WEIGHTS} entries"
+        )
+    if cfg.torch_threads <= 0:
+        raise ConfigError(f"torch_threads must be a positive integer, got {cfg.torch_threads}")
+    if e.num_threads < 0:
+        raise ConfigError(f"env.num_threads must be >= 0 (0: ALE picks), got {e.num_threads}")
+    check_seed(cfg.seed)
+    check_device(cfg.device)
+
+
+def _items(node: Any) -> list[tuple[str, Any]]:
+    """(key, value) pairs of a config node, a DictConfig or a dataclass."""
+    if isinstance(node, DictConfig):
+        return [(str(k), node[k]) for k in node]
+    return [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
 
 
 def to_container(cfg: Config | DictConfig) -> dict[str, Any]:

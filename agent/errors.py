@@ -26,3 +26,7 @@ class Preempted(SystemExit):
 
 
 EXIT_PREEMPTED = 3  # "checkpoint written, run again (or requeue) to resume"
+
+
+class RunDirLocked(UserError):
+    """Another live process is training in this run dir."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.algos import from_container
+from agent.algos import from_container, validate
 from agent.checkpoint import load_checkpoint
+from agent.config import check_device, check_seed
 from agent.device import resolve_device
 from agent.envs import VecEnv, make_env
 from agent.errors import CheckpointError, ConfigError
@@ -43,7 +45,20 @@ def load_agent(
 ) -> tuple[Learner, Any, Path]:
     """The learner (online network loaded) and config of a checkpoint."""
     tensors, state, folder = load_checkpoint(checkpoint, device=device, stems=("model",))
-    cfg = from_container(state["config"])
+    if not isinstance(state.get("config"), dict) or "model" not in tensors:
+        raise CheckpointError(f"checkpoint '{folder}' has no config or no model weights")
+    try:
+        cfg = from_container(state["config"])
+        validate(cfg)
+    except ConfigError as err:
+        raise CheckpointError(
+            f"checkpoint '{folder}' holds a config that does not validate: {err}"
+        ) from None
+    bad = [
+        k for k, t in tensors["model"].items() if t.is_floating_point() and not t.isfinite().all()
+    ]
+    if bad:
+        raise CheckpointError(f"checkpoint '{folder}' has non-finite weights in {bad[0]}")
     env = make_env(cfg.env, num_envs=1, evaluation=True)
     learner = Learner(cfg.agent, env.observation_shape, env.num_actions, device)
     env.close()
@@ -71,6 +86,12 @@ def evaluate(
     (default: the run dir that holds the checkpoint). Returns the result dict."""
     if episodes <= 0:
         raise ConfigError(f"episodes must be a positive integer, got {episodes}")
+    if epsilon is not None and not (math.isfinite(epsilon) and 0.0 <= epsilon <= 1.0):
+        raise ConfigError(f"epsilon must be in [0, 1], got {epsilon}")
+    check_seed(seed)
+    check_device(device)
+    if out is not None:
+        _check_out_dir(Path(out))
     dev = resolve_device(device)
     learner, cfg, folder = load_agent(checkpoint, dev)
     eps = cfg.agent.eps_eval if epsilon is None else epsilon
@@ -79,7 +100,10 @@ def evaluate(
     env.close()
     run_dir = folder.parent.parent
     out_dir = Path(out) if out is not None else run_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot write results to '{out_dir}': {err.strerror}") from None
     result: dict[str, Any] = {
         "checkpoint": str(folder),
         "algo": cfg.agent.name,
@@ -106,6 +130,17 @@ def evaluate(
     with open(out_dir / "eval.json", "w") as f:
         json.dump(result, f, indent=1)
     return result
+
+
+def _check_out_dir(out: Path) -> None:
+    """Before any episode runs: ``out`` must be (or become) a writable folder."""
+    existing = out.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"out='{out}' lies under '{existing}', which is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"out='{out}': cannot write in '{existing}'")
 
 
 def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: int) -> Path:

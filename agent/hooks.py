@@ -17,17 +17,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from agent.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from agent.checkpoint import save_checkpoint
 from agent.config import to_container
-from agent.errors import EXIT_PREEMPTED, CheckpointError, Preempted, TrainingDiverged
+from agent.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
 from agent.evaluate import evaluate_policy
 from agent.replay import Batch
+from agent.resume import resolve_source, restore
 
 if TYPE_CHECKING:
     from agent.train import Run
@@ -327,35 +327,13 @@ def save(run: Run, state: TrainState) -> None:
 
 
 def restore_or_start(run: Run, resume: str | None) -> tuple[TrainState, np.ndarray]:
-    """Resume from ``resume`` or, when this run dir already holds a checkpoint, from it (what a
-    requeued cluster job does); otherwise reset the envs. Returns the state and observation."""
-    source = resume or (run.run_dir if has_checkpoint(run.run_dir) else None)
-    if not source:
+    """Continue from a checkpoint (``resume=auto|never|PATH``, see :mod:`agent.resume`: the run
+    dir's own checkpoint wins, which is what a requeued cluster job needs) or reset the envs.
+    Returns the state and the observation to act on."""
+    source, why = resolve_source(resume, run.run_dir)
+    if source is None:
+        log.info("resume: %s", why)
         return TrainState(), run.env.reset(seed=run.cfg.seed)
-    state, obs = restore(run, source)
-    log.info("resumed from %s at env step %d", source, state.env_steps)
-    return state, obs
-
-
-def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
-    cfg, env, learner, replay = run.cfg, run.env, run.learner, run.replay
-    tensors, saved, folder = load_checkpoint(source, device=run.device)
-    if saved.get("algo") != cfg.agent.name or saved.get("env_id") != env.env_id:
-        raise CheckpointError(
-            f"checkpoint '{folder}' is for agent={saved.get('algo')} env={saved.get('env_id')}, "
-            f"but the config asks for agent={cfg.agent.name} env={env.env_id}"
-        )
-    try:
-        learner.load_state(tensors, saved["learner"])
-        if "replay" in tensors:
-            replay.load_state(tensors["replay"], saved["replay"])
-    except (RuntimeError, KeyError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint '{folder}' does not fit this config: {first}") from None
-    torch.set_rng_state(tensors["rng"]["torch_cpu"].cpu())
-    state = TrainState.from_counters(saved["counters"])
-    if "env_state" in saved:
-        env.set_state(saved["env_state"])
-        return state, np.asarray(saved["env_state"]["obs"], dtype=env.observation_dtype)
-    # env families whose state lives in C++ (Atari) restart their episodes on resume
-    return state, env.reset(seed=cfg.seed + state.env_steps)
+    counters: dict[str, Any] = {}
+    obs = restore(source, run.cfg, run.env, run.learner, run.replay, counters, run.device)
+    return TrainState.from_counters(counters), obs

@@ -34,6 +34,8 @@ from agent.hooks import Hook, TrainState
 from agent.learner import Learner
 from agent.logging import RunLogger
 from agent.replay import Replay, ReplayBuffer
+from agent.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
+from agent.runlock import run_dir_lock
 
 log = logging.getLogger("agent")
 
@@ -164,13 +166,16 @@ def run(
     if isinstance(cfg, DictConfig):  # plain dataclasses: attribute reads in the hot loop are cheap
         cfg = OmegaConf.to_object(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_dir_writable(run_dir)  # before anything is built or trained
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )
-    with signals as received:
+    with signals as received, run_dir_lock(run_dir):  # one writer per run dir
         r = build(cfg, run_dir)
         try:
+            check_disk_space(
+                run_dir, 2 * checkpoint_bytes(r.learner, r.replay, cfg.checkpoint.replay)
+            )
             state, obs = hooks.restore_or_start(r, cfg.resume)
         except BaseException:
             r.close()

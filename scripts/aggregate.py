@@ -14,6 +14,8 @@ Writes the JSON to `out` (default: `aggregate.json` in the first DIR) and a figu
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -116,6 +118,13 @@ def load_runs(run_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str
             score, source = summary["eval_return_mean"], "summary.json"
         if score is None:
             skipped.append({"dir": str(run_dir), "why": "no evaluation return"})
+            continue
+        # one run's bad score (a string, NaN, inf) skips that run, not the whole aggregation
+        if type(score) not in (int, float) or not math.isfinite(score):
+            shown = repr(score) if len(repr(score)) <= 40 else type(score).__name__
+            skipped.append(
+                {"dir": str(run_dir), "why": f"{source} score is not a finite number: {shown}"}
+            )
             continue
         env_name = str(
             (evaluation or {}).get("game")
@@ -265,6 +274,30 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def output_path(out: str | None, first_root: str) -> Path:
+    """``out`` as a .json path; by default ``aggregate.json`` in the first DIR (beside it when
+    that DIR is a ``summary.json`` file, which ``runs=`` also accepts)."""
+    if out is None:
+        root = Path(first_root)
+        return (root.parent if root.is_file() else root) / "aggregate.json"
+    path = Path(out)
+    if path.suffix != ".json":
+        path = path / "aggregate.json" if path.is_dir() else path.with_suffix(".json")
+    return path
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written (checked before the bootstrap runs)."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"'{existing}' is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"'{existing}' is not writable"
+    return None
+
+
 def main(argv: list[str]) -> int:
     """Run the aggregation; returns the exit status (2 for user errors)."""
     try:
@@ -287,11 +320,13 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    out = output_path(args["out"], args["runs"][0])
+    problem = unwritable(out.parent)
+    if problem:
+        print(f"error: cannot write {out}: {problem}", file=sys.stderr)
+        return 2
     result = aggregate(runs, args["reps"], args["seed"])
     result.update(run_dirs=len(run_dirs), used_runs=len(runs), skipped=skipped, reps=args["reps"])
-    out = Path(args["out"]) if args["out"] else Path(args["runs"][0]) / "aggregate.json"
-    if out.suffix != ".json":
-        out = out / "aggregate.json" if out.is_dir() else out.with_suffix(".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = out.with_suffix(".png")
     result["figure"] = str(figure)

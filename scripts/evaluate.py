@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-import _cli  # noqa: F401  (path setup)
+import _cli  # (path setup)
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -48,6 +48,9 @@ def main(args: EvalArgs) -> None:
 
 
 if __name__ == "__main__":
+    _cli.check_override_keys(sys.argv, EvalArgs)
+    if not any(a.partition("=")[0].lstrip("+") == "checkpoint" for a in sys.argv[1:]):
+        _cli.fail("checkpoint= is required: python scripts/evaluate.py checkpoint=RUN_DIR")
     sys.argv += [
         "hydra.run.dir=.",
         "hydra.output_subdir=null",

@@ -23,4 +23,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     _cli.check_group_choices(sys.argv)
+    _cli.check_override_keys(sys.argv, _cli.run_schema(sys.argv), groups=_cli.config_groups())
+    _cli.check_run_dir_override(sys.argv)
     main()

@@ -1,6 +1,9 @@
 """Checkpoints: round trip, bit-exact resume, corruption detection, failed writes lose nothing."""
 
 import json
+import logging
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +106,122 @@ def test_resume_with_a_different_agent_is_refused(tmp_path):
     run(make_cfg(*TINY, "train.total_env_steps=200"), tmp_path / "a")
     with pytest.raises(CheckpointError, match="agent=qrdqn"):
         run(make_cfg("agent=dqn", *TINY, f"resume={tmp_path / 'a'}"), tmp_path / "b")
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 12: `latest` that lies, points away or is missing; keep=1 rewrites; lab-task resume
+# ----------------------------------------------------------------------------------------------
+
+
+def test_keep_1_rewrite_interrupted_between_renames_loses_nothing(tmp_path, monkeypatch, caplog):
+    """Item 4: with keep=1, rewriting the only step moves it aside; a kill before the new
+    folder is renamed in left `latest` dangling and the data only in `.old-*`, which the next
+    save deleted. Now loading falls back to it (saying so) and the next save restores it."""
+    ckpt.save_checkpoint(tmp_path, 5, {"model": {"w": torch.full((4,), 5.0)}}, {}, keep=1)
+    real_rename = os.rename
+
+    def killed_at_second_rename(src, dst):
+        if Path(src).name.startswith(".tmp-"):
+            raise KeyboardInterrupt("killed")  # after the old folder went aside
+        real_rename(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "rename", killed_at_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path, 5, {"model": {"w": torch.full((4,), 6.0)}}, {}, keep=1)
+    monkeypatch.undo()
+    assert not (tmp_path / "checkpoints" / "5").exists()  # the dangerous state, reproduced
+    with caplog.at_level(logging.WARNING, logger="agent"):
+        tensors, _, folder = ckpt.load_checkpoint(tmp_path)
+    assert tensors["model"]["w"][0].item() == 5.0 and folder.name.startswith(".old-5-")
+    assert "using the newest complete checkpoint" in caplog.text
+    assert ckpt.has_checkpoint(tmp_path)
+    ckpt.save_checkpoint(tmp_path, 5, {"model": {"w": torch.full((4,), 7.0)}}, {}, keep=1)
+    tensors, _, folder = ckpt.load_checkpoint(tmp_path)
+    assert folder.name == "5" and tensors["model"]["w"][0].item() == 7.0
+
+
+def test_dangling_or_garbled_latest_falls_back_to_newest_complete(tmp_path, caplog):
+    for step in (1, 2, 3):
+        _small_save(tmp_path, step, float(step))
+    latest = tmp_path / "checkpoints" / "latest"
+    for text in ["9\n", "garbage\n", ""]:
+        latest.write_text(text)
+        with caplog.at_level(logging.WARNING, logger="agent"):
+            tensors, _, folder = ckpt.load_checkpoint(tmp_path)
+        assert folder.name == "3" and tensors["model"]["w"][0, 0].item() == 3.0
+    latest.unlink()
+    assert ckpt.load_checkpoint(tmp_path)[2].name == "3"
+    assert "using the newest complete checkpoint" in caplog.text
+
+
+def test_latest_symlink_leaving_the_run_dir_is_refused_without_its_content(tmp_path):
+    """Item 9: a `latest` symlink to a file outside the run dir is not read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:TOP-SECRET\n" * 100)
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "latest").symlink_to(secret)
+    with pytest.raises(CheckpointError, match="leaves the run dir") as err:
+        ckpt.load_checkpoint(run_dir)
+    assert "TOP-SECRET" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_latest_symlink_inside_the_run_dir_is_followed(tmp_path):
+    _small_save(tmp_path, 1, 1.0)
+    root = tmp_path / "checkpoints"
+    (root / "name.txt").write_text("1\n")
+    (root / "latest").unlink()
+    (root / "latest").symlink_to(root / "name.txt")
+    assert ckpt.load_checkpoint(tmp_path)[2].name == "1"
+
+
+def test_huge_latest_is_refused_by_its_length_only(tmp_path):
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    (root / "latest").write_bytes(b"SECRET" * (2 << 20))  # 12 MiB
+    with pytest.raises(CheckpointError, match=f"{12 << 20} bytes") as err:
+        ckpt.load_checkpoint(tmp_path)
+    assert "SECRET" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["\u0663", "\u00b2", "1\u0663"])
+def test_non_ascii_digit_folder_names_are_not_checkpoints(tmp_path, name):
+    """`str.isdigit()` accepts these; `int()` rejects or misreads them."""
+    folder = _small_save(tmp_path, 1, 1.0)
+    os.rename(folder, folder.parent / name)
+    (tmp_path / "checkpoints" / "latest").write_text(f"{name}\n")
+    assert ckpt.list_checkpoints(tmp_path) == []
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load_checkpoint(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_pruning_never_deletes_the_checkpoint_just_written(tmp_path):
+    """A save of an older step into a dir with newer ones (the item-2 requeue) used to prune
+    the new folder at once and leave `latest` naming nothing."""
+    for step in (2000, 3000, 4000):
+        _small_save(tmp_path, step)
+    ckpt.save_checkpoint(tmp_path, 1200, {"model": {"w": torch.ones(2)}}, {}, keep=3)
+    assert ckpt.load_checkpoint(tmp_path)[2].name == "1200"
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["1200", "2000", "3000", "4000"]
+
+
+def test_lab_task_resume_is_bit_exact(tmp_path):
+    """Item 5: the lab tasks' configs now save the replay, so their resume is exact too."""
+    common = [
+        "env=variable_magnitude",
+        "agent=erdqn",
+        "deterministic=true",
+        "train.total_env_steps=1600",
+        "train.eval_every_env_steps=800",
+        "train.checkpoint_every_env_steps=800",
+        "train.progress=false",
+        "probe.enabled=false",
+    ]
+    run(make_cfg(*common), tmp_path / "full")
+    run(make_cfg(*common, "train.total_env_steps=800"), tmp_path / "split")
+    run(make_cfg(*common), tmp_path / "split")
+    a, _ = final_weights(tmp_path / "full")
+    b, folder = final_weights(tmp_path / "split")
+    assert folder.name == "1600"
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -82,3 +82,166 @@ def test_evaluate_writes_eval_json(trained_run, tmp_path):
 def test_resume_from_other_agent_is_one_line_error(trained_run, tmp_path):
     proc = cli("train.py", "agent=dqn", f"resume={trained_run}", f"hydra.run.dir={tmp_path}")
     assert_one_line_error(proc, "agent=qrdqn", "agent=dqn")
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 12, items 10-11: every bad input is one `error:` line, exit 2, and nothing is lost
+# ----------------------------------------------------------------------------------------------
+
+
+def assert_exit_2_one_line(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert_one_line_error(proc, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["agent.lr=nan"], ["agent.lr", "finite"]),
+        (["agent.adam_eps=nan"], ["agent.adam_eps"]),
+        (["agent.hidden=[-1]"], ["agent.hidden"]),
+        (["torch_threads=0"], ["torch_threads"]),
+        (["seed=-1"], ["seed"]),
+        ([f"seed={2**70}"], ["seed"]),
+        (["agent.num_units=100000000"], ["agent.num_units"]),
+        (["device=cuda:abc"], ["device", "cuda:abc"]),
+        (["device=bogus"], ["device", "bogus"]),
+        (["+train.total_env_step=3000"], ["train.total_env_step", "train.total_env_steps"]),
+        (["agent.lrr=1"], ["agent.lrr", "did you mean agent.lr"]),
+    ],
+)
+def test_train_rejects_bad_values_and_keys_in_one_line(tmp_path, args, fragments):
+    proc = cli("train.py", *args, "train.total_env_steps=8", f"hydra.run.dir={tmp_path / 'r'}")
+    assert_exit_2_one_line(proc, *fragments)
+    assert not (tmp_path / "r" / "checkpoints" / "latest").exists()
+
+
+def test_run_dir_under_a_regular_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    proc = cli("train.py", f"hydra.run.dir={tmp_path / 'file' / 'run'}")
+    assert_exit_2_one_line(proc, "is a file")
+
+
+def test_checkpoints_path_that_is_a_file_fails_before_training(tmp_path):
+    """Checked before any step is taken (it used to surface only at the first save)."""
+    (tmp_path / "checkpoints").write_text("not a folder")
+    proc = cli("train.py", "train.total_env_steps=8", f"hydra.run.dir={tmp_path}")
+    assert_exit_2_one_line(proc, "checkpoints", "not a folder")
+    assert not (tmp_path / "tb").exists()  # nothing was started
+
+
+def test_num_envs_change_on_resume_is_one_line(trained_run, tmp_path):
+    import shutil
+
+    shutil.copytree(trained_run, tmp_path / "run")
+    same = [*TINY, "train.total_env_steps=200"]
+    proc = cli("train.py", *same, "env.num_envs=2", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_exit_2_one_line(proc, "env.num_envs (4 -> 2)")
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "200"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        ([], ["checkpoint= is required"]),
+        (["device=bogus"], ["device"]),
+        (["seed=-1"], ["seed"]),
+        (["epsilon=5"], ["epsilon"]),
+        (["epsilon=nan"], ["epsilon"]),
+        (["episodes=0"], ["episodes"]),
+        (["chekpoint=x"], ["did you mean checkpoint"]),
+    ],
+)
+def test_evaluate_rejects_bad_arguments(trained_run, args, fragments):
+    given = args if not args or args[0].startswith("chek") else [f"checkpoint={trained_run}", *args]
+    assert_exit_2_one_line(cli("evaluate.py", *given), *fragments)
+
+
+def test_evaluate_out_under_a_file(trained_run, tmp_path):
+    (tmp_path / "file").write_text("x")
+    proc = cli("evaluate.py", f"checkpoint={trained_run}", f"out={tmp_path / 'file' / 'o'}")
+    assert_exit_2_one_line(proc, "is a file")
+
+
+def _resigned_copy(trained_run, tmp_path, edit_state=None, edit_model=None):
+    import hashlib
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from agent import checkpoint as ckpt
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    folder = copy / "checkpoints" / "200"
+    body = json.loads((folder / "state.json").read_text())
+    body.pop("state_hash")
+    if edit_model:
+        model = load_file(str(folder / "model.safetensors"))
+        edit_model(model)
+        save_file(model, str(folder / "model.safetensors"))
+        digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        body["files"]["model.safetensors"] = digest
+    if edit_state:
+        edit_state(body)
+    body["state_hash"] = ckpt._json_hash(body)
+    (folder / "state.json").write_text(json.dumps(body))
+    return copy
+
+
+def test_evaluate_refuses_a_config_that_does_not_validate(trained_run, tmp_path):
+    def bad_lr(body):
+        body["config"]["agent"]["gamma"] = 7.0
+
+    copy = _resigned_copy(trained_run, tmp_path, edit_state=bad_lr)
+    assert_exit_2_one_line(cli("evaluate.py", f"checkpoint={copy}"), "does not validate")
+
+
+def test_evaluate_refuses_non_finite_weights(trained_run, tmp_path):
+    def poison(model):
+        first = next(iter(model))
+        model[first][..., 0] = float("nan")
+
+    copy = _resigned_copy(trained_run, tmp_path, edit_model=poison)
+    assert_exit_2_one_line(cli("evaluate.py", f"checkpoint={copy}"), "non-finite")
+
+
+def _fake_run(folder, score, algo="qrdqn", seed=1):
+    import json
+
+    folder.mkdir(parents=True)
+    summary = {"algo": algo, "env_id": "CartPole-v1", "seed": seed, "eval_return_mean": score}
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_aggregate_accepts_a_summary_json_file(tmp_path):
+    _fake_run(tmp_path / "r1", 100.0)
+    proc = cli("aggregate.py", f"runs={tmp_path / 'r1' / 'summary.json'}", "reps=10")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "r1" / "aggregate.json").is_file()
+
+
+def test_aggregate_out_under_a_file(tmp_path):
+    _fake_run(tmp_path / "r1", 100.0)
+    (tmp_path / "file").write_text("x")
+    proc = cli("aggregate.py", f"runs={tmp_path}", f"out={tmp_path / 'file' / 'a.json'}")
+    assert_exit_2_one_line(proc, "is a file")
+
+
+def test_aggregate_skips_a_run_with_a_nan_or_string_score(tmp_path):
+    import json
+
+    _fake_run(tmp_path / "good1", 100.0, seed=1)
+    _fake_run(tmp_path / "good2", 120.0, seed=2)
+    (tmp_path / "nan").mkdir()
+    (tmp_path / "nan" / "summary.json").write_text(
+        '{"algo": "qrdqn", "env_id": "CartPole-v1", "seed": 3, "eval_return_mean": NaN}'
+    )
+    _fake_run(tmp_path / "word", "high", seed=4)
+    out = tmp_path / "agg.json"
+    proc = cli("aggregate.py", f"runs={tmp_path}", f"out={out}", "reps=10")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["used_runs"] == 2 and len(result["skipped"]) == 2
+    assert result["raw_returns"]["CartPole-v1"]["qrdqn"]["returns"] == [100.0, 120.0]

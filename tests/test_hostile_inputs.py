@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
 import struct
 import subprocess
@@ -26,6 +27,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
+from helpers import TINY, make_cfg
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -428,6 +430,9 @@ def test_unknown_agent_names_raise_config_error(name) -> None:
 BAD_OVERRIDES = {
     "train.total_env_steps=abc": "total_env_steps",
     "agent.nonexistent=1": "nonexistent",
+    # item 10: typos fail with or without `+`, with a suggestion
+    "+train.total_env_step=3000": "did you mean train.total_env_steps",
+    "agent.lrr=1": "did you mean agent.lr",
     "agent=nope": "unknown agent 'nope'",
     "env.id=NoSuchEnv-v0": "NoSuchEnv-v0",
 }
@@ -461,3 +466,143 @@ def test_bad_overrides_fail_without_a_traceback(cli_results, override) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert BAD_OVERRIDES[override] in proc.stderr, proc.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 12: a re-signed trainer state.json, and config numbers
+# ----------------------------------------------------------------------------------------------
+
+RESUME_TINY = [*TINY, "train.total_env_steps=200", "train.eval_every_env_steps=200"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A real trainer checkpoint at step 200 (counters, learner, replay, env state)."""
+    from agent.train import run
+
+    run_dir = tmp_path_factory.mktemp("trained")
+    run(make_cfg(*RESUME_TINY), run_dir)
+    return run_dir
+
+
+def _leaves(tree, path=()):
+    """Every path into a JSON tree (containers included: they can be replaced whole too)."""
+    yield path
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from _leaves(value, (*path, i))
+
+
+MUTANT = (
+    JSON
+    | st.sampled_from([-1, 0, 2**70, -(2**70), 1e308, float("nan"), float("inf"), "", "x" * 50])
+    | st.sampled_from([True, False, None, [], {}, [[]], {"v": "x"}, {"a": [1], "dtype": "O"}])
+)
+
+
+def _mutate(body: dict, path: tuple, how: str, value) -> None:
+    *parents, last = path
+    node = body
+    for key in parents:
+        node = node[key]
+    if how == "delete":
+        del node[last]
+    elif how == "wrap":
+        node[last] = [node[last]]
+    else:
+        node[last] = value
+
+
+def _resume_ends_cleanly(run_dir: Path) -> None:
+    """The acceptance: a resumed run either trains on or stops with one user-error line."""
+    from agent.errors import TrainingDiverged, UserError
+    from agent.train import run
+
+    try:
+        run(make_cfg(*RESUME_TINY, "train.total_env_steps=208"), run_dir)
+    except (UserError, TrainingDiverged) as err:
+        assert "\n" not in str(err).strip(), str(err)
+
+
+@settings(SETTINGS, max_examples=30, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(data=st.data())
+def test_any_resigned_state_mutation_ends_in_one_error_line(trained, tmp_path, data) -> None:
+    """Item 8: mutate one place of state.json (replace, delete, wrap), re-sign it, resume."""
+    run_dir = tmp_path / f"ex{next(_COPIES)}"
+    shutil.copytree(trained, run_dir)
+    folder = run_dir / "checkpoints" / "200"
+    body = json.loads((folder / "state.json").read_text())
+    body.pop("state_hash")
+    paths = [p for p in _leaves(body) if p and p[0] not in ("format_version", "files")]
+    path = data.draw(st.sampled_from(paths))
+    how = data.draw(st.sampled_from(["replace", "replace", "replace", "delete", "wrap"]))
+    _mutate(body, path, how, data.draw(MUTANT) if how == "replace" else None)
+    _resign(folder, body)
+    _resume_ends_cleanly(run_dir)
+
+
+# The variants that crashed _restore before issue 12 (KeyError, IndexError, TypeError,
+# ValueError, or a zip() traceback), each now a one-line CheckpointError naming the field.
+SCHEMA_CASES = {
+    "counters-missing": (("counters",), "delete", None, "counters"),
+    "env-steps-string": (("counters", "env_steps"), "replace", "600", "counters.env_steps"),
+    "updates-negative": (("learner", "updates"), "replace", -3, "learner.updates"),
+    "param-groups-empty": (("learner", "optimizer", "param_groups"), "replace", [], "param_groups"),
+    "lr-string": (("learner", "optimizer", "param_groups", 0, "lr"), "replace", "x", "lr"),
+    "replay-pos-past-end": (("replay", "pos"), "replace", 10**9, "replay.pos"),
+    "replay-rows-list": (("replay", "rows"), "replace", [1], "replay.rows"),
+    "env-envs-short": (("env_state", "envs"), "replace", [], "env_state.envs"),
+    "env-obs-shape": (("env_state", "obs"), "replace", [[0.0]] * 4, "env_state.obs"),
+    "env-attr-method": (("env_state", "envs", 0, 3, "step"), "replace", {"v": 1}, "step"),
+    "env-attr-type": (("env_state", "envs", 0, 3, "state"), "replace", {"v": "x"}, "state"),
+    "rng-garbage": (("env_state", "envs", 0, 3, "_np_random"), "replace", {"rng": {}}, "random"),
+    "last-eval-list": (("counters", "last_eval"), "replace", [1], "counters.last_eval"),
+    "algo-int": (("algo",), "replace", 3, "agent="),
+}
+
+
+@pytest.mark.parametrize("case", list(SCHEMA_CASES))
+def test_resigned_state_variants_are_one_line_checkpoint_errors(trained, tmp_path, case) -> None:
+    from agent.train import run
+
+    path, how, value, fragment = SCHEMA_CASES[case]
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    folder = run_dir / "checkpoints" / "200"
+    body = json.loads((folder / "state.json").read_text())
+    body.pop("state_hash")
+    _mutate(body, path, how, value)
+    _resign(folder, body)
+    with pytest.raises(CheckpointError, match=re.escape(fragment)) as err:
+        run(make_cfg(*RESUME_TINY, "train.total_env_steps=208"), run_dir)
+    assert "\n" not in str(err.value)
+
+
+BAD_NUMBERS = [
+    ("agent.lr", float("nan")),
+    ("agent.adam_eps", float("nan")),
+    ("agent.hidden", [-1]),
+    ("torch_threads", 0),
+    ("seed", -1),
+    ("agent.num_units", 10**8),
+    ("agent.v_max", float("inf")),
+    ("agent.huber_kappa", float("nan")),
+    ("device", "cuda:abc"),
+    ("device", "bogus"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_NUMBERS)
+def test_non_finite_or_absurd_config_numbers_raise_config_error(key, value) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(_config(**{key: value}))
+
+
+def test_huge_seed_raises_config_error() -> None:
+    cfg = _config()
+    cfg.seed = 2**62  # OmegaConf's int node holds this; 2**70 is refused on the command line
+    with pytest.raises(ConfigError, match="seed"):
+        validate(cfg)

@@ -44,6 +44,7 @@ class GymVecEnv(VecEnv):
             kwargs["render_mode"] = "rgb_array"
         try:
             self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
+            self._kwargs = kwargs  # a reference env for set_state's checks is built alike
         except TypeError as err:
             raise ConfigError(f"bad env.kwargs for '{env_id}': {err}") from None
         space = self.envs[0].action_space
@@ -119,11 +120,37 @@ class GymVecEnv(VecEnv):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        for env, snap in zip(self.envs, state["envs"], strict=True):
-            _restore(env, snap)
-        self._obs[:] = np.asarray(state["obs"], dtype=np.float32)
-        self._returns[:] = state["returns"]
-        self._lengths[:] = state["lengths"]
+        """Restore ``get_state``'s output. Everything is checked first (ValueError naming the
+        field) against a freshly reset env of the same id, so a crafted snapshot changes
+        nothing and cannot leave an attribute of a type the env would crash on."""
+        n = self.num_envs
+        if not isinstance(state, dict) or not isinstance(state.get("envs"), list):
+            raise ValueError("env_state must be an object with an 'envs' list")
+        if len(state["envs"]) != n:
+            raise ValueError(f"env_state holds {len(state['envs'])} envs, this run has {n}")
+        obs = _numbers(state.get("obs"), (n, *self.observation_shape), np.float32, "env_state.obs")
+        returns = _numbers(state.get("returns"), (n,), np.float64, "env_state.returns")
+        lengths = _numbers(state.get("lengths"), (n,), np.int64, "env_state.lengths")
+        if (lengths < 0).any():
+            raise ValueError("env_state.lengths must be >= 0")
+        reference = gym.make(self.env_id, **self._kwargs)
+        try:
+            reference.reset(seed=0)
+            ref_layers = _layers(reference)
+            decoded = [
+                _check_snapshot(ref_layers, snap, f"env_state.envs[{i}]")
+                for i, snap in enumerate(state["envs"])
+            ]
+        finally:
+            reference.close()
+        for env, layers in zip(self.envs, decoded, strict=True):
+            for layer, attrs in zip(_layers(env), layers, strict=True):
+                for name, enc in attrs.items():
+                    setattr(layer, name, _decode(getattr(layer, name, None), enc))
+                _mark_checked(layer)
+        self._obs[:] = obs
+        self._returns[:] = returns
+        self._lengths[:] = lengths
 
 
 _SIMPLE = (bool, int, float, str, type(None))
@@ -183,7 +210,103 @@ def _snapshot(env: gym.Env) -> list[dict[str, Any]]:
     return snaps
 
 
-def _restore(env: gym.Env, snaps: list[dict[str, Any]]) -> None:
-    for layer, attrs in zip(_layers(env), snaps, strict=True):
+# Bookkeeping of gymnasium's order-enforcing and passive-checker wrappers. It is not restored
+# but set as "reset and checked": the writer's envs had been reset and stepped, and the
+# checker's data-reuse check needs the first observation object of the process that made it
+# (a checkpoint before the second env step left it pending, and the resumed step then crashed).
+_AS_RESET = {"_has_reset": True, "checked_reset": True, "checked_step": True}
+_AS_CHECKED = {"checked_data_reuse": True, "_previous_data": None}
+
+
+def _mark_checked(layer: Any) -> None:
+    attrs = vars(layer)
+    for name, value in (_AS_RESET | _AS_CHECKED).items():
+        if name in attrs:
+            setattr(layer, name, value)
+
+
+def _numbers(value: Any, shape: tuple[int, ...], dtype: Any, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where} must hold numbers") from None
+    if arr.shape != shape:
+        raise ValueError(f"{where} must have shape {list(shape)}, got {list(arr.shape)}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{where} must be finite")
+    return arr
+
+
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _check_snapshot(ref_layers: list[Any], snap: Any, where: str) -> list[dict[str, Any]]:
+    """Validate one env's snapshot against a reset reference env: the same wrapper stack,
+    attribute names the reference has (never a method, property or dunder), each value of the
+    kind and type the reference holds there. Returns the snapshot."""
+    if not isinstance(snap, list) or len(snap) != len(ref_layers):
+        raise ValueError(f"{where} must list {len(ref_layers)} wrapper layers")
+    for k, (ref, attrs) in enumerate(zip(ref_layers, snap, strict=True)):
+        if not isinstance(attrs, dict):
+            raise ValueError(f"{where}[{k}] must be an object")
         for name, enc in attrs.items():
-            setattr(layer, name, _decode(getattr(layer, name, None), enc))
+            path = f"{where}[{k}].{name}"
+            if name in _AS_RESET or name in _AS_CHECKED:
+                continue  # bookkeeping, set by _mark_checked whatever was saved
+            if name not in vars(ref) or name.startswith("__"):
+                raise ValueError(f"{path} is not a state attribute of a {type(ref).__name__}")
+            _check_encoding(vars(ref)[name], enc, path)
+    return snap
+
+
+_KINDS = ("v", "a", "l", "rng")
+
+
+def _check_encoding(current: Any, enc: Any, path: str) -> None:
+    """``enc`` must be what ``_encode`` makes of a value like ``current`` (the reference's)."""
+    kinds = [k for k in _KINDS if isinstance(enc, dict) and k in enc]
+    if len(kinds) != 1:
+        raise ValueError(f"{path} must be an encoded value")
+    kind, ref = kinds[0], _encode(current)
+    if ref is None or (kind not in ref and not (kind == "v" and current is None)):
+        raise ValueError(f"{path} holds the wrong kind of value")
+    if kind == "v":
+        value = enc["v"]
+        if current is None or value is None:  # None-or-number slots (e.g. a step counter)
+            if value is not None and type(value) not in (bool, int, float):
+                raise ValueError(f"{path} must be a number or null")
+        elif type(value) is not type(ref["v"]) and not (
+            type(ref["v"]) is float and type(value) is int
+        ):
+            raise ValueError(f"{path} must be a {type(ref['v']).__name__}")
+    elif kind == "a":
+        try:
+            dtype = np.dtype(enc.get("dtype"))
+            shape = [int(d) for d in enc.get("shape")]
+            np.asarray(enc["a"], dtype=dtype).reshape(shape)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{path} is not a valid array") from None
+        if dtype != current.dtype or shape != list(current.shape):
+            raise ValueError(
+                f"{path} must be a {current.dtype} array of shape {list(current.shape)}"
+            )
+    elif kind == "l":
+        items = enc["l"]
+        if not isinstance(items, list) or len(items) != len(current):
+            raise ValueError(f"{path} must be a list of {len(current)} values")
+        if any(
+            a is not None and b is not None and type(a) is not type(b)
+            for a, b in zip(items, current, strict=True)
+        ):
+            raise ValueError(f"{path} must hold values of the reference's types")
+        if not isinstance(enc.get("tuple"), bool):
+            raise ValueError(f"{path}.tuple must be true or false")
+    else:
+        rng = enc["rng"]
+        if not isinstance(rng, dict) or rng.get("bit_generator") not in _BIT_GENERATORS:
+            raise ValueError(f"{path} is not a numpy bit-generator state")
+        probe = getattr(np.random, rng["bit_generator"])()
+        try:
+            probe.state = rng
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise ValueError(f"{path} is not a valid {rng['bit_generator']} state") from None

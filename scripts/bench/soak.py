@@ -2,7 +2,13 @@
 
     python scripts/bench/soak.py [--minutes 5] [--kill-every 8] [--steps 20000] [--seed 0]
 
-Each restart reruns the same command in the same run dir, so it resumes from `latest`. Reports,
+Each restart reruns the same command in the same run dir, so it resumes from `latest`. The
+command is a requeued `resume=SEED_RUN hydra.run.dir=SOAK` job (issue 12, item 2): the soak run
+starts from a short seed run's checkpoint, and every restart must continue from the soak dir's
+own newer checkpoint, never from the seed again. Interruptions alternate between SIGKILL at a
+random moment and SIGTERM within the first second of a start (pre-emption before or right
+after the first env step; SIGTERM must end in exit 3 with a checkpoint, or in death by the
+signal before the handlers exist, never in a traceback or a lost checkpoint). Reports,
 as JSON: kills, restarts, the env steps lost at each kill (progress past the last checkpoint;
 goal: never more than one checkpoint interval), whether the run finished, and whether its final
 weights equal the uninterrupted run's bit for bit (deterministic mode).
@@ -25,9 +31,11 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
+EXIT_PREEMPTED = 3  # agent.errors.EXIT_PREEMPTED (not imported: this file needs no checkout)
 
 
-def train_cmd(run_dir: Path, steps: int, every: int) -> list[str]:
+def train_cmd(run_dir: Path, steps: int, every: int, resume: Path | None = None) -> list[str]:
+    extra = [f"resume={resume}"] if resume is not None else []
     return [
         sys.executable,
         str(ROOT / "scripts" / "train.py"),
@@ -40,6 +48,7 @@ def train_cmd(run_dir: Path, steps: int, every: int) -> list[str]:
         "train.progress=false",
         "deterministic=true",
         f"hydra.run.dir={run_dir}",
+        *extra,
     ]
 
 
@@ -60,6 +69,21 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run_dir / "checkpoints" / str(latest_step(run_dir)) / "model.safetensors"))
 
 
+def _interrupt(proc: subprocess.Popen, rng: random.Random, kill_every: float) -> str | None:
+    """Let ``proc`` run, then interrupt it: SIGTERM within its first second on every other start,
+    else SIGKILL after a random time. Returns the signal's name, or None if it finished first."""
+    early = rng.random() < 0.5
+    wait = rng.uniform(0.0, 1.0) if early else rng.expovariate(1.0 / kill_every) + 3.0
+    try:
+        proc.wait(timeout=wait)
+        return None
+    except subprocess.TimeoutExpired:
+        pass
+    proc.send_signal(signal.SIGTERM if early else signal.SIGKILL)
+    proc.wait()
+    return "SIGTERM" if early else "SIGKILL"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
@@ -70,44 +94,56 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     deadline = time.time() + 60 * args.minutes
+    every = args.checkpoint_every
     with tempfile.TemporaryDirectory() as tmp:
-        soak_dir, ref_dir = Path(tmp) / "soak", Path(tmp) / "ref"
-        cmd = train_cmd(soak_dir, args.steps, args.checkpoint_every)
-        kills, restarts, lost, finished = 0, 0, [], False
+        seed_dir, soak_dir, ref_dir = Path(tmp) / "seed", Path(tmp) / "soak", Path(tmp) / "ref"
+        # the seed run: one checkpoint interval, the `resume=` source of the soak and the ref
+        subprocess.run(train_cmd(seed_dir, every, every), cwd=ROOT, check=True, capture_output=True)
+        cmd = train_cmd(soak_dir, args.steps, every, resume=seed_dir)
+        kills, restarts, lost, finished = {"SIGKILL": 0, "SIGTERM": 0}, 0, [], False
+        went_back, tracebacks, bad_exits = 0, 0, []
         while time.time() < deadline:
+            before = latest_step(soak_dir)
             proc = subprocess.Popen(
-                cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False
             )
-            try:
-                proc.wait(timeout=rng.expovariate(1.0 / args.kill_every) + 3.0)
-            except subprocess.TimeoutExpired:
-                reached = progress_step(soak_dir)
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                kills += 1
-                lost.append(max(reached - latest_step(soak_dir), 0))
-                restarts += 1
-                continue
-            finished = proc.returncode == 0 and (soak_dir / "summary.json").exists()
-            break
+            reached_before = progress_step(soak_dir)
+            how = _interrupt(proc, rng, args.kill_every)
+            stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            tracebacks += "Traceback" in stderr
+            went_back += latest_step(soak_dir) < before  # requeue went back to the seed
+            if how is None:
+                finished = proc.returncode == 0 and (soak_dir / "summary.json").exists()
+                if not finished:
+                    bad_exits.append(proc.returncode)
+                break
+            kills[how] += 1
+            if how == "SIGTERM" and proc.returncode not in (EXIT_PREEMPTED, -signal.SIGTERM):
+                bad_exits.append(proc.returncode)
+            reached = max(progress_step(soak_dir), reached_before)
+            lost.append(max(reached - latest_step(soak_dir), 0))
+            restarts += 1
         result = {
             "kills": kills,
             "restarts": restarts,
             "finished": finished,
             "lost_steps_max": max(lost, default=0),
             "lost_steps": lost,
-            "checkpoint_interval": args.checkpoint_every,
+            "checkpoint_interval": every,
+            "requeues_that_went_back": went_back,
+            "tracebacks": tracebacks,
+            "unexpected_exit_codes": bad_exits,
         }
         if finished:
             subprocess.run(
-                train_cmd(ref_dir, args.steps, args.checkpoint_every),
+                train_cmd(ref_dir, args.steps, every, resume=seed_dir),
                 cwd=ROOT,
                 check=True,
                 capture_output=True,
             )
             a, b = final_weights(ref_dir), final_weights(soak_dir)
             result["bit_identical_to_uninterrupted"] = all(torch.equal(a[k], b[k]) for k in a)
-        result["lost_within_one_interval"] = result["lost_steps_max"] <= args.checkpoint_every
+        result["lost_within_one_interval"] = result["lost_steps_max"] <= every
         print(json.dumps(result))
 
 
