@@ -171,8 +171,9 @@ def _run(cfg, run_dir: str | Path | None, signals_received: list[int]) -> dict[s
         "last_eval": None,
     }
 
-    # --- resume (explicit `resume=`, or automatically when this run dir has a checkpoint) ---
-    source = cfg.resume or (run_dir if has_checkpoint(run_dir) else None)
+    # --- resume: this run dir's own checkpoint first (a rerun or requeued job: its newest
+    # progress), else an explicit `resume=` (start from another run's checkpoint) ---
+    source = run_dir if has_checkpoint(run_dir) else cfg.resume
     if source:
         obs = _restore(source, cfg, env, learner, replay, counters, device)
         log.info("resumed from %s at env step %d", source, counters["env_steps"])
