@@ -187,6 +187,10 @@ stop_daemons() {
 }
 
 stop() {
+    if ! compgen -G "$DIR/*.pid" >/dev/null; then
+        echo "SLURM not running (no daemons of $DIR)"
+        return 0
+    fi
     need_root stop
     if [[ -s "$CONF" ]] && [[ -n "$(node_state)" ]]; then
         # cancel what is left so no job outlives the cluster
