@@ -90,6 +90,19 @@ def launcher_log(sweep: Path) -> str:
     return (sweep.parent / f"{sweep.name}.log").read_text()
 
 
+def cleanup(env: dict[str, str], proc: subprocess.Popen, sweep: Path) -> None:
+    """Unless the launcher has collected every result: stop it and cancel the sweep's jobs, so
+    that a failed or cut test leaves nothing queued or running for the next one."""
+    if proc.poll() == 0:
+        return
+    proc.kill()
+    proc.wait(timeout=60)
+    folder = sweep / ".submitit"
+    jobs = [p.name for p in folder.glob("*") if p.name.isdigit()] if folder.is_dir() else []
+    if jobs:
+        subprocess.run(["scancel", *jobs], env=env, capture_output=True, timeout=30)
+
+
 def finish(proc: subprocess.Popen, sweep: Path, timeout: float = 300) -> None:
     try:
         proc.wait(timeout=timeout)
@@ -181,7 +194,10 @@ def sweep(slurm_env, tmp_path_factory) -> Path:
     """A finished 2-task sweep (seeds 1 and 2) through the SLURM launcher."""
     sweep = tmp_path_factory.mktemp("slurm") / "sweep"
     proc = launch(slurm_env, sweep, "seed=1,2", *FAST)
-    finish(proc, sweep)
+    try:
+        finish(proc, sweep)
+    finally:
+        cleanup(slurm_env, proc, sweep)
     return sweep
 
 
@@ -235,7 +251,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(slurm_env, t
         run, cut_at = preempt_and_requeue(slurm_env, sweep, after_step=0)
         finish(proc, sweep)
     finally:
-        proc.kill()
+        cleanup(slurm_env, proc, sweep)
     assert 0 < cut_at < 4000
     # the requeued task ran in the same run dir and resumed there at the checkpointed step
     assert resumes(run) == [(str(run), cut_at)]
@@ -263,7 +279,7 @@ def test_preempted_job_started_with_resume_continues_from_its_own_checkpoint(
         run, cut_at = preempt_and_requeue(slurm_env, sweep, after_step=1000)
         finish(proc, sweep)
     finally:
-        proc.kill()
+        cleanup(slurm_env, proc, sweep)
     assert 1000 < cut_at < 4000
     assert resumes(run) == [(str(other), 1000), (str(run), cut_at)]
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 4000
@@ -293,7 +309,6 @@ def test_time_limit_warning_checkpoints_and_requeues(slurm_env, tmp_path) -> Non
         "hydra.launcher.timeout_min=5",
         "hydra.launcher.signal_delay_s=30",
     )
-    job = None
     try:
         job = job_id(sweep)
         text = (sweep / ".submitit" / job / f"{job}_submission.sh").read_text()
@@ -314,7 +329,4 @@ def test_time_limit_warning_checkpoints_and_requeues(slurm_env, tmp_path) -> Non
         )
         assert not (run / "summary.json").exists()
     finally:
-        if job is not None:
-            subprocess.run(["scancel", job], env=slurm_env, check=False, timeout=30)
-        proc.kill()
-        proc.wait(timeout=60)
+        cleanup(slurm_env, proc, sweep)
