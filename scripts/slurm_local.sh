@@ -141,6 +141,10 @@ start() {
     esac
     install_if_missing
     stop_daemons quiet
+    # another cluster's daemons hold SLURM's ports: ours would not start
+    local other
+    other=$({ pgrep -x slurmctld; pgrep -x slurmd; } | xargs || true)
+    [[ -z "$other" ]] || die "slurmctld/slurmd already running here (pid $other), not started by this script; stop them or use that cluster"
     write_conf
     write_sacct_shim
     start_munge
