@@ -159,7 +159,7 @@ def resumes(run: Path) -> list[tuple[str, int]]:
 
 def preempt_and_requeue(env: dict[str, str], sweep: Path, after_step: int) -> tuple[Path, int]:
     """Signal the running task as a pre-empting scheduler would, once its run dir holds a
-    checkpoint past `after_step`; check it checkpointed, exited 3 and was requeued; start it
+    checkpoint past `after_step`; check it checkpointed, said it exits 3, and was requeued; start it
     again soon (SLURM holds a requeued job back for 2 minutes). Returns the run dir and the
     step of the checkpoint it wrote."""
     job = job_id(sweep)
