@@ -1,5 +1,6 @@
 """Hydra launchers: a real 2-job sweep through submitit's local executor, and the SLURM launcher
-config composed into the sbatch script it would submit (nothing is submitted)."""
+config composed into the sbatch script it would submit (nothing is submitted; test_slurm.py
+submits to a real cluster)."""
 
 from __future__ import annotations
 
@@ -108,4 +109,8 @@ def test_slurm_launcher_builds_the_expected_sbatch_script(tmp_path: Path, monkey
         "--signal=USR1@120",
     ):
         assert f"#SBATCH {flag}\n" in script, flag
+    # submitit's own handler (outside the training loop) takes USR1 too, and the batch shell
+    # survives a `scancel --signal=USR1 --full` until the trainer has requeued the job
+    setup = script.index("export SUBMITIT_PREEMPT_SIGNAL=USR1\n")
+    assert setup < script.index("trap '' USR1\n") < script.index("srun ")
     assert executor._executor.max_num_timeout == 20
