@@ -110,8 +110,12 @@ class ProbeConfig:
     """Dopamine-cell probe run at each evaluation on the lab tasks."""
 
     enabled: bool = True
-    trials: int = 40  # trials per magnitude and unit
-    response_noise: float = 0.05  # Gaussian noise on each response, relative to the reward SD
+    # Trials per magnitude and unit: "recorded" (the 40 recorded cells' median count at each
+    # magnitude) or an integer >= 2.
+    trials: Any = "recorded"
+    # Gaussian noise on each response: "recorded" (each unit gets the recorded cells' median
+    # ratio of trial SD to the spread of its own mean responses) or a number × the reward SD.
+    response_noise: Any = "recorded"
     splits: int = 100
 
 
@@ -169,7 +173,6 @@ def validate(cfg: Config | DictConfig) -> None:
         "agent.iqn_num_taus": a.iqn_num_taus,
         "agent.iqn_num_taus_act": a.iqn_num_taus_act,
         "agent.iqn_embedding_dim": a.iqn_embedding_dim,
-        "probe.trials": cfg.probe.trials,
         "probe.splits": cfg.probe.splits,
     }
     for key, value in positive.items():
@@ -209,8 +212,10 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {e.sticky_action_prob}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
-    if cfg.probe.response_noise < 0:
-        raise ConfigError(f"probe.response_noise must be >= 0, got {cfg.probe.response_noise}")
+    from agent.probes.noise import parse_noise, parse_trials
+
+    parse_noise(cfg.probe.response_noise, "probe.response_noise")
+    parse_trials(cfg.probe.trials, "probe.trials")
 
 
 def to_container(cfg: Config | DictConfig) -> dict[str, Any]:

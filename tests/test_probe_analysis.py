@@ -321,13 +321,24 @@ def test_figures_render(tmp_path, expectile_population, expectile_result) -> Non
             res["reversal_points"],
             res["asymmetries"],
         ),
-        "tau_rp": figures.plot_asymmetry_vs_reversal(res["reversal_points"], res["asymmetries"]),
+        "tau_rp": figures.plot_asymmetry_vs_reversal(
+            res["reversal_points"],
+            res["asymmetries"],
+            cross_validated=res["asymmetry_vs_reversal"],
+            xlim=(MAGNITUDES[0], MAGNITUDES[-1]),
+        ),
         "split": figures.plot_split_half(halves.rp_a[0], halves.rp_b[0]),
         "decoded": figures.plot_decoded(
             MAGNITUDES, PROBS, {"expectile": np.linspace(0, 20, 50), "classical": [5.0] * 10}
         ),
     }
-    assert "r = 0.9" in figs["tau_rp"].axes[0].get_title()
+    # Every r is labelled with what it is: all-trials (not cross-validated) and cross-validated.
+    labels = figs["tau_rp"].axes[0].get_legend_handles_labels()[1]
+    assert any(lab.startswith("all-trials r = 0.9") and "not cross-validated" in lab
+               for lab in labels)  # fmt: skip
+    assert any(lab.startswith("cross-validated r(τ_B, RP_A)") for lab in labels)
+    # The x range is the axis given, not zoomed into the points.
+    assert figs["tau_rp"].axes[0].get_xlim()[0] < MAGNITUDES[0]
     for name, fig in figs.items():
         path = figures.save_figure(fig, tmp_path / f"{name}.png")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

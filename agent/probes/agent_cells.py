@@ -40,6 +40,8 @@ import torch
 
 from agent.probes.analysis import analyse_population, jsonable, population, split_half
 from agent.probes.decoding import decode_report, reference_decodes, score_decode
+from agent.probes.noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
+from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
 
 # Agents whose units are expectiles (linear asymmetric gradient); classical/dqn have τ = ½.
 EXPECTILE_AGENTS = ("erdqn", "classical", "dqn")
@@ -203,40 +205,44 @@ def agent_cell_table(
     readout: UnitReadout,
     task: LabTask,
     *,
-    trials: int = 40,
-    response_noise: float = 0.05,
+    trials: int | str = "recorded",
+    response_noise: float | str = "recorded",
     huber_scale: float | str | None = None,
     seed: int = 0,
+    mean: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The tidy table (cell, magnitude, response, trial) of the units' outcome responses.
 
-    Each unit sees every magnitude ``trials`` times (target y = u(magnitude)); the response
-    is its loss gradient plus N(0, (response_noise · reward SD)²). Also returns the
-    ``response_model`` dict (rule, κ, scale, saturated fraction, note).
+    Each unit sees every magnitude ``trials`` times (a number, or ``"recorded"``: the
+    recorded cells' median count per magnitude); target y = u(magnitude). The response is
+    the unit's loss gradient plus Gaussian noise: ``"recorded"`` (default) gives each unit
+    the recorded cells' median signal-to-noise ratio (:mod:`agent.probes.noise`), a number
+    the SD ``response_noise × reward SD``. ``mean`` [N, M] replaces the loss-gradient
+    responses (e.g. measured ones). Also returns the ``response_model`` dict (rule, κ, scale,
+    saturated fraction, noise, note).
     """
-    if trials < 2:
-        raise ValueError(f"trials must be >= 2 (split halves need two), got {trials}")
+    trials = parse_trials(trials)
+    response_noise = parse_noise(response_noise)
     scale = _resolve_scale(readout, task.values, huber_scale)
-    mean, saturated = unit_responses(readout, task.values, scale)  # [N, M]
-    rng = np.random.default_rng(seed)
-    sd = response_noise * task.reward_sd
-    resp = mean[:, :, None] + sd * rng.standard_normal((*mean.shape, trials))
-    n, m = mean.shape
-    table = pd.DataFrame(
-        {
-            "cell": np.repeat(np.arange(n), m * trials),
-            "magnitude": np.tile(np.repeat(task.magnitudes, trials), n),
-            "response": resp.ravel(),
-            "trial": np.tile(np.arange(m * trials), n),
-        }
-    )
+    if mean is None:
+        mean, saturated = unit_responses(readout, task.values, scale)  # [N, M]
+    else:
+        saturated = 0.0
+    table = noisy_trials(
+        mean, task.magnitudes, noise=response_noise, trials=trials, scale=task.reward_sd,
+        seed=seed,
+    )  # fmt: skip
+    sd = noise_sd(mean, response_noise, task.reward_sd)
     model: dict[str, Any] = {
         "rule": readout.rule,
         "representation": readout.representation,
         "kappa": readout.kappa,
         "scale": scale,
         "saturated_fraction": saturated,
-        "noise_sd": sd,
+        "noise": response_noise,
+        "noise_sd_median": float(np.median(sd)),
+        "noise_sd_rel_reward_sd": float(np.median(sd)) / task.reward_sd,
+        "trials_per_magnitude": trial_counts(trials, len(task.magnitudes)),
         "note": readout.note,
     }
     if readout.rule == "huber":
@@ -286,23 +292,29 @@ def probe_learner(
     learner: Any,
     cfg: Any,
     *,
-    trials: int | None = None,
-    response_noise: float | None = None,
+    trials: int | str | None = None,
+    response_noise: float | str | None = None,
     n_splits: int | None = None,
     seed: int = 0,
     huber_scale: float | str | None = None,
     decode_restarts: int = 5,
+    extras: bool = True,
 ) -> dict[str, Any]:
     """The whole probe of a learner on its lab task: probe.json fields (JSON-able).
 
     ``analyse_population`` on the units' response table with the reward utilities as axis,
-    ``decoded`` from the units' (value, τ) against the task's true outcome distribution,
+    ``decoded`` (utility axis) and ``decoded_reward`` (task units) from the (RP, τ) pairs the
+    pipeline estimated from the noisy responses, as for neurons; ``decoded_exact_units``
+    from the units' exact (value, τ) as a reference only;
     plus ``unit_values``, ``unit_taus``, ``unit_value_spread``, ``mean_responses`` and
     ``response_model``. Unset arguments come from ``cfg.probe``.
     """
     task = lab_task(cfg)
-    trials = int(cfg.probe.trials if trials is None else trials)
-    noise = float(cfg.probe.response_noise if response_noise is None else response_noise)
+    trials = parse_trials(cfg.probe.trials if trials is None else trials, "probe.trials")
+    noise = parse_noise(
+        cfg.probe.response_noise if response_noise is None else response_noise,
+        "probe.response_noise",
+    )
     splits = int(cfg.probe.splits if n_splits is None else n_splits)
     readout = read_units(learner, task.observation[None, :])[0]
     table, model = agent_cell_table(
@@ -334,7 +346,23 @@ def probe_learner(
             }
         )
     )
-    result["decoded"] = jsonable(_decode(readout, task, seed, decode_restarts))
+    # One pipeline for neurons and units (science.md §6): decode from the (RP, τ) pairs the
+    # analysis estimated from the noisy responses; the exact unit values are a reference.
+    decodes = pipeline_decodes(result, task.probs, seed=seed, restarts=decode_restarts)
+    result["decoded"] = jsonable(decodes["utility"])
+    result["decoded_reward"] = jsonable(decodes["reward"])
+    result["true_distribution_reward"] = jsonable(
+        {"values": task.magnitudes, "probs": task.probs, "unit": "reward (task units, µl)"}
+    )
+    exact = _decode(readout, task, seed, decode_restarts)
+    exact["note"] = (
+        "reference only: decoded from the head's exact unit values and configured tau, "
+        "which no recording offers"
+    )
+    result["decoded_exact_units"] = jsonable(exact)
+    if extras:
+        overlay = robustness_and_overlay(result, task.probs, task.values, seed=seed)
+        result.update(jsonable(overlay))
     if task.cue is not None:  # variable-probability task: classify the units by cue responses
         result["cue_classes"] = jsonable(cue_response_classes(learner, cfg, seed=seed))
     return result
@@ -398,6 +426,12 @@ def summary_row(result: dict[str, Any]) -> dict[str, float | None]:
         "tau_rp_p": avr.get("p"),
         "decode_w1": dec.get("wasserstein1"),
         "gaussian_w1": dec.get("references", {}).get("gaussian", {}).get("wasserstein1"),
+        "decode_reward_w1": result.get("decoded_reward", {}).get("wasserstein1"),
+        "gaussian_reward_w1": result.get("decoded_reward", {})
+        .get("references", {})
+        .get("gaussian", {})
+        .get("wasserstein1"),
+        "decode_exact_w1": result.get("decoded_exact_units", {}).get("wasserstein1"),
     }
 
 
@@ -410,7 +444,8 @@ def log_probe(cfg: Any, learner: Any, logger: Any, env_step: int) -> dict[str, A
     """
     from agent.probes import figures
 
-    result = probe_learner(learner, cfg, seed=int(cfg.seed))
+    # The decode-robustness and simulation extras are for reports, not every evaluation.
+    result = probe_learner(learner, cfg, seed=int(cfg.seed), extras=False)
     row = summary_row(result)
     tags = {
         "probe/reversal_spread_std": row["reversal_spread_std"],

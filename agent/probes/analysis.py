@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.optimize
 import scipy.stats
 
 from agent.data.tidy import validate_table
@@ -226,14 +227,61 @@ def asymmetry(
     return tau, a_plus, a_minus
 
 
+SLOPES = ("linear", "hill")
+
+
 def trial_asymmetry(
-    mag_index: np.ndarray, response: np.ndarray, axis: np.ndarray, rp: float
+    mag_index: np.ndarray, response: np.ndarray, axis: np.ndarray, rp: float, slope: str = "linear"
 ) -> tuple[float, float, float]:
-    """(τ, α⁺, α⁻) fitted to every trial of one cell (the paper's glmfit; see :func:`asymmetry`)."""
+    """(τ, α⁺, α⁻) fitted to every trial of one cell (the paper's glmfit; see :func:`asymmetry`)
+    with straight lines (``slope="linear"``) or saturating curves (``"hill"``,
+    :func:`hill_asymmetry`)."""
+    if slope == "hill":
+        return hill_asymmetry(mag_index, response, axis, rp)
+    if slope != "linear":
+        raise DataError(f"slope must be one of {', '.join(SLOPES)}, got {slope!r}")
     mag_index = np.asarray(mag_index, dtype=int)
     k = len(axis)
     counts = np.bincount(mag_index, minlength=k)
     return asymmetry(_means(mag_index, np.asarray(response, float), k), axis, rp, counts)
+
+
+def hill_asymmetry(
+    mag_index: np.ndarray, response: np.ndarray, axis: np.ndarray, rp: float
+) -> tuple[float, float, float]:
+    """(τ, α⁺, α⁻) from saturating response curves around the reversal point.
+
+    Our reading of the paper's saturating fit: with x = U − RP, every trial's response is
+    fitted (least squares, scipy.optimize.curve_fit) by r = A±·x/(|x| + h), A⁺ for x ≥ 0 and
+    A⁻ for x < 0, one half-saturation h shared by both sides (bounded to 0.001–100 × the
+    range of x); the slopes at the reversal
+    point are α± = A±/h, so τ = A⁺/(A⁺ + A⁻). NaN when a side has no trials or the fit fails.
+    """
+    x = np.asarray(axis, dtype=float)[np.asarray(mag_index, dtype=int)] - rp
+    r = np.asarray(response, dtype=float)
+    if not (np.any(x > 0) and np.any(x < 0)):
+        return math.nan, math.nan, math.nan
+    span = float(np.ptp(x)) or 1.0
+
+    def model(xx: np.ndarray, a_plus: float, a_minus: float, log_h: float) -> np.ndarray:
+        h = np.exp(log_h)
+        return np.where(xx >= 0, a_plus, a_minus) * xx / (np.abs(xx) + h)
+
+    scale = float(np.std(r)) or 1.0
+    try:
+        # h is bounded: an unsaturated (linear) cell drives h and A± to infinity together,
+        # and at h = 100 × the x range the curve is a line over the data anyway.
+        log_span = math.log(span)
+        (a_plus, a_minus, log_h), _ = scipy.optimize.curve_fit(
+            model, x, r, p0=(scale, scale, log_span - math.log(2)), maxfev=5000,
+            bounds=([-np.inf, -np.inf, log_span - 7.0], [np.inf, np.inf, log_span + 4.6]),
+        )  # fmt: skip
+    except (RuntimeError, ValueError):
+        return math.nan, math.nan, math.nan
+    h = math.exp(log_h)
+    denom = a_plus + a_minus
+    tau = a_plus / denom if denom != 0 else math.nan
+    return float(tau), float(a_plus / h), float(a_minus / h)
 
 
 @dataclass(frozen=True)
@@ -254,6 +302,7 @@ def fold_asymmetry(
     rng: np.random.Generator,
     population_tau: float = math.nan,
     n_folds: int = 7,
+    slope: str = "linear",
 ) -> FoldAsymmetry:
     """τ of one cell on ``n_folds`` disjoint random folds of ⌊n/n_folds⌋ trials each.
 
@@ -269,7 +318,7 @@ def fold_asymmetry(
     order = rng.permutation(mag_index.size)
     taus = np.array(
         [
-            trial_asymmetry(mag_index[idx], response[idx], axis, rp)[0]
+            trial_asymmetry(mag_index[idx], response[idx], axis, rp, slope)[0]
             for idx in (order[f * size : (f + 1) * size] for f in range(n_folds))
         ]
     )
@@ -328,6 +377,7 @@ def split_half(
     axis: np.ndarray,
     n_splits: int = 100,
     rng: np.random.Generator | None = None,
+    slope: str = "linear",
 ) -> SplitHalf:
     """Cross-validate reversal points and asymmetries over random halves of the trials.
 
@@ -359,9 +409,15 @@ def split_half(
         counts_b = half_b @ onehot
         with np.errstate(invalid="ignore", divide="ignore"):
             means_b = np.where(counts_b > 0, (half_b * resp) @ onehot / counts_b, np.nan)
-        tau_b[:, c] = [
-            asymmetry(means_b[s], axis, rp_b[s, c], counts_b[s])[0] for s in range(n_splits)
-        ]
+        if slope == "hill":
+            tau_b[:, c] = [
+                hill_asymmetry(mags[half_b[s]], resp[half_b[s]], axis, rp_b[s, c])[0]
+                for s in range(n_splits)
+            ]
+        else:
+            tau_b[:, c] = [
+                asymmetry(means_b[s], axis, rp_b[s, c], counts_b[s])[0] for s in range(n_splits)
+            ]
     rel = np.array([_pearson(rp_a[s], rp_b[s]) for s in range(n_splits)]).reshape(n_splits, 2)
     opt = np.array([_pearson(rp_a[s], tau_b[s]) for s in range(n_splits)]).reshape(n_splits, 2)
     return SplitHalf(rp_a, rp_b, tau_b, rel[:, 0], rel[:, 1], opt[:, 0], opt[:, 1])
@@ -407,23 +463,34 @@ def analyse_population(
     n_splits: int = 100,
     seed: int = 0,
     reward_sd: float | None = None,
+    slope: str = "linear",
 ) -> dict[str, Any]:
     """The whole section-3 analysis of one population, as probe.json fields.
+
+    slope: "linear" (the paper's lines through the reversal point) or "hill" (saturating
+    curves, :func:`hill_asymmetry`) for every τ. With a ``baseline`` column the result has
+    ``baseline_relation`` (RP and τ vs baseline rate); ``same_vs_diverse`` scores one shared
+    reversal point against one per cell on held-out trials (science.md §6).
 
     axis: "empirical" (default; the paper's axis for neurons), "reward", or K values.
     reward_sd: the reward SD on the axis' scale; by default the SD of the utility axis weighted
     by each magnitude's trial frequency. Returns plain JSON-able values (NaN as None).
     """
+    if slope not in SLOPES:
+        raise DataError(f"slope must be one of {', '.join(SLOPES)}, got {slope!r}")
     pop = population(table)
     rng = np.random.default_rng(seed)
     magnitudes, u = utility_axis(pop, "empirical" if axis is None else axis)
     means = pop.mean_responses()
     trials = pop.cell_trials()
     rps = np.array([reversal_point(k, r, u, rng) for k, r in trials])
-    asym = np.array([trial_asymmetry(k, r, u, rps[c]) for c, (k, r) in enumerate(trials)])
+    asym = np.array([trial_asymmetry(k, r, u, rps[c], slope) for c, (k, r) in enumerate(trials)])
     tau = asym[:, 0]
     mean_tau = float(np.nanmean(tau)) if np.isfinite(tau).any() else math.nan
-    folds = [fold_asymmetry(k, r, u, rps[c], rng, mean_tau) for c, (k, r) in enumerate(trials)]
+    folds = [
+        fold_asymmetry(k, r, u, rps[c], rng, mean_tau, slope=slope)
+        for c, (k, r) in enumerate(trials)
+    ]
     zero_cross = np.array([zero_crossing_reversal_point(m, u) for m in means])
 
     if reward_sd is None:
@@ -433,8 +500,16 @@ def analyse_population(
     rp_std = float(np.std(rps, ddof=1)) if rps.size > 1 else math.nan
     rp_range = float(np.ptp(rps))
 
-    halves = split_half(pop, u, n_splits=n_splits, rng=rng)
+    halves = split_half(pop, u, n_splits=n_splits, rng=rng, slope=slope)
     r_all, p_all = _pearson(rps, tau)
+    from agent.probes.paper_extras import baseline_relation, same_vs_diverse
+
+    extras: dict[str, Any] = {
+        "same_vs_diverse": same_vs_diverse(pop, u, n_splits=n_splits, seed=seed),
+    }
+    if pop.baseline is not None:
+        extras["baseline_rate"] = pop.baseline
+        extras["baseline_relation"] = baseline_relation(rps, tau, pop.baseline)
     return jsonable(
         {
             "cells": pop.cells,
@@ -470,6 +545,7 @@ def analyse_population(
                     "shared noise even under the classical null"
                 ),
             },
-            **({"baseline_rate": pop.baseline} if pop.baseline is not None else {}),
+            "slope": slope,
+            **extras,
         }
     )
