@@ -1,12 +1,20 @@
 """Dopamine-cell probe of a trained agent or of recorded cells → probe.json and figures.
 
     python scripts/probe.py checkpoint=RUN_DIR [baseline=OTHER_RUN_DIR] [out=DIR]
-                            [trials=N] [noise=X] [splits=N] [seed=N] [scale=auto|X] [states=N]
-    python scripts/probe.py data=PATH [out=DIR] [splits=N] [seed=N]
+                            [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
+                            [scale=auto|X] [states=N] [response=gradient|measured]
+                            [slope=linear|hill] [report=true]
+    python scripts/probe.py data=PATH [out=DIR] [splits=N] [seed=N] [slope=linear|hill]
+                            [report=true]
 
 checkpoint: a run dir (its newest checkpoint) or a checkpoint folder. On a lab task the units
 are presented with every outcome at the pre-outcome state (agent/probes/agent_cells.py);
-``trials``/``noise``/``splits`` default to the run's ``probe.*`` config. ``scale`` divides the
+``trials``/``noise``/``splits`` default to the run's ``probe.*`` config (``recorded``: the 40
+recorded cells' trial counts and signal-to-noise ratio; a number: noise × reward SD).
+``response=measured`` measures each unit's change after one gradient step through the shared
+network instead of its own loss gradient. ``slope=hill`` fits saturating curves for τ.
+``report=true`` also writes ``report.md`` (every number and figure, side by side with the
+recorded cells and the null models, in the order of the paper's figures). ``scale`` divides the
 errors of quantile-Huber units before clipping (``auto``: no unit saturates). On any other env
 (control, Atari) the probe reads the units over ``states`` visited states instead ("beyond the
 paper": τ against mean standardised reversal point, spread vs ``baseline``).
@@ -42,6 +50,14 @@ KEYS = {
     "scale": str,
     "states": int,
     "device": str,
+    "response": str,
+    "slope": str,
+    "report": str,
+}
+CHOICES = {
+    "response": ("gradient", "measured"),
+    "slope": ("linear", "hill"),
+    "report": ("true", "false"),
 }
 
 
@@ -61,6 +77,11 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
                 f"{key} must be {KEYS[key].__name__ if KEYS[key] is not str else 'text'}, "
                 f"got '{value}'"
             ) from None
+    for key, options in CHOICES.items():
+        if key in args and args[key] not in options:
+            raise ConfigError(f"{key} must be one of {', '.join(options)}, got '{args[key]}'")
+    if "data" in args and "response" in args:
+        raise ConfigError("response= chooses how agent units respond; it needs checkpoint=")
     if ("checkpoint" in args) == ("data" in args):
         raise ConfigError("give exactly one of checkpoint=RUN_DIR or data=PATH")
     if "data" in args and "baseline" in args:
@@ -97,11 +118,15 @@ def main(argv: list[str]) -> int:
         headline,
         probe_checkpoint,
         probe_data,
+        write_markdown_report,
         write_report,
     )
 
+    slope = args.get("slope", "linear")
     if "data" in args:
-        result = probe_data(args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0))
+        result = probe_data(
+            args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0), slope=slope
+        )
         run_dir = None
     else:
         from agent.train import resolve_device
@@ -114,6 +139,8 @@ def main(argv: list[str]) -> int:
             "scale": _scale(args.get("scale")),
             "states": args.get("states", 256),
             "device": str(resolve_device(args.get("device", "cpu"))),
+            "response": args.get("response", "gradient"),
+            "slope": slope,
         }
         result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
     out = default_out(args, run_dir)
@@ -125,6 +152,8 @@ def main(argv: list[str]) -> int:
     if note:
         print(f"note: {note}")
     print(f"wrote {paths[0]} and {len(paths) - 1} figure(s) in {out}")
+    if args.get("report") == "true" and "split_half" in result:
+        print(f"wrote {write_markdown_report(result, out, paths, seed=args.get('seed', 0))}")
     return 0
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from agent.errors import ConfigError
 from agent.probes.analysis import analyse_population, jsonable, population, split_half
 from agent.probes.decoding import decode_report, reference_decodes, score_decode
 from agent.probes.noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
@@ -299,8 +300,15 @@ def probe_learner(
     huber_scale: float | str | None = None,
     decode_restarts: int = 5,
     extras: bool = True,
+    response: str = "gradient",
+    slope: str = "linear",
 ) -> dict[str, Any]:
     """The whole probe of a learner on its lab task: probe.json fields (JSON-able).
+
+    ``response="gradient"`` (default): each unit's own loss gradient; ``"measured"``: the
+    change of each unit's value after one gradient step on the single outcome, through the
+    shared network (:mod:`agent.probes.measured`), reported under ``measured_response``.
+    ``slope``: "linear" or "hill" asymmetry fits.
 
     ``analyse_population`` on the units' response table with the reward utilities as axis,
     ``decoded`` (utility axis) and ``decoded_reward`` (task units) from the (RP, τ) pairs the
@@ -317,12 +325,26 @@ def probe_learner(
     )
     splits = int(cfg.probe.splits if n_splits is None else n_splits)
     readout = read_units(learner, task.observation[None, :])[0]
+    if response not in ("gradient", "measured"):
+        raise ConfigError(f"response must be 'gradient' or 'measured', got {response!r}")
+    measured = None
+    if response == "measured":
+        from agent.probes.measured import measured_responses, own_gradient_responses
+
+        measured = measured_responses(learner, task.observation, task.values)
+        own = own_gradient_responses(learner, readout.values, task.values)
     table, model = agent_cell_table(
-        readout, task, trials=trials, response_noise=noise, huber_scale=huber_scale, seed=seed
-    )
+        readout, task, trials=trials, response_noise=noise, huber_scale=huber_scale, seed=seed,
+        mean=measured,
+    )  # fmt: skip
     result = analyse_population(
-        table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd
-    )
+        table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd,
+        slope=slope,
+    )  # fmt: skip
+    if measured is not None:
+        result["measured_response"] = jsonable(
+            _measured_summary(measured, own, readout.taus, result["asymmetries"])
+        )
     v = readout.values
     value_std = float(np.std(v, ddof=1)) if v.size > 1 else math.nan
     result.update(
@@ -366,6 +388,32 @@ def probe_learner(
     if task.cue is not None:  # variable-probability task: classify the units by cue responses
         result["cue_classes"] = jsonable(cue_response_classes(learner, cfg, seed=seed))
     return result
+
+
+def _measured_summary(
+    measured: np.ndarray, own: np.ndarray, taus: np.ndarray, estimated: list
+) -> dict[str, Any]:
+    """How far the shared network's responses are from each unit's own error gradient."""
+    import scipy.stats
+
+    est = np.array([np.nan if t is None else t for t in estimated], dtype=float)
+    r2 = []
+    for m, o in zip(measured, own, strict=True):
+        # Share of a unit's response explained by its own gradient (best scale): 1 = no
+        # crosstalk from the other units through the torso.
+        denom = float(np.sum((m - m.mean()) ** 2))
+        fit = np.polyfit(o, m, 1) if np.ptp(o) > 0 else (0.0, m.mean())
+        r2.append(1 - float(np.sum((m - np.polyval(fit, o)) ** 2)) / denom if denom else np.nan)
+    ok = np.isfinite(est)
+    r_tau = scipy.stats.pearsonr(taus[ok], est[ok]) if ok.sum() >= 3 and np.ptp(taus) > 0 else None
+    return {
+        "method": "delta of each unit's value after one plain gradient step (eta = 1e-3) on "
+        "the agent's loss against the single outcome, through the shared torso, / eta",
+        "own_gradient_r2_median": float(np.nanmedian(r2)),
+        "tau_estimated_vs_configured_r": None if r_tau is None else float(r_tau.statistic),
+        "tau_estimated_vs_configured_p": None if r_tau is None else float(r_tau.pvalue),
+        "measured_mean_responses": measured,
+    }
 
 
 def cue_response_classes(
