@@ -6,6 +6,12 @@
                             [slope=linear|hill] [report=true]
     python scripts/probe.py data=PATH [out=DIR] [splits=N] [seed=N] [slope=linear|hill]
                             [report=true]
+    python scripts/probe.py sweep=RUN[,RUN...] [out=DIR] [seed=N]
+
+sweep: the noise sweep (agent/probes/sweep.py) of variable-magnitude runs' units, tabular
+distributional and classical populations and the recorded cells as a point: split-half r,
+cross-validated τ–RP r and spread ratio against noise, and the trials per magnitude needed
+at the recorded noise.
 
 checkpoint: a run dir (its newest checkpoint) or a checkpoint folder. On a lab task the units
 are presented with every outcome at the pre-outcome state (agent/probes/agent_cells.py);
@@ -53,6 +59,7 @@ KEYS = {
     "response": str,
     "slope": str,
     "report": str,
+    "sweep": str,
 }
 CHOICES = {
     "response": ("gradient", "measured"),
@@ -82,6 +89,10 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             raise ConfigError(f"{key} must be one of {', '.join(options)}, got '{args[key]}'")
     if "data" in args and "response" in args:
         raise ConfigError("response= chooses how agent units respond; it needs checkpoint=")
+    if "sweep" in args:
+        if "checkpoint" in args or "data" in args:
+            raise ConfigError("sweep= is a mode of its own; give it without checkpoint= or data=")
+        return args
     if ("checkpoint" in args) == ("data" in args):
         raise ConfigError("give exactly one of checkpoint=RUN_DIR or data=PATH")
     if "data" in args and "baseline" in args:
@@ -122,6 +133,19 @@ def main(argv: list[str]) -> int:
         write_report,
     )
 
+    if "sweep" in args:
+        from agent.probes.study import full_sweep
+
+        out = args.get("out", "noise_sweep")
+        content = full_sweep([r for r in args["sweep"].split(",") if r], out,
+                             seed=args.get("seed", 0))  # fmt: skip
+        print(f"recorded cells: noise ratio {content['recorded_noise']['noise_ratio_median']:.2f}")
+        for name, rho in content["signature_up_to_noise"].items():
+            print(f"{name}: signature (both median p < 0.01) up to noise ratio {rho}")
+        need = content["trials_needed_at_recorded_noise"]["trials_needed"]
+        print(f"trials per magnitude needed at the recorded noise (tabular pair): {need}")
+        print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
+        return 0
     slope = args.get("slope", "linear")
     if "data" in args:
         result = probe_data(

@@ -417,17 +417,23 @@ def _measured_summary(
 
 
 def cue_response_classes(
-    learner: Any, cfg: Any, *, trials: int = 20, response_noise: float = 0.3, seed: int = 0
+    learner: Any,
+    cfg: Any,
+    *,
+    trials: int | str = "recorded",
+    response_noise: float | str = "recorded",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Science §2 on an agent: each unit's response to each cue of the variable-probability
     task is its TD error at cue onset, γ·θᵢ(cue) − θᵢ(last ITI state), plus Gaussian noise
-    (``response_noise`` × the reward size; the defaults are those of the tabular simulation in
-    ``agent.probes.probability``: "not different" depends on the noise, as with recorded cells).
-    ``classify_cells`` z-scores across cues and applies
-    the two Mann–Whitney tests: optimistic (50% like 90%), pessimistic (50% like 10%), middle."""
+    calibrated to the recorded cells by default (``agent.probes.probability.cue_table``: each
+    unit's trial SD is the recorded noise ratio times the spread of its own mean cue
+    responses; a number is × the reward size). ``classify_cells`` z-scores across cues and
+    applies the two Mann–Whitney tests: optimistic (50% like 90%), pessimistic (50% like
+    10%), middle."""
     import gymnasium as gym
 
-    from agent.probes.probability import classify_cells, count_classes
+    from agent.probes.probability import classify_cells, count_classes, cue_table
 
     env = gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped
     cues = range(len(env.cue_probabilities))
@@ -435,27 +441,18 @@ def cue_response_classes(
     readouts = read_units(learner, obs)
     iti = readouts[-1].values
     gamma = float(cfg.agent.gamma)
-    rng = np.random.default_rng(seed)
-    sd = response_noise * float(env.reward_size)
-    errors = np.stack([gamma * readouts[c].values - iti for c in cues])  # [C, N]
-    n_cues, n_units = errors.shape
-    resp = errors[:, :, None] + sd * rng.standard_normal((n_cues, n_units, trials))
-    table = pd.DataFrame(
-        {
-            "cell": np.tile(np.repeat(np.arange(n_units), trials), n_cues),
-            "cue_probability": np.repeat(
-                np.asarray(env.cue_probabilities, float), n_units * trials
-            ),
-            "response": resp.ravel(),
-            "trial": np.tile(np.arange(trials), n_cues * n_units),
-        }
-    )
+    errors = np.stack([gamma * readouts[c].values - iti for c in cues], axis=1)  # [N, C]
+    table = cue_table(
+        errors, np.asarray(env.cue_probabilities, float), trials=trials,
+        response_noise=response_noise, scale=float(env.reward_size), seed=seed,
+    )  # fmt: skip
     classified = classify_cells(table)
     return {
         "counts": count_classes(classified),
         "settings": {"trials": trials, "response_noise": response_noise},
         "classes": classified["class"].tolist(),
         "unit_taus": readouts[0].taus,
+        "z_mid": classified["z_mid"].tolist(),
     }
 
 

@@ -135,3 +135,77 @@ def demo_sweep(runs: dict[str, Path], *, n_splits: int = 30, draws: int = 2) -> 
         n_splits=n_splits,
         draws=draws,
     )
+
+
+def full_sweep(
+    runs: list[str | Path],
+    out: str | Path,
+    *,
+    n_splits: int = 50,
+    draws: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The noise sweep of science.md §6 for trained lab-task runs plus tabular populations.
+
+    Populations: each run's units (named by agent), tabular expectile-TD and classical-TD
+    populations of 40 cells on the same task; distributional populations are compared with
+    the classical one of their kind (``spread_ratio``). The recorded cells are a point at
+    their own noise. Also how many trials per magnitude the tabular pair needs at the
+    recorded SNR. Writes ``noise_sweep.csv``, ``noise_sweep.json`` and
+    ``probe_noise_sweep.png`` into ``out``; returns the JSON content.
+    """
+    import json
+
+    from agent.errors import ConfigError
+    from agent.evaluate import load_agent
+    from agent.probes import figures
+    from agent.probes.analysis import jsonable
+    from agent.probes.noise import recorded_noise
+    from agent.probes.sweep import (
+        learner_population,
+        noise_sweep,
+        recorded_point,
+        signature_threshold,
+        tabular_populations,
+        trials_needed,
+    )
+
+    pops: dict[str, Any] = {}
+    probs = None
+    for run in runs:
+        learner, cfg, _ = load_agent(run, "cpu")
+        if cfg.env.family != "lab" or "Magnitude" not in str(cfg.env.id):
+            raise ConfigError(f"{run}: the noise sweep needs a variable-magnitude run")
+        from agent.probes.agent_cells import lab_task
+
+        probs = lab_task(cfg).probs
+        pops[learner.name] = learner_population(learner, cfg)
+    if not pops:
+        raise ConfigError("sweep= needs at least one run")
+    like = next(iter(pops.values()))
+    tab = tabular_populations(like, probs, seed=seed)
+    pops.update(tab)
+    refs = {name: "classical" for name in pops if name not in ("classical",) and
+            not name.startswith("tabular") and "classical" in pops}  # fmt: skip
+    refs["tabular distributional"] = "tabular classical"
+    sweep = noise_sweep(pops, references=refs, n_splits=n_splits, draws=draws, seed=seed)
+    point = recorded_point(recorded_result(splits=100, seed=seed), sweep, "tabular classical")
+    needed = trials_needed(tab["tabular distributional"], tab["tabular classical"],
+                           n_splits=n_splits, draws=draws, seed=seed)  # fmt: skip
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep.to_csv(out / "noise_sweep.csv", index=False)
+    rec = recorded_noise()
+    fig = figures.plot_noise_sweep(sweep, point, rec.ratio, title=(
+        f"Noise sweep ({rec.summary()['trials_per_cell']} trials per unit as recorded; "
+        f"median of {draws} draws)"))  # fmt: skip
+    figures.save_figure(fig, out / "probe_noise_sweep.png")
+    content = jsonable({
+        "recorded_noise": rec.summary(),
+        "recorded_point": point,
+        "signature_up_to_noise": {n: signature_threshold(sweep, n) for n in pops},
+        "trials_needed_at_recorded_noise": needed,
+        "sweep": sweep.to_dict("records"),
+    })  # fmt: skip
+    (out / "noise_sweep.json").write_text(json.dumps(content, indent=1))
+    return content
