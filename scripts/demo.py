@@ -49,8 +49,9 @@ def main(argv: list[str]) -> int:
     root = Path(opts["out"])
     runs = train_pair(root, seed)
     # Probed at the recorded cells' signal-to-noise ratio and trial counts (the default).
-    result, _ = probe_checkpoint(runs["erdqn"], runs["classical"], seed=0)
-    recorded = recorded_result()
+    # (extras=False: the decode-robustness analysis is for probe.py report=true)
+    result, _ = probe_checkpoint(runs["erdqn"], runs["classical"], seed=0, extras=False)
+    recorded = recorded_result(extras=False)
     rec = recorded_noise()
     paths = write_report(result, root)
     trials = "/".join(str(n) for n in rec.trials_per_magnitude)

@@ -374,7 +374,7 @@ def probe_learner(
     result["decoded"] = jsonable(decodes["utility"])
     result["decoded_reward"] = jsonable(decodes["reward"])
     result["true_distribution_reward"] = jsonable(
-        {"values": task.magnitudes, "probs": task.probs, "unit": "reward (task units, µl)"}
+        {"values": task.magnitudes, "probs": task.probs, "unit": "µl"}
     )
     exact = _decode(readout, task, seed, decode_restarts)
     exact["note"] = (
@@ -382,9 +382,8 @@ def probe_learner(
         "which no recording offers"
     )
     result["decoded_exact_units"] = jsonable(exact)
-    if extras:
-        overlay = robustness_and_overlay(result, task.probs, task.values, seed=seed)
-        result.update(jsonable(overlay))
+    overlay = robustness_and_overlay(result, task.probs, task.values, seed=seed, robustness=extras)
+    result.update(jsonable(overlay))
     if task.cue is not None:  # variable-probability task: classify the units by cue responses
         result["cue_classes"] = jsonable(cue_response_classes(learner, cfg, seed=seed))
     return result
@@ -489,7 +488,7 @@ def log_probe(cfg: Any, learner: Any, logger: Any, env_step: int) -> dict[str, A
     """
     from agent.probes import figures
 
-    # The decode-robustness and simulation extras are for reports, not every evaluation.
+    # The decode-robustness extras are for reports, not every evaluation.
     result = probe_learner(learner, cfg, seed=int(cfg.seed), extras=False)
     row = summary_row(result)
     tags = {

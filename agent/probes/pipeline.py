@@ -109,8 +109,10 @@ def robustness_and_overlay(
     *,
     seed: int = 0,
     restarts: int = 2,
+    robustness: bool = True,
 ) -> dict[str, Any]:
-    """science.md §6 extras of an analysed population, for probe.json.
+    """science.md §6 extras of an analysed population, for probe.json (``robustness=False``
+    skips the seven extra decodes of the robustness analysis).
 
     ``decode_robustness``: the reward-space decode from the pipeline's (RP, τ) with degraded
     asymmetries against altered truths (:func:`agent.probes.paper_extras.decode_robustness`).
@@ -123,7 +125,7 @@ def robustness_and_overlay(
     mags = np.asarray(result["magnitudes"], dtype=float)
     rps, taus, usable = _pairs(result)
     out: dict[str, Any] = {}
-    if usable.sum() >= 2:
+    if robustness and usable.sum() >= 2:
         out["decode_robustness"] = decode_robustness(
             utility_to_reward(rps[usable], u, mags), taus[usable], mags, probs,
             restarts=restarts, seed=seed,

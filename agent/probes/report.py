@@ -29,6 +29,7 @@ def probe_run(
     device: str = "cpu",
     response: str = "gradient",
     slope: str = "linear",
+    extras: bool = True,
 ) -> tuple[dict[str, Any], Any, Any, Path]:
     """Probe one checkpoint; returns (result, learner, cfg, run dir)."""
     from agent.evaluate import load_agent
@@ -47,6 +48,7 @@ def probe_run(
             huber_scale=scale,
             response=response,
             slope=slope,
+            extras=extras,
         )
     else:
         result = probe_states(learner, cfg, n_states=states, seed=seed)
@@ -83,7 +85,12 @@ def probe_checkpoint(
 
 
 def probe_data(
-    path: str | Path, *, splits: int = 100, seed: int = 0, slope: str = "linear"
+    path: str | Path,
+    *,
+    splits: int = 100,
+    seed: int = 0,
+    slope: str = "linear",
+    extras: bool = True,
 ) -> dict[str, Any]:
     """probe.json content for recorded cells (tidy table or a folder of .mat files)."""
     from agent.data.tidy import load_cell_table
@@ -108,7 +115,7 @@ def probe_data(
     from agent.envs.lab_tasks import VariableMagnitudeTask
 
     utility = VariableMagnitudeTask(utility="concave").utility(result["magnitudes"])
-    extras = robustness_and_overlay(result, probs, utility, seed=seed)
+    overlay = robustness_and_overlay(result, probs, utility, seed=seed, robustness=extras)
     result.update(
         jsonable(
             {
@@ -124,7 +131,7 @@ def probe_data(
     result["true_distribution_reward"] = jsonable(
         {"values": result["magnitudes"], "probs": probs, "unit": "µl"}
     )
-    result.update(jsonable(extras))
+    result.update(jsonable(overlay))
     return result
 
 
@@ -188,8 +195,7 @@ def _decode_figure(result: dict[str, Any]) -> Any:
 
     spaces = [("decoded", "true_distribution", axis_unit(result))]
     if "decoded_reward" in result:
-        unit = result.get("true_distribution_reward", {}).get("unit", "reward")
-        spaces.append(("decoded_reward", "true_distribution_reward", f"reward ({unit})"))
+        spaces.append(("decoded_reward", "true_distribution_reward", "reward (µl)"))
     fig, axes = plt.subplots(1, len(spaces), figsize=(6.5 * len(spaces), 4.8), squeeze=False)
     for ax, (key, truth_key, unit) in zip(axes[0], spaces, strict=True):
         truth = result[truth_key]
@@ -204,7 +210,8 @@ def _decode_figure(result: dict[str, Any]) -> Any:
         decodes["moment-matched Gaussian"] = list(gauss)
         w1 = result[key].get("wasserstein1")
         g1 = result[key].get("references", {}).get("gaussian", {}).get("wasserstein1")
-        title = f"decoded ({unit.split(',')[0]}): W1 {_f(w1)} vs Gaussian {_f(g1)}"
+        space = "reward space" if key == "decoded_reward" else "utility axis"
+        title = f"decoded, {space}: W1 {_f(w1)} vs Gaussian {_f(g1)}"
         figures.plot_decoded(truth["values"], truth["probs"], decodes, title=title,
                              xlabel=unit, ax=ax)  # fmt: skip
     fig.tight_layout()

@@ -111,12 +111,12 @@ def print_table(rows: list[tuple[str, ...]], title: str) -> None:
     Console().print(table)
 
 
-def recorded_result(splits: int = 100, seed: int = 0) -> dict[str, Any]:
+def recorded_result(splits: int = 100, seed: int = 0, extras: bool = True) -> dict[str, Any]:
     """The probe of the 40 committed recorded cells (for the side-by-side column)."""
     from agent.data.tidy import PACKAGED_TABLE
     from agent.probes.report import probe_data
 
-    return probe_data(PACKAGED_TABLE, splits=splits, seed=seed)
+    return probe_data(PACKAGED_TABLE, splits=splits, seed=seed, extras=extras)
 
 
 def demo_sweep(runs: dict[str, Path], *, n_splits: int = 30, draws: int = 2) -> Any:
