@@ -118,3 +118,54 @@ def test_noisy_statistics_are_seeded(tabular_pops) -> None:
     a = noisy_statistics(pop, 0.5, trials=10, n_splits=5, draws=1, seed=3)
     b = noisy_statistics(pop, 0.5, trials=10, n_splits=5, draws=1, seed=3)
     assert a == b
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("probe.response_noise=loud", "probe.response_noise must be 'recorded' or a number"),
+        ("probe.response_noise=-0.5", "probe.response_noise must be 'recorded' or a number"),
+        ("probe.trials=1", "probe.trials must be 'recorded' or an integer >= 2"),
+    ],
+)
+def test_config_rejects_bad_probe_noise_and_trials(override: str, fragment: str) -> None:
+    from helpers import make_cfg
+
+    from agent.config import validate
+
+    cfg = make_cfg("experiment=dabney2020", override)
+    with pytest.raises(ConfigError, match=fragment):
+        validate(cfg)
+
+
+def test_config_defaults_are_the_recorded_calibration() -> None:
+    from helpers import make_cfg
+
+    from agent.config import validate
+
+    for overrides in (("experiment=dabney2020",), ("env=variable_magnitude",)):
+        cfg = make_cfg(*overrides)
+        validate(cfg)
+        assert cfg.probe.response_noise == "recorded" and cfg.probe.trials == "recorded"
+    validate(make_cfg("experiment=dabney2020", "probe.response_noise=0.05", "probe.trials=40"))
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["sweep=a", "data=x.csv"], "sweep= is a mode of its own"),
+        (["sweep=/nonexistent/run"], "/nonexistent/run"),
+    ],
+)
+def test_sweep_cli_rejects_bad_input(args: list[str], fragment: str) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cmd = [sys.executable, str(ROOT / "scripts" / "probe.py"), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr

@@ -511,15 +511,24 @@ def log_probe(cfg: Any, learner: Any, logger: Any, env_step: int) -> dict[str, A
             np.asarray(result["mean_responses"], dtype=float),
             result["reversal_points"],
             result["asymmetries"],
-            title=f"{learner.name}: responses aligned at each unit's reversal point",
+            title=f"{learner.name}: mean responses",
+            xlabel="utility − reversal point (utility)",
+            ylabel="response (utility)",
         ),
         "probe/asymmetry_vs_reversal": figures.plot_asymmetry_vs_reversal(
-            result["reversal_points"], result["asymmetries"], title=f"{learner.name}: τ vs RP"
+            result["reversal_points"],
+            result["asymmetries"],
+            title=f"{learner.name}: τ vs RP",
+            cross_validated=result["asymmetry_vs_reversal"],
+            xlim=(min(result["utility_axis"]), max(result["utility_axis"])),
+            xlabel="reversal point (utility)",
+            overlay=result.get("simulation_overlay"),
         ),
         "probe/decoded": figures.plot_decoded(
             result["true_distribution"]["values"],
             result["true_distribution"]["probs"],
-            {learner.name: result["decoded"]["samples"]},
+            {f"{learner.name} (pipeline)": result["decoded"]["samples"]},
+            xlabel="utility",
         ),
     }
     for tag, fig in figs.items():

@@ -288,11 +288,12 @@ def _f(value: Any, spec: str = ".3f") -> str:
 
 
 def headline(result: dict[str, Any]) -> str:
-    """One line of the main numbers."""
+    """One line of the main numbers (every r named: the split statistics are medians over
+    random splits, cross-validated)."""
     if "mean_standardized_rp" in result:
         return (
-            f"{result['source']}: tau vs mean standardised RP r = {_f(result['tau_rp_r'])}, "
-            f"per-state unit SD = {_f(result['state_spread_mean'], '.4g')}"
+            f"{result['source']}: tau vs mean standardised RP r = {_f(result['tau_rp_r'])} "
+            f"(design tau, no noise), per-state unit SD = {_f(result['state_spread_mean'], '.4g')}"
         )
     sh, avr = result["split_half"], result["asymmetry_vs_reversal"]
     spread = result["reversal_spread"]
@@ -300,9 +301,9 @@ def headline(result: dict[str, Any]) -> str:
         f"{result['source']}: {len(result['cells'])} cells, "
         f"RP spread SD = {_f(spread['std'], '.4g')} "
         f"({_f(spread['std_rel_reward_sd'], '.3g')} x reward SD), "
-        f"split-half r = {_f(sh['r'])} (p = {_f(sh['p'], '.2g')}), "
-        f"tau-RP r = {_f(avr['r'])} (p = {_f(avr['p'], '.2g')}), "
-        f"decode W1 = {_f(result['decoded']['wasserstein1'], '.4g')}"
+        f"split-half r(RP_A, RP_B) = {_f(sh['r'])} (median p = {_f(sh['p'], '.2g')}), "
+        f"cross-validated r(tau_B, RP_A) = {_f(avr['r'])} (median p = {_f(avr['p'], '.2g')}), "
+        f"decode W1 = {_f(result['decoded']['wasserstein1'], '.4g')} (utility axis)"
     )
 
 
