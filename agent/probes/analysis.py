@@ -252,33 +252,33 @@ def hill_asymmetry(
     """(τ, α⁺, α⁻) from saturating response curves around the reversal point.
 
     Our reading of the paper's saturating fit: with x = U − RP, every trial's response is
-    fitted (least squares, scipy.optimize.curve_fit) by r = A±·x/(|x| + h), A⁺ for x ≥ 0 and
-    A⁻ for x < 0, one half-saturation h shared by both sides (bounded to 0.001–100 × the
-    range of x); the slopes at the reversal
-    point are α± = A±/h, so τ = A⁺/(A⁺ + A⁻). NaN when a side has no trials or the fit fails.
+    fitted by least squares with r = A±·x/(|x| + h), A⁺ for x ≥ 0 and A⁻ for x < 0, one
+    half-saturation h shared by both sides (bounded to 0.001–100 × the range of x; at the
+    upper bound the curve is a line over the data). For a given h the model is linear in A±
+    (closed-form slopes), so h is found by a bounded scalar search
+    (scipy.optimize.minimize_scalar on log h). The slopes at the reversal point are
+    α± = A±/h, so τ = A⁺/(A⁺ + A⁻). NaN when a side has no trials.
     """
     x = np.asarray(axis, dtype=float)[np.asarray(mag_index, dtype=int)] - rp
     r = np.asarray(response, dtype=float)
-    if not (np.any(x > 0) and np.any(x < 0)):
+    up, down = x >= 0, x < 0
+    if not (np.any(x > 0) and np.any(down)):
         return math.nan, math.nan, math.nan
-    span = float(np.ptp(x)) or 1.0
+    log_span = math.log(float(np.ptp(x)))
 
-    def model(xx: np.ndarray, a_plus: float, a_minus: float, log_h: float) -> np.ndarray:
-        h = np.exp(log_h)
-        return np.where(xx >= 0, a_plus, a_minus) * xx / (np.abs(xx) + h)
+    def amplitudes(log_h: float) -> tuple[float, float, float]:
+        f = x / (np.abs(x) + math.exp(log_h))
+        a = [float(f[s] @ r[s]) / float(f[s] @ f[s]) for s in (up, down)]
+        sse = float(np.sum((r - np.where(up, a[0], a[1]) * f) ** 2))
+        return a[0], a[1], sse
 
-    scale = float(np.std(r)) or 1.0
-    try:
-        # h is bounded: an unsaturated (linear) cell drives h and A± to infinity together,
-        # and at h = 100 × the x range the curve is a line over the data anyway.
-        log_span = math.log(span)
-        (a_plus, a_minus, log_h), _ = scipy.optimize.curve_fit(
-            model, x, r, p0=(scale, scale, log_span - math.log(2)), maxfev=5000,
-            bounds=([-np.inf, -np.inf, log_span - 7.0], [np.inf, np.inf, log_span + 4.6]),
-        )  # fmt: skip
-    except (RuntimeError, ValueError):
-        return math.nan, math.nan, math.nan
-    h = math.exp(log_h)
+    best = scipy.optimize.minimize_scalar(
+        lambda log_h: amplitudes(log_h)[2],
+        bounds=(log_span - 7.0, log_span + 4.6),
+        method="bounded",
+    )
+    a_plus, a_minus, _ = amplitudes(float(best.x))
+    h = math.exp(float(best.x))
     denom = a_plus + a_minus
     tau = a_plus / denom if denom != 0 else math.nan
     return float(tau), float(a_plus / h), float(a_minus / h)

@@ -38,7 +38,7 @@ def utility_to_reward(
     m = np.asarray(magnitudes, dtype=float)
     if np.any(np.diff(u) <= 0):
         # A non-monotone empirical axis has no inverse; use its running maximum, said in notes.
-        u = np.maximum.accumulate(u + 1e-9 * np.arange(u.size))
+        u = np.maximum.accumulate(u) + 1e-9 * np.arange(u.size)
     return np.interp(np.asarray(points, dtype=float), u, m)
 
 
