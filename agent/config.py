@@ -108,8 +108,12 @@ class ProbeConfig:
     """Dopamine-cell probe run at each evaluation on the lab tasks."""
 
     enabled: bool = True
-    trials: int = 40  # trials per magnitude and unit
-    response_noise: float = 0.05  # Gaussian noise on each response, relative to the reward SD
+    # Trials per magnitude and unit: "recorded" (the 40 recorded cells' median count at each
+    # magnitude) or an integer >= 2.
+    trials: Any = "recorded"
+    # Gaussian noise on each response: "recorded" (each unit gets the recorded cells' median
+    # ratio of trial SD to the spread of its own mean responses) or a number × the reward SD.
+    response_noise: Any = "recorded"
     splits: int = 100
 
 
@@ -159,7 +163,6 @@ def validate(cfg: Config | DictConfig) -> None:
         "agent.target_update_every": a.target_update_every,
         "agent.n_step": a.n_step,
         "agent.eps_decay_env_steps": a.eps_decay_env_steps,
-        "probe.trials": cfg.probe.trials,
         "probe.splits": cfg.probe.splits,
     }
     for key, value in positive.items():
@@ -191,8 +194,8 @@ def validate(cfg: Config | DictConfig) -> None:
         )
     if not 0.0 <= e.sticky_action_prob <= 1.0:
         raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {e.sticky_action_prob}")
-    if cfg.probe.response_noise < 0:
-        raise ConfigError(f"probe.response_noise must be >= 0, got {cfg.probe.response_noise}")
+    parse_noise(cfg.probe.response_noise, "probe.response_noise")
+    parse_trials(cfg.probe.trials, "probe.trials")
     _validate_numbers(cfg)
 
 
@@ -220,7 +223,7 @@ def check_device(value: Any, key: str = "device") -> None:
 def _validate_numbers(cfg: Config | DictConfig) -> None:
     """Finite floats, sane sizes, seeds and devices: values a schema types but does not bound
     (agent.lr=nan passes `lr > 0` checks as NaN compares false)."""
-    a, e, t, p = cfg.agent, cfg.env, cfg.train, cfg.probe
+    a, e, t = cfg.agent, cfg.env, cfg.train
     # every float of the agent's config (its algorithm's own keys included)
     floats = {f"agent.{k}": v for k, v in _items(a) if isinstance(v, float)}
     floats |= {
@@ -228,7 +231,6 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
         "env.value_min": e.value_min,
         "env.value_max": e.value_max,
         "train.solve_threshold": t.solve_threshold,
-        "probe.response_noise": p.response_noise,
     }
     for key, value in floats.items():
         if value is not None and not math.isfinite(value):
@@ -254,6 +256,37 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"env.num_threads must be >= 0 (0: ALE picks), got {e.num_threads}")
     check_seed(cfg.seed)
     check_device(cfg.device)
+
+
+RECORDED = "recorded"  # probe noise and trial counts matched to the recorded cells
+
+
+def parse_noise(value: Any, name: str = "response_noise") -> float | str:
+    """``"recorded"`` or a non-negative number (from a config or command line); else ConfigError."""
+    if isinstance(value, str) and value.strip().lower() == RECORDED:
+        return RECORDED
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be 'recorded' or a number >= 0, got {value!r}") from None
+    if not (math.isfinite(number) and number >= 0):
+        raise ConfigError(f"{name} must be 'recorded' or a number >= 0, got {value!r}")
+    return number
+
+
+def parse_trials(value: Any, name: str = "trials") -> int | str:
+    """``"recorded"`` or an integer >= 2 (split halves need two trials); else ConfigError."""
+    if isinstance(value, str) and value.strip().lower() == RECORDED:
+        return RECORDED
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be 'recorded' or an integer >= 2, got {value!r}") from None
+    if number < 2:
+        raise ConfigError(f"{name} must be 'recorded' or an integer >= 2, got {value!r}")
+    return number
 
 
 def _items(node: Any) -> list[tuple[str, Any]]:

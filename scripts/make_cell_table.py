@@ -2,7 +2,9 @@
 
 Usage: python scripts/make_cell_table.py [RAW_FOLDER] [OUT_CSV]
 (defaults: ../shared/data/dabney2020/variable_magnitude beside the checkout, and the packaged
-table). Responses are pooled (uncued shifted to the cued grand mean) and rounded to 4 decimals.
+table). Responses are pooled as the authors did (every uncued response shifted by one
+population-wide constant, science.md §3) and rounded to 4 decimals; ``baseline`` is each
+trial's pre-stimulus rate (spikes/s).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from agent.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RAW = ROOT.parent / "shared" / "data" / "dabney2020" / "variable_magnitude"
-COLUMNS = ["cell", "magnitude", "cued", "trial", "response"]
+COLUMNS = ["cell", "magnitude", "cued", "trial", "response", "baseline"]
 
 
 def main(argv: list[str]) -> int:
@@ -26,10 +28,16 @@ def main(argv: list[str]) -> int:
         table = import_folder(raw)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    table = table[COLUMNS].assign(response=table["response"].round(4))
+        return 2
+    shift = table.attrs.get("uncued_shift", 0.0)
+    table = table[COLUMNS].assign(
+        response=table["response"].round(4), baseline=table["baseline"].round(4)
+    )
     table.to_csv(out, index=False)
-    print(f"wrote {len(table)} trials of {table['cell'].nunique()} cells to {out}")
+    print(
+        f"wrote {len(table)} trials of {table['cell'].nunique()} cells to {out} "
+        f"(uncued responses shifted by one population constant, {shift:+.4f} spikes/s)"
+    )
     return 0
 
 

@@ -1,12 +1,26 @@
 """Dopamine-cell probe of a trained agent or of recorded cells → probe.json and figures.
 
     python scripts/probe.py checkpoint=RUN_DIR [baseline=OTHER_RUN_DIR] [out=DIR]
-                            [trials=N] [noise=X] [splits=N] [seed=N] [scale=auto|X] [states=N]
-    python scripts/probe.py data=PATH [out=DIR] [splits=N] [seed=N]
+                            [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
+                            [scale=auto|X] [states=N] [response=gradient|measured]
+                            [slope=linear|hill] [report=true]
+    python scripts/probe.py data=PATH [out=DIR] [splits=N] [seed=N] [slope=linear|hill]
+                            [report=true]
+    python scripts/probe.py sweep=RUN[,RUN...] [out=DIR] [seed=N]
+
+sweep: the noise sweep (agent/probes/sweep.py) of variable-magnitude runs' units, tabular
+distributional and classical populations and the recorded cells as a point: split-half r,
+cross-validated τ–RP r and spread ratio against noise, and the trials per magnitude needed
+at the recorded noise.
 
 checkpoint: a run dir (its newest checkpoint) or a checkpoint folder. On a lab task the units
 are presented with every outcome at the pre-outcome state (agent/probes/agent_cells.py);
-``trials``/``noise``/``splits`` default to the run's ``probe.*`` config. ``scale`` divides the
+``trials``/``noise``/``splits`` default to the run's ``probe.*`` config (``recorded``: the 40
+recorded cells' trial counts and signal-to-noise ratio; a number: noise × reward SD).
+``response=measured`` measures each unit's change after one gradient step through the shared
+network instead of its own loss gradient. ``slope=hill`` fits saturating curves for τ.
+``report=true`` also writes ``report.md`` (every number and figure, side by side with the
+recorded cells and the null models, in the order of the paper's figures). ``scale`` divides the
 errors of quantile-Huber units before clipping (``auto``: no unit saturates). On any other env
 (control, Atari) the probe reads the units over ``states`` visited states instead ("beyond the
 paper": τ against mean standardised reversal point, spread vs ``baseline``).
@@ -23,28 +37,34 @@ file; ``<folder>_probe/`` next to a folder. Writes ``probe.json`` and ``probe_*.
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import _cli
-import numpy as np
 
-from agent.errors import ConfigError, DataError
+from agent.errors import ConfigError
 
 KEYS = {
     "checkpoint": str,
     "baseline": str,
     "data": str,
     "out": str,
-    "trials": int,
-    "noise": float,
+    "trials": str,
+    "noise": str,
     "splits": int,
     "seed": int,
     "scale": str,
     "states": int,
     "device": str,
+    "response": str,
+    "slope": str,
+    "report": str,
+    "sweep": str,
+}
+CHOICES = {
+    "response": ("gradient", "measured"),
+    "slope": ("linear", "hill"),
+    "report": ("true", "false"),
 }
 
 
@@ -64,15 +84,28 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
                 f"{key} must be {KEYS[key].__name__ if KEYS[key] is not str else 'text'}, "
                 f"got '{value}'"
             ) from None
+    for key, options in CHOICES.items():
+        if key in args and args[key] not in options:
+            raise ConfigError(f"{key} must be one of {', '.join(options)}, got '{args[key]}'")
+    if "data" in args and "response" in args:
+        raise ConfigError("response= chooses how agent units respond; it needs checkpoint=")
+    if "sweep" in args:
+        if "checkpoint" in args or "data" in args:
+            raise ConfigError("sweep= is a mode of its own; give it without checkpoint= or data=")
+        return args
     if ("checkpoint" in args) == ("data" in args):
         raise ConfigError("give exactly one of checkpoint=RUN_DIR or data=PATH")
     if "data" in args and "baseline" in args:
         raise ConfigError("baseline= compares two agents; it needs checkpoint=, not data=")
-    for key in ("trials", "splits", "states"):
-        if key in args and args[key] < (2 if key == "trials" else 1):
-            raise ConfigError(f"{key} must be a positive integer (trials >= 2), got {args[key]}")
-    if args.get("noise", 0.0) < 0:
-        raise ConfigError(f"noise must be >= 0, got {args['noise']}")
+    from agent.probes.noise import parse_noise, parse_trials
+
+    for key in ("splits", "states"):
+        if key in args and args[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+    if "trials" in args:
+        args["trials"] = parse_trials(args["trials"])
+    if "noise" in args:
+        args["noise"] = parse_noise(args["noise"])
     if "scale" in args and args["scale"] != "auto":
         try:
             if not float(args["scale"]) > 0:
@@ -88,223 +121,36 @@ def _scale(value: str | None) -> float | str | None:
     return None if value is None else ("auto" if value == "auto" else float(value))
 
 
-# ----------------------------------------------------------------------------- probes
-
-
-def probe_run(
-    run: str | Path,
-    *,
-    trials: int | None = None,
-    noise: float | None = None,
-    splits: int | None = None,
-    seed: int = 0,
-    scale: float | str | None = None,
-    states: int = 256,
-    device: str = "cpu",
-) -> tuple[dict[str, Any], Any, Any, Path]:
-    """Probe one checkpoint; returns (result, learner, cfg, run dir)."""
-    from agent.evaluate import load_agent
-    from agent.probes.agent_cells import probe_learner, probe_states
-
-    learner, cfg, folder = load_agent(run, device)
-    run_dir = folder.parent.parent
-    if cfg.env.family == "lab":
-        result = probe_learner(
-            learner,
-            cfg,
-            trials=trials,
-            response_noise=noise,
-            n_splits=splits,
-            seed=seed,
-            huber_scale=scale,
-        )
-    else:
-        result = probe_states(learner, cfg, n_states=states, seed=seed)
-    result["checkpoint"] = str(folder)
-    return result, learner, cfg, run_dir
-
-
-def probe_checkpoint(
-    checkpoint: str | Path, baseline: str | Path | None = None, **kwargs: Any
-) -> tuple[dict[str, Any], Path]:
-    """probe.json content for ``checkpoint`` (with ``baseline`` under "baseline"); run dir."""
-    from agent.probes.agent_cells import probe_states
-
-    result, learner, cfg, run_dir = probe_run(checkpoint, **kwargs)
-    if baseline is not None:
-        base, b_learner, b_cfg, _ = probe_run(baseline, **kwargs)
-        if (b_cfg.env.family == "lab") != (cfg.env.family == "lab"):
-            raise ConfigError("checkpoint and baseline must both be lab-task runs, or neither")
-        if cfg.env.family == "lab":
-            result["baseline"] = base
-        else:
-            # Read both populations on the very same visited states, for a fair spread ratio.
-            checkpoint_folder = result["checkpoint"]
-            result = probe_states(
-                learner,
-                cfg,
-                baseline=(b_learner, b_cfg),
-                n_states=kwargs.get("states", 256),
-                seed=kwargs.get("seed", 0),
-            )
-            result["checkpoint"] = checkpoint_folder
-            result["baseline"]["checkpoint"] = base["checkpoint"]
-    return result, run_dir
-
-
-def probe_data(path: str | Path, *, splits: int = 100, seed: int = 0) -> dict[str, Any]:
-    """probe.json content for recorded cells (tidy table or a folder of .mat files)."""
-    from agent.data.tidy import load_cell_table
-
-    # Read (and validate) first: a malformed table fails before torch and scipy are imported.
-    table = load_cell_table(path)
-    from agent.probes.agent_cells import split_example
-    from agent.probes.analysis import analyse_population, jsonable, population
-    from agent.probes.decoding import decode_report
-
-    pop = population(table)
-    if len(pop.cells) < 3:
-        raise DataError(f"{path}: the probe needs at least 3 cells, found {len(pop.cells)}")
-    result = analyse_population(table, axis="empirical", n_splits=splits, seed=seed)
-    u = np.asarray(result["utility_axis"], dtype=float)
-    counts = np.asarray(result["trial_counts"], dtype=float)
-    probs = counts / counts.sum()
-    rps = np.array([np.nan if v is None else v for v in result["reversal_points"]], dtype=float)
-    taus = np.array([np.nan if v is None else v for v in result["asymmetries"]], dtype=float)
-    usable = np.isfinite(rps) & np.isfinite(taus) & (taus > 0) & (taus < 1)
-    decoded = decode_report(rps[usable], taus[usable], u, probs, seed=seed)
-    decoded["cells_used"] = int(usable.sum())
-    decoded["note"] = (
-        "decoded from the cells' (reversal point, tau) pairs read as (expectile, tau) on the "
-        "empirical utility axis; the truth is each magnitude's utility-axis value weighted by "
-        "its pooled trial frequency; samples bounded to [min, max] of the axis"
-    )
-    if np.any(np.diff(u) <= 0):
-        decoded["note"] += "; the empirical axis is not increasing, so the decode is rough"
-    result.update(
-        jsonable(
-            {
-                "source": f"data:{path}",
-                "true_distribution": {"values": u, "probs": probs},
-                "mean_responses": pop.mean_responses(),
-                "split_example": split_example(table, u, seed),
-            }
-        )
-    )
-    result["decoded"] = jsonable(decoded)
-    return result
-
-
-# ----------------------------------------------------------------------------- output
-
-
-def default_out(args: dict[str, Any], run_dir: Path | None) -> Path:
-    if "out" in args:
-        return Path(args["out"])
-    if run_dir is not None:
-        return run_dir
-    path = Path(args["data"]).resolve()
-    if path.is_dir():
-        return path.parent / f"{path.name}_probe"
-    return path.parent / f"{path.stem}_probe"
-
-
-def _plottable(samples: list[float]) -> list[float]:
-    """A decode that collapsed to (nearly) one point, drawn as the point mass it is.
-
-    A kernel density of samples spread over 1e-4 of the axis is a spike narrower than the
-    plot's grid, which would draw as a flat line at zero.
-    """
-    z = np.asarray(samples, dtype=float)
-    if z.size and np.ptp(z) < 1e-3 * max(abs(float(z.mean())), 1.0):
-        return [float(z.mean())] * int(z.size)
-    return [float(v) for v in z]
-
-
-def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
-    """Write ``probe.json`` and the figures into ``out``; returns the written paths."""
-    from agent.probes import figures
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "probe.json"]
-    with open(paths[0], "w") as fh:
-        json.dump(result, fh, indent=1, allow_nan=False)
-    name = result.get("source", "probe")
-    if "mean_standardized_rp" in result:  # state probe (control / Atari)
-        fig = figures.plot_asymmetry_vs_reversal(
-            result["mean_standardized_rp"],
-            result["taus"],
-            title=f"{name}: unit τ vs mean standardised value over states",
-        )
-        paths.append(figures.save_figure(fig, out / "probe_tau_vs_state_rp.png"))
-        return paths
-    populations = [("", result)]
-    if isinstance(result.get("baseline"), dict):
-        populations.append(("baseline_", result["baseline"]))
-    for prefix, res in populations:
-        label = res.get("source", "probe")
-        fig = figures.plot_response_curves(
-            res["utility_axis"],
-            np.array([[np.nan if v is None else v for v in row] for row in res["mean_responses"]]),
-            res["reversal_points"],
-            res["asymmetries"],
-            title=f"{label}: responses aligned at each cell's reversal point",
-        )
-        paths.append(figures.save_figure(fig, out / f"probe_{prefix}response_curves.png"))
-        fig = figures.plot_asymmetry_vs_reversal(
-            res["reversal_points"], res["asymmetries"], title=f"{label}: τ vs reversal point"
-        )
-        paths.append(figures.save_figure(fig, out / f"probe_{prefix}asymmetry_vs_reversal.png"))
-        ex = res.get("split_example")
-        if ex:
-            fig = figures.plot_split_half(
-                ex["rp_a"], ex["rp_b"], title=f"{label}: reversal points, one random split"
-            )
-            paths.append(figures.save_figure(fig, out / f"probe_{prefix}split_half.png"))
-    truth = result["true_distribution"]
-    decodes = {result.get("source", "decoded"): _plottable(result["decoded"]["samples"])}
-    if isinstance(result.get("baseline"), dict):
-        base = result["baseline"]
-        decodes[base.get("source", "baseline")] = _plottable(base["decoded"]["samples"])
-    from agent.probes.decoding import reference_decodes
-
-    gauss = reference_decodes(truth["values"], truth["probs"], 200, seed=0)["gaussian"]
-    decodes["moment-matched Gaussian"] = list(gauss)
-    fig = figures.plot_decoded(truth["values"], truth["probs"], decodes)
-    paths.append(figures.save_figure(fig, out / "probe_decoded.png"))
-    return paths
-
-
-def _f(value: Any, spec: str = ".3f") -> str:
-    """Format a number that may be None (NaN in probe.json)."""
-    return "n/a" if value is None else format(value, spec)
-
-
-def headline(result: dict[str, Any]) -> str:
-    """One line of the main numbers."""
-    if "mean_standardized_rp" in result:
-        return (
-            f"{result['source']}: tau vs mean standardised RP r = {_f(result['tau_rp_r'])}, "
-            f"per-state unit SD = {_f(result['state_spread_mean'], '.4g')}"
-        )
-    sh, avr = result["split_half"], result["asymmetry_vs_reversal"]
-    spread = result["reversal_spread"]
-    return (
-        f"{result['source']}: {len(result['cells'])} cells, "
-        f"RP spread SD = {_f(spread['std'], '.4g')} "
-        f"({_f(spread['std_rel_reward_sd'], '.3g')} x reward SD), "
-        f"split-half r = {_f(sh['r'])} (p = {_f(sh['p'], '.2g')}), "
-        f"tau-RP r = {_f(avr['r'])} (p = {_f(avr['p'], '.2g')}), "
-        f"decode W1 = {_f(result['decoded']['wasserstein1'], '.4g')}"
-    )
-
-
 @_cli.one_line_errors
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    from agent.probes.report import (
+        default_out,
+        headline,
+        probe_checkpoint,
+        probe_data,
+        write_markdown_report,
+        write_report,
+    )
+
+    if "sweep" in args:
+        from agent.probes.study import full_sweep
+
+        out = args.get("out", "noise_sweep")
+        content = full_sweep([r for r in args["sweep"].split(",") if r], out,
+                             seed=args.get("seed", 0))  # fmt: skip
+        print(f"recorded cells: noise ratio {content['recorded_noise']['noise_ratio_median']:.2f}")
+        for name, rho in content["signature_up_to_noise"].items():
+            print(f"{name}: signature (both median p < 0.01) up to noise ratio {rho}")
+        need = content["trials_needed_at_recorded_noise"]["trials_needed"]
+        print(f"trials per magnitude needed at the recorded noise (tabular pair): {need}")
+        print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
+        return 0
+    slope = args.get("slope", "linear")
     if "data" in args:
-        result = probe_data(args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0))
+        result = probe_data(
+            args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0), slope=slope
+        )
         run_dir = None
     else:
         from agent.device import resolve_device
@@ -317,6 +163,8 @@ def main(argv: list[str]) -> int:
             "scale": _scale(args.get("scale")),
             "states": args.get("states", 256),
             "device": str(resolve_device(args.get("device", "cpu"))),
+            "response": args.get("response", "gradient"),
+            "slope": slope,
         }
         result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
     out = default_out(args, run_dir)
@@ -328,6 +176,8 @@ def main(argv: list[str]) -> int:
     if note:
         print(f"note: {note}")
     print(f"wrote {paths[0]} and {len(paths) - 1} figure(s) in {out}")
+    if args.get("report") == "true" and "split_half" in result:
+        print(f"wrote {write_markdown_report(result, out, paths, seed=args.get('seed', 0))}")
     return 0
 
 

@@ -16,10 +16,12 @@ from agent.probes import figures
 from agent.probes.analysis import (
     analyse_population,
     asymmetry,
+    fold_asymmetry,
     population,
     reversal_point,
     split_half,
     tau_standard_error,
+    trial_asymmetry,
     utility_axis,
     zero_crossing_reversal_point,
 )
@@ -319,13 +321,53 @@ def test_figures_render(tmp_path, expectile_population, expectile_result) -> Non
             res["reversal_points"],
             res["asymmetries"],
         ),
-        "tau_rp": figures.plot_asymmetry_vs_reversal(res["reversal_points"], res["asymmetries"]),
+        "tau_rp": figures.plot_asymmetry_vs_reversal(
+            res["reversal_points"],
+            res["asymmetries"],
+            cross_validated=res["asymmetry_vs_reversal"],
+            xlim=(MAGNITUDES[0], MAGNITUDES[-1]),
+        ),
         "split": figures.plot_split_half(halves.rp_a[0], halves.rp_b[0]),
         "decoded": figures.plot_decoded(
             MAGNITUDES, PROBS, {"expectile": np.linspace(0, 20, 50), "classical": [5.0] * 10}
         ),
     }
-    assert "r = 0.9" in figs["tau_rp"].axes[0].get_title()
+    # Every r is labelled with what it is: all-trials (not cross-validated) and cross-validated.
+    labels = figs["tau_rp"].axes[0].get_legend_handles_labels()[1]
+    assert any(lab.startswith("all-trials r = 0.9") and "not cross-validated" in lab
+               for lab in labels)  # fmt: skip
+    assert any(lab.startswith("cross-validated r(τ_B, RP_A)") for lab in labels)
+    # The x range is the axis given, not zoomed into the points.
+    assert figs["tau_rp"].axes[0].get_xlim()[0] < MAGNITUDES[0]
     for name, fig in figs.items():
         path = figures.save_figure(fig, tmp_path / f"{name}.png")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trial_level_asymmetry_weights_magnitudes_by_trial_count() -> None:
+    # Unequal trial counts: the trial-level fit (the paper's glmfit) weights each magnitude by
+    # its trials, unlike a fit to the per-magnitude means.
+    axis = np.arange(5, dtype=float)
+    counts = np.array([1, 9, 3, 2, 20])
+    mags = np.repeat(np.arange(5), counts)
+    rng = np.random.default_rng(3)
+    resp = np.where(axis[mags] > 2, 0.6, 0.4) * (axis[mags] - 2.0) + rng.normal(0, 0.5, mags.size)
+    tau, a_plus, a_minus = trial_asymmetry(mags, resp, axis, 2.0)
+    x = axis[mags] - 2.0
+    up, down = x >= 0, x <= 0
+    assert a_plus == pytest.approx(np.sum(x[up] * resp[up]) / np.sum(x[up] ** 2))
+    assert a_minus == pytest.approx(np.sum(x[down] * resp[down]) / np.sum(x[down] ** 2))
+    means = np.array([resp[mags == m].mean() for m in range(5)])
+    assert tau != pytest.approx(asymmetry(means, axis, 2.0)[0], abs=1e-6)
+
+
+def test_fold_asymmetry_uses_seven_folds_and_tests_against_the_population() -> None:
+    axis = MAGNITUDES
+    mags = np.repeat(np.arange(7), 10)  # 70 trials: folds of 10
+    clean = np.where(axis[mags] > 5, 0.8, 0.2) * (axis[mags] - 5.0)
+    noisy = clean + 0.5 * np.random.default_rng(1).standard_normal(clean.size)
+    res = fold_asymmetry(mags, noisy, axis, 5.0, np.random.default_rng(0), population_tau=0.5)
+    assert res.fold_taus.shape == (7,)
+    assert res.p < 0.01 and res.t > 0  # τ ≈ 0.8 differs from a population mean of 0.5
+    same = fold_asymmetry(mags, noisy, axis, 5.0, np.random.default_rng(0), population_tau=0.8)
+    assert same.p > res.p

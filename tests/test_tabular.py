@@ -144,14 +144,18 @@ def _median_split(table) -> tuple[float, float]:
 
 
 def test_classical_noise_null_model() -> None:
-    table = classical_noise_table(DEFAULT_MAGNITUDES, PROBS, response_noise=0.5 * SD, seed=0)
+    table = classical_noise_table(
+        DEFAULT_MAGNITUDES, PROBS, trials=40, response_noise=0.5 * SD, seed=0
+    )
     reliability, optimism = _median_split(table)
     assert abs(reliability) < 0.4 and abs(optimism) < 0.4
 
 
 def test_baseline_bias_null_model() -> None:
     for seed in range(3):
-        table = baseline_bias_table(DEFAULT_MAGNITUDES, PROBS, response_noise=0.3 * SD, seed=seed)
+        table = baseline_bias_table(
+            DEFAULT_MAGNITUDES, PROBS, trials=40, response_noise=0.3 * SD, seed=seed
+        )
         reliability, optimism = _median_split(table)
         assert reliability > 0.6, reliability  # reliable, diverse reversal points
         assert optimism < -0.2, optimism  # but τ falls with reversal point
@@ -159,6 +163,8 @@ def test_baseline_bias_null_model() -> None:
 
 def test_distributional_population_is_reliable_and_optimistic(task: TabularTask) -> None:
     pop = train_distributional_td(task, cell_taus(40, "random", seed=1), n_iters=800, seed=0)
-    table = population_cell_table(pop, DEFAULT_MAGNITUDES, response_noise=0.1 * SD, seed=0)
+    table = population_cell_table(
+        pop, DEFAULT_MAGNITUDES, trials=40, response_noise=0.1 * SD, seed=0
+    )
     reliability, optimism = _median_split(table)
     assert reliability > 0.8 and optimism > 0.3

@@ -95,6 +95,16 @@ class Algorithm(ABC):
         """Per-sample loss [B] of ``online`` on ``batch`` against ``target`` (no reduction)."""
 
     # -- probes --------------------------------------------------------------------------
+    #: whether ``unit_loss`` is defined (fixed unit values: no sampled τ, no atoms)
+    measurable: ClassVar[bool] = False
+
+    def unit_loss(
+        self, pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor
+    ) -> torch.Tensor:
+        """The algorithm's loss [B] of units ``pred`` [B, N] against target samples [B, M] (the
+        probes' measured responses take one gradient step on it)."""
+        raise NotImplementedError(f"{self.name} has no per-unit loss to measure")
+
     @abstractmethod
     def readout(self, unit_values: np.ndarray, taus: np.ndarray) -> list[UnitReadout]:
         """The units [S, N] of the probed action at S states, as "dopamine cells"."""

@@ -64,6 +64,13 @@ class Classical(Algorithm):
             selector = self.next_q_selector(online, batch.next_obs, v_t, generator)
         return mean_td_learning(v_tm1, batch.action, batch.reward, batch.discount, selector, v_t)
 
+    measurable = True
+
+    def unit_loss(
+        self, pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor
+    ) -> torch.Tensor:
+        return losses.mean_squared_td_loss(pred, target)
+
     def readout(self, unit_values: np.ndarray, taus: np.ndarray) -> list[UnitReadout]:
         note = "classical population: every unit trained with the symmetric mean loss (tau = 0.5)"
         return [UnitReadout(v, taus, "linear", None, "mean", note) for v in unit_values]

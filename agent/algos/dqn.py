@@ -82,6 +82,13 @@ class DQN(Algorithm):
             q_tm1, batch.action, batch.reward, batch.discount, selector, q_t, self.cfg.huber_kappa
         )
 
+    measurable = True
+
+    def unit_loss(
+        self, pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor
+    ) -> torch.Tensor:
+        return losses.huber_td_loss(pred[:, 0], target[:, 0], self.cfg.huber_kappa)
+
     def readout(self, unit_values: np.ndarray, taus: np.ndarray) -> list[UnitReadout]:
         note = "DQN: one unit, Huber TD response (symmetric, tau = 0.5)"
         kappa = float(self.cfg.huber_kappa)

@@ -119,6 +119,13 @@ class ERDQN(Algorithm):
             self.cfg.imputation_iterations,
         )
 
+    measurable = True
+
+    def unit_loss(
+        self, pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor
+    ) -> torch.Tensor:
+        return losses.expectile_loss(pred, target, taus)
+
     def readout(self, unit_values: np.ndarray, taus: np.ndarray) -> list[UnitReadout]:
         note = "ER-DQN expectile units, expectile-loss response"
         return [UnitReadout(v, taus, "linear", None, "expectile", note) for v in unit_values]

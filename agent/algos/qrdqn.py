@@ -88,6 +88,13 @@ class QRDQN(Algorithm):
             self.cfg.huber_kappa,
         )
 
+    measurable = True
+
+    def unit_loss(
+        self, pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor
+    ) -> torch.Tensor:
+        return losses.quantile_huber_loss(pred, target, taus, self.cfg.huber_kappa)
+
     def readout(self, unit_values: np.ndarray, taus: np.ndarray) -> list[UnitReadout]:
         note = "QR-DQN quantile units, quantile-Huber response"
         kappa = float(self.cfg.huber_kappa)

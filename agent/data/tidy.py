@@ -14,7 +14,7 @@ import pandas as pd
 from agent.errors import DataError
 
 REQUIRED_COLUMNS = ("cell", "magnitude", "response")
-OPTIONAL_COLUMNS = ("cued", "trial")
+OPTIONAL_COLUMNS = ("cued", "trial", "baseline")  # baseline: pre-stimulus rate
 
 #: The committed table derived from the 40 recorded cells (see scripts/make_cell_table.py).
 PACKAGED_TABLE = Path(__file__).with_name("dabney2020_variable_magnitude.csv")
@@ -68,6 +68,8 @@ def validate_table(table: pd.DataFrame, source: str = "cell table") -> pd.DataFr
                 f"{out['cued'].iloc[row]!r}"
             )
         out["cued"] = mapped.astype(bool)
+    if "baseline" in out.columns:
+        out["baseline"] = _numeric(out, "baseline", source)
     if "trial" in out.columns:
         out["trial"] = _numeric(out, "trial", source).astype(int)
     n_mag = out["magnitude"].nunique()

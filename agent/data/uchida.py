@@ -52,6 +52,17 @@ def trial_responses(spikes_ms: np.ndarray, onsets_ms: np.ndarray, cued: np.ndarr
     spikes_ms: sorted spike times; onsets_ms: per-trial odour onset (reward time when uncued);
     cued: per-trial bool. Returns one response per trial.
     """
+    return trial_responses_and_baselines(spikes_ms, onsets_ms, cued)[0]
+
+
+def trial_responses_and_baselines(
+    spikes_ms: np.ndarray, onsets_ms: np.ndarray, cued: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(responses, baselines) per trial, both in spikes/s.
+
+    The response is that of :func:`trial_responses`; the baseline is the trial's mean smoothed
+    rate over −1000..0 ms, the value subtracted before the second smoothing (science.md §6).
+    """
     n_bins = _PRE_MS + _POST_MS
     onsets = np.asarray(onsets_ms, dtype=float)
     spikes = np.sort(np.asarray(spikes_ms, dtype=float).ravel())
@@ -72,12 +83,13 @@ def trial_responses(spikes_ms: np.ndarray, onsets_ms: np.ndarray, cued: np.ndarr
 
     k = smoothing_kernel()
     rate = _smooth_causal(raster, k) * 1000.0  # per 1 ms bin → spikes/s
-    rate -= rate[:, :_PRE_MS].mean(axis=1, keepdims=True)
+    baseline = rate[:, :_PRE_MS].mean(axis=1)
+    rate -= baseline[:, None]
     rate = _smooth_centred(rate, k)
 
     uncued_mean = rate[:, _PRE_MS + _UNCUED_WINDOW_MS[0] : _PRE_MS + _UNCUED_WINDOW_MS[1]].mean(1)
     cued_mean = rate[:, _PRE_MS + _CUED_WINDOW_MS[0] : _PRE_MS + _CUED_WINDOW_MS[1]].mean(1)
-    return np.where(np.asarray(cued, dtype=bool), cued_mean, uncued_mean)
+    return np.where(np.asarray(cued, dtype=bool), cued_mean, uncued_mean), baseline
 
 
 def _field(struct: object, name: str, path: Path, struct_name: str) -> np.ndarray:
@@ -101,11 +113,35 @@ def cell_id(path: str | Path) -> str:
     return stem
 
 
-def import_file(path: str | Path, *, cell: str | None = None, pool: bool = True) -> pd.DataFrame:
-    """Tidy table (cell, magnitude, cued, trial, response) for one recorded cell.
+def cued_uncued_shift(table: pd.DataFrame) -> float:
+    """The authors' one population-wide constant added to every uncued response (science.md §3).
 
-    With `pool` (default), uncued responses are shifted by (grand mean cued − grand mean uncued)
-    so cued and uncued trials share one baseline, as science.md section 3 prescribes.
+    mean over cells and magnitudes of each cell's mean cued response at each magnitude, minus
+    the same mean of the uncued responses. ``table`` holds unpooled ``cell, magnitude, cued,
+    response`` rows. A per-cell shift would move each cell's reversal point on its own.
+    """
+    means = table.groupby(["cell", "magnitude", "cued"])["response"].mean().unstack("cued")
+    if True not in means.columns or False not in means.columns:
+        return 0.0  # only one trial kind: nothing to align
+    return float(means[True].mean() - means[False].mean())  # NaN (no trials) skipped
+
+
+def _pool(table: pd.DataFrame, shift: float) -> pd.DataFrame:
+    out = table.copy()
+    out["response"] = np.where(out["cued"], out["response"], out["response"] + shift)
+    out.attrs["uncued_shift"] = shift
+    return out
+
+
+def import_file(
+    path: str | Path, *, cell: str | None = None, pool: bool = True, shift: float | None = None
+) -> pd.DataFrame:
+    """Tidy table (cell, magnitude, cued, trial, response, baseline) for one recorded cell.
+
+    ``baseline`` is each trial's pre-stimulus rate (spikes/s, −1000..0 ms, before subtraction).
+    With ``pool`` (default), every uncued response is shifted by ``shift``, by default
+    :func:`cued_uncued_shift` of this cell alone (for a population use :func:`import_folder`,
+    which applies one constant to all cells, as the authors did).
     """
     path = Path(path)
     if not path.is_file():
@@ -130,28 +166,33 @@ def import_file(path: str | Path, *, cell: str | None = None, pool: bool = True)
     tt = trial_type[keep].astype(int)
     cued = tt >= 8
     mag_index = np.where(cued, tt - 7, tt) - 1
-    response = trial_responses(spikes, on[keep], cued)
-    if pool and cued.any() and (~cued).any():
-        response = np.where(
-            cued, response, response + response[cued].mean() - response[~cued].mean()
-        )
-    return pd.DataFrame(
+    response, baseline = trial_responses_and_baselines(spikes, on[keep], cued)
+    table = pd.DataFrame(
         {
             "cell": cell if cell is not None else cell_id(path),
             "magnitude": MAGNITUDES_UL[mag_index],
             "cued": cued,
             "trial": np.flatnonzero(keep),
             "response": response,
+            "baseline": baseline,
         }
     )
+    if not pool:
+        return table
+    return _pool(table, cued_uncued_shift(table) if shift is None else float(shift))
 
 
 def import_folder(folder: str | Path, *, pool: bool = True) -> pd.DataFrame:
-    """Tidy table for every `*.mat` file in `folder` (ids from `cell_id`), sorted by name."""
+    """Tidy table for every `*.mat` file in `folder` (ids from `cell_id`), sorted by name.
+
+    With ``pool``, every uncued response of every cell is shifted by one population-wide
+    constant (:func:`cued_uncued_shift`, stored in ``table.attrs["uncued_shift"]``).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"recorded-cell folder not found: {folder}")
     files = sorted(folder.glob("*.mat"))
     if not files:
         raise DataError(f"no .mat files in {folder}")
-    return pd.concat([import_file(f, pool=pool) for f in files], ignore_index=True)
+    table = pd.concat([import_file(f, pool=False) for f in files], ignore_index=True)
+    return _pool(table, cued_uncued_shift(table)) if pool else table

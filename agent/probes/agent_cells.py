@@ -40,8 +40,11 @@ import torch
 
 from agent.algos.base import UnitReadout
 from agent.algos.c51 import categorical_quantiles  # noqa: F401  (re-exported for the probes)
+from agent.errors import ConfigError
 from agent.probes.analysis import analyse_population, jsonable, population, split_half
 from agent.probes.decoding import decode_report, reference_decodes, score_decode
+from agent.probes.noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
+from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
 
 
 @torch.no_grad()
@@ -143,40 +146,44 @@ def agent_cell_table(
     readout: UnitReadout,
     task: LabTask,
     *,
-    trials: int = 40,
-    response_noise: float = 0.05,
+    trials: int | str = "recorded",
+    response_noise: float | str = "recorded",
     huber_scale: float | str | None = None,
     seed: int = 0,
+    mean: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The tidy table (cell, magnitude, response, trial) of the units' outcome responses.
 
-    Each unit sees every magnitude ``trials`` times (target y = u(magnitude)); the response
-    is its loss gradient plus N(0, (response_noise · reward SD)²). Also returns the
-    ``response_model`` dict (rule, κ, scale, saturated fraction, note).
+    Each unit sees every magnitude ``trials`` times (a number, or ``"recorded"``: the
+    recorded cells' median count per magnitude); target y = u(magnitude). The response is
+    the unit's loss gradient plus Gaussian noise: ``"recorded"`` (default) gives each unit
+    the recorded cells' median signal-to-noise ratio (:mod:`agent.probes.noise`), a number
+    the SD ``response_noise × reward SD``. ``mean`` [N, M] replaces the loss-gradient
+    responses (e.g. measured ones). Also returns the ``response_model`` dict (rule, κ, scale,
+    saturated fraction, noise, note).
     """
-    if trials < 2:
-        raise ValueError(f"trials must be >= 2 (split halves need two), got {trials}")
+    trials = parse_trials(trials)
+    response_noise = parse_noise(response_noise)
     scale = _resolve_scale(readout, task.values, huber_scale)
-    mean, saturated = unit_responses(readout, task.values, scale)  # [N, M]
-    rng = np.random.default_rng(seed)
-    sd = response_noise * task.reward_sd
-    resp = mean[:, :, None] + sd * rng.standard_normal((*mean.shape, trials))
-    n, m = mean.shape
-    table = pd.DataFrame(
-        {
-            "cell": np.repeat(np.arange(n), m * trials),
-            "magnitude": np.tile(np.repeat(task.magnitudes, trials), n),
-            "response": resp.ravel(),
-            "trial": np.tile(np.arange(m * trials), n),
-        }
-    )
+    if mean is None:
+        mean, saturated = unit_responses(readout, task.values, scale)  # [N, M]
+    else:
+        saturated = 0.0
+    table = noisy_trials(
+        mean, task.magnitudes, noise=response_noise, trials=trials, scale=task.reward_sd,
+        seed=seed,
+    )  # fmt: skip
+    sd = noise_sd(mean, response_noise, task.reward_sd)
     model: dict[str, Any] = {
         "rule": readout.rule,
         "representation": readout.representation,
         "kappa": readout.kappa,
         "scale": scale,
         "saturated_fraction": saturated,
-        "noise_sd": sd,
+        "noise": response_noise,
+        "noise_sd_median": float(np.median(sd)),
+        "noise_sd_rel_reward_sd": float(np.median(sd)) / task.reward_sd,
+        "trials_per_magnitude": trial_counts(trials, len(task.magnitudes)),
         "note": readout.note,
     }
     if readout.rule == "huber":
@@ -226,31 +233,58 @@ def probe_learner(
     learner: Any,
     cfg: Any,
     *,
-    trials: int | None = None,
-    response_noise: float | None = None,
+    trials: int | str | None = None,
+    response_noise: float | str | None = None,
     n_splits: int | None = None,
     seed: int = 0,
     huber_scale: float | str | None = None,
     decode_restarts: int = 5,
+    extras: bool = True,
+    response: str = "gradient",
+    slope: str = "linear",
 ) -> dict[str, Any]:
     """The whole probe of a learner on its lab task: probe.json fields (JSON-able).
 
+    ``response="gradient"`` (default): each unit's own loss gradient; ``"measured"``: the
+    change of each unit's value after one gradient step on the single outcome, through the
+    shared network (:mod:`agent.probes.measured`), reported under ``measured_response``.
+    ``slope``: "linear" or "hill" asymmetry fits.
+
     ``analyse_population`` on the units' response table with the reward utilities as axis,
-    ``decoded`` from the units' (value, τ) against the task's true outcome distribution,
+    ``decoded`` (utility axis) and ``decoded_reward`` (task units) from the (RP, τ) pairs the
+    pipeline estimated from the noisy responses, as for neurons; ``decoded_exact_units``
+    from the units' exact (value, τ) as a reference only;
     plus ``unit_values``, ``unit_taus``, ``unit_value_spread``, ``mean_responses`` and
     ``response_model``. Unset arguments come from ``cfg.probe``.
     """
     task = lab_task(cfg)
-    trials = int(cfg.probe.trials if trials is None else trials)
-    noise = float(cfg.probe.response_noise if response_noise is None else response_noise)
+    trials = parse_trials(cfg.probe.trials if trials is None else trials, "probe.trials")
+    noise = parse_noise(
+        cfg.probe.response_noise if response_noise is None else response_noise,
+        "probe.response_noise",
+    )
     splits = int(cfg.probe.splits if n_splits is None else n_splits)
     readout = read_units(learner, task.observation[None, :])[0]
+    if response not in ("gradient", "measured"):
+        raise ConfigError(f"response must be 'gradient' or 'measured', got {response!r}")
+    measured = None
+    if response == "measured":
+        from agent.probes.measured import measured_responses, own_gradient_responses
+
+        measured = measured_responses(learner, task.observation, task.values)
+        own = own_gradient_responses(learner, readout.values, task.values)
     table, model = agent_cell_table(
-        readout, task, trials=trials, response_noise=noise, huber_scale=huber_scale, seed=seed
-    )
+        readout, task, trials=trials, response_noise=noise, huber_scale=huber_scale, seed=seed,
+        mean=measured,
+    )  # fmt: skip
     result = analyse_population(
-        table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd
-    )
+        table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd,
+        slope=slope,
+    )  # fmt: skip
+    if measured is not None:
+        result["measured_response"] = jsonable(
+            _measured_summary(measured, own, readout.taus, result["asymmetries"])
+        )
     v = readout.values
     value_std = float(np.std(v, ddof=1)) if v.size > 1 else math.nan
     result.update(
@@ -274,24 +308,71 @@ def probe_learner(
             }
         )
     )
-    result["decoded"] = jsonable(_decode(readout, task, seed, decode_restarts))
+    # One pipeline for neurons and units (science.md §6): decode from the (RP, τ) pairs the
+    # analysis estimated from the noisy responses; the exact unit values are a reference.
+    decodes = pipeline_decodes(result, task.probs, seed=seed, restarts=decode_restarts)
+    result["decoded"] = jsonable(decodes["utility"])
+    result["decoded_reward"] = jsonable(decodes["reward"])
+    result["true_distribution_reward"] = jsonable(
+        {"values": task.magnitudes, "probs": task.probs, "unit": "µl"}
+    )
+    exact = _decode(readout, task, seed, decode_restarts)
+    exact["note"] = (
+        "reference only: decoded from the head's exact unit values and configured tau, "
+        "which no recording offers"
+    )
+    result["decoded_exact_units"] = jsonable(exact)
+    overlay = robustness_and_overlay(result, task.probs, task.values, seed=seed, robustness=extras)
+    result.update(jsonable(overlay))
     if task.cue is not None:  # variable-probability task: classify the units by cue responses
         result["cue_classes"] = jsonable(cue_response_classes(learner, cfg, seed=seed))
     return result
 
 
+def _measured_summary(
+    measured: np.ndarray, own: np.ndarray, taus: np.ndarray, estimated: list
+) -> dict[str, Any]:
+    """How far the shared network's responses are from each unit's own error gradient."""
+    import scipy.stats
+
+    est = np.array([np.nan if t is None else t for t in estimated], dtype=float)
+    r2 = []
+    for m, o in zip(measured, own, strict=True):
+        # Share of a unit's response explained by its own gradient (best scale): 1 = no
+        # crosstalk from the other units through the torso.
+        denom = float(np.sum((m - m.mean()) ** 2))
+        fit = np.polyfit(o, m, 1) if np.ptp(o) > 0 else (0.0, m.mean())
+        r2.append(1 - float(np.sum((m - np.polyval(fit, o)) ** 2)) / denom if denom else np.nan)
+    ok = np.isfinite(est)
+    r_tau = scipy.stats.pearsonr(taus[ok], est[ok]) if ok.sum() >= 3 and np.ptp(taus) > 0 else None
+    return {
+        "method": "delta of each unit's value after one plain gradient step (eta = 1e-3) on "
+        "the agent's loss against the single outcome, through the shared torso, / eta",
+        "own_gradient_r2_median": float(np.nanmedian(r2)),
+        "tau_estimated_vs_configured_r": None if r_tau is None else float(r_tau.statistic),
+        "tau_estimated_vs_configured_p": None if r_tau is None else float(r_tau.pvalue),
+        "measured_mean_responses": measured,
+    }
+
+
 def cue_response_classes(
-    learner: Any, cfg: Any, *, trials: int = 20, response_noise: float = 0.3, seed: int = 0
+    learner: Any,
+    cfg: Any,
+    *,
+    trials: int | str = "recorded",
+    response_noise: float | str = "recorded",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Science §2 on an agent: each unit's response to each cue of the variable-probability
     task is its TD error at cue onset, γ·θᵢ(cue) − θᵢ(last ITI state), plus Gaussian noise
-    (``response_noise`` × the reward size; the defaults are those of the tabular simulation in
-    ``agent.probes.probability``: "not different" depends on the noise, as with recorded cells).
-    ``classify_cells`` z-scores across cues and applies
-    the two Mann–Whitney tests: optimistic (50% like 90%), pessimistic (50% like 10%), middle."""
+    calibrated to the recorded cells by default (``agent.probes.probability.cue_table``: each
+    unit's trial SD is the recorded noise ratio times the spread of its own mean cue
+    responses; a number is × the reward size). ``classify_cells`` z-scores across cues and
+    applies the two Mann–Whitney tests: optimistic (50% like 90%), pessimistic (50% like
+    10%), middle."""
     import gymnasium as gym
 
-    from agent.probes.probability import classify_cells, count_classes
+    from agent.probes.probability import classify_cells, count_classes, cue_table
 
     env = gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped
     cues = range(len(env.cue_probabilities))
@@ -299,27 +380,18 @@ def cue_response_classes(
     readouts = read_units(learner, obs)
     iti = readouts[-1].values
     gamma = float(cfg.agent.gamma)
-    rng = np.random.default_rng(seed)
-    sd = response_noise * float(env.reward_size)
-    errors = np.stack([gamma * readouts[c].values - iti for c in cues])  # [C, N]
-    n_cues, n_units = errors.shape
-    resp = errors[:, :, None] + sd * rng.standard_normal((n_cues, n_units, trials))
-    table = pd.DataFrame(
-        {
-            "cell": np.tile(np.repeat(np.arange(n_units), trials), n_cues),
-            "cue_probability": np.repeat(
-                np.asarray(env.cue_probabilities, float), n_units * trials
-            ),
-            "response": resp.ravel(),
-            "trial": np.tile(np.arange(trials), n_cues * n_units),
-        }
-    )
+    errors = np.stack([gamma * readouts[c].values - iti for c in cues], axis=1)  # [N, C]
+    table = cue_table(
+        errors, np.asarray(env.cue_probabilities, float), trials=trials,
+        response_noise=response_noise, scale=float(env.reward_size), seed=seed,
+    )  # fmt: skip
     classified = classify_cells(table)
     return {
         "counts": count_classes(classified),
         "settings": {"trials": trials, "response_noise": response_noise},
         "classes": classified["class"].tolist(),
         "unit_taus": readouts[0].taus,
+        "z_mid": classified["z_mid"].tolist(),
     }
 
 
@@ -338,6 +410,12 @@ def summary_row(result: dict[str, Any]) -> dict[str, float | None]:
         "tau_rp_p": avr.get("p"),
         "decode_w1": dec.get("wasserstein1"),
         "gaussian_w1": dec.get("references", {}).get("gaussian", {}).get("wasserstein1"),
+        "decode_reward_w1": result.get("decoded_reward", {}).get("wasserstein1"),
+        "gaussian_reward_w1": result.get("decoded_reward", {})
+        .get("references", {})
+        .get("gaussian", {})
+        .get("wasserstein1"),
+        "decode_exact_w1": result.get("decoded_exact_units", {}).get("wasserstein1"),
     }
 
 
@@ -350,7 +428,8 @@ def log_probe(cfg: Any, learner: Any, logger: Any, env_step: int) -> dict[str, A
     """
     from agent.probes import figures
 
-    result = probe_learner(learner, cfg, seed=int(cfg.seed))
+    # The decode-robustness extras are for reports, not every evaluation.
+    result = probe_learner(learner, cfg, seed=int(cfg.seed), extras=False)
     row = summary_row(result)
     tags = {
         "probe/reversal_spread_std": row["reversal_spread_std"],
@@ -372,15 +451,24 @@ def log_probe(cfg: Any, learner: Any, logger: Any, env_step: int) -> dict[str, A
             np.asarray(result["mean_responses"], dtype=float),
             result["reversal_points"],
             result["asymmetries"],
-            title=f"{learner.name}: responses aligned at each unit's reversal point",
+            title=f"{learner.name}: mean responses",
+            xlabel="utility − reversal point (utility)",
+            ylabel="response (utility)",
         ),
         "probe/asymmetry_vs_reversal": figures.plot_asymmetry_vs_reversal(
-            result["reversal_points"], result["asymmetries"], title=f"{learner.name}: τ vs RP"
+            result["reversal_points"],
+            result["asymmetries"],
+            title=f"{learner.name}: τ vs RP",
+            cross_validated=result["asymmetry_vs_reversal"],
+            xlim=(min(result["utility_axis"]), max(result["utility_axis"])),
+            xlabel="reversal point (utility)",
+            overlay=result.get("simulation_overlay"),
         ),
         "probe/decoded": figures.plot_decoded(
             result["true_distribution"]["values"],
             result["true_distribution"]["probs"],
-            {learner.name: result["decoded"]["samples"]},
+            {f"{learner.name} (pipeline)": result["decoded"]["samples"]},
+            xlabel="utility",
         ),
     }
     for tag, fig in figs.items():

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.optimize
 import scipy.stats
 
 from agent.data.tidy import validate_table
@@ -36,6 +37,7 @@ class Population:
     magnitudes: np.ndarray  # [K] distinct reward sizes, ascending
     mag_index: list[np.ndarray]  # per cell: [T_i] int
     response: list[np.ndarray]  # per cell: [T_i] float
+    baseline: np.ndarray | None = None  # [C] each cell's mean pre-stimulus rate, if known
 
     @property
     def n_magnitudes(self) -> int:
@@ -67,7 +69,12 @@ def population(table: pd.DataFrame | Population) -> Population:
         rows = codes == c
         mag_index.append(index[rows])
         responses.append(response[rows])
-    return Population(list(cells), magnitudes, mag_index, responses)
+    baseline = None
+    if "baseline" in table.columns:
+        baseline = np.bincount(codes, weights=table["baseline"].to_numpy(float)) / np.bincount(
+            codes
+        )
+    return Population(list(cells), magnitudes, mag_index, responses, baseline)
 
 
 def _means(mag_index: np.ndarray, response: np.ndarray, k: int) -> np.ndarray:
@@ -187,26 +194,143 @@ def zero_crossing_reversal_point(mean_response: np.ndarray, axis: np.ndarray) ->
 # ----------------------------------------------------------------------------- asymmetry
 
 
-def asymmetry(mean_response: np.ndarray, axis: np.ndarray, rp: float) -> tuple[float, float, float]:
+def asymmetry(
+    mean_response: np.ndarray,
+    axis: np.ndarray,
+    rp: float,
+    counts: np.ndarray | None = None,
+) -> tuple[float, float, float]:
     """(τ, α⁺, α⁻) of one cell around its reversal point.
 
     With x = U − RP: α⁺ is the least-squares slope through the origin of response on x over
-    magnitudes with x ≥ 0; α⁻ that of −response on −x over x ≤ 0; τ = α⁺/(α⁺ + α⁻).
-    A side without usable points (or τ's denominator zero) gives NaN.
+    the trials with x ≥ 0; α⁻ that of −response on −x over x ≤ 0; τ = α⁺/(α⁺ + α⁻)
+    (Dabney et al. 2020, Methods). With ``counts`` (trials per magnitude) this is the paper's
+    trial-level fit (MATLAB glmfit over every trial): every trial at magnitude m has the same
+    x_m, so Σ_trials x·r / Σ_trials x² = Σ_m n_m·x_m·r̄_m / Σ_m n_m·x_m². Without ``counts``
+    every magnitude weighs the same (a fit to the per-magnitude means). A side without usable
+    points (or τ's denominator zero) gives NaN.
     """
     mean_response = np.asarray(mean_response, dtype=float)
     x = np.asarray(axis, dtype=float) - rp
-    ok = np.isfinite(mean_response)
+    n = np.ones_like(x) if counts is None else np.asarray(counts, dtype=float)
+    ok = np.isfinite(mean_response) & (n > 0)
     alpha = []
     for side in (x >= 0, x <= 0):
         sel = side & ok
-        sxx = float(np.sum(x[sel] ** 2))
+        sxx = float(np.sum(n[sel] * x[sel] ** 2))
         # Slope of −r on −x equals Σx·r/Σx², so both sides share one formula.
-        alpha.append(float(np.sum(x[sel] * mean_response[sel])) / sxx if sxx > 0 else math.nan)
+        sxy = float(np.sum(n[sel] * x[sel] * mean_response[sel]))
+        alpha.append(sxy / sxx if sxx > 0 else math.nan)
     a_plus, a_minus = alpha
     denom = a_plus + a_minus
     tau = a_plus / denom if np.isfinite(denom) and denom != 0 else math.nan
     return tau, a_plus, a_minus
+
+
+SLOPES = ("linear", "hill")
+
+
+def trial_asymmetry(
+    mag_index: np.ndarray, response: np.ndarray, axis: np.ndarray, rp: float, slope: str = "linear"
+) -> tuple[float, float, float]:
+    """(τ, α⁺, α⁻) fitted to every trial of one cell (the paper's glmfit; see :func:`asymmetry`)
+    with straight lines (``slope="linear"``) or saturating curves (``"hill"``,
+    :func:`hill_asymmetry`)."""
+    if slope == "hill":
+        return hill_asymmetry(mag_index, response, axis, rp)
+    if slope != "linear":
+        raise DataError(f"slope must be one of {', '.join(SLOPES)}, got {slope!r}")
+    mag_index = np.asarray(mag_index, dtype=int)
+    k = len(axis)
+    counts = np.bincount(mag_index, minlength=k)
+    return asymmetry(_means(mag_index, np.asarray(response, float), k), axis, rp, counts)
+
+
+def hill_asymmetry(
+    mag_index: np.ndarray, response: np.ndarray, axis: np.ndarray, rp: float
+) -> tuple[float, float, float]:
+    """(τ, α⁺, α⁻) from saturating response curves around the reversal point.
+
+    Our reading of the paper's saturating fit: with x = U − RP, every trial's response is
+    fitted by least squares with r = A±·x/(|x| + h), A⁺ for x ≥ 0 and A⁻ for x < 0, one
+    half-saturation h shared by both sides (bounded to 0.001–100 × the range of x; at the
+    upper bound the curve is a line over the data). For a given h the model is linear in A±
+    (closed-form slopes), so h is found by a bounded scalar search
+    (scipy.optimize.minimize_scalar on log h). The slopes at the reversal point are
+    α± = A±/h, so τ = A⁺/(A⁺ + A⁻). NaN when a side has no trials.
+    """
+    x = np.asarray(axis, dtype=float)[np.asarray(mag_index, dtype=int)] - rp
+    r = np.asarray(response, dtype=float)
+    up, down = x >= 0, x < 0
+    if not (np.any(x > 0) and np.any(down)):
+        return math.nan, math.nan, math.nan
+    log_span = math.log(float(np.ptp(x)))
+
+    def amplitudes(log_h: float) -> tuple[float, float, float]:
+        f = x / (np.abs(x) + math.exp(log_h))
+        a = [float(f[s] @ r[s]) / float(f[s] @ f[s]) for s in (up, down)]
+        sse = float(np.sum((r - np.where(up, a[0], a[1]) * f) ** 2))
+        return a[0], a[1], sse
+
+    best = scipy.optimize.minimize_scalar(
+        lambda log_h: amplitudes(log_h)[2],
+        bounds=(log_span - 7.0, log_span + 4.6),
+        method="bounded",
+    )
+    a_plus, a_minus, _ = amplitudes(float(best.x))
+    h = math.exp(float(best.x))
+    denom = a_plus + a_minus
+    tau = a_plus / denom if denom != 0 else math.nan
+    return float(tau), float(a_plus / h), float(a_minus / h)
+
+
+@dataclass(frozen=True)
+class FoldAsymmetry:
+    """τ of one cell on 7 disjoint folds: fold values, standard error, t-test against a mean."""
+
+    fold_taus: np.ndarray
+    se: float
+    t: float
+    p: float
+
+
+def fold_asymmetry(
+    mag_index: np.ndarray,
+    response: np.ndarray,
+    axis: np.ndarray,
+    rp: float,
+    rng: np.random.Generator,
+    population_tau: float = math.nan,
+    n_folds: int = 7,
+    slope: str = "linear",
+) -> FoldAsymmetry:
+    """τ of one cell on ``n_folds`` disjoint random folds of ⌊n/n_folds⌋ trials each.
+
+    As the paper's Methods: the cell's n trials are permuted, fold f takes the f-th block of
+    ⌊n/7⌋ trials (the rest are unused), τ per fold is the trial-level fit around the
+    all-trials reversal point ``rp``. Returns the fold τ's, their standard error and a
+    one-sample t-test (scipy.stats.ttest_1samp) of the fold τ's against ``population_tau``
+    (the population mean τ): the cell's asymmetry p-value.
+    """
+    mag_index = np.asarray(mag_index, dtype=int)
+    response = np.asarray(response, dtype=float)
+    size = mag_index.size // n_folds
+    order = rng.permutation(mag_index.size)
+    taus = np.array(
+        [
+            trial_asymmetry(mag_index[idx], response[idx], axis, rp, slope)[0]
+            for idx in (order[f * size : (f + 1) * size] for f in range(n_folds))
+        ]
+    )
+    ok = taus[np.isfinite(taus)]
+    if ok.size < 2:
+        return FoldAsymmetry(taus, math.nan, math.nan, math.nan)
+    se = float(np.std(ok, ddof=1) / math.sqrt(ok.size))
+    t, p = math.nan, math.nan
+    if math.isfinite(population_tau) and se > 0:
+        res = scipy.stats.ttest_1samp(ok, population_tau)
+        t, p = float(res.statistic), float(res.pvalue)
+    return FoldAsymmetry(taus, se, t, p)
 
 
 def tau_standard_error(
@@ -217,28 +341,9 @@ def tau_standard_error(
     rng: np.random.Generator,
     n_folds: int = 7,
 ) -> float:
-    """Standard error of τ over `n_folds` disjoint random folds of one cell's trials.
-
-    Trials are dealt into folds within each magnitude (so every fold sees every magnitude
-    that has ≥ n_folds trials); τ per fold is taken around the all-trials reversal point.
-    """
-    mag_index = np.asarray(mag_index, dtype=int)
-    response = np.asarray(response, dtype=float)
-    k = len(axis)
-    fold = np.empty(mag_index.shape, dtype=int)
-    for m in range(k):
-        idx = np.flatnonzero(mag_index == m)
-        fold[rng.permutation(idx)] = (np.arange(idx.size) + rng.integers(n_folds)) % n_folds
-    taus = np.array(
-        [
-            asymmetry(_means(mag_index[fold == f], response[fold == f], k), axis, rp)[0]
-            for f in range(n_folds)
-        ]
-    )
-    taus = taus[np.isfinite(taus)]
-    if taus.size < 2:
-        return math.nan
-    return float(np.std(taus, ddof=1) / math.sqrt(taus.size))
+    """Standard error of τ over ``n_folds`` disjoint folds of ⌊n/n_folds⌋ trials (see
+    :func:`fold_asymmetry`)."""
+    return fold_asymmetry(mag_index, response, axis, rp, rng, n_folds=n_folds).se
 
 
 # ----------------------------------------------------------------------------- split halves
@@ -272,12 +377,13 @@ def split_half(
     axis: np.ndarray,
     n_splits: int = 100,
     rng: np.random.Generator | None = None,
+    slope: str = "linear",
 ) -> SplitHalf:
     """Cross-validate reversal points and asymmetries over random halves of the trials.
 
     Per cell and magnitude, a random half of the trials (A, ⌊n/2⌋ trials) gives RP_A; the rest
-    (B) give RP_B and τ_B (slopes around RP_B). Per split: reliability = pearson(RP_A, RP_B)
-    across cells; optimism = pearson(τ_B, RP_A).
+    (B) give RP_B and τ_B (trial-level slopes around RP_B). Per split: reliability =
+    pearson(RP_A, RP_B) across cells; optimism = pearson(τ_B, RP_A).
     """
     pop = population(table)
     rng = np.random.default_rng() if rng is None else rng
@@ -303,7 +409,15 @@ def split_half(
         counts_b = half_b @ onehot
         with np.errstate(invalid="ignore", divide="ignore"):
             means_b = np.where(counts_b > 0, (half_b * resp) @ onehot / counts_b, np.nan)
-        tau_b[:, c] = [asymmetry(means_b[s], axis, rp_b[s, c])[0] for s in range(n_splits)]
+        if slope == "hill":
+            tau_b[:, c] = [
+                hill_asymmetry(mags[half_b[s]], resp[half_b[s]], axis, rp_b[s, c])[0]
+                for s in range(n_splits)
+            ]
+        else:
+            tau_b[:, c] = [
+                asymmetry(means_b[s], axis, rp_b[s, c], counts_b[s])[0] for s in range(n_splits)
+            ]
     rel = np.array([_pearson(rp_a[s], rp_b[s]) for s in range(n_splits)]).reshape(n_splits, 2)
     opt = np.array([_pearson(rp_a[s], tau_b[s]) for s in range(n_splits)]).reshape(n_splits, 2)
     return SplitHalf(rp_a, rp_b, tau_b, rel[:, 0], rel[:, 1], opt[:, 0], opt[:, 1])
@@ -315,6 +429,8 @@ def split_half(
 def _summary(r: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     """Median and 25/75 percentiles of per-split r and p (NaN splits ignored)."""
     out: dict[str, Any] = {"n_splits": int(r.size), "n_valid": int(np.isfinite(r).sum())}
+    finite_p = p[np.isfinite(p)]
+    out["fraction_p_below_0.01"] = float(np.mean(finite_p < 0.01)) if finite_p.size else math.nan
     for name, v in (("r", r), ("p", p)):
         v = v[np.isfinite(v)]
         if v.size:
@@ -347,23 +463,34 @@ def analyse_population(
     n_splits: int = 100,
     seed: int = 0,
     reward_sd: float | None = None,
+    slope: str = "linear",
 ) -> dict[str, Any]:
     """The whole section-3 analysis of one population, as probe.json fields.
+
+    slope: "linear" (the paper's lines through the reversal point) or "hill" (saturating
+    curves, :func:`hill_asymmetry`) for every τ. With a ``baseline`` column the result has
+    ``baseline_relation`` (RP and τ vs baseline rate); ``same_vs_diverse`` scores one shared
+    reversal point against one per cell on held-out trials (science.md §6).
 
     axis: "empirical" (default; the paper's axis for neurons), "reward", or K values.
     reward_sd: the reward SD on the axis' scale; by default the SD of the utility axis weighted
     by each magnitude's trial frequency. Returns plain JSON-able values (NaN as None).
     """
+    if slope not in SLOPES:
+        raise DataError(f"slope must be one of {', '.join(SLOPES)}, got {slope!r}")
     pop = population(table)
     rng = np.random.default_rng(seed)
     magnitudes, u = utility_axis(pop, "empirical" if axis is None else axis)
     means = pop.mean_responses()
-    rps = np.array([reversal_point(k, r, u, rng) for k, r in pop.cell_trials()])
-    asym = np.array([asymmetry(means[c], u, rps[c]) for c in range(len(pop.cells))])
+    trials = pop.cell_trials()
+    rps = np.array([reversal_point(k, r, u, rng) for k, r in trials])
+    asym = np.array([trial_asymmetry(k, r, u, rps[c], slope) for c, (k, r) in enumerate(trials)])
     tau = asym[:, 0]
-    tau_se = np.array(
-        [tau_standard_error(k, r, u, rps[c], rng) for c, (k, r) in enumerate(pop.cell_trials())]
-    )
+    mean_tau = float(np.nanmean(tau)) if np.isfinite(tau).any() else math.nan
+    folds = [
+        fold_asymmetry(k, r, u, rps[c], rng, mean_tau, slope=slope)
+        for c, (k, r) in enumerate(trials)
+    ]
     zero_cross = np.array([zero_crossing_reversal_point(m, u) for m in means])
 
     if reward_sd is None:
@@ -373,8 +500,16 @@ def analyse_population(
     rp_std = float(np.std(rps, ddof=1)) if rps.size > 1 else math.nan
     rp_range = float(np.ptp(rps))
 
-    halves = split_half(pop, u, n_splits=n_splits, rng=rng)
+    halves = split_half(pop, u, n_splits=n_splits, rng=rng, slope=slope)
     r_all, p_all = _pearson(rps, tau)
+    from agent.probes.paper_extras import baseline_relation, same_vs_diverse
+
+    extras: dict[str, Any] = {
+        "same_vs_diverse": same_vs_diverse(pop, u, n_splits=n_splits, seed=seed),
+    }
+    if pop.baseline is not None:
+        extras["baseline_rate"] = pop.baseline
+        extras["baseline_relation"] = baseline_relation(rps, tau, pop.baseline)
     return jsonable(
         {
             "cells": pop.cells,
@@ -384,7 +519,12 @@ def analyse_population(
             "asymmetries": tau,
             "alpha_plus": asym[:, 1],
             "alpha_minus": asym[:, 2],
-            "asymmetry_se": tau_se,
+            "asymmetry_se": [f.se for f in folds],
+            "asymmetry_p": [f.p for f in folds],
+            "asymmetry_p_note": (
+                "per cell: t-test of tau on 7 disjoint folds of floor(n/7) trials against the "
+                "population mean tau"
+            ),
             "reversal_points_zero_crossing": zero_cross,
             "trial_counts": pop.trial_counts(),
             "reversal_spread": {
@@ -399,6 +539,13 @@ def analyse_population(
                 **_summary(halves.optimism_r, halves.optimism_p),
                 "r_all_trials": r_all,
                 "p_all_trials": p_all,
+                "note": (
+                    "r, p: cross-validated (tau from half B against RP from half A), median "
+                    "over splits; r_all_trials: RP and tau from the same trials, inflated by "
+                    "shared noise even under the classical null"
+                ),
             },
+            "slope": slope,
+            **extras,
         }
     )

@@ -80,12 +80,48 @@ def count_classes(table_or_classified: pd.DataFrame, alpha: float = 0.05) -> dic
     return {name: int(counts.get(name, 0)) for name in CLASSES}
 
 
+def cue_table(
+    cue_errors: np.ndarray,
+    cue_probabilities: np.ndarray,
+    *,
+    trials: int | str = "recorded",
+    response_noise: float | str = "recorded",
+    scale: float = 1.0,
+    seed: int | np.random.Generator = 0,
+) -> pd.DataFrame:
+    """Noisy cue responses ``cell, cue_probability, response, trial`` around ``cue_errors``
+    [N, C] (each cell's TD error at each cue's onset).
+
+    ``response_noise="recorded"``: each cell's trial SD is the recorded cells' median noise
+    ratio ρ times the SD of its own mean responses across the cues (the calibration of
+    :mod:`agent.probes.noise`; no variable-probability recordings are at hand, so the
+    variable-magnitude cells' ρ is used); a number: ``response_noise × scale``.
+    ``trials="recorded"``: the recorded cells' median trial count per condition.
+    """
+    from agent.probes.noise import noise_sd, parse_noise, parse_trials, trial_counts
+
+    errors = np.asarray(cue_errors, dtype=float)
+    n_cells, n_cues = errors.shape
+    n_trials = int(trial_counts(parse_trials(trials), n_cues)[0])
+    sd = noise_sd(errors, parse_noise(response_noise), scale)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    resp = errors[:, :, None] + sd[:, None, None] * rng.standard_normal((n_cells, n_cues, n_trials))
+    return pd.DataFrame(
+        {
+            "cell": np.repeat(np.arange(n_cells), n_cues * n_trials),
+            "cue_probability": np.tile(np.repeat(cue_probabilities, n_trials), n_cells),
+            "response": resp.ravel(),
+            "trial": np.tile(np.arange(n_cues * n_trials), n_cells),
+        }
+    )
+
+
 def simulate_probability_cells(
     kind: str = "distributional",
     *,
     n_cells: int = 40,
-    trials: int = 20,
-    response_noise: float = 0.3,
+    trials: int | str = "recorded",
+    response_noise: float | str = "recorded",
     task_kwargs: Mapping[str, Any] | None = None,
     train_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -93,18 +129,21 @@ def simulate_probability_cells(
     """Cue responses of a tabular population trained on the variable-probability task.
 
     A cell's response to cue c is its TD error at cue onset, γ·Vᵢ(cue c) − Vᵢ(last ITI
-    state), plus Gaussian noise (``response_noise``, in reward units). ``kind`` is
-    ``distributional`` (expectile rule, τ evenly spaced) or ``classical``. Returns the tidy
-    table ``cell, cue_probability, response, trial``.
+    state), plus Gaussian noise (:func:`cue_table`: by default calibrated to the recorded
+    cells; a number is in reward units). ``kind`` is ``distributional`` (expectile rule, τ
+    evenly spaced) or ``classical``. Returns the tidy table ``cell, cue_probability,
+    response, trial``.
 
-    By default the cue state itself precedes the outcome (``cue_steps=1, delay_steps=0``):
-    each bootstrap from *sampled expectiles* (not outcomes) pulls the upstream code towards
-    linear in p, so with the 2 s delay of the lab task the optimistic/pessimistic pattern
-    fades by the cue (pass ``task_kwargs`` to see it; the deep ER-DQN imputes to avoid this).
+    The task is the environment's own (``task_kwargs`` override it): the outcome comes 2 s
+    after cue onset, as in the lab. Measured (docs/results.md): with that delay the
+    distributional population still has both optimistic and pessimistic cells, but which
+    class a cell lands in follows its own τ much less than without the delay
+    (``task_kwargs=dict(cue_steps=1, delay_steps=0, iti_steps=1)``), since each bootstrap
+    from sampled expectiles reshapes the upstream code.
     """
     from agent.envs.lab_tasks import VARIABLE_PROBABILITY_ID, VariableProbabilityTask
 
-    kwargs = {"iti_steps": 1, "cue_steps": 1, "delay_steps": 0, **dict(task_kwargs or {})}
+    kwargs = dict(task_kwargs or {})
     env = VariableProbabilityTask(**kwargs)
     task = TabularTask.from_env(VARIABLE_PROBABILITY_ID, **kwargs)
     tk = {"gamma": 0.95, **dict(train_kwargs or {})}
@@ -119,14 +158,7 @@ def simulate_probability_cells(
         pop.values[task.sequences[0, task.cue_step - 1]] if task.cue_step > 0 else np.zeros(n_cells)
     )
     cue_err = np.stack([gamma * pop.cue_values(c) - iti for c in range(env.n_cues)], axis=1)
-    rng = np.random.default_rng(seed + 1)
-    resp = cue_err[:, :, None] + response_noise * rng.standard_normal((*cue_err.shape, trials))
-    n_cues = env.n_cues
-    return pd.DataFrame(
-        {
-            "cell": np.repeat(np.arange(n_cells), n_cues * trials),
-            "cue_probability": np.tile(np.repeat(env.cue_probabilities, trials), n_cells),
-            "response": resp.ravel(),
-            "trial": np.tile(np.arange(n_cues * trials), n_cells),
-        }
-    )
+    return cue_table(
+        cue_err, np.asarray(env.cue_probabilities, float), trials=trials,
+        response_noise=response_noise, scale=float(env.reward_size), seed=seed + 1,
+    )  # fmt: skip

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
+from agent.probes.noise import noisy_trials
+
 RULES = ("expectile", "quantile", "classical")
 
 
@@ -287,25 +289,14 @@ def _as_utility(utility: Callable[[np.ndarray], np.ndarray] | None) -> Callable:
     return (lambda x: np.asarray(x, dtype=np.float64)) if utility is None else utility
 
 
-def _tidy(responses: np.ndarray, magnitudes: np.ndarray) -> pd.DataFrame:
-    """[cells, magnitudes, trials] responses → tidy table with a per-cell trial counter."""
-    n_cells, n_mag, n_trials = responses.shape
-    cell = np.repeat(np.arange(n_cells), n_mag * n_trials)
-    mag = np.tile(np.repeat(magnitudes, n_trials), n_cells)
-    trial = np.tile(np.arange(n_mag * n_trials), n_cells)
-    return pd.DataFrame(
-        {"cell": cell, "magnitude": mag, "response": responses.ravel(), "trial": trial}
-    )
-
-
 def cell_table(
     reversal_values: Sequence[float] | np.ndarray,
     taus: Sequence[float] | np.ndarray,
     magnitudes: Sequence[float],
     *,
     utility: Callable[[np.ndarray], np.ndarray] | None = None,
-    trials: int = 40,
-    response_noise: float = 0.05,
+    trials: int | str | Sequence[int] = "recorded",
+    response_noise: float | str = "recorded",
     response: str = "linear",
     gains: Sequence[float] | np.ndarray | None = None,
     offsets: Sequence[float] | np.ndarray | None = None,
@@ -315,9 +306,32 @@ def cell_table(
 
     For cell i and magnitude m each of ``trials`` responses is
     ``gainᵢ·s(δ) + offsetᵢ + ε`` with δ = u(m) − Vᵢ, s(δ) = τᵢ·f(δ) above and (1 − τᵢ)·f(δ)
-    below zero, f = identity (``linear``) or sign (``sign``), ε ~ N(0, ``response_noise``²)
-    in response units (scale it by the reward SD for a relative level).
+    below zero, f = identity (``linear``) or sign (``sign``). ε ~ N(0, ``response_noise``²)
+    in response units (scale it by the reward SD for a relative level), or with
+    ``"recorded"`` (default) each cell's SD is the recorded cells' median noise ratio times
+    the SD of its own mean responses across magnitudes (:mod:`agent.probes.noise`).
+    ``trials`` per magnitude: a number, ``"recorded"`` (the recorded median count at each
+    magnitude, default) or one count per magnitude.
     """
+    mean = mean_responses(
+        reversal_values, taus, magnitudes, utility=utility, response=response, gains=gains,
+        offsets=offsets,
+    )  # fmt: skip
+    mags = np.asarray(magnitudes, dtype=np.float64)
+    return noisy_trials(mean, mags, noise=response_noise, trials=trials, seed=seed)
+
+
+def mean_responses(
+    reversal_values: Sequence[float] | np.ndarray,
+    taus: Sequence[float] | np.ndarray,
+    magnitudes: Sequence[float],
+    *,
+    utility: Callable[[np.ndarray], np.ndarray] | None = None,
+    response: str = "linear",
+    gains: Sequence[float] | np.ndarray | None = None,
+    offsets: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Noise-free responses [N, M] of :func:`cell_table`: gainᵢ·s(δ) + offsetᵢ."""
     v = np.asarray(reversal_values, dtype=np.float64)
     taus = np.asarray(taus, dtype=np.float64)
     mags = np.asarray(magnitudes, dtype=np.float64)
@@ -330,10 +344,7 @@ def cell_table(
     delta = _as_utility(utility)(mags)[None, :] - v[:, None]  # [N, M]
     f = np.sign(delta) if response == "sign" else delta
     scale = np.where(delta > 0, taus[:, None], 1.0 - taus[:, None])
-    mean = gains[:, None] * scale * f + offsets[:, None]
-    rng = np.random.default_rng(seed)
-    noisy = mean[:, :, None] + response_noise * rng.standard_normal((*mean.shape, trials))
-    return _tidy(noisy, mags)
+    return gains[:, None] * scale * f + offsets[:, None]
 
 
 def population_cell_table(
@@ -360,8 +371,8 @@ def classical_noise_table(
     *,
     n_cells: int = 40,
     utility: Callable[[np.ndarray], np.ndarray] | None = None,
-    trials: int = 40,
-    response_noise: float = 0.5,
+    trials: int | str | Sequence[int] = "recorded",
+    response_noise: float | str = "recorded",
     gain_spread: float = 0.3,
     train_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -390,8 +401,8 @@ def baseline_bias_table(
     *,
     n_cells: int = 40,
     utility: Callable[[np.ndarray], np.ndarray] | None = None,
-    trials: int = 40,
-    response_noise: float = 0.5,
+    trials: int | str | Sequence[int] = "recorded",
+    response_noise: float | str = "recorded",
     baseline_sd: tuple[float, float] = (0.8, 0.4),
     bias_per_baseline: float = 0.5,
     softness_sd: float = 0.1,
@@ -409,7 +420,8 @@ def baseline_bias_table(
     The offset moves the reversal point reliably (rising with baseline, as in the paper's
     simulation); the floor compresses pauses most in low-baseline, low-reversal cells, so τ
     falls as the reversal point rises: a negative asymmetry–reversal relation, opposite to
-    the data. ``response_noise`` is absolute (response units).
+    the data. ``response_noise`` is absolute (response units) or ``"recorded"``; the table
+    has each cell's baseline Bᵢ as its ``baseline`` column (for the baseline analysis).
     """
     u = _as_utility(utility)(np.asarray(magnitudes, dtype=np.float64))
     p = np.asarray(probabilities, dtype=np.float64)
@@ -423,5 +435,9 @@ def baseline_bias_table(
     drive = base[:, None] + (u - mean)[None, :] + bias[:, None]
     soft = softness_sd * sd
     resp = soft * np.logaddexp(0.0, drive / soft) - base[:, None]  # smooth max(drive, 0) − B
-    noisy = resp[:, :, None] + response_noise * rng.standard_normal((*resp.shape, trials))
-    return _tidy(noisy, np.asarray(magnitudes, dtype=np.float64))
+    table = noisy_trials(
+        resp, np.asarray(magnitudes, dtype=np.float64), noise=response_noise, trials=trials,
+        seed=rng,
+    )  # fmt: skip
+    table["baseline"] = base[table["cell"].to_numpy()]
+    return table

@@ -1,0 +1,75 @@
+"""Beyond the paper: unit responses measured through the shared network (issue 11, item 6).
+
+The default probe takes a unit's "firing" to be its own loss gradient, as if each unit had
+parameters of its own. In a deep agent the units share a torso: one gradient step on an
+outcome moves every unit, and each unit's change mixes its own error with the others'. This
+module measures that change. For outcome y at the pre-outcome state x the response of unit i
+is
+
+    Δθᵢ(y) / η,   Δθ = θ(x; w − η·∇_w L(w; y)) − θ(x; w),
+
+one plain gradient step of size η on the agent's own loss L (expectile loss for ER-DQN and the
+classical population, quantile Huber for QR-DQN, Huber TD for DQN) against the single target
+y, from the trained weights w. To first order Δθ = −η·J Jᵀ ∂L/∂θ with J = ∂θ/∂w: with
+independent units J Jᵀ is diagonal and the response is the unit's own error gradient, scaled;
+a shared torso adds the other units' errors. τ is then estimated from these responses by the
+paper's pipeline (with noise at the recorded SNR), not read from the configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from agent.errors import ConfigError
+
+
+def measured_responses(
+    learner: Any, observation: np.ndarray, targets: np.ndarray, step: float = 1e-3, action: int = 0
+) -> np.ndarray:
+    """Responses [N, M] of the units to single-outcome targets [M] (see the module docstring).
+
+    Every target starts from the same trained weights (a fresh copy of the online network per
+    outcome); ``step`` is η. Raises ConfigError for heads without fixed unit values.
+    """
+    if not learner.algo.measurable:
+        raise ConfigError(
+            f"response=measured needs an agent with fixed unit values, not '{learner.name}' "
+            "(its units are sampled or categorical)"
+        )
+    if not step > 0:
+        raise ConfigError(f"the measuring step must be positive, got {step}")
+    device = learner.device
+    x = torch.as_tensor(np.asarray(observation)[None], device=device)
+    taus = learner.taus.to(device)
+    with torch.no_grad():
+        before = learner.online(x)[0, action].double().cpu().numpy()
+    out = np.empty((before.size, len(targets)))
+    for m, y in enumerate(np.asarray(targets, dtype=float)):
+        net = copy.deepcopy(learner.online)
+        params = [p for p in net.parameters() if p.requires_grad]
+        pred = net(x)[:, action]  # [1, N]
+        target = torch.full((1, 1), float(y), device=device, dtype=pred.dtype)
+        grads = torch.autograd.grad(learner.algo.unit_loss(pred, target, taus).sum(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p.sub_(step * g)
+            after = net(x)[0, action].double().cpu().numpy()
+        out[:, m] = (after - before) / step
+    return out
+
+
+def own_gradient_responses(learner: Any, values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """−∂L/∂θᵢ of each unit alone (what independent units would do), [N, M], same loss."""
+    taus = learner.taus.double().cpu().numpy()
+    out = np.empty((values.size, len(targets)))
+    for m, y in enumerate(np.asarray(targets, dtype=float)):
+        pred = torch.tensor(values[None], dtype=torch.float64, requires_grad=True)
+        target = torch.full((1, 1), float(y), dtype=torch.float64)
+        loss = learner.algo.unit_loss(pred, target, torch.as_tensor(taus)).sum()
+        (g,) = torch.autograd.grad(loss, pred)
+        out[:, m] = -g[0].numpy()
+    return out
