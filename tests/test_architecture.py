@@ -32,11 +32,11 @@ LAYERS: list[tuple[str, ...]] = [
         "agent.envs",
     ),
     ("agent.algos",),
-    ("agent.learner", "agent.compiled"),
+    ("agent.learner", "agent.compiled", "agent.population"),
     ("agent.evaluate",),
     ("agent.probes",),
     ("agent.hooks",),
-    ("agent.train",),
+    ("agent.train", "agent.population_train"),
 ]
 
 
