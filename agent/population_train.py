@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from agent import hooks
+from agent.checkpoint import has_checkpoint, list_checkpoints
 from agent.config import to_container
 from agent.device import resolve_device
 from agent.envs import make_env
@@ -123,18 +124,38 @@ class MetricSums:
         return [dict(zip(keys, row, strict=True)) for row in means]
 
 
-def _restore(runs: list[Any], resume: str | None) -> tuple[list[TrainState], list[np.ndarray]]:
+def _restore(
+    runs: list[Any], resume: str | None
+) -> tuple[list[TrainState], list[np.ndarray], list[bool]]:
+    """Each member's state and observation, and whether it had finished (has a summary.json).
+
+    Unfinished members restart together from the newest env step that every one of them has
+    a checkpoint for: a kill between two members' saves leaves them one checkpoint apart, and
+    the members must stay in step. ``resume`` names another population folder to start from."""
+    sources = [Path(resume) / r.run_dir.name if resume else r.run_dir for r in runs]
+    for source in sources:
+        if resume and not source.is_dir():
+            raise CheckpointError(f"resume={resume} has no member folder {source.name}")
+    done = [
+        (r.run_dir / "summary.json").is_file() and has_checkpoint(s)
+        for r, s in zip(runs, sources, strict=True)
+    ]
+    live = [k for k in range(len(runs)) if not done[k]]
+    steps = [{int(p.name) for p in list_checkpoints(sources[k])} for k in live]
+    common = set.intersection(*steps) if steps else set()
     states, obs = [], []
-    for r in runs:
-        source = None
-        if resume:
-            source = str(Path(resume) / r.run_dir.name)
-            if not Path(source).exists():
-                raise CheckpointError(f"resume={resume} has no member folder {r.run_dir.name}")
-        s, o = hooks.restore_or_start(r, source)
-        states.append(s)
+    for k, r in enumerate(runs):
+        if done[k]:
+            state, o = hooks.restore(r, sources[k])
+        elif common:
+            state, o = hooks.restore(r, sources[k] / "checkpoints" / str(max(common)))
+        else:  # no step every member reached: all start afresh
+            state, o = TrainState(), r.env.reset(seed=r.cfg.seed)
+        states.append(state)
         obs.append(o)
-    return states, obs
+    if common:
+        log.info("resumed %d members at env step %d", len(live), max(common))
+    return states, obs, done
 
 
 def run_population(cfg: Any, run_dir: Path, *, handle_signals: bool = False) -> dict[str, Any]:
@@ -187,14 +208,8 @@ def run_population(cfg: Any, run_dir: Path, *, handle_signals: bool = False) -> 
     )
     with signals as received:
         try:
-            states, obs_list = _restore(runs, cfg.resume)
-            done = [bool(t.stop_when_solved and s.solved_at_env_step is not None) for s in states]
+            states, obs_list, done = _restore(runs, cfg.resume)
             live = [k for k in range(size) if not done[k]]
-            steps = {states[k].env_steps for k in live}
-            if len(steps) > 1:
-                raise CheckpointError(
-                    f"population members were checkpointed at different env steps {sorted(steps)}"
-                )
             if live:
                 pop.import_optimizer(live[0])  # the common Adam step count and update counter
             with open(run_dir / "config.json", "w") as f:

@@ -8,15 +8,18 @@ member folders read by the ordinary tools."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from helpers import make_cfg
 from safetensors.torch import load_file
 
 from agent import algos
-from agent.errors import ConfigError
+from agent.errors import ConfigError, Preempted
 from agent.learner import Learner
 from agent.population import Population, population_seeds
 from agent.replay import Batch
@@ -146,3 +149,91 @@ def test_population_run_matches_single_runs(agent: str, tmp_path: Path) -> None:
         assert member["seed"] == seed and member["updates"] == single["updates"] >= 250
         assert_same_weights(member_dir, single_dir)
         assert member["eval_return_mean"] == pytest.approx(single["eval_return_mean"])
+
+
+def test_population_resume_after_a_kill_gives_the_same_weights(tmp_path: Path, monkeypatch) -> None:
+    """Killed right after member 0's second periodic checkpoint (member 1 not yet saved):
+    resuming restarts both members from their last common checkpoint, and every member ends
+    with the weights of the uninterrupted run (deterministic CPU: bit for bit)."""
+    from agent import hooks
+
+    overrides = small("qrdqn", "train.population=2", "train.checkpoint_every_env_steps=200")
+    whole = tmp_path / "whole"
+    run(make_cfg(*overrides), whole)
+
+    killed = tmp_path / "killed"
+    save, calls = hooks.save, []
+
+    def save_then_die(r, state):  # the 3rd save: member 0 at step 400
+        save(r, state)
+        calls.append(state.env_steps)
+        if len(calls) == 3:
+            raise Preempted(3)
+
+    monkeypatch.setattr(hooks, "save", save_then_die)
+    with pytest.raises(Preempted):
+        run(make_cfg(*overrides), killed)
+    monkeypatch.setattr(hooks, "save", save)
+    assert calls == [200, 200, 400]
+    run(make_cfg(*overrides), killed)  # the run dir's own checkpoints
+    for member in ("member_0_s1", "member_1_s2"):
+        wa, wb = weights(whole / member), weights(killed / member)
+        for name in wa:
+            assert torch.equal(wa[name], wb[name]), (member, name)
+        sa = json.loads((whole / member / "summary.json").read_text())
+        sb = json.loads((killed / member / "summary.json").read_text())
+        assert sa["updates"] == sb["updates"] and sa["env_steps"] == sb["env_steps"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train.population=0"], "train.population must be a positive integer"),
+        (["train.population=2", "env=atari"], "env.family=atari"),
+    ],
+)
+def test_bad_population_is_one_error_line_and_exit_2(tmp_path: Path, args, fragment) -> None:
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train.population=[]"], "train.population"),
+        (["train.population=[3,3]"], "distinct"),
+        (["train.population=2", "agent.update_mode=compile"], "update_mode=compile"),
+    ],
+)
+def test_bad_population_raises_config_error(tmp_path: Path, args, fragment) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        run(make_cfg(*small("dqn", *args)), tmp_path)
+    assert not list(tmp_path.glob("member_*"))  # nothing built before the check
+
+
+def test_member_folders_are_ordinary_runs_for_the_tools(tmp_path: Path) -> None:
+    """aggregate.py gives the same table on a population run as on the separate runs with the
+    same seeds; evaluate.py opens a member folder like any run dir."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import aggregate
+
+    from agent.evaluate import evaluate
+
+    overrides = small("dqn", "train.total_env_steps=300", "train.eval_every_env_steps=300")
+    run(make_cfg(*overrides, "train.population=2"), tmp_path / "pop")
+    for seed in (1, 2):
+        run(make_cfg(*overrides, f"seed={seed}"), tmp_path / "separate" / f"s{seed}")
+
+    def table(root: Path) -> str:
+        runs, skipped = aggregate.load_runs(aggregate.find_run_dirs([str(root)]))
+        assert len(runs) == 2 and not skipped
+        return aggregate.format_table(aggregate.aggregate(runs, reps=200, seed=0))
+
+    assert table(tmp_path / "pop") == table(tmp_path / "separate")
+    result = evaluate(tmp_path / "pop" / "member_1_s2", episodes=2, device="cpu")
+    assert (tmp_path / "pop" / "member_1_s2" / "eval.json").is_file()
+    assert result["return_mean"] > 0
