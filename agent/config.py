@@ -96,6 +96,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every_env_steps: int = 1_000
     progress: bool = True  # tqdm progress bar on the console
+    # S independent agents in one process (seeds seed..seed+S-1), or a list of their seeds:
+    # agent/population.py; 1 = the ordinary single run
+    population: Any = 1
 
 
 @dataclass

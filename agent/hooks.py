@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from agent import resume
 from agent.checkpoint import save_checkpoint
 from agent.config import to_container
 from agent.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
 from agent.evaluate import evaluate_policy
 from agent.replay import Batch
-from agent.resume import resolve_source, restore
+from agent.resume import resolve_source
 
 if TYPE_CHECKING:
     from agent.train import Run
@@ -334,6 +335,13 @@ def restore_or_start(run: Run, resume: str | None) -> tuple[TrainState, np.ndarr
     if source is None:
         log.info("resume: %s", why)
         return TrainState(), run.env.reset(seed=run.cfg.seed)
+    return restore(run, source)
+
+
+def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
+    """Load the checkpoint ``source`` into ``run`` (checked: :func:`agent.resume.restore`)."""
     counters: dict[str, Any] = {}
-    obs = restore(source, run.cfg, run.env, run.learner, run.replay, counters, run.device)
+    obs = resume.restore(
+        Path(source), run.cfg, run.env, run.learner, run.replay, counters, run.device
+    )
     return TrainState.from_counters(counters), obs

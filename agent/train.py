@@ -167,6 +167,10 @@ def run(
         cfg = OmegaConf.to_object(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
     check_run_dir_writable(run_dir)  # before anything is built or trained
+    if cfg.train.population != 1:  # S agents in one process: agent/population_train.py
+        from agent.population_train import run_population
+
+        return run_population(cfg, run_dir, handle_signals=handle_signals)
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )

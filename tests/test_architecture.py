@@ -35,11 +35,11 @@ LAYERS: list[tuple[str, ...]] = [
         "agent.runlock",
     ),
     ("agent.algos",),
-    ("agent.learner", "agent.compiled"),
+    ("agent.learner", "agent.compiled", "agent.population"),
     ("agent.evaluate",),
     ("agent.probes",),
     ("agent.hooks",),
-    ("agent.train",),
+    ("agent.train", "agent.population_train"),
     ("agent.probes.study",),  # the demo study: trains agents, then probes them
 ]
 
