@@ -116,6 +116,23 @@ class FrameReplayBuffer:
     def check_valid(self) -> None:
         check_ring(self)
 
+    def end_episodes(self) -> None:
+        """Mark the newest stored step of every env done (a truncation) because the envs
+        restart their episodes (an Atari resume). Its ``next_obs`` newest frame, held
+        provisionally in the frame slot the next ``add`` overwrites with the new episode's
+        reset frame, moves to the side ring like that of any done step, and no n-step window
+        runs across the restart."""
+        if not self.size:
+            return
+        row, t = (self.pos - 1) % self.rows, self.total - 1
+        newest = self.frames[self.total % self.frame_rows].clone()
+        envs = np.flatnonzero(~self.done[row].cpu().numpy())  # done rows have their side frame
+        self.done[row] = True
+        if len(envs):
+            self._add_side(t, row, envs, newest)
+        if self._prev_done is not None:
+            self._prev_done = np.ones_like(self._prev_done)
+
     # -- writing -------------------------------------------------------------------------
     def add(
         self,

@@ -357,5 +357,7 @@ def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
     if "env_state" in saved:
         env.set_state(saved["env_state"])
         return state, np.asarray(saved["env_state"]["obs"], dtype=env.observation_dtype)
-    # env families whose state lives in C++ (Atari) restart their episodes on resume
+    # env families whose state lives in C++ (Atari) restart their episodes on resume, so the
+    # newest stored step ends its episode there (no n-step window across the restart)
+    replay.end_episodes()
     return state, env.reset(seed=cfg.seed + state.env_steps)

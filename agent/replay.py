@@ -66,6 +66,8 @@ class Replay(Protocol):
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
 
+    def end_episodes(self) -> None: ...
+
     def check_valid(self) -> None: ...
 
 
@@ -185,6 +187,13 @@ class ReplayBuffer:
 
     def check_valid(self) -> None:
         check_ring(self)
+
+    def end_episodes(self) -> None:
+        """Mark the newest stored step of every env done (a truncation): the envs restart their
+        episodes (an Atari resume), so no n-step window may run into the next row and the
+        newest step bootstraps from its own stored ``next_obs``."""
+        if self.size:
+            self.done[(self.pos - 1) % self.rows] = True
 
     def sample(self, batch_size: int) -> Batch:
         """Uniform over stored steps whose n-step window is complete (rows written after it)."""

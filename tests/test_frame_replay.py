@@ -105,22 +105,32 @@ def test_episode_ends_and_life_losses_are_covered() -> None:
 
 
 def test_checkpoint_round_trip_and_resume_with_reset_envs() -> None:
+    """Atari restarts its episodes on resume: after ``end_episodes`` the buffer matches a
+    ReplayBuffer that saw the last stored step as a truncation (its next obs is the real one,
+    not rebuilt from the new episode's reset frame, and no n-step window crosses it)."""
     num_envs, capacity, n = 2, 40, 3
     env = FakeAtari(num_envs, 4, seed=3)
     kwargs = dict(n_step=n, gamma=GAMMA, seed=9)
     ref = ReplayBuffer(capacity, num_envs, env.shape, torch.uint8, **kwargs)
     buf = FrameReplayBuffer(capacity, num_envs, env.shape, torch.uint8, **kwargs)
     rng = np.random.default_rng(1)
-    feed(env, (ref, buf), 33, rng)
+    feed(env, (ref, buf), 32, rng)
+    # the last step before the checkpoint: the reference sees it truncated in every env
+    obs, action = env.obs, rng.integers(0, 6, num_envs)
+    reward, terminated, truncated, final, _ = env.step()
+    buf.add(obs, action, reward, terminated, truncated, final)
+    ref.add(obs, action, reward, terminated, np.ones(num_envs, dtype=bool), final)
     restored = FrameReplayBuffer(capacity, num_envs, env.shape, torch.uint8, **kwargs)
     tensors = {k: v.clone() for k, v in buf.state_tensors().items()}
     restored.load_state(tensors, dict(buf.state_meta()))
+    restored.end_episodes()
     assert_batches_equal(restored.sample(128), ref.sample(128))
-    # Atari restarts its episodes on resume: the next obs are fresh, zero-padded stacks.
+    # the restarted episodes: fresh, zero-padded stacks
     env.obs[:] = 0
     env.obs[:, -1] = 7
-    feed(env, (ref, restored), 25, rng)
+    feed(env, (ref, restored), 8, rng)  # fewer than the 20 rows: the restart stays in
     assert_batches_equal(restored.sample(256), ref.sample(256))
+    restored.check_valid()
 
 
 def test_rejects_stacks_not_zero_padded_at_a_start() -> None:
