@@ -25,6 +25,14 @@ RNG: IQN samples τ from ``learner.generator`` inside the update. The graph regi
 generator (``CUDAGraph.register_generator_state``), so each replay draws fresh τ from the same
 Philox stream eager mode uses, and ε-greedy acting can keep using the generator between replays.
 
+Learning rate: the graph holds each param group's lr in a device tensor (``hold_lr_in_tensors``);
+an lr written into the group as a number later (a schedule, or a changed ``agent.lr`` applied
+on resume) is copied into that tensor before the next replay (``sync_lr_tensors``).
+
+Refused: an update with a host-syncing op (``Algorithm.graph_capture_problem``: ER-DQN with
+``imputation_iterations > 0``, batched ``cholesky_solve``) is never captured: ``auto`` stays
+eager for it and ``cudagraph`` is a ``ConfigError``.
+
 Capture: three warm-up updates on a side stream (allocations, cuBLAS workspaces and lazily
 created Adam state happen there, not in the graph), then the capture, then the parameters,
 the Adam state and the generator are put back as they were before the warm-up, in place (the
@@ -49,15 +57,25 @@ _FIELDS = ("obs", "action", "reward", "discount", "next_obs")
 UpdateFn = Callable[[Batch], dict[str, torch.Tensor]]
 
 
-def resolve_update_mode(mode: str, device: torch.device | str) -> str:
-    """The concrete mode for ``mode`` on ``device``; raises ``ConfigError`` for bad choices."""
+def resolve_update_mode(
+    mode: str, device: torch.device | str, graph_problem: str | None = None
+) -> str:
+    """The concrete mode for ``mode`` on ``device``; raises ``ConfigError`` for bad choices.
+
+    ``graph_problem`` (``Algorithm.graph_capture_problem``) says why the update cannot be
+    graphed: ``auto`` then stays eager on CUDA and ``cudagraph`` is refused."""
     device = torch.device(device)
     if mode not in UPDATE_MODES:
         raise ConfigError(
             f"unknown update mode '{mode}'; expected one of {', '.join(UPDATE_MODES)}"
         )
+    if mode == "cudagraph" and graph_problem:
+        raise ConfigError(
+            f"update mode 'cudagraph' cannot capture this update: {graph_problem}; "
+            "use 'auto', 'eager' or 'compile'"
+        )
     if mode == "auto":
-        return "cudagraph" if device.type == "cuda" else "eager"
+        return "cudagraph" if device.type == "cuda" and not graph_problem else "eager"
     if mode == "cudagraph" and device.type != "cuda":
         raise ConfigError(
             f"update mode 'cudagraph' needs a CUDA device, but the learner is on '{device}'; "
@@ -68,7 +86,7 @@ def resolve_update_mode(mode: str, device: torch.device | str) -> str:
 
 def make_update_fn(learner: Any, mode: str = "auto") -> UpdateFn:
     """A callable ``batch → metrics`` doing one update of ``learner`` (see the module doc)."""
-    mode = resolve_update_mode(mode, learner.device)
+    mode = resolve_update_mode(mode, learner.device, learner.algo.graph_capture_problem())
     if mode == "eager":
         return learner.update
     if mode == "compile":
@@ -96,6 +114,37 @@ class CompiledUpdate:
         self.learner.step_optimizer(loss, metrics)
         self.learner.finish_update()
         return metrics
+
+
+def hold_lr_in_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Put each param group's learning rate in a 0-d float32 tensor on its parameters' device
+    (reusing one already there) and return them: a captured Adam step reads the lr from that
+    tensor's memory, so a schedule or a resume changes the lr of every later replay."""
+    held = []
+    for group in optimizer.param_groups:
+        lr = group["lr"]
+        if not torch.is_tensor(lr):
+            device = group["params"][0].device
+            lr = torch.tensor(float(lr), dtype=torch.float32, device=device)
+            group["lr"] = lr
+        held.append(lr)
+    return held
+
+
+def sync_lr_tensors(optimizer: torch.optim.Optimizer, held: list[torch.Tensor]) -> None:
+    """Copy an lr written into a param group as a number (``group["lr"] = x``: a schedule, or
+    a changed ``agent.lr`` applied on resume) into the tensor the graph reads, and put that
+    tensor back in the group. An identity check per group: no host sync when nothing changed."""
+    for group, tensor in zip(optimizer.param_groups, held, strict=True):
+        lr = group["lr"]
+        if lr is tensor:
+            continue
+        with torch.no_grad():
+            if torch.is_tensor(lr):
+                tensor.copy_(lr)
+            else:
+                tensor.fill_(float(lr))
+        group["lr"] = tensor
 
 
 def make_capturable(optimizer: torch.optim.Optimizer) -> None:
@@ -128,6 +177,7 @@ class GraphedUpdate:
         self.static: Batch | None = None
         self.outputs: dict[str, torch.Tensor] = {}
         self._key: tuple[Any, ...] | None = None
+        self._lr: list[torch.Tensor] = []
 
     def _state_key(self, batch: Batch) -> tuple[Any, ...]:
         """What the graph depends on besides values: shapes and tensor identities."""
@@ -152,6 +202,7 @@ class GraphedUpdate:
         learner = self.learner
         opt = learner.optimizer
         make_capturable(opt)
+        self._lr = hold_lr_in_tensors(opt)
         self.static = Batch(*(getattr(batch, f).detach().clone() for f in _FIELDS))
         self.graph = None
         # snapshot what the warm-up updates change; restored in place after the capture
@@ -202,6 +253,7 @@ class GraphedUpdate:
         if self.graph is None or self._state_key(batch) != self._key:
             self._capture(batch)
         assert self.static is not None and self.graph is not None
+        sync_lr_tensors(self.learner.optimizer, self._lr)
         for f in _FIELDS:
             getattr(self.static, f).copy_(getattr(batch, f), non_blocking=True)
         self.graph.replay()

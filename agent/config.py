@@ -18,6 +18,7 @@ from agent.errors import ConfigError
 ENV_FAMILIES = ("control", "atari", "lab")
 TORSOS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")  # agent/compiled.py
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # agent/device.py
 
 
 @dataclass
@@ -121,6 +122,8 @@ class Config:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False
+    # auto (tf32 on CUDA, fp32 on the CPU) | fp32 | tf32 | bf16 (torso under bf16 autocast)
+    precision: str = "auto"
     torch_threads: int = 1  # small networks run fastest single-threaded on few cores
     resume: str | None = None  # run dir or checkpoint folder to continue from
 
@@ -189,6 +192,8 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {e.sticky_action_prob}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
     if cfg.probe.response_noise < 0:
         raise ConfigError(f"probe.response_noise must be >= 0, got {cfg.probe.response_noise}")
 

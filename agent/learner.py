@@ -55,6 +55,12 @@ class Learner:
         self.generator.manual_seed(seed + 1)
         self.updates = 0
 
+    def use_bf16_torso(self) -> None:
+        """Run both networks' torsos under bfloat16 autocast (``precision=bf16``): the
+        convolutions at bf16 tensor-core speed, the head, targets and loss in float32."""
+        for net in (self.online, self.target):
+            net.torso_autocast = torch.bfloat16
+
     # -- reading unit values -------------------------------------------------------------
     @property
     def taus(self) -> torch.Tensor:

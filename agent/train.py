@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from agent import algos, hooks
 from agent.compiled import UpdateFn, make_update_fn
 from agent.config import to_container
-from agent.device import resolve_device
+from agent.device import configure_backends, resolve_device
 from agent.envs import VecEnv, make_env
 from agent.frame_replay import FrameReplayBuffer
 from agent.hooks import Hook, TrainState
@@ -104,12 +104,15 @@ def build(cfg: Any, run_dir: Path) -> Run:
     torch.set_num_threads(cfg.torch_threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
+    precision = configure_backends(device, cfg.precision, cfg.deterministic)  # TF32, cudnn
     t = cfg.train
     env = make_env(cfg.env, num_envs=cfg.env.num_envs)
     eval_env = make_env(
         cfg.env, num_envs=min(cfg.env.eval_num_envs, t.eval_episodes), evaluation=True
     )
     learner = Learner(cfg.agent, env.observation_shape, env.num_actions, device, seed=cfg.seed)
+    if precision == "bf16":
+        learner.use_bf16_torso()
     threshold = t.solve_threshold if t.solve_threshold is not None else env.reward_threshold
     return Run(
         cfg=cfg,
