@@ -193,7 +193,9 @@ def validate(cfg: Config | DictConfig) -> None:
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
     if cfg.precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
+        raise ConfigError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'"
+        )
     if cfg.probe.response_noise < 0:
         raise ConfigError(f"probe.response_noise must be >= 0, got {cfg.probe.response_noise}")
 
