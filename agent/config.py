@@ -97,9 +97,16 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar on the console
 
 
+REPLAY_WHEN = ("auto", "always", "final")
+
+
 @dataclass
 class CheckpointConfig:
     replay: bool = True  # save the replay buffer (needed for a bit-exact resume)
+    # which checkpoints hold it: always | final (on pre-emption and at the end of the run only;
+    # a periodic checkpoint then resumes with an empty replay) | auto (final for Atari, whose
+    # 1M-transition replay is 7 GB, always otherwise)
+    replay_when: str = "auto"
 
 
 @dataclass
@@ -195,6 +202,11 @@ def validate(cfg: Config | DictConfig) -> None:
     if cfg.precision not in PRECISIONS:
         raise ConfigError(
             f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'"
+        )
+    if cfg.checkpoint.replay_when not in REPLAY_WHEN:
+        raise ConfigError(
+            f"checkpoint.replay_when must be one of {', '.join(REPLAY_WHEN)}, "
+            f"got '{cfg.checkpoint.replay_when}'"
         )
     if cfg.probe.response_noise < 0:
         raise ConfigError(f"probe.response_noise must be >= 0, got {cfg.probe.response_noise}")

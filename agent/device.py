@@ -21,7 +21,6 @@ def resolve_device(choice: str) -> torch.device:
     return device
 
 
-
 def configure_backends(device: torch.device, precision: str, deterministic: bool) -> str:
     """Set the process-wide math backends for training on ``device``; returns the precision
     used (``auto``: ``tf32`` on CUDA, ``fp32`` on the CPU).

@@ -278,14 +278,18 @@ class FrameReplayBuffer:
 
     # -- checkpointing -------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The filled rows only until the ring wraps (then all of them): frame slots
+        0 … total (the last one holds the newest ``next_obs`` frame), rows 0 … size − 1."""
+        n = self.size
+        slots = min(self.total + 1, self.frame_rows)
         tensors = {
-            "frames": self.frames,
-            "start": self.start,
-            "action": self.action,
-            "reward": self.reward,
-            "terminated": self.terminated,
-            "done": self.done,
-            "side_index": self.side_index,
+            "frames": self.frames[:slots],
+            "start": self.start[:slots],
+            "action": self.action[:n],
+            "reward": self.reward[:n],
+            "terminated": self.terminated[:n],
+            "done": self.done[:n],
+            "side_index": self.side_index[:n],
             "side_frames": self.side_frames,
             "side_step": torch.from_numpy(self._side_step.copy()),
             "side_entry": torch.from_numpy(self._side_entry.copy()),
@@ -313,7 +317,8 @@ class FrameReplayBuffer:
                 f"replay stacks {meta['frame_stack']} frames, expected {self.frame_stack}"
             )
         for key in ("frames", "start", "action", "reward", "terminated", "done", "side_index"):
-            getattr(self, key).copy_(tensors[key])
+            saved = tensors[key]  # the filled rows, or every row (older checkpoints)
+            getattr(self, key)[: len(saved)].copy_(saved)
         self.side_frames = tensors["side_frames"].to(self.device).clone()
         self._side_step = tensors["side_step"].cpu().numpy().astype(np.int64).copy()
         self._side_entry = tensors["side_entry"].cpu().numpy().astype(np.int64).copy()

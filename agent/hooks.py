@@ -209,7 +209,7 @@ class Checkpointing(Periodic):
 
     def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
         state.tick()
-        save(run, state)
+        save(run, state, final=False)
 
 
 class Preemption(Hook):
@@ -303,8 +303,19 @@ def _params_finite(run: Run) -> bool:
     return bool(torch.stack(checks).all())  # one host sync, not one per tensor
 
 
-def save(run: Run, state: TrainState) -> None:
-    """Write a checkpoint of everything a bit-exact resume needs; never a diverged one."""
+def replay_in_checkpoint(cfg: Any, final: bool) -> bool:
+    """Whether a checkpoint holds the replay: ``checkpoint.replay`` and ``replay_when``
+    (``final``: pre-emption and the end only; ``auto``: that on Atari, every one otherwise)."""
+    c = cfg.checkpoint
+    when = c.replay_when
+    if when == "auto":
+        when = "final" if cfg.env.family == "atari" else "always"
+    return bool(c.replay) and (final or when == "always")
+
+
+def save(run: Run, state: TrainState, *, final: bool = True) -> None:
+    """Write a checkpoint of everything a bit-exact resume needs; never a diverged one.
+    ``final``: pre-emption or the end of the run (what ``checkpoint.replay_when`` reads)."""
     cfg, learner, env, replay = run.cfg, run.learner, run.env, run.replay
     if not _params_finite(run):  # never replace a good checkpoint with a diverged one
         raise diverged(run, state, "parameter", {})
@@ -320,7 +331,7 @@ def save(run: Run, state: TrainState) -> None:
     env_state = env.get_state()
     if env_state is not None:
         saved["env_state"] = env_state
-    if cfg.checkpoint.replay:
+    if replay_in_checkpoint(cfg, final):
         tensors["replay"] = replay.state_tensors()
         saved["replay"] = replay.state_meta()
     save_checkpoint(run.run_dir, state.env_steps, tensors, saved, keep=cfg.train.keep_checkpoints)
@@ -349,6 +360,8 @@ def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
         learner.load_state(tensors, saved["learner"])
         if "replay" in tensors:
             replay.load_state(tensors["replay"], saved["replay"])
+        else:  # checkpoint.replay_when=final and a periodic checkpoint: replay refills
+            log.warning("checkpoint '%s' holds no replay: it refills from empty", folder)
     except (RuntimeError, KeyError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint '{folder}' does not fit this config: {first}") from None

@@ -209,13 +209,16 @@ class ReplayBuffer:
 
     # checkpointing (optional: replay can be large)
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The filled rows only (all of them once the ring is full): a checkpoint early in a
+        run does not write the whole pre-allocated buffer."""
+        n = self.size  # rows [0, size) are the filled ones (pos == size until the ring wraps)
         return {
-            "obs": self.obs,
-            "next_obs": self.next_obs,
-            "action": self.action,
-            "reward": self.reward,
-            "terminated": self.terminated,
-            "done": self.done,
+            "obs": self.obs[:n],
+            "next_obs": self.next_obs[:n],
+            "action": self.action[:n],
+            "reward": self.reward[:n],
+            "terminated": self.terminated[:n],
+            "done": self.done[:n],
             "generator": self.generator.get_state(),
         }
 
@@ -226,6 +229,7 @@ class ReplayBuffer:
         if meta["rows"] != self.rows:
             raise ValueError(f"replay has {meta['rows']} rows, expected {self.rows}")
         for key in ("obs", "next_obs", "action", "reward", "terminated", "done"):
-            getattr(self, key).copy_(tensors[key])
+            saved = tensors[key]  # the filled rows, or every row (older checkpoints)
+            getattr(self, key)[: len(saved)].copy_(saved)
         self.generator.set_state(tensors["generator"].cpu())
         self.pos, self.size = int(meta["pos"]), int(meta["size"])

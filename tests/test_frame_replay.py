@@ -165,3 +165,19 @@ def test_real_atari_stream_matches_replay_buffer() -> None:
             assert_batches_equal(buf.sample(128), ref.sample(128))
     env.close()
     assert (ends > 0).all()
+
+
+def test_checkpoint_holds_only_the_filled_rows() -> None:
+    env = FakeAtari(2, 4, seed=5)
+    kwargs = dict(n_step=3, gamma=GAMMA, seed=2)
+    buf = FrameReplayBuffer(400, 2, env.shape, torch.uint8, **kwargs)
+    feed(env, (buf,), 10, np.random.default_rng(2))
+    tensors = {k: v.clone() for k, v in buf.state_tensors().items()}
+    assert tensors["frames"].shape[0] == 11 and tensors["action"].shape[0] == 10
+    restored = FrameReplayBuffer(400, 2, env.shape, torch.uint8, **kwargs)
+    restored.load_state(tensors, dict(buf.state_meta()))
+    assert_batches_equal(restored.sample(64), buf.sample(64))
+    rng = np.random.default_rng(3)
+    feed(env, (buf, restored), 250, rng)  # wraps: the whole ring is saved from then on
+    assert buf.state_tensors()["frames"].shape[0] == buf.frame_rows
+    assert_batches_equal(restored.sample(64), buf.sample(64))

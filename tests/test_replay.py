@@ -96,3 +96,31 @@ def test_resume_with_restarted_episodes_ends_the_last_stored_step(n):
         assert batch.next_obs[i, 0].item() == next_obs, (t, e)
     assert (7, 0) in seen and (7, 1) in seen and (6, 1) in seen
     b.check_valid()
+
+
+def test_checkpoint_holds_only_the_filled_rows():
+    a = ReplayBuffer(400, 2, (1,), torch.float32, n_step=2, gamma=GAMMA, seed=3)
+    fill(a, 7, 2, {0: {5}}, {})
+    tensors = {k: v.clone() for k, v in a.state_tensors().items()}
+    assert tensors["obs"].shape == (7, 2, 1)
+    b = ReplayBuffer(400, 2, (1,), torch.float32, n_step=2, gamma=GAMMA, seed=99)
+    b.load_state(tensors, a.state_meta())
+    sa, sb = a.sample(32), b.sample(32)
+    for field in ("obs", "action", "reward", "discount", "next_obs"):
+        assert torch.equal(getattr(sa, field), getattr(sb, field))
+
+
+def test_which_checkpoints_hold_the_replay():
+    from types import SimpleNamespace as NS
+
+    from agent.hooks import replay_in_checkpoint
+
+    def cfg(family, when, replay=True):
+        return NS(env=NS(family=family), checkpoint=NS(replay=replay, replay_when=when))
+
+    assert replay_in_checkpoint(cfg("control", "auto"), final=False)
+    assert not replay_in_checkpoint(cfg("atari", "auto"), final=False)
+    assert replay_in_checkpoint(cfg("atari", "auto"), final=True)
+    assert replay_in_checkpoint(cfg("atari", "always"), final=False)
+    assert not replay_in_checkpoint(cfg("control", "final"), final=False)
+    assert not replay_in_checkpoint(cfg("control", "always", replay=False), final=True)
