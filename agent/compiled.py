@@ -259,3 +259,74 @@ class GraphedUpdate:
         self.graph.replay()
         self.learner.finish_update()
         return self.outputs
+
+
+ActFn = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+@torch.no_grad()
+def act_fixed_shape(learner: Any, obs: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
+    """``Learner.act`` with ε in a device tensor and no branch on its value (what the acting
+    graph captures): the same draws in the same order, so for ε > 0 it returns exactly what
+    ``learner.act(obs, ε)`` returns from the same generator state."""
+    g = learner.generator
+    greedy = learner.q_values(learner.online, obs, g).argmax(dim=1)
+    n = obs.shape[0]
+    random = torch.randint(0, learner.num_actions, (n,), device=obs.device, generator=g)
+    explore = torch.rand(n, device=obs.device, generator=g) < epsilon
+    return torch.where(explore, random, greedy)
+
+
+class GraphedAct:
+    """ε-greedy acting for a fixed ``num_envs`` as one CUDA graph (the overlapped loop's acting
+    on CUDA): one launch instead of the forward's dozens. ε lives in a device tensor, the
+    generator is registered with the graph (fresh draws each replay, the stream eager acting
+    uses), and the graph reads the online parameters in place, so it always acts with the
+    newest weights. The returned tensor is overwritten by the next call. If the capture fails,
+    acting stays eager (logged)."""
+
+    warmup_steps = 2
+
+    def __init__(self, learner: Any, num_envs: int, obs_shape: tuple[int, ...], dtype: Any):
+        self.learner = learner
+        self.num_envs = num_envs
+        self.static_obs = torch.zeros((num_envs, *obs_shape), dtype=dtype, device=learner.device)
+        self.epsilon = torch.zeros((), dtype=torch.float32, device=learner.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.actions: torch.Tensor | None = None
+        self.eager = False
+
+    def _capture(self) -> None:
+        learner = self.learner
+        generator_state = learner.generator.get_state()
+        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup_steps):
+                act_fixed_shape(learner, self.static_obs, self.epsilon)
+        torch.cuda.current_stream().wait_stream(side)
+        learner.generator.set_state(generator_state)
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(learner.generator)
+        with torch.cuda.graph(graph):
+            self.actions = act_fixed_shape(learner, self.static_obs, self.epsilon)
+        learner.generator.set_state(generator_state)
+        self.graph = graph
+
+    def __call__(self, obs: torch.Tensor, epsilon: float) -> torch.Tensor:
+        if self.eager or obs.shape[0] != self.num_envs:
+            return self.learner.act(obs, epsilon)
+        if self.graph is None:
+            try:
+                self._capture()
+            except RuntimeError as err:
+                import logging
+
+                logging.getLogger("agent").warning("acting graph not captured (%s): eager", err)
+                self.eager = True
+                return self.learner.act(obs, epsilon)
+        assert self.graph is not None and self.actions is not None
+        self.static_obs.copy_(obs, non_blocking=True)
+        self.epsilon.fill_(float(epsilon))
+        self.graph.replay()
+        return self.actions

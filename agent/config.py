@@ -19,6 +19,7 @@ ENV_FAMILIES = ("control", "atari", "lab")
 TORSOS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")  # agent/compiled.py
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # agent/device.py
+OVERLAP_MODES = ("auto", "on", "off")  # agent/overlap.py
 
 
 @dataclass
@@ -95,6 +96,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every_env_steps: int = 1_000
     progress: bool = True  # tqdm progress bar on the console
+    # step the envs while the learner updates (agent/overlap.py): auto (on for CUDA + Atari
+    # unless deterministic) | on | off (the synchronous loop, bit-exact across a resume)
+    overlap: str = "auto"
 
 
 REPLAY_WHEN = ("auto", "always", "final")
@@ -203,6 +207,9 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(
             f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'"
         )
+    if t.overlap not in OVERLAP_MODES:
+        modes = ", ".join(OVERLAP_MODES)
+        raise ConfigError(f"train.overlap must be one of {modes}, got '{t.overlap}'")
     if cfg.checkpoint.replay_when not in REPLAY_WHEN:
         raise ConfigError(
             f"checkpoint.replay_when must be one of {', '.join(REPLAY_WHEN)}, "

@@ -142,9 +142,11 @@ class FrameReplayBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         next_obs: np.ndarray,
+        obs_device: torch.Tensor | None = None,
     ) -> None:
         """Store one batched step. ``obs``/``next_obs``: uint8 [E, S, H, W], oldest frame first;
-        ``next_obs`` is ``VecStep.final_obs``."""
+        ``next_obs`` is ``VecStep.final_obs``; ``obs_device``: ``obs`` already on the device (the
+        copy acting read): its newest frame is stored from there, not uploaded again."""
         obs = np.asarray(obs)
         next_obs = np.asarray(next_obs)
         terminated = np.asarray(terminated, dtype=bool)
@@ -161,7 +163,10 @@ class FrameReplayBuffer:
         slot = t % self.frame_rows
         row = self.pos
         # only the newest frames cross to the device: a quarter of the stacks' bytes
-        self.frames[slot] = torch.as_tensor(np.ascontiguousarray(obs[:, -1]), device=dev)
+        if obs_device is not None:
+            self.frames[slot] = obs_device[:, -1]
+        else:
+            self.frames[slot] = torch.as_tensor(np.ascontiguousarray(obs[:, -1]), device=dev)
         self.start[slot] = torch.as_tensor(start, device=dev)
         # Provisional newest frame of obs[t + 1] for the not-done rows (overwritten next add,
         # with the same values in those rows), so the newest step's next_obs is complete.

@@ -234,10 +234,15 @@ class Preemption(Hook):
 
 
 def evaluate(run: Run, env_step: int) -> dict[str, Any]:
+    """Evaluate on the separate eval envs. Training waits meanwhile: the stall is bounded by
+    ``eval_episodes`` episodes of at most ``env.max_episode_frames`` frames, and logged
+    (``eval/wall_s`` and one line per evaluation)."""
     cfg = run.cfg
+    start = time.perf_counter()
     returns = evaluate_policy(
         run.learner, run.eval_env, cfg.train.eval_episodes, cfg.agent.eps_eval, cfg.seed + 10_000
     )
+    wall_s = time.perf_counter() - start
     result = {
         "env_step": env_step,
         "return_mean": float(np.mean(returns)),
@@ -246,6 +251,15 @@ def evaluate(run: Run, env_step: int) -> dict[str, Any]:
     assert run.logger is not None
     run.logger.scalar("eval/return_mean", result["return_mean"], env_step)
     run.logger.scalar("eval/return_std", result["return_std"], env_step)
+    run.logger.scalar("eval/wall_s", wall_s, env_step)
+    log.info(
+        "evaluation at env step %d: return %.2f ± %.2f over %d episodes, %.1f s (training paused)",
+        env_step,
+        result["return_mean"],
+        result["return_std"],
+        len(returns),
+        wall_s,
+    )
     if cfg.env.family == "lab" and cfg.probe.enabled:
         from agent.probes.agent_cells import log_probe
 

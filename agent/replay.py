@@ -54,6 +54,7 @@ class Replay(Protocol):
         terminated: np.ndarray,
         truncated: np.ndarray,
         next_obs: np.ndarray,
+        obs_device: torch.Tensor | None = None,
     ) -> None: ...
 
     def can_sample(self) -> bool: ...
@@ -169,11 +170,13 @@ class ReplayBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         next_obs: np.ndarray,
+        obs_device: torch.Tensor | None = None,
     ) -> None:
-        """Store one batched step (one row). ``next_obs`` is ``VecStep.final_obs``."""
+        """Store one batched step (one row). ``next_obs`` is ``VecStep.final_obs``;
+        ``obs_device``: ``obs`` already on the device (the copy acting read), not uploaded again."""
         row = self.pos
         dev = self.device
-        self.obs[row] = torch.as_tensor(obs, device=dev)
+        self.obs[row] = obs_device if obs_device is not None else torch.as_tensor(obs, device=dev)
         self.next_obs[row] = torch.as_tensor(next_obs, device=dev)
         self.action[row] = torch.as_tensor(action, device=dev)
         self.reward[row] = torch.as_tensor(reward, device=dev)

@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from agent import algos, hooks
-from agent.compiled import UpdateFn, make_update_fn
+from agent.compiled import ActFn, GraphedAct, UpdateFn, make_update_fn
 from agent.config import to_container
 from agent.device import configure_backends, resolve_device
 from agent.envs import VecEnv, make_env
@@ -33,6 +33,7 @@ from agent.frame_replay import FrameReplayBuffer
 from agent.hooks import Hook, TrainState
 from agent.learner import Learner
 from agent.logging import RunLogger
+from agent.overlap import overlap_enabled, overlapped_loop
 from agent.replay import Replay, ReplayBuffer
 
 log = logging.getLogger("agent")
@@ -84,6 +85,8 @@ class Run:
     update: UpdateFn
     solve_threshold: float | None
     logger: RunLogger | None = None
+    overlap: bool = False  # train.overlap resolved (agent/overlap.py)
+    act: ActFn | None = None  # acting of the overlapped loop (CUDA: a graph); None: learner.act
 
     def open_logger(self, start_step: int) -> RunLogger:
         t = self.cfg.train
@@ -114,6 +117,12 @@ def build(cfg: Any, run_dir: Path) -> Run:
     if precision == "bf16":
         learner.use_bf16_torso()
     threshold = t.solve_threshold if t.solve_threshold is not None else env.reward_threshold
+    update = make_update_fn(learner, cfg.agent.update_mode)  # eager, compile or CUDA graph
+    overlap = overlap_enabled(t.overlap, device, cfg.env.family, cfg.deterministic)
+    act: ActFn | None = None
+    if overlap and getattr(update, "mode", "eager") == "cudagraph":
+        obs_dtype = torch.uint8 if env.observation_dtype == np.uint8 else torch.float32
+        act = GraphedAct(learner, env.num_envs, env.observation_shape, obs_dtype)
     return Run(
         cfg=cfg,
         run_dir=run_dir,
@@ -122,13 +131,18 @@ def build(cfg: Any, run_dir: Path) -> Run:
         eval_env=eval_env,
         learner=learner,
         replay=make_replay(cfg, env, device),
-        update=make_update_fn(learner, cfg.agent.update_mode),  # eager, compile or CUDA graph
+        update=update,
         solve_threshold=None if threshold is None else float(threshold),
+        overlap=overlap,
+        act=act,
     )
 
 
 def train_loop(run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]) -> np.ndarray:
-    """Act, step, store, update until ``total_env_steps`` or a hook stops the run."""
+    """Act, step, store, update until ``total_env_steps`` or a hook stops the run
+    (``train.overlap``: the overlapped loop of ``agent.overlap`` instead)."""
+    if run.overlap:
+        return overlapped_loop(run, state, obs, side_jobs)
     cfg, env, learner, replay, logger = run.cfg, run.env, run.learner, run.replay, run.logger
     assert logger is not None, "open_logger first"
     a = cfg.agent

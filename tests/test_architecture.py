@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("agent.evaluate",),
     ("agent.probes",),
     ("agent.hooks",),
-    ("agent.train",),
+    ("agent.train", "agent.overlap"),
 ]
 
 

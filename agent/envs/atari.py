@@ -227,11 +227,27 @@ class AtariVecEnv(VecEnv):
 
     def step(self, actions: np.ndarray) -> VecStep:
         """Step every env; finished envs are reset in the same step (see ``VecStep``)."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Hand the actions to ALE's C++ threads and return at once (``AtariVectorEnv.send``):
+        the emulators run while Python does other work (the overlapped loop's updates)."""
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,):
             raise ValueError(f"expected actions of shape ({self.num_envs},), got {actions.shape}")
-        actions = actions.astype(np.int64, copy=False)
-        obs, raw_reward, terminated, truncated, info = self._env.step(actions)
+        if self._pending is not None:
+            raise RuntimeError("step_async twice without step_wait")
+        actions = actions.astype(np.int64, copy=True)  # the caller may reuse its buffer
+        self._env.send(actions)
+        self._pending = actions
+
+    def step_wait(self) -> VecStep:
+        """Wait for the step ``step_async`` started (``AtariVectorEnv.recv``)."""
+        actions, self._pending = self._pending, None
+        if actions is None:
+            raise RuntimeError("step_wait without step_async")
+        obs, raw_reward, terminated, truncated, info = self._env.recv()
         frame_number = info["frame_number"].astype(np.int64)
         episode_frame_number = info["episode_frame_number"].astype(np.int64)
         done = terminated | truncated

@@ -1,0 +1,127 @@
+"""The overlapped training loop: the envs step while the learner updates.
+
+The synchronous loop (``agent.train.train_loop``) takes turns: act → step the envs (the learner
+idles) → store → update (the envs idle). Here each iteration is
+
+    act on obs_t (weights after every update so far) → hand the actions to the envs
+    (``VecEnv.step_async``: Atari's C++ threads step while Python continues) → the updates due
+    at the end of this step, sampled from the replay as it stands (without step t)
+    → wait for the envs (``step_wait``) → store step t → hooks
+
+so an iteration costs about max(env, updates) + acting instead of their sum. What changes
+against the synchronous loop is only that the updates of an iteration do not yet see its own
+step (one agent step of ``num_envs`` transitions out of a replay of up to 1M); the number of
+updates after every iteration is still ``updates_due(env_steps)`` (the replay ratio is exact,
+``tests/test_overlap.py``) and acting uses weights at most one iteration old.
+
+On CUDA, observations go up through a pinned host buffer with ``non_blocking`` copies, the
+actions come back through a pinned buffer with one event wait per iteration (the only host
+sync of the loop), and the device copy of the observations that acting read is the one the
+replay stores (``Replay.add(obs_device=…)``: no second upload). ``train.overlap``: ``auto`` is
+on for CUDA + Atari unless ``deterministic``; the CPU default stays synchronous and bit-exact.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from agent.config import OVERLAP_MODES
+from agent.errors import ConfigError
+from agent.hooks import DivergenceWatch, Hook, TrainState
+
+if TYPE_CHECKING:
+    from agent.train import Run
+
+
+def overlap_enabled(mode: str, device: torch.device, env_family: str, deterministic: bool) -> bool:
+    """Whether ``train.overlap=mode`` runs the overlapped loop (``auto``: CUDA + Atari, not
+    deterministic); raises ``ConfigError`` for an unknown mode."""
+    if mode not in OVERLAP_MODES:
+        raise ConfigError(f"train.overlap must be one of {', '.join(OVERLAP_MODES)}, got '{mode}'")
+    if mode == "auto":
+        return device.type == "cuda" and env_family == "atari" and not deterministic
+    return mode == "on"
+
+
+class HostDeviceLink:
+    """Observations up and actions down with one host sync per iteration.
+
+    CUDA: ``upload`` copies the observations into a pinned staging buffer and from there into a
+    persistent device buffer with ``non_blocking=True``; ``download`` copies the actions into a
+    pinned buffer and waits on one event. Reusing the staging buffer is safe because the event
+    wait of an iteration comes after its upload in stream order. CPU: no copies at all."""
+
+    def __init__(self, device: torch.device, num_envs: int, obs_shape: tuple[int, ...], dtype: Any):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            torch_dtype = torch.uint8 if np.dtype(dtype) == np.uint8 else torch.float32
+            self.obs_host = torch.empty((num_envs, *obs_shape), dtype=torch_dtype).pin_memory()
+            self.obs_device = torch.empty_like(self.obs_host, device=device)
+            self.actions_host = torch.empty(num_envs, dtype=torch.int64).pin_memory()
+            self.event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+
+    def upload(self, obs: np.ndarray) -> torch.Tensor:
+        """The observations on the device (CUDA: asynchronously, through pinned memory)."""
+        if not self.cuda:
+            return torch.as_tensor(obs)
+        np.copyto(self.obs_host.numpy(), obs, casting="unsafe")
+        self.obs_device.copy_(self.obs_host, non_blocking=True)
+        return self.obs_device
+
+    def download(self, actions: torch.Tensor) -> np.ndarray:
+        """The actions on the host, after one event wait (CUDA)."""
+        if not self.cuda:
+            return actions.numpy()
+        self.actions_host.copy_(actions, non_blocking=True)
+        self.event.record()
+        self.event.synchronize()
+        return self.actions_host.numpy().copy()  # the pinned buffer is reused next iteration
+
+
+def overlapped_loop(
+    run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]
+) -> np.ndarray:
+    """``agent.train.train_loop`` with env stepping overlapped with the updates (module doc)."""
+    from agent.train import epsilon_at, updates_due
+
+    cfg, env, learner, replay, logger = run.cfg, run.env, run.learner, run.replay, run.logger
+    assert logger is not None, "open_logger first"
+    a = cfg.agent
+    divergence = DivergenceWatch()
+    link = HostDeviceLink(run.device, env.num_envs, env.observation_shape, env.observation_dtype)
+    act = run.act or learner.act
+    while state.env_steps < cfg.train.total_env_steps and not state.stop:
+        state.epsilon = epsilon_at(a, state.env_steps)
+        obs_device = link.upload(obs)
+        actions = link.download(act(obs_device, state.epsilon))
+        env.step_async(actions)  # the envs step from here …
+        next_steps = state.env_steps + env.num_envs
+        due = updates_due(a, next_steps) if replay.can_sample() else learner.updates
+        while learner.updates < due:  # … while the learner updates (replay without step t)
+            batch = replay.sample(a.batch_size)
+            metrics = run.update(batch)
+            divergence.observe(batch, metrics)
+            logger.accumulate(metrics)
+        step = env.step_wait()  # … until here
+        replay.add(
+            obs,
+            actions,
+            step.reward,
+            step.terminated,
+            step.truncated,
+            step.final_obs,
+            obs_device=obs_device if link.cuda else None,
+        )
+        obs = step.obs
+        state.env_steps = next_steps
+        for ret, length in zip(step.episode_returns, step.episode_lengths, strict=True):
+            state.episodes += 1
+            logger.episode(state.env_steps, ret, length)
+        state.obs = obs
+        for job in side_jobs:
+            job.after_step(run, state, divergence)
+    return obs

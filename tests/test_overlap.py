@@ -1,0 +1,113 @@
+"""The overlapped loop (agent/overlap.py): exact replay ratio, same bookkeeping as the
+synchronous loop, split env stepping, and the fixed-shape acting a CUDA graph captures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY, make_cfg
+
+from agent import hooks
+from agent.compiled import act_fixed_shape
+from agent.errors import ConfigError
+from agent.hooks import Hook
+from agent.overlap import overlap_enabled
+from agent.train import build, run, train_loop, updates_due
+
+
+class Record(Hook):
+    """Records (env steps, updates, replay rows) after every iteration."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, int]] = []
+
+    def after_step(self, run, state, divergence) -> None:
+        self.seen.append((state.env_steps, run.learner.updates, len(run.replay)))
+
+
+def loop(cfg, tmp_path) -> tuple[Record, object]:
+    r = build(cfg, tmp_path)
+    try:
+        state, obs = hooks.restore_or_start(r, None)
+        r.open_logger(0)
+        record = Record()
+        train_loop(r, state, obs, [record])
+        return record, r
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("agent", ["qrdqn", "iqn"])
+def test_replay_ratio_is_exact_after_every_iteration(tmp_path, agent):
+    common = [f"agent={agent}", *TINY, "agent.train_every=3", "agent.gradient_steps=2"]
+    record, r = loop(make_cfg(*common, "train.overlap=on"), tmp_path / "on")
+    assert r.overlap
+    a = r.cfg.agent
+    for env_steps, updates, rows in record.seen:
+        # every update owed by this agent step is done in its own iteration
+        assert updates == updates_due(a, env_steps), env_steps
+        assert rows == env_steps  # every step stored
+    assert record.seen[-1][0] == r.cfg.train.total_env_steps
+    sync, r_sync = loop(make_cfg(*common, "train.overlap=off"), tmp_path / "off")
+    assert not r_sync.overlap
+    assert [s[:2] for s in sync.seen] == [s[:2] for s in record.seen]
+
+
+def test_overlapped_run_learns_and_checkpoints(tmp_path):
+    summary = run(make_cfg(*TINY, "train.overlap=on"), tmp_path)
+    assert summary["env_steps"] == 600 and summary["updates"] == updates_due(
+        make_cfg(*TINY).agent, 600
+    )
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "600"
+
+
+def test_overlap_modes():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert overlap_enabled("auto", cuda, "atari", False)
+    assert not overlap_enabled("auto", cuda, "atari", True)  # deterministic: synchronous
+    assert not overlap_enabled("auto", cpu, "atari", False)
+    assert not overlap_enabled("auto", cuda, "control", False)
+    assert overlap_enabled("on", cpu, "control", True)
+    assert not overlap_enabled("off", cuda, "atari", False)
+    with pytest.raises(ConfigError, match="train.overlap"):
+        overlap_enabled("yes", cpu, "atari", False)
+
+
+def test_fixed_shape_acting_matches_eager_acting():
+    """What the acting graph captures draws what Learner.act draws (for ε > 0)."""
+    r = build(make_cfg(*TINY, "device=cpu"), None)
+    try:
+        learner = r.learner
+        obs = torch.randn(64, *r.env.observation_shape)
+        for eps in (0.05, 0.5, 1.0):
+            state = learner.generator.get_state()
+            eager = learner.act(obs, eps)
+            learner.generator.set_state(state)
+            fixed = act_fixed_shape(learner, obs, torch.tensor(eps))
+            assert torch.equal(eager, fixed), eps
+    finally:
+        r.close()
+
+
+def test_atari_split_step_is_the_step():
+    pytest.importorskip("ale_py")
+    from agent.envs.atari import AtariVecEnv
+
+    a, b = (AtariVecEnv("pong", 2, seed=5, max_episode_frames=400) for _ in range(2))
+    oa, ob = a.reset(), b.reset()
+    assert np.array_equal(oa, ob)
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        actions = rng.integers(0, a.num_actions, 2)
+        sa = a.step(actions)
+        b.step_async(actions)
+        actions[:] = 0  # the env keeps its own copy
+        sb = b.step_wait()
+        for f in ("obs", "reward", "terminated", "truncated", "final_obs"):
+            assert np.array_equal(getattr(sa, f), getattr(sb, f)), f
+        assert sa.episode_returns == sb.episode_returns
+    with pytest.raises(RuntimeError, match="without step_async"):
+        b.step_wait()
+    a.close()
+    b.close()
