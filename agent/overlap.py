@@ -4,7 +4,7 @@ The synchronous loop (``agent.train.train_loop``) takes turns: act → step the 
 idles) → store → update (the envs idle). Here each iteration is
 
     act on obs_t (weights after every update so far) → hand the actions to the envs
-    (``VecEnv.step_async``: Atari's C++ threads step while Python continues) → the updates due
+    (``VecEnv.step_async``: Atari steps on a thread, ALE without the GIL) → the updates due
     at the end of this step, sampled from the replay as it stands (without step t)
     → wait for the envs (``step_wait``) → store step t → hooks
 

@@ -63,24 +63,20 @@ GPU_OVERRIDES = ["experiment=atari_fast", "agent=qrdqn", "agent.num_units=200", 
 
 
 class StopAfter(Hook):
-    """Starts the clock once the replay prefill is done, stops the run ``seconds`` later."""
+    """Stops the loop once ``state.env_steps`` reaches ``warm_steps`` (the prefill), or, once
+    armed with ``arm(seconds)``, that many seconds later."""
 
-    def __init__(self, seconds: float, warm_steps: int) -> None:
-        self.seconds, self.warm_steps = seconds, warm_steps
-        self.start: float | None = None
-        self.start_steps = self.start_updates = 0
-        self.elapsed = 0.0
+    def __init__(self, warm_steps: int) -> None:
+        self.warm_steps = warm_steps
+        self.deadline: float | None = None
+
+    def arm(self, seconds: float) -> None:
+        self.deadline = time.perf_counter() + seconds
 
     def after_step(self, run: Any, state: Any, divergence: Any) -> None:
-        if self.start is None:
-            if state.env_steps >= self.warm_steps:
-                sync(run.device)
-                self.start = time.perf_counter()
-                self.start_steps, self.start_updates = state.env_steps, run.learner.updates
-            return
-        if time.perf_counter() - self.start >= self.seconds:
-            sync(run.device)
-            self.elapsed = time.perf_counter() - self.start
+        if self.deadline is None:
+            state.stop = state.env_steps >= self.warm_steps
+        elif time.perf_counter() >= self.deadline:
             state.stop = True
 
 
@@ -101,59 +97,82 @@ def timed(fn: Callable[..., Any], name: str, totals: dict[str, float], device: t
     return wrapper
 
 
-def run_mode(overrides: list[str], mode: str, args: argparse.Namespace, parts: bool) -> dict:
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*overrides, f"train.overlap={mode}"])
-    cfg = OmegaConf.to_object(cfg)
-    r = build(cfg, Path(args.run_dir) / mode)
-    totals: dict[str, float] = defaultdict(float)
-    if parts:
-        r.env.step = timed(r.env.step, "env_step", totals, r.device)  # type: ignore[method-assign]
-        r.learner.act = timed(r.learner.act, "act", totals, r.device)  # type: ignore[method-assign]
-        r.replay.add = timed(r.replay.add, "replay_add", totals, r.device)  # type: ignore[method-assign]
-        r.replay.sample = timed(r.replay.sample, "sample", totals, r.device)  # type: ignore[method-assign]
-        r.update = timed(r.update, "update", totals, r.device)
-    try:
-        state, obs = hooks.restore_or_start(r, None)
+class Mode:
+    """One built run (``train.overlap`` = ``mode``), advanced window by window."""
+
+    def __init__(self, overrides: list[str], mode: str, args: argparse.Namespace) -> None:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=[*overrides, f"train.overlap={mode}"])
+        self.cfg = cfg = OmegaConf.to_object(cfg)
+        self.mode = mode
+        self.run = r = build(cfg, Path(args.run_dir) / mode)
+        self.totals: dict[str, float] = defaultdict(float)
+        self.state, self.obs = hooks.restore_or_start(r, None)
         r.open_logger(0)
-        stop = StopAfter(args.seconds, cfg.agent.learning_starts + 10 * cfg.env.num_envs)
-        train_loop(r, state, obs, [stop])
-        steps = state.env_steps - stop.start_steps
-        updates = r.learner.updates - stop.start_updates
-        out = {
+        self.stop = StopAfter(cfg.agent.learning_starts + 10 * cfg.env.num_envs)
+        self.obs = train_loop(r, self.state, self.obs, [self.stop])  # prefill, then learning
+        self.steps = self.updates = 0
+        self.seconds = 0.0
+
+    def time_parts(self) -> None:
+        """Wrap the synchronous loop's parts in timers (CUDA: synchronised around each)."""
+        r, t, d = self.run, self.totals, self.run.device
+        r.env.step = timed(r.env.step, "env_step", t, d)  # type: ignore[method-assign]
+        r.learner.act = timed(r.learner.act, "act", t, d)  # type: ignore[method-assign]
+        r.replay.add = timed(r.replay.add, "replay_add", t, d)  # type: ignore[method-assign]
+        r.replay.sample = timed(r.replay.sample, "sample", t, d)  # type: ignore[method-assign]
+        r.update = timed(r.update, "update", t, d)
+
+    def window(self, seconds: float) -> float:
+        """Run ``seconds`` more; returns the window's frames/s."""
+        r, state = self.run, self.state
+        sync(r.device)
+        steps0, updates0, t0 = state.env_steps, r.learner.updates, time.perf_counter()
+        state.stop = False
+        self.stop.arm(seconds)
+        self.obs = train_loop(r, state, self.obs, [self.stop])
+        sync(r.device)
+        elapsed = time.perf_counter() - t0
+        self.steps += state.env_steps - steps0
+        self.updates += r.learner.updates - updates0
+        self.seconds += elapsed
+        return (state.env_steps - steps0) * r.env.frames_per_step / elapsed
+
+    def record(self, rounds: list[float]) -> dict[str, Any]:
+        return {
             "figure": "loop",
-            "mode": mode,
-            "overlap": r.overlap,
-            "device": str(r.device),
-            "num_envs": cfg.env.num_envs,
-            "batch": cfg.agent.batch_size,
-            "agent_steps_per_s": steps / stop.elapsed,
-            "frames_per_s": steps * r.env.frames_per_step / stop.elapsed,
-            "updates_per_s": updates / stop.elapsed,
-            "seconds": stop.elapsed,
+            "mode": "overlap" if self.run.overlap else "sync",
+            "device": str(self.run.device),
+            "num_envs": self.cfg.env.num_envs,
+            "batch": self.cfg.agent.batch_size,
+            "agent_steps_per_s": self.steps / self.seconds,
+            "frames_per_s": self.steps * self.run.env.frames_per_step / self.seconds,
+            "updates_per_s": self.updates / self.seconds,
+            "updates_per_agent_step": self.updates / max(self.steps, 1),
+            "seconds": self.seconds,
+            "rounds_frames_per_s": rounds,
         }
-        if parts:
-            iters = state.env_steps // cfg.env.num_envs
-            upd = max(r.learner.updates, 1)
-            out = {
-                "figure": "parts",
-                "device": str(r.device),
-                "num_envs": cfg.env.num_envs,
-                "batch": cfg.agent.batch_size,
-                "ms_per_iteration": {k: 1e3 * v / iters for k, v in totals.items()},
-                "ms_per_update": {
-                    k: 1e3 * totals[k] / upd for k in ("sample", "update") if k in totals
-                },
-            }
-        return out
-    finally:
-        r.close()
+
+    def parts(self) -> dict[str, Any]:
+        iters = max(self.steps // self.cfg.env.num_envs, 1)
+        upd = max(self.updates, 1)
+        return {
+            "figure": "parts",
+            "device": str(self.run.device),
+            "num_envs": self.cfg.env.num_envs,
+            "batch": self.cfg.agent.batch_size,
+            "ms_per_iteration": {k: 1e3 * v / iters for k, v in self.totals.items()},
+            "ms_per_update": {
+                k: 1e3 * self.totals[k] / upd for k in ("sample", "update") if k in self.totals
+            },
+        }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per mode")
+    p.add_argument("--rounds", type=int, default=4, help="alternating windows per mode")
     p.add_argument("--preset", default="cpu", choices=["cpu", "atari_fast"])
     p.add_argument("--run-dir", default="/tmp/loop_overlap")
     p.add_argument("--override", action="append", default=[], help="extra Hydra override")
@@ -162,21 +181,32 @@ def main() -> None:
     register_configs()
     base = CPU_OVERRIDES if args.preset == "cpu" else GPU_OVERRIDES
     overrides = [*base, f"device={args.device}", *args.override]
-    results = {}
-    for mode in ("off", "on"):  # sync first, then overlapped, same config otherwise
-        results[mode] = run_mode(overrides, mode, args, parts=False)
-        print(json.dumps(results[mode]), flush=True)
-    print(
-        json.dumps(
-            {
-                "figure": "overlap_gain",
-                "ratio": results["on"]["frames_per_s"] / results["off"]["frames_per_s"],
-            }
-        ),
-        flush=True,
-    )
-    if not args.no_parts:
-        print(json.dumps(run_mode(overrides, "off", args, parts=True)), flush=True)
+    sync_run, overlap_run = Mode(overrides, "off", args), Mode(overrides, "on", args)
+    try:
+        rounds: dict[str, list[float]] = {"off": [], "on": []}
+        window = args.seconds / args.rounds
+        for _ in range(args.rounds):  # alternate: both modes see the same drift in load
+            rounds["off"].append(sync_run.window(window))
+            rounds["on"].append(overlap_run.window(window))
+        for m in (sync_run, overlap_run):
+            print(json.dumps(m.record(rounds[m.mode])), flush=True)
+        ratios = sorted(b / a for a, b in zip(rounds["off"], rounds["on"], strict=True))
+        gain = {
+            "figure": "overlap_gain",
+            "ratio": overlap_run.record([])["frames_per_s"] / sync_run.record([])["frames_per_s"],
+            "median_round_ratio": ratios[len(ratios) // 2],
+            "rounds_ratio": ratios,
+        }
+        print(json.dumps(gain), flush=True)
+        if not args.no_parts:
+            sync_run.time_parts()
+            sync_run.steps = sync_run.updates = 0
+            sync_run.seconds = 0.0
+            sync_run.window(window)
+            print(json.dumps(sync_run.parts()), flush=True)
+    finally:
+        sync_run.run.close()
+        overlap_run.run.close()
 
 
 if __name__ == "__main__":
