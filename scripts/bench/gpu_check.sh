@@ -3,7 +3,7 @@
 # per figure goes to $OUT/figures.jsonl (logs next to it): cuda, pytest_cuda, learner (eager /
 # compile / cudagraph updates/s at batch 32 and 256), env, cleanrl (the eager CleanRL-style
 # loop), loop (train.py's own loop, overlapped and synchronous, experiment=atari_fast), parts,
-# overlap_gain, speedup (overlapped over CleanRL-style) and pong_solve (wall-clock time to an
+# overlap_gain, speedup (overlapped over CleanRL-style), checkpoint_io and pong_solve (wall-clock time to an
 # evaluation mean >= +20, or the best mean reached in the time box).
 #
 # With the device tool, from the repository root (the wheels are carried, there is no network):
@@ -21,6 +21,7 @@ T_LEARNER="${T_LEARNER:-60}"
 T_CLEANRL="${T_CLEANRL:-25}"
 T_LOOP="${T_LOOP:-80}"
 T_PONG="${T_PONG:-110}"
+T_CKPT="${T_CKPT:-30}"
 mkdir -p "$OUT"
 FIG="$OUT/figures.jsonl"
 : >"$FIG"
@@ -103,6 +104,12 @@ if loop and base:
                       "ratio": loop[0]["frames_per_s"] / base[0]["frames_per_s"]}))
 PYEOF
 keep_json "$OUT/speedup.jsonl"
+
+stamp "checkpoint write/read throughput (decides the 1M-replay pre-emption checkpoint's time)"
+timeout "$T_CKPT" "$PY" scripts/bench/checkpoint_io.py --mb 1024 --dir "$OUT/ckpt_bench" \
+  >"$OUT/checkpoint_io.jsonl" 2>"$OUT/checkpoint_io.log"
+stamp "checkpoint_io exit $?"
+keep_json "$OUT/checkpoint_io.jsonl"
 
 stamp "Pong, experiment=atari_fast, solve threshold +20, time box ${T_PONG}s"
 PONG="$OUT/pong"
