@@ -198,12 +198,17 @@ class GraphedUpdate:
         self.learner.step_optimizer(loss, metrics)
         return metrics
 
-    def _capture(self, batch: Batch) -> None:
+    def _generators(self) -> list[torch.Generator]:
+        """The generators the captured step draws from (registered with the graph)."""
+        return [self.learner.generator]
+
+    def _capture(self, batch: Batch | None) -> None:
         learner = self.learner
         opt = learner.optimizer
         make_capturable(opt)
         self._lr = hold_lr_in_tensors(opt)
-        self.static = Batch(*(getattr(batch, f).detach().clone() for f in _FIELDS))
+        if batch is not None:  # GraphedSampleUpdate samples inside the graph instead
+            self.static = Batch(*(getattr(batch, f).detach().clone() for f in _FIELDS))
         self.graph = None
         # snapshot what the warm-up updates change; restored in place after the capture
         params = [p.detach().clone() for p in learner.online.parameters()]
@@ -212,7 +217,8 @@ class GraphedUpdate:
             p: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)}
             for p, s in opt.state.items()
         }
-        generator_state = learner.generator.get_state()
+        generators = self._generators()
+        generator_states = [g.get_state() for g in generators]
 
         side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream())
@@ -222,7 +228,8 @@ class GraphedUpdate:
         torch.cuda.current_stream().wait_stream(side)
 
         graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(learner.generator)  # IQN's τ draws (harmless otherwise)
+        for g in generators:  # IQN's τ draws, in-graph sampling (harmless otherwise)
+            graph.register_generator_state(g)
         try:
             with torch.cuda.graph(graph):
                 outputs = self._step()
@@ -245,9 +252,11 @@ class GraphedUpdate:
                         v.copy_(saved_state[p][k])
                     else:  # state created by the warm-up: back to Adam's initial zeros
                         v.zero_()
-        learner.generator.set_state(generator_state)
+        for g, state in zip(generators, generator_states, strict=True):
+            g.set_state(state)
         self.graph, self.outputs = graph, outputs
-        self._key = self._state_key(batch)
+        if batch is not None:
+            self._key = self._state_key(batch)
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.graph is None or self._state_key(batch) != self._key:
@@ -259,6 +268,53 @@ class GraphedUpdate:
         self.graph.replay()
         self.learner.finish_update()
         return self.outputs
+
+
+class GraphedSampleUpdate(GraphedUpdate):
+    """Sampling and the update captured together: one graph replay per update and no Python
+    work proportional to the batch. The replay's fixed-shape sampler
+    (``sample_fixed_shape``: counters in a device tensor, draws from the replay's generator,
+    registered with the graph) runs inside the graph; ``refresh_counters`` runs before each
+    replay, outside it. Recaptured when the replay's storage moves (``storage_key``: frame
+    replay's side ring grows) or the optimiser state is replaced. ``__call__()`` returns the
+    sampled batch (static tensors) and the metrics."""
+
+    mode = "cudagraph+sample"
+
+    def __init__(self, learner: Any, replay: Any, batch_size: int) -> None:
+        super().__init__(learner)
+        self.replay = replay
+        self.batch_size = batch_size
+
+    def _generators(self) -> list[torch.Generator]:
+        return [self.learner.generator, self.replay.generator]
+
+    def _sample_key(self) -> tuple[Any, ...]:
+        opt = self.learner.optimizer
+        first = next(iter(self.learner.online.parameters()))
+        storage = self.replay.storage_key() if hasattr(self.replay, "storage_key") else ()
+        return (
+            self.batch_size,
+            id(opt),
+            id(first),
+            id(opt.state.get(first, {}).get("exp_avg")),
+            *storage,
+        )
+
+    def _step(self) -> dict[str, torch.Tensor]:
+        self.static = self.replay.sample_fixed_shape(self.batch_size)
+        return super()._step()
+
+    def __call__(self) -> tuple[Batch, dict[str, torch.Tensor]]:  # type: ignore[override]
+        self.replay.refresh_counters()  # host numbers → device, before the replay
+        if self.graph is None or self._sample_key() != self._key:
+            self._capture(None)
+            self._key = self._sample_key()
+        assert self.static is not None and self.graph is not None
+        sync_lr_tensors(self.learner.optimizer, self._lr)
+        self.graph.replay()
+        self.learner.finish_update()
+        return self.static, self.outputs
 
 
 ActFn = Callable[[torch.Tensor, float], torch.Tensor]

@@ -99,6 +99,9 @@ class TrainConfig:
     # step the envs while the learner updates (agent/overlap.py): auto (on for CUDA + Atari
     # unless deterministic) | on | off (the synchronous loop, bit-exact across a resume)
     overlap: str = "auto"
+    # with the overlapped loop and a CUDA-graph update: sample inside the update's graph
+    # (agent.compiled.GraphedSampleUpdate); off until measured on a GPU (docs/benchmarks.md)
+    sample_in_graph: bool = False
 
 
 REPLAY_WHEN = ("auto", "always", "final")

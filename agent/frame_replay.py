@@ -40,7 +40,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agent.replay import Batch, check_ring, sample_n_step_window
+from agent.replay import (
+    Batch,
+    DeviceCounters,
+    NStepWindow,
+    check_ring,
+    draw_fixed_shape,
+    n_step_window_at,
+    sample_n_step_window,
+)
 
 
 class FrameReplayBuffer:
@@ -106,6 +114,7 @@ class FrameReplayBuffer:
         self.generator.manual_seed(seed)
         self.discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=dev)
         self._ages = torch.arange(stack - 1, -1, -1, device=dev)  # frame j is S-1-j steps old
+        self._counters: DeviceCounters | None = None  # sample_fixed_shape's, made on first use
 
     def __len__(self) -> int:
         return self.size * self.num_envs
@@ -256,11 +265,36 @@ class FrameReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         """Uniform over stored steps whose n-step window is complete (as ``ReplayBuffer``)."""
+        return self.batch_at(sample_n_step_window(self, batch_size), self.total - self.size)
+
+    def sample_fixed_shape(self, batch_size: int) -> Batch:
+        """``sample`` for a CUDA graph: counters in a device tensor, no host reads (call
+        ``refresh_counters`` after each ``add``, outside the graph). The graph reads
+        ``side_frames`` by address: it must be captured again when that grows or is loaded
+        (``storage_key`` changes)."""
+        counters = self.refresh_counters()
+        offset, env, oldest = draw_fixed_shape(self, counters, batch_size)
+        w = n_step_window_at(self, offset, env, oldest)
+        return self.batch_at(w, counters[2] - counters[1])
+
+    def refresh_counters(self) -> torch.Tensor:
+        """The device mirror of pos/size/total (made on first use), brought up to date."""
+        if self._counters is None:
+            self._counters = DeviceCounters(self.device)
+        self._counters.refresh(self.pos, self.size, self.total)
+        return self._counters.values
+
+    def storage_key(self) -> tuple[int, ...]:
+        """Addresses a captured sampler reads that can change (the side ring grows)."""
+        return (self.side_frames.data_ptr(),)
+
+    def batch_at(self, w: NStepWindow, oldest_step: int | torch.Tensor) -> Batch:
+        """The transitions of sampled windows ``w``; ``oldest_step``: absolute step of the
+        oldest stored row (``total − size``; a device tensor inside a graph)."""
         n = self.n_step
-        w = sample_n_step_window(self, batch_size)
         offset, env, rows, steps, last = w.offset, w.env, w.rows, w.steps, w.last
         reward, discount = w.reward, w.discount
-        first_step = (self.total - self.size) + offset  # absolute step of the first row
+        first_step = oldest_step + offset  # absolute step of the first row
         last_step = first_step + steps - 1
         obs = self._stacks(first_step, env)
         last_stack = obs if n == 1 else self._stacks(last_step, env)

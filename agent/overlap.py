@@ -102,8 +102,11 @@ def overlapped_loop(
         next_steps = state.env_steps + env.num_envs
         due = updates_due(a, next_steps) if replay.can_sample() else learner.updates
         while learner.updates < due:  # … while the learner updates (replay without step t)
-            batch = replay.sample(a.batch_size)
-            metrics = run.update(batch)
+            if run.sample_update is not None:  # one graph replay: sampling and update
+                batch, metrics = run.sample_update()
+            else:
+                batch = replay.sample(a.batch_size)
+                metrics = run.update(batch)
             divergence.observe(batch, metrics)
             logger.accumulate(metrics)
         step = env.step_wait()  # … until here

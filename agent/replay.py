@@ -90,6 +90,16 @@ def sample_n_step_window(buffer: StepStorage, batch_size: int) -> NStepWindow:
     oldest = (buffer.pos - buffer.size) % buffer.rows
     offset = torch.randint(0, valid_rows, (batch_size,), device=dev, generator=g)
     env = torch.randint(0, buffer.num_envs, (batch_size,), device=dev, generator=g)
+    return n_step_window_at(buffer, offset, env, oldest)
+
+
+def n_step_window_at(
+    buffer: StepStorage, offset: torch.Tensor, env: torch.Tensor, oldest: int | torch.Tensor
+) -> NStepWindow:
+    """The n-step windows starting ``offset`` [B] rows after the oldest stored row ``oldest``
+    (a number, or a 0-d device tensor inside a CUDA graph) in env columns ``env`` [B]: fixed
+    shapes and no host reads, so the same code runs eagerly and captured."""
+    n, dev = buffer.n_step, buffer.device
     if n == 1:  # one-step targets: no window to scan (a third of the ops, on every update)
         last = (oldest + offset) % buffer.rows
         terminated = buffer.terminated[last, env]
@@ -110,6 +120,41 @@ def sample_n_step_window(buffer: StepStorage, batch_size: int) -> NStepWindow:
     terminated = buffer.terminated[last, env]
     discount = (buffer.gamma ** steps.float()) * (~terminated).float()
     return NStepWindow(offset, env, rows, steps, last, reward, discount)
+
+
+class DeviceCounters:
+    """A ring's ``pos``, ``size`` and ``total`` mirrored in one int64 device tensor, for
+    sampling inside a CUDA graph (which cannot read host numbers that change between replays).
+    ``refresh`` writes them with ``fill_`` (a kernel argument: no host buffer a pending copy
+    could still read, no sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.values = torch.zeros(3, dtype=torch.int64, device=device)
+        self._seen: tuple[int, int, int] | None = None
+
+    def refresh(self, pos: int, size: int, total: int) -> None:
+        if self._seen == (pos, size, total):
+            return
+        for i, v in enumerate((pos, size, total)):
+            self.values[i].fill_(v)
+        self._seen = (pos, size, total)
+
+
+def draw_fixed_shape(
+    buffer: StepStorage, counters: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Uniform (offset, env) draws with the bound in a device tensor (``counters`` = [pos,
+    size, total]), and the oldest row: floor(u · valid) for u ~ U[0, 1) in float64 (exactly
+    uniform up to 2⁻⁵³, far below any replay's row count), then the env as
+    ``sample_n_step_window`` draws it. Returns (offset, env, oldest)."""
+    dev, g = buffer.device, buffer.generator
+    pos, size = counters[0], counters[1]
+    valid = (size - (buffer.n_step - 1)).clamp(min=1)
+    u = torch.rand(batch_size, device=dev, generator=g, dtype=torch.float64)
+    offset = torch.minimum((u * valid).long(), valid - 1)
+    env = torch.randint(0, buffer.num_envs, (batch_size,), device=dev, generator=g)
+    oldest = (pos - size) % buffer.rows
+    return offset, env, oldest
 
 
 @dataclass
@@ -158,6 +203,7 @@ class ReplayBuffer:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=self.device)
+        self._counters: DeviceCounters | None = None  # sample_fixed_shape's, made on first use
 
     def __len__(self) -> int:
         return self.size * self.num_envs
@@ -200,7 +246,24 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         """Uniform over stored steps whose n-step window is complete (rows written after it)."""
-        w = sample_n_step_window(self, batch_size)
+        return self.batch_at(sample_n_step_window(self, batch_size))
+
+    def sample_fixed_shape(self, batch_size: int) -> Batch:
+        """``sample`` for a CUDA graph: counters in a device tensor, no host reads (call
+        ``refresh_counters`` after each ``add``, outside the graph)."""
+        counters = self.refresh_counters()
+        offset, env, oldest = draw_fixed_shape(self, counters, batch_size)
+        return self.batch_at(n_step_window_at(self, offset, env, oldest))
+
+    def refresh_counters(self) -> torch.Tensor:
+        """The device mirror of pos/size (made on first use), brought up to date."""
+        if self._counters is None:
+            self._counters = DeviceCounters(self.device)
+        self._counters.refresh(self.pos, self.size, self.pos)
+        return self._counters.values
+
+    def batch_at(self, w: NStepWindow) -> Batch:
+        """The transitions of sampled windows ``w``."""
         first = w.rows[:, 0]
         return Batch(
             obs=self.obs[first, w.env],

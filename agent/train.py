@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from agent import algos, hooks
-from agent.compiled import ActFn, GraphedAct, UpdateFn, make_update_fn
+from agent.compiled import ActFn, GraphedAct, GraphedSampleUpdate, UpdateFn, make_update_fn
 from agent.config import to_container
 from agent.device import configure_backends, resolve_device
 from agent.envs import VecEnv, make_env
@@ -87,6 +87,7 @@ class Run:
     logger: RunLogger | None = None
     overlap: bool = False  # train.overlap resolved (agent/overlap.py)
     act: ActFn | None = None  # acting of the overlapped loop (CUDA: a graph); None: learner.act
+    sample_update: GraphedSampleUpdate | None = None  # train.sample_in_graph
 
     def open_logger(self, start_step: int) -> RunLogger:
         t = self.cfg.train
@@ -119,10 +120,14 @@ def build(cfg: Any, run_dir: Path) -> Run:
     threshold = t.solve_threshold if t.solve_threshold is not None else env.reward_threshold
     update = make_update_fn(learner, cfg.agent.update_mode)  # eager, compile or CUDA graph
     overlap = overlap_enabled(t.overlap, device, cfg.env.family, cfg.deterministic)
+    replay = make_replay(cfg, env, device)
     act: ActFn | None = None
+    sample_update = None
     if overlap and getattr(update, "mode", "eager") == "cudagraph":
         obs_dtype = torch.uint8 if env.observation_dtype == np.uint8 else torch.float32
         act = GraphedAct(learner, env.num_envs, env.observation_shape, obs_dtype)
+        if t.sample_in_graph:
+            sample_update = GraphedSampleUpdate(learner, replay, cfg.agent.batch_size)
     return Run(
         cfg=cfg,
         run_dir=run_dir,
@@ -130,11 +135,12 @@ def build(cfg: Any, run_dir: Path) -> Run:
         env=env,
         eval_env=eval_env,
         learner=learner,
-        replay=make_replay(cfg, env, device),
+        replay=replay,
         update=update,
         solve_threshold=None if threshold is None else float(threshold),
         overlap=overlap,
         act=act,
+        sample_update=sample_update,
     )
 
 
