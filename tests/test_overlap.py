@@ -111,3 +111,40 @@ def test_atari_split_step_is_the_step():
         b.step_wait()
     a.close()
     b.close()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("sample_in_graph", [False, True])
+def test_overlapped_cuda_atari_loop(tmp_path, sample_in_graph):
+    """The CUDA path of the overlapped loop: pinned transfers, graphed acting, the device copy
+    of the observations stored in frame replay, optionally sampling inside the update graph."""
+    pytest.importorskip("ale_py")
+    cfg = make_cfg(
+        "env=atari",
+        "env.game=pong",
+        "env.num_envs=8",
+        "env.eval_num_envs=1",
+        "env.max_episode_frames=400",
+        "agent=qrdqn",
+        "agent.batch_size=32",
+        "agent.train_every=4",
+        "agent.replay_size=4000",
+        "agent.learning_starts=400",
+        "train.total_env_steps=1200",
+        "train.eval_every_env_steps=100000",
+        "train.eval_episodes=1",
+        "train.checkpoint_every_env_steps=100000",
+        "train.progress=false",
+        "device=cuda",
+        "train.overlap=auto",
+        f"train.sample_in_graph={str(sample_in_graph).lower()}",
+    )
+    record, r = loop(cfg, tmp_path)
+    assert r.overlap and r.act is not None and not r.act.eager  # the acting graph ran
+    assert (r.sample_update is not None) == sample_in_graph
+    for env_steps, updates, rows in record.seen:
+        assert updates == updates_due(r.cfg.agent, env_steps)
+        assert rows == min(env_steps, r.replay.rows * 8)
+    batch = r.replay.sample(64)  # frames stored from the device copy are the host frames
+    assert batch.obs.device.type == "cuda" and batch.obs.dtype == torch.uint8

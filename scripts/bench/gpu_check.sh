@@ -16,12 +16,13 @@ OUT="${OUT:-./gpu_out}"
 PY="${PYTHON:-python3}"
 SITE="${SITE:-${TMPDIR:-/tmp}/dopa_rl_site}"
 # time boxes (seconds); the sum stays under 6 minutes with startup
-T_TESTS="${T_TESTS:-70}"
-T_LEARNER="${T_LEARNER:-60}"
-T_CLEANRL="${T_CLEANRL:-25}"
-T_LOOP="${T_LOOP:-80}"
-T_PONG="${T_PONG:-110}"
-T_CKPT="${T_CKPT:-30}"
+T_TESTS="${T_TESTS:-75}"
+T_LEARNER="${T_LEARNER:-50}"
+T_CLEANRL="${T_CLEANRL:-20}"
+T_LOOP="${T_LOOP:-70}"
+T_LOOP_SAMPLE="${T_LOOP_SAMPLE:-35}"
+T_CKPT="${T_CKPT:-20}"
+T_PONG="${T_PONG:-100}"
 mkdir -p "$OUT"
 FIG="$OUT/figures.jsonl"
 : >"$FIG"
@@ -91,9 +92,16 @@ keep_json "$OUT/cleanrl.jsonl"
 
 stamp "train.py's loop: synchronous vs overlapped (experiment=atari_fast) and its parts"
 timeout "$T_LOOP" "$PY" scripts/bench/loop_overlap.py --device cuda --preset atari_fast \
-  --seconds 12 --run-dir "$OUT/loop_runs" >"$OUT/loop.jsonl" 2>"$OUT/loop.log"
+  --seconds 12 --rounds 3 --run-dir "$OUT/loop_runs" >"$OUT/loop.jsonl" 2>"$OUT/loop.log"
 stamp "loop exit $?"
 keep_json "$OUT/loop.jsonl"
+
+stamp "the same with sampling inside the update graph (train.sample_in_graph=true)"
+timeout "$T_LOOP_SAMPLE" "$PY" scripts/bench/loop_overlap.py --device cuda --preset atari_fast \
+  --seconds 6 --rounds 2 --no-parts --override train.sample_in_graph=true \
+  --run-dir "$OUT/loop_sample_runs" >"$OUT/loop_sample.jsonl" 2>"$OUT/loop_sample.log"
+stamp "loop (sample in graph) exit $?"
+grep '^{' "$OUT/loop_sample.jsonl" 2>/dev/null | sed 's/^{/{"sample_in_graph": true, /' >>"$FIG"
 "$PY" - "$FIG" <<'PYEOF' >"$OUT/speedup.jsonl"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
