@@ -162,7 +162,8 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
         if self.torso_autocast is None:
             return self.head(self.torso(obs), taus)
-        with torch.autocast(obs.device.type, dtype=self.torso_autocast):
+        # no weight-cast cache: a CUDA graph capture must not keep cached casts (torch docs)
+        with torch.autocast(obs.device.type, dtype=self.torso_autocast, cache_enabled=False):
             features = self.torso(obs)
         return self.head(features.float(), taus)
 
