@@ -185,7 +185,10 @@ class Evaluation(Periodic):
     step and time and, with ``stop_when_solved``, stops the run."""
 
     def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
-        result = evaluate(run, state.env_steps)
+        self.record(run, state, evaluate(run, state.env_steps))
+
+    def record(self, run: Run, state: TrainState, result: dict[str, Any]) -> None:
+        """Keep an evaluation's result; the first at the solve threshold may stop the run."""
         state.last_eval = result
         threshold = run.solve_threshold
         if (
@@ -242,7 +245,15 @@ def evaluate(run: Run, env_step: int) -> dict[str, Any]:
     returns = evaluate_policy(
         run.learner, run.eval_env, cfg.train.eval_episodes, cfg.agent.eps_eval, cfg.seed + 10_000
     )
-    wall_s = time.perf_counter() - start
+    return evaluation_result(run, env_step, returns, time.perf_counter() - start)
+
+
+def evaluation_result(
+    run: Run, env_step: int, returns: list[float], wall_s: float, paused: bool = True
+) -> dict[str, Any]:
+    """Log an evaluation's returns (TensorBoard, one line, the lab-task probe) and return its
+    result; ``wall_s``: how long it took (``paused``: training waited that long)."""
+    cfg = run.cfg
     result = {
         "env_step": env_step,
         "return_mean": float(np.mean(returns)),
@@ -253,12 +264,13 @@ def evaluate(run: Run, env_step: int) -> dict[str, Any]:
     run.logger.scalar("eval/return_std", result["return_std"], env_step)
     run.logger.scalar("eval/wall_s", wall_s, env_step)
     log.info(
-        "evaluation at env step %d: return %.2f ± %.2f over %d episodes, %.1f s (training paused)",
+        "evaluation at env step %d: return %.2f ± %.2f over %d episodes, %.1f s (%s)",
         env_step,
         result["return_mean"],
         result["return_std"],
         len(returns),
         wall_s,
+        "training paused" if paused else "alongside training",
     )
     if cfg.env.family == "lab" and cfg.probe.enabled:
         from agent.probes.agent_cells import log_probe

@@ -23,6 +23,7 @@ on for CUDA + Atari unless ``deterministic``; the CPU default stays synchronous 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,7 @@ import torch
 
 from agent.config import OVERLAP_MODES
 from agent.errors import ConfigError
-from agent.hooks import DivergenceWatch, Hook, TrainState
+from agent.hooks import DivergenceWatch, Evaluation, Hook, TrainState, evaluation_result
 
 if TYPE_CHECKING:
     from agent.train import Run
@@ -82,6 +83,62 @@ class HostDeviceLink:
         return self.actions_host.numpy().copy()  # the pinned buffer is reused next iteration
 
 
+class BackgroundEvaluation(Evaluation):
+    """Evaluation that does not stop training (as PQN evaluates): when due, the separate eval
+    envs reset and then take one step per training iteration, sent right after the training
+    envs' step so that both step while the learner updates. Acting is ε_eval-greedy with the
+    current weights (they change during the evaluation: it scores the policy of those
+    iterations) from a generator of its own. The result, the first ``eval_episodes`` episodes
+    finished as in ``evaluate_policy``, is recorded under the env step at which it started;
+    solve detection is the same. One evaluation at a time; one due while another runs starts
+    at the next interval. The final evaluation of a run stays blocking (``hooks.finish``)."""
+
+    def __init__(self, every: int, start_step: int) -> None:
+        super().__init__(every, start_step)
+        self.active = False
+        self.obs: np.ndarray | None = None
+        self.returns: list[float] = []
+        self.started_at = 0
+        self.clock = 0.0
+        self.generator: torch.Generator | None = None
+
+    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        if self.active:
+            return
+        seed = run.cfg.seed + 10_000
+        self.obs = run.eval_env.reset(seed=seed)
+        self.generator = torch.Generator(device=run.learner.device)
+        self.generator.manual_seed(seed)
+        self.returns, self.started_at = [], state.env_steps
+        self.clock = time.perf_counter()
+        self.active = True
+
+    def send(self, run: Run) -> None:
+        """Act on the eval envs and start their step (no-op when no evaluation runs)."""
+        if not self.active:
+            return
+        x = torch.as_tensor(self.obs, device=run.learner.device)
+        eps = run.cfg.agent.eps_eval
+        actions = run.learner.act(x, eps, self.generator).cpu().numpy()
+        run.eval_env.step_async(actions)
+
+    def receive(self, run: Run, state: TrainState) -> None:
+        """Collect the eval envs' step; record the result once enough episodes finished."""
+        if not self.active:
+            return
+        step = run.eval_env.step_wait()
+        self.obs = step.obs
+        self.returns.extend(step.episode_returns)
+        episodes = run.cfg.train.eval_episodes
+        if len(self.returns) >= episodes:
+            self.active = False
+            wall_s = time.perf_counter() - self.clock
+            result = evaluation_result(
+                run, self.started_at, self.returns[:episodes], wall_s, paused=False
+            )
+            self.record(run, state, result)
+
+
 def overlapped_loop(
     run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]
 ) -> np.ndarray:
@@ -94,11 +151,14 @@ def overlapped_loop(
     divergence = DivergenceWatch()
     link = HostDeviceLink(run.device, env.num_envs, env.observation_shape, env.observation_dtype)
     act = run.act or learner.act
+    evaluation = next((j for j in side_jobs if isinstance(j, BackgroundEvaluation)), None)
     while state.env_steps < cfg.train.total_env_steps and not state.stop:
         state.epsilon = epsilon_at(a, state.env_steps)
         obs_device = link.upload(obs)
         actions = link.download(act(obs_device, state.epsilon))
         env.step_async(actions)  # the envs step from here …
+        if evaluation is not None:
+            evaluation.send(run)  # (and the eval envs, while an evaluation runs)
         next_steps = state.env_steps + env.num_envs
         due = updates_due(a, next_steps) if replay.can_sample() else learner.updates
         while learner.updates < due:  # … while the learner updates (replay without step t)
@@ -110,6 +170,8 @@ def overlapped_loop(
             divergence.observe(batch, metrics)
             logger.accumulate(metrics)
         step = env.step_wait()  # … until here
+        if evaluation is not None:
+            evaluation.receive(run, state)
         replay.add(
             obs,
             actions,

@@ -33,7 +33,7 @@ from agent.frame_replay import FrameReplayBuffer
 from agent.hooks import Hook, TrainState
 from agent.learner import Learner
 from agent.logging import RunLogger
-from agent.overlap import overlap_enabled, overlapped_loop
+from agent.overlap import BackgroundEvaluation, overlap_enabled, overlapped_loop
 from agent.replay import Replay, ReplayBuffer
 
 log = logging.getLogger("agent")
@@ -205,7 +205,10 @@ def run(
         state.start_clock(r.learner.updates)
         side_jobs: list[Hook] = [
             hooks.Logging(t.log_every_env_steps, state.env_steps),
-            hooks.Evaluation(t.eval_every_env_steps, state.env_steps),
+            # the overlapped loop steps its eval envs alongside training instead of pausing
+            (BackgroundEvaluation if r.overlap else hooks.Evaluation)(
+                t.eval_every_env_steps, state.env_steps
+            ),
             hooks.Checkpointing(t.checkpoint_every_env_steps, state.env_steps),
             hooks.Preemption(received),
         ]

@@ -148,3 +148,35 @@ def test_overlapped_cuda_atari_loop(tmp_path, sample_in_graph):
         assert rows == min(env_steps, r.replay.rows * 8)
     batch = r.replay.sample(64)  # frames stored from the device copy are the host frames
     assert batch.obs.device.type == "cuda" and batch.obs.dtype == torch.uint8
+
+
+def test_evaluation_runs_alongside_training(tmp_path):
+    """The overlapped loop evaluates on its eval envs while training goes on: an evaluation
+    spans several training iterations and is recorded under the step it started at."""
+    from agent.overlap import BackgroundEvaluation
+
+    cfg = make_cfg(*TINY, "train.overlap=on", "train.eval_episodes=3")
+    r = build(cfg, tmp_path)
+    try:
+        state, obs = hooks.restore_or_start(r, None)
+        r.open_logger(0)
+        evaluation = BackgroundEvaluation(cfg.train.eval_every_env_steps, 0)
+
+        class Watch(Hook):
+            def __init__(self) -> None:
+                self.active_steps: list[int] = []
+                self.results: list[dict] = []
+
+            def after_step(self, run, state, divergence) -> None:
+                if evaluation.active:
+                    self.active_steps.append(state.env_steps)
+                if state.last_eval is not None and state.last_eval not in self.results:
+                    self.results.append(state.last_eval)
+
+        watch = Watch()
+        train_loop(r, state, obs, [evaluation, watch])
+    finally:
+        r.close()
+    assert len(watch.active_steps) > 3  # training iterations went on during evaluations
+    assert [e["env_step"] for e in watch.results] == [300, 600][: len(watch.results)]
+    assert watch.results and all(np.isfinite(e["return_mean"]) for e in watch.results)
