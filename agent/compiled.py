@@ -25,6 +25,14 @@ RNG: IQN samples τ from ``learner.generator`` inside the update. The graph regi
 generator (``CUDAGraph.register_generator_state``), so each replay draws fresh τ from the same
 Philox stream eager mode uses, and ε-greedy acting can keep using the generator between replays.
 
+Learning rate: the graph holds each param group's lr in a device tensor (``hold_lr_in_tensors``);
+an lr written into the group as a number later (a schedule, or a changed ``agent.lr`` applied
+on resume) is copied into that tensor before the next replay (``sync_lr_tensors``).
+
+Refused: an update with a host-syncing op (``Algorithm.graph_capture_problem``: ER-DQN with
+``imputation_iterations > 0``, batched ``cholesky_solve``) is never captured: ``auto`` stays
+eager for it and ``cudagraph`` is a ``ConfigError``.
+
 Capture: three warm-up updates on a side stream (allocations, cuBLAS workspaces and lazily
 created Adam state happen there, not in the graph), then the capture, then the parameters,
 the Adam state and the generator are put back as they were before the warm-up, in place (the
@@ -49,15 +57,25 @@ _FIELDS = ("obs", "action", "reward", "discount", "next_obs")
 UpdateFn = Callable[[Batch], dict[str, torch.Tensor]]
 
 
-def resolve_update_mode(mode: str, device: torch.device | str) -> str:
-    """The concrete mode for ``mode`` on ``device``; raises ``ConfigError`` for bad choices."""
+def resolve_update_mode(
+    mode: str, device: torch.device | str, graph_problem: str | None = None
+) -> str:
+    """The concrete mode for ``mode`` on ``device``; raises ``ConfigError`` for bad choices.
+
+    ``graph_problem`` (``Algorithm.graph_capture_problem``) says why the update cannot be
+    graphed: ``auto`` then stays eager on CUDA and ``cudagraph`` is refused."""
     device = torch.device(device)
     if mode not in UPDATE_MODES:
         raise ConfigError(
             f"unknown update mode '{mode}'; expected one of {', '.join(UPDATE_MODES)}"
         )
+    if mode == "cudagraph" and graph_problem:
+        raise ConfigError(
+            f"update mode 'cudagraph' cannot capture this update: {graph_problem}; "
+            "use 'auto', 'eager' or 'compile'"
+        )
     if mode == "auto":
-        return "cudagraph" if device.type == "cuda" else "eager"
+        return "cudagraph" if device.type == "cuda" and not graph_problem else "eager"
     if mode == "cudagraph" and device.type != "cuda":
         raise ConfigError(
             f"update mode 'cudagraph' needs a CUDA device, but the learner is on '{device}'; "
@@ -68,7 +86,7 @@ def resolve_update_mode(mode: str, device: torch.device | str) -> str:
 
 def make_update_fn(learner: Any, mode: str = "auto") -> UpdateFn:
     """A callable ``batch → metrics`` doing one update of ``learner`` (see the module doc)."""
-    mode = resolve_update_mode(mode, learner.device)
+    mode = resolve_update_mode(mode, learner.device, learner.algo.graph_capture_problem())
     if mode == "eager":
         return learner.update
     if mode == "compile":
@@ -96,6 +114,37 @@ class CompiledUpdate:
         self.learner.step_optimizer(loss, metrics)
         self.learner.finish_update()
         return metrics
+
+
+def hold_lr_in_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Put each param group's learning rate in a 0-d float32 tensor on its parameters' device
+    (reusing one already there) and return them: a captured Adam step reads the lr from that
+    tensor's memory, so a schedule or a resume changes the lr of every later replay."""
+    held = []
+    for group in optimizer.param_groups:
+        lr = group["lr"]
+        if not torch.is_tensor(lr):
+            device = group["params"][0].device
+            lr = torch.tensor(float(lr), dtype=torch.float32, device=device)
+            group["lr"] = lr
+        held.append(lr)
+    return held
+
+
+def sync_lr_tensors(optimizer: torch.optim.Optimizer, held: list[torch.Tensor]) -> None:
+    """Copy an lr written into a param group as a number (``group["lr"] = x``: a schedule, or
+    a changed ``agent.lr`` applied on resume) into the tensor the graph reads, and put that
+    tensor back in the group. An identity check per group: no host sync when nothing changed."""
+    for group, tensor in zip(optimizer.param_groups, held, strict=True):
+        lr = group["lr"]
+        if lr is tensor:
+            continue
+        with torch.no_grad():
+            if torch.is_tensor(lr):
+                tensor.copy_(lr)
+            else:
+                tensor.fill_(float(lr))
+        group["lr"] = tensor
 
 
 def make_capturable(optimizer: torch.optim.Optimizer) -> None:
@@ -128,6 +177,7 @@ class GraphedUpdate:
         self.static: Batch | None = None
         self.outputs: dict[str, torch.Tensor] = {}
         self._key: tuple[Any, ...] | None = None
+        self._lr: list[torch.Tensor] = []
 
     def _state_key(self, batch: Batch) -> tuple[Any, ...]:
         """What the graph depends on besides values: shapes and tensor identities."""
@@ -148,11 +198,17 @@ class GraphedUpdate:
         self.learner.step_optimizer(loss, metrics)
         return metrics
 
-    def _capture(self, batch: Batch) -> None:
+    def _generators(self) -> list[torch.Generator]:
+        """The generators the captured step draws from (registered with the graph)."""
+        return [self.learner.generator]
+
+    def _capture(self, batch: Batch | None) -> None:
         learner = self.learner
         opt = learner.optimizer
         make_capturable(opt)
-        self.static = Batch(*(getattr(batch, f).detach().clone() for f in _FIELDS))
+        self._lr = hold_lr_in_tensors(opt)
+        if batch is not None:  # GraphedSampleUpdate samples inside the graph instead
+            self.static = Batch(*(getattr(batch, f).detach().clone() for f in _FIELDS))
         self.graph = None
         # snapshot what the warm-up updates change; restored in place after the capture
         params = [p.detach().clone() for p in learner.online.parameters()]
@@ -161,7 +217,8 @@ class GraphedUpdate:
             p: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)}
             for p, s in opt.state.items()
         }
-        generator_state = learner.generator.get_state()
+        generators = self._generators()
+        generator_states = [g.get_state() for g in generators]
 
         side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream())
@@ -171,7 +228,8 @@ class GraphedUpdate:
         torch.cuda.current_stream().wait_stream(side)
 
         graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(learner.generator)  # IQN's τ draws (harmless otherwise)
+        for g in generators:  # IQN's τ draws, in-graph sampling (harmless otherwise)
+            graph.register_generator_state(g)
         try:
             with torch.cuda.graph(graph):
                 outputs = self._step()
@@ -194,16 +252,137 @@ class GraphedUpdate:
                         v.copy_(saved_state[p][k])
                     else:  # state created by the warm-up: back to Adam's initial zeros
                         v.zero_()
-        learner.generator.set_state(generator_state)
+        for g, state in zip(generators, generator_states, strict=True):
+            g.set_state(state)
         self.graph, self.outputs = graph, outputs
-        self._key = self._state_key(batch)
+        if batch is not None:
+            self._key = self._state_key(batch)
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.graph is None or self._state_key(batch) != self._key:
             self._capture(batch)
         assert self.static is not None and self.graph is not None
+        sync_lr_tensors(self.learner.optimizer, self._lr)
         for f in _FIELDS:
             getattr(self.static, f).copy_(getattr(batch, f), non_blocking=True)
         self.graph.replay()
         self.learner.finish_update()
         return self.outputs
+
+
+class GraphedSampleUpdate(GraphedUpdate):
+    """Sampling and the update captured together: one graph replay per update and no Python
+    work proportional to the batch. The replay's fixed-shape sampler
+    (``sample_fixed_shape``: counters in a device tensor, draws from the replay's generator,
+    registered with the graph) runs inside the graph; ``refresh_counters`` runs before each
+    replay, outside it. Recaptured when the replay's storage moves (``storage_key``: frame
+    replay's side ring grows) or the optimiser state is replaced. ``__call__()`` returns the
+    sampled batch (static tensors) and the metrics."""
+
+    mode = "cudagraph+sample"
+
+    def __init__(self, learner: Any, replay: Any, batch_size: int) -> None:
+        super().__init__(learner)
+        self.replay = replay
+        self.batch_size = batch_size
+
+    def _generators(self) -> list[torch.Generator]:
+        return [self.learner.generator, self.replay.generator]
+
+    def _sample_key(self) -> tuple[Any, ...]:
+        opt = self.learner.optimizer
+        first = next(iter(self.learner.online.parameters()))
+        storage = self.replay.storage_key() if hasattr(self.replay, "storage_key") else ()
+        return (
+            self.batch_size,
+            id(opt),
+            id(first),
+            id(opt.state.get(first, {}).get("exp_avg")),
+            *storage,
+        )
+
+    def _step(self) -> dict[str, torch.Tensor]:
+        self.static = self.replay.sample_fixed_shape(self.batch_size)
+        return super()._step()
+
+    def __call__(self) -> tuple[Batch, dict[str, torch.Tensor]]:  # type: ignore[override]
+        self.replay.refresh_counters()  # host numbers → device, before the replay
+        if self.graph is None or self._sample_key() != self._key:
+            self._capture(None)
+            self._key = self._sample_key()
+        assert self.static is not None and self.graph is not None
+        sync_lr_tensors(self.learner.optimizer, self._lr)
+        self.graph.replay()
+        self.learner.finish_update()
+        return self.static, self.outputs
+
+
+ActFn = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+@torch.no_grad()
+def act_fixed_shape(learner: Any, obs: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
+    """``Learner.act`` with ε in a device tensor and no branch on its value (what the acting
+    graph captures): the same draws in the same order, so for ε > 0 it returns exactly what
+    ``learner.act(obs, ε)`` returns from the same generator state."""
+    g = learner.generator
+    greedy = learner.q_values(learner.online, obs, g).argmax(dim=1)
+    n = obs.shape[0]
+    random = torch.randint(0, learner.num_actions, (n,), device=obs.device, generator=g)
+    explore = torch.rand(n, device=obs.device, generator=g) < epsilon
+    return torch.where(explore, random, greedy)
+
+
+class GraphedAct:
+    """ε-greedy acting for a fixed ``num_envs`` as one CUDA graph (the overlapped loop's acting
+    on CUDA): one launch instead of the forward's dozens. ε lives in a device tensor, the
+    generator is registered with the graph (fresh draws each replay, the stream eager acting
+    uses), and the graph reads the online parameters in place, so it always acts with the
+    newest weights. The returned tensor is overwritten by the next call. If the capture fails,
+    acting stays eager (logged)."""
+
+    warmup_steps = 2
+
+    def __init__(self, learner: Any, num_envs: int, obs_shape: tuple[int, ...], dtype: Any):
+        self.learner = learner
+        self.num_envs = num_envs
+        self.static_obs = torch.zeros((num_envs, *obs_shape), dtype=dtype, device=learner.device)
+        self.epsilon = torch.zeros((), dtype=torch.float32, device=learner.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.actions: torch.Tensor | None = None
+        self.eager = False
+
+    def _capture(self) -> None:
+        learner = self.learner
+        generator_state = learner.generator.get_state()
+        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup_steps):
+                act_fixed_shape(learner, self.static_obs, self.epsilon)
+        torch.cuda.current_stream().wait_stream(side)
+        learner.generator.set_state(generator_state)
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(learner.generator)
+        with torch.cuda.graph(graph):
+            self.actions = act_fixed_shape(learner, self.static_obs, self.epsilon)
+        learner.generator.set_state(generator_state)
+        self.graph = graph
+
+    def __call__(self, obs: torch.Tensor, epsilon: float) -> torch.Tensor:
+        if self.eager or obs.shape[0] != self.num_envs:
+            return self.learner.act(obs, epsilon)
+        if self.graph is None:
+            try:
+                self._capture()
+            except RuntimeError as err:
+                import logging
+
+                logging.getLogger("agent").warning("acting graph not captured (%s): eager", err)
+                self.eager = True
+                return self.learner.act(obs, epsilon)
+        assert self.graph is not None and self.actions is not None
+        self.static_obs.copy_(obs, non_blocking=True)
+        self.epsilon.fill_(float(epsilon))
+        self.graph.replay()
+        return self.actions

@@ -20,6 +20,8 @@ from agent.errors import ConfigError
 ENV_FAMILIES = ("control", "atari", "lab")
 TORSOS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")  # agent/compiled.py
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # agent/device.py
+OVERLAP_MODES = ("auto", "on", "off")  # agent/overlap.py
 
 
 @dataclass
@@ -99,11 +101,24 @@ class TrainConfig:
     # S independent agents in one process (seeds seed..seed+S-1), or a list of their seeds:
     # agent/population.py; 1 = the ordinary single run
     population: Any = 1
+    # step the envs while the learner updates (agent/overlap.py): auto (on for CUDA + Atari
+    # unless deterministic) | on | off (the synchronous loop, bit-exact across a resume)
+    overlap: str = "auto"
+    # with the overlapped loop and a CUDA-graph update: sample inside the update's graph
+    # (agent.compiled.GraphedSampleUpdate); off until measured on a GPU (docs/benchmarks.md)
+    sample_in_graph: bool = False
+
+
+REPLAY_WHEN = ("auto", "always", "final")
 
 
 @dataclass
 class CheckpointConfig:
     replay: bool = True  # save the replay buffer (needed for a bit-exact resume)
+    # which checkpoints hold it: always | final (on pre-emption and at the end of the run only;
+    # a periodic checkpoint then resumes with an empty replay) | auto (final for Atari, whose
+    # 1M-transition replay is 7 GB, always otherwise)
+    replay_when: str = "auto"
 
 
 @dataclass
@@ -130,6 +145,8 @@ class Config:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False
+    # auto (tf32 on CUDA, fp32 on the CPU) | fp32 | tf32 | bf16 (torso under bf16 autocast)
+    precision: str = "auto"
     torch_threads: int = 1  # small networks run fastest single-threaded on few cores
     # auto: continue this run dir's own checkpoint; never: refuse to; PATH: start from PATH
     # unless this run dir has its own checkpoint (agent/resume.py)
@@ -297,6 +314,18 @@ def _items(node: Any) -> list[tuple[str, Any]]:
     if isinstance(node, DictConfig):
         return [(str(k), node[k]) for k in node]
     return [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'"
+        )
+    if t.overlap not in OVERLAP_MODES:
+        modes = ", ".join(OVERLAP_MODES)
+        raise ConfigError(f"train.overlap must be one of {modes}, got '{t.overlap}'")
+    if cfg.checkpoint.replay_when not in REPLAY_WHEN:
+        raise ConfigError(
+            f"checkpoint.replay_when must be one of {', '.join(REPLAY_WHEN)}, "
+            f"got '{cfg.checkpoint.replay_when}'"
+        )
 
 
 def to_container(cfg: Config | DictConfig) -> dict[str, Any]:

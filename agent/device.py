@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from agent.config import PRECISIONS
 from agent.errors import ConfigError
 
 
@@ -18,3 +19,24 @@ def resolve_device(choice: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={choice} but CUDA is not available here; use device=auto or cpu")
     return device
+
+
+def configure_backends(device: torch.device, precision: str, deterministic: bool) -> str:
+    """Set the process-wide math backends for training on ``device``; returns the precision
+    used (``auto``: ``tf32`` on CUDA, ``fp32`` on the CPU).
+
+    On CUDA: TF32 matmuls and convolutions unless ``fp32`` (the H200 benchmark's setting;
+    about 1e-3 relative error in products, far below the noise of the updates), and
+    ``cudnn.benchmark`` (fastest convolution per shape) unless ``deterministic``. ``bf16``
+    also runs the torso under bfloat16 autocast (``Learner.use_bf16_torso``). The CPU path is
+    untouched by ``auto``/``fp32``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    if precision == "auto":
+        precision = "tf32" if device.type == "cuda" else "fp32"
+    if device.type == "cuda":
+        tf32 = precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = not deterministic
+    return precision

@@ -40,7 +40,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agent.replay import Batch, check_ring, sample_n_step_window
+from agent.replay import (
+    Batch,
+    DeviceCounters,
+    NStepWindow,
+    check_ring,
+    draw_fixed_shape,
+    n_step_window_at,
+    sample_n_step_window,
+)
 
 
 class FrameReplayBuffer:
@@ -106,6 +114,7 @@ class FrameReplayBuffer:
         self.generator.manual_seed(seed)
         self.discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=dev)
         self._ages = torch.arange(stack - 1, -1, -1, device=dev)  # frame j is S-1-j steps old
+        self._counters: DeviceCounters | None = None  # sample_fixed_shape's, made on first use
 
     def __len__(self) -> int:
         return self.size * self.num_envs
@@ -116,6 +125,23 @@ class FrameReplayBuffer:
     def check_valid(self) -> None:
         check_ring(self)
 
+    def end_episodes(self) -> None:
+        """Mark the newest stored step of every env done (a truncation) because the envs
+        restart their episodes (an Atari resume). Its ``next_obs`` newest frame, held
+        provisionally in the frame slot the next ``add`` overwrites with the new episode's
+        reset frame, moves to the side ring like that of any done step, and no n-step window
+        runs across the restart."""
+        if not self.size:
+            return
+        row, t = (self.pos - 1) % self.rows, self.total - 1
+        newest = self.frames[self.total % self.frame_rows].clone()
+        envs = np.flatnonzero(~self.done[row].cpu().numpy())  # done rows have their side frame
+        self.done[row] = True
+        if len(envs):
+            self._add_side(t, row, envs, newest)
+        if self._prev_done is not None:
+            self._prev_done = np.ones_like(self._prev_done)
+
     # -- writing -------------------------------------------------------------------------
     def add(
         self,
@@ -125,9 +151,11 @@ class FrameReplayBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         next_obs: np.ndarray,
+        obs_device: torch.Tensor | None = None,
     ) -> None:
         """Store one batched step. ``obs``/``next_obs``: uint8 [E, S, H, W], oldest frame first;
-        ``next_obs`` is ``VecStep.final_obs``."""
+        ``next_obs`` is ``VecStep.final_obs``; ``obs_device``: ``obs`` already on the device (the
+        copy acting read): its newest frame is stored from there, not uploaded again."""
         obs = np.asarray(obs)
         next_obs = np.asarray(next_obs)
         terminated = np.asarray(terminated, dtype=bool)
@@ -144,7 +172,10 @@ class FrameReplayBuffer:
         slot = t % self.frame_rows
         row = self.pos
         # only the newest frames cross to the device: a quarter of the stacks' bytes
-        self.frames[slot] = torch.as_tensor(np.ascontiguousarray(obs[:, -1]), device=dev)
+        if obs_device is not None:
+            self.frames[slot] = obs_device[:, -1]
+        else:
+            self.frames[slot] = torch.as_tensor(np.ascontiguousarray(obs[:, -1]), device=dev)
         self.start[slot] = torch.as_tensor(start, device=dev)
         # Provisional newest frame of obs[t + 1] for the not-done rows (overwritten next add,
         # with the same values in those rows), so the newest step's next_obs is complete.
@@ -234,11 +265,36 @@ class FrameReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         """Uniform over stored steps whose n-step window is complete (as ``ReplayBuffer``)."""
+        return self.batch_at(sample_n_step_window(self, batch_size), self.total - self.size)
+
+    def sample_fixed_shape(self, batch_size: int) -> Batch:
+        """``sample`` for a CUDA graph: counters in a device tensor, no host reads (call
+        ``refresh_counters`` after each ``add``, outside the graph). The graph reads
+        ``side_frames`` by address: it must be captured again when that grows or is loaded
+        (``storage_key`` changes)."""
+        counters = self.refresh_counters()
+        offset, env, oldest = draw_fixed_shape(self, counters, batch_size)
+        w = n_step_window_at(self, offset, env, oldest)
+        return self.batch_at(w, counters[2] - counters[1])
+
+    def refresh_counters(self) -> torch.Tensor:
+        """The device mirror of pos/size/total (made on first use), brought up to date."""
+        if self._counters is None:
+            self._counters = DeviceCounters(self.device)
+        self._counters.refresh(self.pos, self.size, self.total)
+        return self._counters.values
+
+    def storage_key(self) -> tuple[int, ...]:
+        """Addresses a captured sampler reads that can change (the side ring grows)."""
+        return (self.side_frames.data_ptr(),)
+
+    def batch_at(self, w: NStepWindow, oldest_step: int | torch.Tensor) -> Batch:
+        """The transitions of sampled windows ``w``; ``oldest_step``: absolute step of the
+        oldest stored row (``total − size``; a device tensor inside a graph)."""
         n = self.n_step
-        w = sample_n_step_window(self, batch_size)
         offset, env, rows, steps, last = w.offset, w.env, w.rows, w.steps, w.last
         reward, discount = w.reward, w.discount
-        first_step = (self.total - self.size) + offset  # absolute step of the first row
+        first_step = oldest_step + offset  # absolute step of the first row
         last_step = first_step + steps - 1
         obs = self._stacks(first_step, env)
         last_stack = obs if n == 1 else self._stacks(last_step, env)
@@ -261,14 +317,18 @@ class FrameReplayBuffer:
 
     # -- checkpointing -------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The filled rows only until the ring wraps (then all of them): frame slots
+        0 … total (the last one holds the newest ``next_obs`` frame), rows 0 … size − 1."""
+        n = self.size
+        slots = min(self.total + 1, self.frame_rows)
         tensors = {
-            "frames": self.frames,
-            "start": self.start,
-            "action": self.action,
-            "reward": self.reward,
-            "terminated": self.terminated,
-            "done": self.done,
-            "side_index": self.side_index,
+            "frames": self.frames[:slots],
+            "start": self.start[:slots],
+            "action": self.action[:n],
+            "reward": self.reward[:n],
+            "terminated": self.terminated[:n],
+            "done": self.done[:n],
+            "side_index": self.side_index[:n],
             "side_frames": self.side_frames,
             "side_step": torch.from_numpy(self._side_step.copy()),
             "side_entry": torch.from_numpy(self._side_entry.copy()),
@@ -296,7 +356,8 @@ class FrameReplayBuffer:
                 f"replay stacks {meta['frame_stack']} frames, expected {self.frame_stack}"
             )
         for key in ("frames", "start", "action", "reward", "terminated", "done", "side_index"):
-            getattr(self, key).copy_(tensors[key])
+            saved = tensors[key]  # the filled rows, or every row (older checkpoints)
+            getattr(self, key)[: len(saved)].copy_(saved)
         self.side_frames = tensors["side_frames"].to(self.device).clone()
         self._side_step = tensors["side_step"].cpu().numpy().astype(np.int64).copy()
         self._side_entry = tensors["side_entry"].cpu().numpy().astype(np.int64).copy()

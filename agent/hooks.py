@@ -187,7 +187,10 @@ class Evaluation(Periodic):
     step and time and, with ``stop_when_solved``, stops the run."""
 
     def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
-        result = evaluate(run, state.env_steps)
+        self.record(run, state, evaluate(run, state.env_steps))
+
+    def record(self, run: Run, state: TrainState, result: dict[str, Any]) -> None:
+        """Keep an evaluation's result; the first at the solve threshold may stop the run."""
         state.last_eval = result
         threshold = run.solve_threshold
         if (
@@ -211,7 +214,7 @@ class Checkpointing(Periodic):
 
     def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
         state.tick()
-        save(run, state)
+        save(run, state, final=False)
 
 
 class Preemption(Hook):
@@ -236,10 +239,23 @@ class Preemption(Hook):
 
 
 def evaluate(run: Run, env_step: int) -> dict[str, Any]:
+    """Evaluate on the separate eval envs. Training waits meanwhile: the stall is bounded by
+    ``eval_episodes`` episodes of at most ``env.max_episode_frames`` frames, and logged
+    (``eval/wall_s`` and one line per evaluation)."""
     cfg = run.cfg
+    start = time.perf_counter()
     returns = evaluate_policy(
         run.learner, run.eval_env, cfg.train.eval_episodes, cfg.agent.eps_eval, cfg.seed + 10_000
     )
+    return evaluation_result(run, env_step, returns, time.perf_counter() - start)
+
+
+def evaluation_result(
+    run: Run, env_step: int, returns: list[float], wall_s: float, paused: bool = True
+) -> dict[str, Any]:
+    """Log an evaluation's returns (TensorBoard, one line, the lab-task probe) and return its
+    result; ``wall_s``: how long it took (``paused``: training waited that long)."""
+    cfg = run.cfg
     result = {
         "env_step": env_step,
         "return_mean": float(np.mean(returns)),
@@ -248,6 +264,16 @@ def evaluate(run: Run, env_step: int) -> dict[str, Any]:
     assert run.logger is not None
     run.logger.scalar("eval/return_mean", result["return_mean"], env_step)
     run.logger.scalar("eval/return_std", result["return_std"], env_step)
+    run.logger.scalar("eval/wall_s", wall_s, env_step)
+    log.info(
+        "evaluation at env step %d: return %.2f ± %.2f over %d episodes, %.1f s (%s)",
+        env_step,
+        result["return_mean"],
+        result["return_std"],
+        len(returns),
+        wall_s,
+        "training paused" if paused else "alongside training",
+    )
     if cfg.env.family == "lab" and cfg.probe.enabled:
         from agent.probes.agent_cells import log_probe
 
@@ -305,8 +331,19 @@ def _params_finite(run: Run) -> bool:
     return bool(torch.stack(checks).all())  # one host sync, not one per tensor
 
 
-def save(run: Run, state: TrainState) -> None:
-    """Write a checkpoint of everything a bit-exact resume needs; never a diverged one."""
+def replay_in_checkpoint(cfg: Any, final: bool) -> bool:
+    """Whether a checkpoint holds the replay: ``checkpoint.replay`` and ``replay_when``
+    (``final``: pre-emption and the end only; ``auto``: that on Atari, every one otherwise)."""
+    c = cfg.checkpoint
+    when = c.replay_when
+    if when == "auto":
+        when = "final" if cfg.env.family == "atari" else "always"
+    return bool(c.replay) and (final or when == "always")
+
+
+def save(run: Run, state: TrainState, *, final: bool = True) -> None:
+    """Write a checkpoint of everything a bit-exact resume needs; never a diverged one.
+    ``final``: pre-emption or the end of the run (what ``checkpoint.replay_when`` reads)."""
     cfg, learner, env, replay = run.cfg, run.learner, run.env, run.replay
     if not _params_finite(run):  # never replace a good checkpoint with a diverged one
         raise diverged(run, state, "parameter", {})
@@ -322,7 +359,7 @@ def save(run: Run, state: TrainState) -> None:
     env_state = env.get_state()
     if env_state is not None:
         saved["env_state"] = env_state
-    if cfg.checkpoint.replay:
+    if replay_in_checkpoint(cfg, final):
         tensors["replay"] = replay.state_tensors()
         saved["replay"] = replay.state_meta()
     save_checkpoint(run.run_dir, state.env_steps, tensors, saved, keep=cfg.train.keep_checkpoints)

@@ -55,6 +55,12 @@ class Learner:
         self.generator.manual_seed(seed + 1)
         self.updates = 0
 
+    def use_bf16_torso(self) -> None:
+        """Run both networks' torsos under bfloat16 autocast (``precision=bf16``): the
+        convolutions at bf16 tensor-core speed, the head, targets and loss in float32."""
+        for net in (self.online, self.target):
+            net.torso_autocast = torch.bfloat16
+
     # -- reading unit values -------------------------------------------------------------
     @property
     def taus(self) -> torch.Tensor:
@@ -152,8 +158,16 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     return norm.detach()
 
 
+# How the optimiser runs on this device, not what it learned: never saved, always taken from
+# the optimiser that loads (a CUDA-graph run's capturable=True Adam fails its first CPU step).
+DEVICE_KEYS = ("capturable", "fused", "foreach", "differentiable")
+
+
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimiser state into tensors (for safetensors) and JSON (hyperparameters)."""
+    """Split an optimiser state into tensors (for safetensors) and JSON (hyperparameters).
+
+    The device-specific flags (``DEVICE_KEYS``) are left out, and a learning rate held in a
+    tensor (the CUDA-graph update's) is saved as a number (one host read per checkpoint)."""
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -163,16 +177,31 @@ def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor]
                 tensors[f"{idx}.{key}"] = value
             else:
                 scalars.setdefault(str(idx), {})[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+    groups = []
+    for group in sd["param_groups"]:
+        group = {k: v for k, v in group.items() if k not in DEVICE_KEYS}
+        if torch.is_tensor(group.get("lr")):
+            group["lr"] = float(group["lr"])
+        groups.append(group)
+    return tensors, {"param_groups": groups, "scalars": scalars}
 
 
 def load_optimizer_state(
     opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> None:
+    """Load what ``optimizer_state`` split; the device flags stay those of ``opt`` (saved ones,
+    from checkpoints written before they were stripped, are replaced), so a checkpoint of a
+    CUDA-graph run resumes on the CPU and the other way round."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         idx, key = name.split(".", 1)
         state.setdefault(int(idx), {})[key] = value
     for idx, scalars in meta.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(scalars)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = []
+    for saved, own in zip(meta["param_groups"], opt.param_groups, strict=False):
+        group = {k: v for k, v in saved.items() if k not in DEVICE_KEYS}
+        group.update({k: own[k] for k in DEVICE_KEYS if k in own})
+        groups.append(group)
+    groups += meta["param_groups"][len(groups) :]  # a group count mismatch: load_state_dict says
+    opt.load_state_dict({"state": state, "param_groups": groups})

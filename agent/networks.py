@@ -156,9 +156,16 @@ class QNetwork(nn.Module):
         super().__init__()
         self.torso = torso
         self.head = head
+        # bfloat16 autocast of the torso (precision=bf16); the head and loss stay float32
+        self.torso_autocast: torch.dtype | None = None
 
     def forward(self, obs: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.torso(obs), taus)
+        if self.torso_autocast is None:
+            return self.head(self.torso(obs), taus)
+        # no weight-cast cache: a CUDA graph capture must not keep cached casts (torch docs)
+        with torch.autocast(obs.device.type, dtype=self.torso_autocast, cache_enabled=False):
+            features = self.torso(obs)
+        return self.head(features.float(), taus)
 
 
 def midpoint_taus(num_units: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

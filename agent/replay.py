@@ -54,6 +54,7 @@ class Replay(Protocol):
         terminated: np.ndarray,
         truncated: np.ndarray,
         next_obs: np.ndarray,
+        obs_device: torch.Tensor | None = None,
     ) -> None: ...
 
     def can_sample(self) -> bool: ...
@@ -65,6 +66,8 @@ class Replay(Protocol):
     def state_meta(self) -> dict[str, Any]: ...
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
+
+    def end_episodes(self) -> None: ...
 
     def check_valid(self) -> None: ...
 
@@ -87,6 +90,16 @@ def sample_n_step_window(buffer: StepStorage, batch_size: int) -> NStepWindow:
     oldest = (buffer.pos - buffer.size) % buffer.rows
     offset = torch.randint(0, valid_rows, (batch_size,), device=dev, generator=g)
     env = torch.randint(0, buffer.num_envs, (batch_size,), device=dev, generator=g)
+    return n_step_window_at(buffer, offset, env, oldest)
+
+
+def n_step_window_at(
+    buffer: StepStorage, offset: torch.Tensor, env: torch.Tensor, oldest: int | torch.Tensor
+) -> NStepWindow:
+    """The n-step windows starting ``offset`` [B] rows after the oldest stored row ``oldest``
+    (a number, or a 0-d device tensor inside a CUDA graph) in env columns ``env`` [B]: fixed
+    shapes and no host reads, so the same code runs eagerly and captured."""
+    n, dev = buffer.n_step, buffer.device
     if n == 1:  # one-step targets: no window to scan (a third of the ops, on every update)
         last = (oldest + offset) % buffer.rows
         terminated = buffer.terminated[last, env]
@@ -107,6 +120,41 @@ def sample_n_step_window(buffer: StepStorage, batch_size: int) -> NStepWindow:
     terminated = buffer.terminated[last, env]
     discount = (buffer.gamma ** steps.float()) * (~terminated).float()
     return NStepWindow(offset, env, rows, steps, last, reward, discount)
+
+
+class DeviceCounters:
+    """A ring's ``pos``, ``size`` and ``total`` mirrored in one int64 device tensor, for
+    sampling inside a CUDA graph (which cannot read host numbers that change between replays).
+    ``refresh`` writes them with ``fill_`` (a kernel argument: no host buffer a pending copy
+    could still read, no sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.values = torch.zeros(3, dtype=torch.int64, device=device)
+        self._seen: tuple[int, int, int] | None = None
+
+    def refresh(self, pos: int, size: int, total: int) -> None:
+        if self._seen == (pos, size, total):
+            return
+        for i, v in enumerate((pos, size, total)):
+            self.values[i].fill_(v)
+        self._seen = (pos, size, total)
+
+
+def draw_fixed_shape(
+    buffer: StepStorage, counters: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Uniform (offset, env) draws with the bound in a device tensor (``counters`` = [pos,
+    size, total]), and the oldest row: floor(u · valid) for u ~ U[0, 1) in float64 (exactly
+    uniform up to 2⁻⁵³, far below any replay's row count), then the env as
+    ``sample_n_step_window`` draws it. Returns (offset, env, oldest)."""
+    dev, g = buffer.device, buffer.generator
+    pos, size = counters[0], counters[1]
+    valid = (size - (buffer.n_step - 1)).clamp(min=1)
+    u = torch.rand(batch_size, device=dev, generator=g, dtype=torch.float64)
+    offset = torch.minimum((u * valid).long(), valid - 1)
+    env = torch.randint(0, buffer.num_envs, (batch_size,), device=dev, generator=g)
+    oldest = (pos - size) % buffer.rows
+    return offset, env, oldest
 
 
 @dataclass
@@ -155,6 +203,7 @@ class ReplayBuffer:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=self.device)
+        self._counters: DeviceCounters | None = None  # sample_fixed_shape's, made on first use
 
     def __len__(self) -> int:
         return self.size * self.num_envs
@@ -167,11 +216,13 @@ class ReplayBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         next_obs: np.ndarray,
+        obs_device: torch.Tensor | None = None,
     ) -> None:
-        """Store one batched step (one row). ``next_obs`` is ``VecStep.final_obs``."""
+        """Store one batched step (one row). ``next_obs`` is ``VecStep.final_obs``;
+        ``obs_device``: ``obs`` already on the device (the copy acting read), not uploaded again."""
         row = self.pos
         dev = self.device
-        self.obs[row] = torch.as_tensor(obs, device=dev)
+        self.obs[row] = obs_device if obs_device is not None else torch.as_tensor(obs, device=dev)
         self.next_obs[row] = torch.as_tensor(next_obs, device=dev)
         self.action[row] = torch.as_tensor(action, device=dev)
         self.reward[row] = torch.as_tensor(reward, device=dev)
@@ -186,9 +237,33 @@ class ReplayBuffer:
     def check_valid(self) -> None:
         check_ring(self)
 
+    def end_episodes(self) -> None:
+        """Mark the newest stored step of every env done (a truncation): the envs restart their
+        episodes (an Atari resume), so no n-step window may run into the next row and the
+        newest step bootstraps from its own stored ``next_obs``."""
+        if self.size:
+            self.done[(self.pos - 1) % self.rows] = True
+
     def sample(self, batch_size: int) -> Batch:
         """Uniform over stored steps whose n-step window is complete (rows written after it)."""
-        w = sample_n_step_window(self, batch_size)
+        return self.batch_at(sample_n_step_window(self, batch_size))
+
+    def sample_fixed_shape(self, batch_size: int) -> Batch:
+        """``sample`` for a CUDA graph: counters in a device tensor, no host reads (call
+        ``refresh_counters`` after each ``add``, outside the graph)."""
+        counters = self.refresh_counters()
+        offset, env, oldest = draw_fixed_shape(self, counters, batch_size)
+        return self.batch_at(n_step_window_at(self, offset, env, oldest))
+
+    def refresh_counters(self) -> torch.Tensor:
+        """The device mirror of pos/size (made on first use), brought up to date."""
+        if self._counters is None:
+            self._counters = DeviceCounters(self.device)
+        self._counters.refresh(self.pos, self.size, self.pos)
+        return self._counters.values
+
+    def batch_at(self, w: NStepWindow) -> Batch:
+        """The transitions of sampled windows ``w``."""
         first = w.rows[:, 0]
         return Batch(
             obs=self.obs[first, w.env],
@@ -200,13 +275,16 @@ class ReplayBuffer:
 
     # checkpointing (optional: replay can be large)
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The filled rows only (all of them once the ring is full): a checkpoint early in a
+        run does not write the whole pre-allocated buffer."""
+        n = self.size  # rows [0, size) are the filled ones (pos == size until the ring wraps)
         return {
-            "obs": self.obs,
-            "next_obs": self.next_obs,
-            "action": self.action,
-            "reward": self.reward,
-            "terminated": self.terminated,
-            "done": self.done,
+            "obs": self.obs[:n],
+            "next_obs": self.next_obs[:n],
+            "action": self.action[:n],
+            "reward": self.reward[:n],
+            "terminated": self.terminated[:n],
+            "done": self.done[:n],
             "generator": self.generator.get_state(),
         }
 
@@ -217,6 +295,7 @@ class ReplayBuffer:
         if meta["rows"] != self.rows:
             raise ValueError(f"replay has {meta['rows']} rows, expected {self.rows}")
         for key in ("obs", "next_obs", "action", "reward", "terminated", "done"):
-            getattr(self, key).copy_(tensors[key])
+            saved = tensors[key]  # the filled rows, or every row (older checkpoints)
+            getattr(self, key)[: len(saved)].copy_(saved)
         self.generator.set_state(tensors["generator"].cpu())
         self.pos, self.size = int(meta["pos"]), int(meta["size"])

@@ -171,6 +171,8 @@ def restore(
         learner.load_state(tensors, state["learner"])
         if "replay" in tensors:
             replay.load_state(tensors["replay"], state["replay"])
+        else:  # checkpoint.replay=false, or replay_when=final and a periodic checkpoint
+            log.warning("checkpoint '%s' holds no replay: it refills from empty", folder)
         torch.set_rng_state(tensors["rng"]["torch_cpu"].cpu())
         env_state = state.get("env_state")
         if env_state is not None and hasattr(env, "set_state"):
@@ -187,7 +189,9 @@ def restore(
         log.info("config changed on resume: %s", "; ".join(changes))
     if env_state is not None and hasattr(env, "set_state"):
         return np.asarray(env_state["obs"], dtype=env.observation_dtype)
-    # env families whose state lives in C++ (Atari) restart their episodes on resume
+    # env families whose state lives in C++ (Atari) restart their episodes on resume, so the
+    # newest stored step ends its episode there (no n-step window across the restart)
+    replay.end_episodes()
     return env.reset(seed=cfg.seed + counters["env_steps"])
 
 

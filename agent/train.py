@@ -25,14 +25,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from agent import algos, hooks
-from agent.compiled import UpdateFn, make_update_fn
+from agent.compiled import ActFn, GraphedAct, GraphedSampleUpdate, UpdateFn, make_update_fn
 from agent.config import to_container
-from agent.device import resolve_device
+from agent.device import configure_backends, resolve_device
 from agent.envs import VecEnv, make_env
 from agent.frame_replay import FrameReplayBuffer
 from agent.hooks import Hook, TrainState
 from agent.learner import Learner
 from agent.logging import RunLogger
+from agent.overlap import BackgroundEvaluation, overlap_enabled, overlapped_loop
 from agent.replay import Replay, ReplayBuffer
 from agent.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
 from agent.runlock import run_dir_lock
@@ -86,6 +87,9 @@ class Run:
     update: UpdateFn
     solve_threshold: float | None
     logger: RunLogger | None = None
+    overlap: bool = False  # train.overlap resolved (agent/overlap.py)
+    act: ActFn | None = None  # acting of the overlapped loop (CUDA: a graph); None: learner.act
+    sample_update: GraphedSampleUpdate | None = None  # train.sample_in_graph
 
     def open_logger(self, start_step: int) -> RunLogger:
         t = self.cfg.train
@@ -106,13 +110,26 @@ def build(cfg: Any, run_dir: Path) -> Run:
     torch.set_num_threads(cfg.torch_threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
+    precision = configure_backends(device, cfg.precision, cfg.deterministic)  # TF32, cudnn
     t = cfg.train
     env = make_env(cfg.env, num_envs=cfg.env.num_envs)
     eval_env = make_env(
         cfg.env, num_envs=min(cfg.env.eval_num_envs, t.eval_episodes), evaluation=True
     )
     learner = Learner(cfg.agent, env.observation_shape, env.num_actions, device, seed=cfg.seed)
+    if precision == "bf16":
+        learner.use_bf16_torso()
     threshold = t.solve_threshold if t.solve_threshold is not None else env.reward_threshold
+    update = make_update_fn(learner, cfg.agent.update_mode)  # eager, compile or CUDA graph
+    overlap = overlap_enabled(t.overlap, device, cfg.env.family, cfg.deterministic)
+    replay = make_replay(cfg, env, device)
+    act: ActFn | None = None
+    sample_update = None
+    if overlap and getattr(update, "mode", "eager") == "cudagraph":
+        obs_dtype = torch.uint8 if env.observation_dtype == np.uint8 else torch.float32
+        act = GraphedAct(learner, env.num_envs, env.observation_shape, obs_dtype)
+        if t.sample_in_graph:
+            sample_update = GraphedSampleUpdate(learner, replay, cfg.agent.batch_size)
     return Run(
         cfg=cfg,
         run_dir=run_dir,
@@ -120,14 +137,20 @@ def build(cfg: Any, run_dir: Path) -> Run:
         env=env,
         eval_env=eval_env,
         learner=learner,
-        replay=make_replay(cfg, env, device),
-        update=make_update_fn(learner, cfg.agent.update_mode),  # eager, compile or CUDA graph
+        replay=replay,
+        update=update,
         solve_threshold=None if threshold is None else float(threshold),
+        overlap=overlap,
+        act=act,
+        sample_update=sample_update,
     )
 
 
 def train_loop(run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]) -> np.ndarray:
-    """Act, step, store, update until ``total_env_steps`` or a hook stops the run."""
+    """Act, step, store, update until ``total_env_steps`` or a hook stops the run
+    (``train.overlap``: the overlapped loop of ``agent.overlap`` instead)."""
+    if run.overlap:
+        return overlapped_loop(run, state, obs, side_jobs)
     cfg, env, learner, replay, logger = run.cfg, run.env, run.learner, run.replay, run.logger
     assert logger is not None, "open_logger first"
     a = cfg.agent
@@ -191,7 +214,10 @@ def run(
         state.start_clock(r.learner.updates)
         side_jobs: list[Hook] = [
             hooks.Logging(t.log_every_env_steps, state.env_steps),
-            hooks.Evaluation(t.eval_every_env_steps, state.env_steps),
+            # the overlapped loop steps its eval envs alongside training instead of pausing
+            (BackgroundEvaluation if r.overlap else hooks.Evaluation)(
+                t.eval_every_env_steps, state.env_steps
+            ),
             hooks.Checkpointing(t.checkpoint_every_env_steps, state.env_steps),
             hooks.Preemption(received),
         ]

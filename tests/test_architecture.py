@@ -39,8 +39,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("agent.evaluate",),
     ("agent.probes",),
     ("agent.hooks",),
-    ("agent.train", "agent.population_train"),
-    ("agent.probes.study",),  # the demo study: trains agents, then probes them
 ]
 
 

@@ -39,3 +39,35 @@ def test_agent_trains_on_atari_and_its_checkpoint_evaluates(tmp_path, agent):
     assert result["game"] == "pong" and result["sticky_action_prob"] == 0.25
     assert -21 <= result["return_mean"] <= 21
     assert "human_normalized_score" in result
+
+
+def test_atari_resume_ends_the_episodes_stored_before_the_checkpoint(tmp_path):
+    """Atari restarts its episodes on resume: the newest stored step is marked done."""
+    from agent import hooks
+    from agent.train import build
+
+    short = [
+        *SHORT_ATARI,
+        "agent=qrdqn",
+        "env.num_envs=2",
+        "train.total_env_steps=40",
+        "train.checkpoint_every_env_steps=40",
+        "train.eval_episodes=1",
+        "train.eval_every_env_steps=1000000",
+        "env.max_episode_frames=200",
+        "agent.learning_starts=20",
+        "agent.train_every=4",
+        "agent.replay_size=1000",
+    ]
+    run(make_cfg(*short), tmp_path)
+    r = build(make_cfg(*short, "train.total_env_steps=80"), tmp_path)
+    try:
+        _, obs = hooks.restore_or_start(r, None)
+        replay = r.replay
+        assert replay.size == 20
+        newest = (replay.pos - 1) % replay.rows
+        assert bool(replay.done[newest].all())
+        assert not bool(replay.done[: newest - 1].any())  # earlier steps untouched (no ends)
+        assert obs.shape == (2, 4, 84, 84)
+    finally:
+        r.close()

@@ -128,3 +128,56 @@ def test_cudagraph_recaptures_after_load_state() -> None:
         eager.update(b)
         update(b)
     assert_same_learners(eager, graphed, atol=2e-4, rtol=2e-4)
+
+
+def test_host_syncing_update_is_never_graphed() -> None:
+    """ER-DQN's imputation polish (batched cholesky_solve) syncs with the host on CUDA."""
+    problem = make_learner("erdqn", (4,), "cpu", imputation_iterations=2)
+    problem = problem.algo.graph_capture_problem()
+    assert problem is not None and "cholesky_solve" in problem
+    assert make_learner("erdqn", (4,), "cpu").algo.graph_capture_problem() is None
+    assert make_learner("qrdqn", (4,), "cpu").algo.graph_capture_problem() is None
+    assert resolve_update_mode("auto", "cuda", problem) == "eager"
+    with pytest.raises(ConfigError, match="cholesky_solve"):
+        resolve_update_mode("cudagraph", "cuda", problem)
+
+
+def test_lr_written_as_a_number_reaches_the_held_tensor() -> None:
+    """What the graph reads: a schedule or a resume writes group["lr"] = x; the next update
+    copies x into the held tensor (same object, so the captured address stays valid)."""
+    from agent.compiled import hold_lr_in_tensors, sync_lr_tensors
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=False)
+    held = hold_lr_in_tensors(opt)
+    assert opt.param_groups[0]["lr"] is held[0] and float(held[0]) == pytest.approx(1e-3)
+    assert hold_lr_in_tensors(opt)[0] is held[0]  # a recapture keeps the same tensor
+    opt.param_groups[0]["lr"] = 0.25
+    sync_lr_tensors(opt, held)
+    assert opt.param_groups[0]["lr"] is held[0] and float(held[0]) == 0.25
+    # an Adam step with the tensor lr is the step with the number
+    ref = torch.nn.Linear(3, 2)
+    ref.load_state_dict(net.state_dict())
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=0.25, foreach=False)
+    x = torch.randn(5, 3)
+    for model, o in ((net, opt), (ref, ref_opt)):
+        model(x).square().sum().backward()
+        o.step()
+    for a, b in zip(net.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_precision_choices() -> None:
+    from agent.device import configure_backends
+
+    assert configure_backends(torch.device("cpu"), "auto", False) == "fp32"
+    assert configure_backends(torch.device("cpu"), "bf16", False) == "bf16"
+    with pytest.raises(ConfigError, match="precision"):
+        configure_backends(torch.device("cpu"), "fp16", False)
+    learner = make_learner("qrdqn", SMALL_CNN, "cpu")
+    obs = torch.randint(0, 256, (4, *SMALL_CNN), dtype=torch.uint8)
+    full = learner.online(obs)
+    learner.use_bf16_torso()
+    half = learner.online(obs)
+    assert half.dtype == torch.float32 and not torch.equal(half, full)
+    torch.testing.assert_close(half, full, atol=0.05, rtol=0.05)

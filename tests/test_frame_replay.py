@@ -14,6 +14,17 @@ from agent.frame_replay import FrameReplayBuffer
 from agent.replay import Batch, ReplayBuffer
 
 GAMMA = 0.9
+# every test that takes `device` also runs on CUDA under `pytest -m cuda` (gpu_check.sh)
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ],
+    ),
+]
 
 
 class FakeAtari:
@@ -64,13 +75,21 @@ def feed(env: FakeAtari, buffers, steps: int, rng: np.random.Generator) -> None:
             buf.add(obs, action, reward, terminated, truncated, final)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("n_step", [1, 3])
 @pytest.mark.parametrize("stack", [4, 1])
-def test_same_batches_as_replay_buffer(n_step: int, stack: int) -> None:
+def test_same_batches_as_replay_buffer(n_step: int, stack: int, device: str) -> None:
     num_envs, capacity = 3, 60  # 20 rows: the stream wraps around several times
     env = FakeAtari(num_envs, stack, seed=n_step + 10 * stack)
     ref = ReplayBuffer(
-        capacity, num_envs, env.shape, torch.uint8, n_step=n_step, gamma=GAMMA, seed=5
+        capacity,
+        num_envs,
+        env.shape,
+        torch.uint8,
+        n_step=n_step,
+        gamma=GAMMA,
+        seed=5,
+        device=device,
     )
     buf = FrameReplayBuffer(
         capacity,
@@ -80,6 +99,7 @@ def test_same_batches_as_replay_buffer(n_step: int, stack: int) -> None:
         n_step=n_step,
         gamma=GAMMA,
         seed=5,
+        device=device,
         frame_stack=stack,
         side_capacity=2,  # forces the side ring to grow
     )
@@ -104,23 +124,34 @@ def test_episode_ends_and_life_losses_are_covered() -> None:
     assert (counts > 3).all()
 
 
-def test_checkpoint_round_trip_and_resume_with_reset_envs() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_checkpoint_round_trip_and_resume_with_reset_envs(device: str) -> None:
+    """Atari restarts its episodes on resume: after ``end_episodes`` the buffer matches a
+    ReplayBuffer that saw the last stored step as a truncation (its next obs is the real one,
+    not rebuilt from the new episode's reset frame, and no n-step window crosses it)."""
     num_envs, capacity, n = 2, 40, 3
     env = FakeAtari(num_envs, 4, seed=3)
-    kwargs = dict(n_step=n, gamma=GAMMA, seed=9)
+    kwargs = dict(n_step=n, gamma=GAMMA, seed=9, device=device)
     ref = ReplayBuffer(capacity, num_envs, env.shape, torch.uint8, **kwargs)
     buf = FrameReplayBuffer(capacity, num_envs, env.shape, torch.uint8, **kwargs)
     rng = np.random.default_rng(1)
-    feed(env, (ref, buf), 33, rng)
+    feed(env, (ref, buf), 32, rng)
+    # the last step before the checkpoint: the reference sees it truncated in every env
+    obs, action = env.obs, rng.integers(0, 6, num_envs)
+    reward, terminated, truncated, final, _ = env.step()
+    buf.add(obs, action, reward, terminated, truncated, final)
+    ref.add(obs, action, reward, terminated, np.ones(num_envs, dtype=bool), final)
     restored = FrameReplayBuffer(capacity, num_envs, env.shape, torch.uint8, **kwargs)
     tensors = {k: v.clone() for k, v in buf.state_tensors().items()}
     restored.load_state(tensors, dict(buf.state_meta()))
+    restored.end_episodes()
     assert_batches_equal(restored.sample(128), ref.sample(128))
-    # Atari restarts its episodes on resume: the next obs are fresh, zero-padded stacks.
+    # the restarted episodes: fresh, zero-padded stacks
     env.obs[:] = 0
     env.obs[:, -1] = 7
-    feed(env, (ref, restored), 25, rng)
+    feed(env, (ref, restored), 8, rng)  # fewer than the 20 rows: the restart stays in
     assert_batches_equal(restored.sample(256), ref.sample(256))
+    restored.check_valid()
 
 
 def test_rejects_stacks_not_zero_padded_at_a_start() -> None:
@@ -155,3 +186,20 @@ def test_real_atari_stream_matches_replay_buffer() -> None:
             assert_batches_equal(buf.sample(128), ref.sample(128))
     env.close()
     assert (ends > 0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_checkpoint_holds_only_the_filled_rows(device: str) -> None:
+    env = FakeAtari(2, 4, seed=5)
+    kwargs = dict(n_step=3, gamma=GAMMA, seed=2, device=device)
+    buf = FrameReplayBuffer(400, 2, env.shape, torch.uint8, **kwargs)
+    feed(env, (buf,), 10, np.random.default_rng(2))
+    tensors = {k: v.clone() for k, v in buf.state_tensors().items()}
+    assert tensors["frames"].shape[0] == 11 and tensors["action"].shape[0] == 10
+    restored = FrameReplayBuffer(400, 2, env.shape, torch.uint8, **kwargs)
+    restored.load_state(tensors, dict(buf.state_meta()))
+    assert_batches_equal(restored.sample(64), buf.sample(64))
+    rng = np.random.default_rng(3)
+    feed(env, (buf, restored), 250, rng)  # wraps: the whole ring is saved from then on
+    assert buf.state_tensors()["frames"].shape[0] == buf.frame_rows
+    assert_batches_equal(restored.sample(64), buf.sample(64))

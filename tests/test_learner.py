@@ -67,3 +67,41 @@ def test_expectile_mean_readout_picks_the_half_expectile():
     even = torch.tensor([0.2, 0.4, 0.6, 0.8])  # ½ halfway between 0.4 and 0.6
     torch.testing.assert_close(expectile_mean_readout(even), torch.tensor([0, 0.5, 0.5, 0]))
     assert float(expectile_mean_readout(torch.tensor([0.5]))[0]) == 1.0
+
+
+def test_checkpoint_of_a_capturable_optimiser_resumes_on_the_cpu(tmp_path):
+    """A CUDA-graph run's Adam is capturable=True with a tensor lr; its checkpoint must resume
+    on the CPU (the flag is the loading device's, the lr a number)."""
+    from agent import checkpoint as ckpt
+
+    gpu_like, reference = _learner(), _learner()
+    for learner in (gpu_like, reference):
+        learner.update(_batch(0))
+    for group in gpu_like.optimizer.param_groups:
+        group["capturable"] = True  # what GraphedUpdate sets on CUDA
+        group["lr"] = torch.tensor(group["lr"])  # and its lr held in a tensor
+    tensors = gpu_like.state_tensors()
+    meta = gpu_like.state_meta()
+    assert all("capturable" not in g for g in meta["optimizer"]["param_groups"])
+    ckpt.save_checkpoint(tmp_path, 1, tensors, {"learner": meta})
+    loaded, state, _ = ckpt.load_checkpoint(tmp_path)
+    for saved_meta in (state["learner"], _with_capturable(state["learner"])):  # old checkpoints
+        resumed = _learner()
+        resumed.load_state(loaded, saved_meta)
+        assert all(g["capturable"] is False for g in resumed.optimizer.param_groups)
+        assert all(isinstance(g["lr"], float) for g in resumed.optimizer.param_groups)
+        resumed.update(_batch(1))  # raised "capturable=True … supported devices" before
+        expected = _learner()
+        expected.load_state(reference.state_tensors(), reference.state_meta())
+        expected.update(_batch(1))
+        for a, b in zip(resumed.params, expected.params, strict=True):
+            assert torch.equal(a, b)
+
+
+def _with_capturable(meta: dict) -> dict:
+    import copy
+
+    meta = copy.deepcopy(meta)
+    for group in meta["optimizer"]["param_groups"]:
+        group["capturable"] = True
+    return meta

@@ -59,6 +59,11 @@ class Algorithm(ABC):
         """Check this algorithm's own config values; raise ConfigError (one line)."""
         return None
 
+    def graph_capture_problem(self) -> str | None:
+        """Why this configuration's update cannot be captured in a CUDA graph (an op that syncs
+        with the host), or None when it can."""
+        return None
+
     # -- network -------------------------------------------------------------------------
     @abstractmethod
     def build_head(self, in_features: int, num_actions: int, image: bool) -> Head:

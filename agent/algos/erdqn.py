@@ -94,6 +94,15 @@ class ERDQN(Algorithm):
                 f"agent.imputation_iterations must be >= 0, got {cfg.imputation_iterations}"
             )
 
+    def graph_capture_problem(self) -> str | None:
+        if self.cfg.imputation == "root" and self.cfg.imputation_iterations > 0:
+            # the Levenberg–Marquardt polish uses batched cholesky_solve (agent/imputation.py)
+            return (
+                "agent.imputation_iterations > 0 uses batched cholesky_solve, which synchronises "
+                "with the host on CUDA"
+            )
+        return None
+
     def build_head(self, in_features: int, num_actions: int, image: bool) -> Head:
         return UnitsHead(in_features, num_actions, self.taus)
 

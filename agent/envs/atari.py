@@ -41,6 +41,8 @@ interface on top of ``send``/``recv``.
 from __future__ import annotations
 
 import difflib
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any
 
 import numpy as np
@@ -192,6 +194,8 @@ class AtariVecEnv(VecEnv):
                 **common,
             )
         self._shadow_frame: np.ndarray | None = None
+        self._stepper: ThreadPoolExecutor | None = None  # step_async's thread, made on first use
+        self._future: Future[VecStep] | None = None
         self._returns = np.zeros(num_envs, dtype=np.float64)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
         self._frame_number = np.zeros(num_envs, dtype=np.int64)
@@ -227,10 +231,34 @@ class AtariVecEnv(VecEnv):
 
     def step(self, actions: np.ndarray) -> VecStep:
         """Step every env; finished envs are reset in the same step (see ``VecStep``)."""
+        return self._step(self._checked(actions))
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Start the step on a stepping thread and return at once: ALE steps in C++ without the
+        GIL, so the emulators run while Python does other work (the overlapped loop's updates).
+        A thread rather than ``AtariVectorEnv.send``/``recv``: on the 2-core CPU VM ``send``
+        did not return before most of the step was done (docs/benchmarks.md)."""
+        if self._future is not None:
+            raise RuntimeError("step_async twice without step_wait")
+        if self._stepper is None:
+            self._stepper = ThreadPoolExecutor(1, thread_name_prefix="atari-step")
+        # a copy: the caller may reuse its buffer while the thread steps
+        self._future = self._stepper.submit(self._step, self._checked(actions).copy())
+
+    def step_wait(self) -> VecStep:
+        """Wait for the step ``step_async`` started."""
+        future, self._future = self._future, None
+        if future is None:
+            raise RuntimeError("step_wait without step_async")
+        return future.result()
+
+    def _checked(self, actions: np.ndarray) -> np.ndarray:
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,):
             raise ValueError(f"expected actions of shape ({self.num_envs},), got {actions.shape}")
-        actions = actions.astype(np.int64, copy=False)
+        return actions.astype(np.int64, copy=False)
+
+    def _step(self, actions: np.ndarray) -> VecStep:
         obs, raw_reward, terminated, truncated, info = self._env.step(actions)
         frame_number = info["frame_number"].astype(np.int64)
         episode_frame_number = info["episode_frame_number"].astype(np.int64)
@@ -284,6 +312,13 @@ class AtariVecEnv(VecEnv):
 
     def close(self) -> None:
         """Stop the emulator threads (dropping the vector env joins them)."""
+        if self._future is not None:
+            with suppress(Exception):  # a step failing while the run stops: closing anyway
+                self._future.result()
+            self._future = None
+        if self._stepper is not None:
+            self._stepper.shutdown(wait=True)
+            self._stepper = None
         self._env = None  # type: ignore[assignment]
         self._shadow = None
 

@@ -54,6 +54,22 @@ class VecEnv(ABC):
     def step(self, actions: np.ndarray) -> VecStep:
         """Step every env with ``actions`` (int [E])."""
 
+    # Split stepping for the overlapped loop (agent/overlap.py): ``step_async`` returns at once
+    # where the envs step outside Python (Atari's C++ threads), ``step_wait`` returns the step.
+    # The default steps inside ``step_wait`` (no overlap, same result).
+    _pending: np.ndarray | None = None
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Start stepping every env with ``actions``; ``step_wait`` returns the result."""
+        self._pending = np.asarray(actions)
+
+    def step_wait(self) -> VecStep:
+        """The step started by ``step_async``."""
+        actions, self._pending = self._pending, None
+        if actions is None:
+            raise RuntimeError("step_wait without step_async")
+        return self.step(actions)
+
     def get_state(self) -> dict[str, Any] | None:
         """JSON-able state for a bit-exact resume (with ``obs``, the observation to act on
         next), or None where the state lives outside Python (Atari's C++ envs: their episodes

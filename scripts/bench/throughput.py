@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 
@@ -59,16 +58,19 @@ def sync(device: torch.device) -> None:
 
 
 def qrdqn_learner(args: argparse.Namespace, batch: int, num_actions: int) -> Learner:
-    """QR-DQN with the Nature CNN; Adam lr 5e-5 at batch 32, scaled linearly with the batch."""
-    cfg = OmegaConf.structured(
-        QRDQNConfig(
-            num_units=args.quantiles,
-            lr=5e-5 * batch / 32,
-            adam_eps=3.125e-4,
-            batch_size=batch,
-            target_update_every=2_500,
-            gamma=0.99,
-        )
+    """QR-DQN with the Nature CNN; Adam lr 5e-5 at batch 32, scaled linearly with the batch.
+
+    The config is the plain dataclass, as ``agent.train.run`` passes it (an OmegaConf node
+    costs attribute lookups in the loop and, under compile, graph breaks training does not
+    have)."""
+    cfg = QRDQNConfig(
+        name="qrdqn",
+        num_units=args.quantiles,
+        lr=5e-5 * batch / 32,
+        adam_eps=3.125e-4,
+        batch_size=batch,
+        target_update_every=2_500,
+        gamma=0.99,
     )
     return Learner(cfg, OBS_SHAPE, num_actions, args.device, seed=0)
 

@@ -1,0 +1,192 @@
+"""The overlapped training loop: the envs step while the learner updates.
+
+The synchronous loop (``agent.train.train_loop``) takes turns: act → step the envs (the learner
+idles) → store → update (the envs idle). Here each iteration is
+
+    act on obs_t (weights after every update so far) → hand the actions to the envs
+    (``VecEnv.step_async``: Atari steps on a thread, ALE without the GIL) → the updates due
+    at the end of this step, sampled from the replay as it stands (without step t)
+    → wait for the envs (``step_wait``) → store step t → hooks
+
+so an iteration costs about max(env, updates) + acting instead of their sum. What changes
+against the synchronous loop is only that the updates of an iteration do not yet see its own
+step (one agent step of ``num_envs`` transitions out of a replay of up to 1M); the number of
+updates after every iteration is still ``updates_due(env_steps)`` (the replay ratio is exact,
+``tests/test_overlap.py``) and acting uses weights at most one iteration old.
+
+On CUDA, observations go up through a pinned host buffer with ``non_blocking`` copies, the
+actions come back through a pinned buffer with one event wait per iteration (the only host
+sync of the loop), and the device copy of the observations that acting read is the one the
+replay stores (``Replay.add(obs_device=…)``: no second upload). ``train.overlap``: ``auto`` is
+on for CUDA + Atari unless ``deterministic``; the CPU default stays synchronous and bit-exact.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from agent.config import OVERLAP_MODES
+from agent.errors import ConfigError
+from agent.hooks import DivergenceWatch, Evaluation, Hook, TrainState, evaluation_result
+
+if TYPE_CHECKING:
+    from agent.train import Run
+
+
+def overlap_enabled(mode: str, device: torch.device, env_family: str, deterministic: bool) -> bool:
+    """Whether ``train.overlap=mode`` runs the overlapped loop (``auto``: CUDA + Atari, not
+    deterministic); raises ``ConfigError`` for an unknown mode."""
+    if mode not in OVERLAP_MODES:
+        raise ConfigError(f"train.overlap must be one of {', '.join(OVERLAP_MODES)}, got '{mode}'")
+    if mode == "auto":
+        return device.type == "cuda" and env_family == "atari" and not deterministic
+    return mode == "on"
+
+
+class HostDeviceLink:
+    """Observations up and actions down with one host sync per iteration.
+
+    CUDA: ``upload`` copies the observations into a pinned staging buffer and from there into a
+    persistent device buffer with ``non_blocking=True``; ``download`` copies the actions into a
+    pinned buffer and waits on one event. Reusing the staging buffer is safe because the event
+    wait of an iteration comes after its upload in stream order. CPU: no copies at all."""
+
+    def __init__(self, device: torch.device, num_envs: int, obs_shape: tuple[int, ...], dtype: Any):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            torch_dtype = torch.uint8 if np.dtype(dtype) == np.uint8 else torch.float32
+            self.obs_host = torch.empty((num_envs, *obs_shape), dtype=torch_dtype).pin_memory()
+            self.obs_device = torch.empty_like(self.obs_host, device=device)
+            self.actions_host = torch.empty(num_envs, dtype=torch.int64).pin_memory()
+            self.event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+
+    def upload(self, obs: np.ndarray) -> torch.Tensor:
+        """The observations on the device (CUDA: asynchronously, through pinned memory)."""
+        if not self.cuda:
+            return torch.as_tensor(obs)
+        np.copyto(self.obs_host.numpy(), obs, casting="unsafe")
+        self.obs_device.copy_(self.obs_host, non_blocking=True)
+        return self.obs_device
+
+    def download(self, actions: torch.Tensor) -> np.ndarray:
+        """The actions on the host, after one event wait (CUDA)."""
+        if not self.cuda:
+            return actions.numpy()
+        self.actions_host.copy_(actions, non_blocking=True)
+        self.event.record()
+        self.event.synchronize()
+        return self.actions_host.numpy().copy()  # the pinned buffer is reused next iteration
+
+
+class BackgroundEvaluation(Evaluation):
+    """Evaluation that does not stop training (as PQN evaluates): when due, the separate eval
+    envs reset and then take one step per training iteration, sent right after the training
+    envs' step so that both step while the learner updates. Acting is ε_eval-greedy with the
+    current weights (they change during the evaluation: it scores the policy of those
+    iterations) from a generator of its own. The result, the first ``eval_episodes`` episodes
+    finished as in ``evaluate_policy``, is recorded under the env step at which it started;
+    solve detection is the same. One evaluation at a time; one due while another runs starts
+    at the next interval. The final evaluation of a run stays blocking (``hooks.finish``)."""
+
+    def __init__(self, every: int, start_step: int) -> None:
+        super().__init__(every, start_step)
+        self.active = False
+        self.obs: np.ndarray | None = None
+        self.returns: list[float] = []
+        self.started_at = 0
+        self.clock = 0.0
+        self.generator: torch.Generator | None = None
+
+    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        if self.active:
+            return
+        seed = run.cfg.seed + 10_000
+        self.obs = run.eval_env.reset(seed=seed)
+        self.generator = torch.Generator(device=run.learner.device)
+        self.generator.manual_seed(seed)
+        self.returns, self.started_at = [], state.env_steps
+        self.clock = time.perf_counter()
+        self.active = True
+
+    def send(self, run: Run) -> None:
+        """Act on the eval envs and start their step (no-op when no evaluation runs)."""
+        if not self.active:
+            return
+        x = torch.as_tensor(self.obs, device=run.learner.device)
+        eps = run.cfg.agent.eps_eval
+        actions = run.learner.act(x, eps, self.generator).cpu().numpy()
+        run.eval_env.step_async(actions)
+
+    def receive(self, run: Run, state: TrainState) -> None:
+        """Collect the eval envs' step; record the result once enough episodes finished."""
+        if not self.active:
+            return
+        step = run.eval_env.step_wait()
+        self.obs = step.obs
+        self.returns.extend(step.episode_returns)
+        episodes = run.cfg.train.eval_episodes
+        if len(self.returns) >= episodes:
+            self.active = False
+            wall_s = time.perf_counter() - self.clock
+            result = evaluation_result(
+                run, self.started_at, self.returns[:episodes], wall_s, paused=False
+            )
+            self.record(run, state, result)
+
+
+def overlapped_loop(
+    run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]
+) -> np.ndarray:
+    """``agent.train.train_loop`` with env stepping overlapped with the updates (module doc)."""
+    from agent.train import epsilon_at, updates_due
+
+    cfg, env, learner, replay, logger = run.cfg, run.env, run.learner, run.replay, run.logger
+    assert logger is not None, "open_logger first"
+    a = cfg.agent
+    divergence = DivergenceWatch()
+    link = HostDeviceLink(run.device, env.num_envs, env.observation_shape, env.observation_dtype)
+    act = run.act or learner.act
+    evaluation = next((j for j in side_jobs if isinstance(j, BackgroundEvaluation)), None)
+    while state.env_steps < cfg.train.total_env_steps and not state.stop:
+        state.epsilon = epsilon_at(a, state.env_steps)
+        obs_device = link.upload(obs)
+        actions = link.download(act(obs_device, state.epsilon))
+        env.step_async(actions)  # the envs step from here …
+        if evaluation is not None:
+            evaluation.send(run)  # (and the eval envs, while an evaluation runs)
+        next_steps = state.env_steps + env.num_envs
+        due = updates_due(a, next_steps) if replay.can_sample() else learner.updates
+        while learner.updates < due:  # … while the learner updates (replay without step t)
+            if run.sample_update is not None:  # one graph replay: sampling and update
+                batch, metrics = run.sample_update()
+            else:
+                batch = replay.sample(a.batch_size)
+                metrics = run.update(batch)
+            divergence.observe(batch, metrics)
+            logger.accumulate(metrics)
+        step = env.step_wait()  # … until here
+        if evaluation is not None:
+            evaluation.receive(run, state)
+        replay.add(
+            obs,
+            actions,
+            step.reward,
+            step.terminated,
+            step.truncated,
+            step.final_obs,
+            obs_device=obs_device if link.cuda else None,
+        )
+        obs = step.obs
+        state.env_steps = next_steps
+        for ret, length in zip(step.episode_returns, step.episode_lengths, strict=True):
+            state.episodes += 1
+            logger.episode(state.env_steps, ret, length)
+        state.obs = obs
+        for job in side_jobs:
+            job.after_step(run, state, divergence)
+    return obs

@@ -1,0 +1,100 @@
+"""The fixed-shape sampler a CUDA graph captures (counters in a device tensor, no host reads)
+returns the batches the ordinary sampler returns at the same draws, for both buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_frame_replay import DEVICES, FakeAtari, assert_batches_equal, feed
+
+from agent.frame_replay import FrameReplayBuffer
+from agent.replay import ReplayBuffer, n_step_window_at
+
+GAMMA = 0.9
+
+
+def host_draw(buf, batch_size: int):
+    """The fixed-shape draw written with host numbers (what the graph computes on the device)."""
+    valid = buf.size - (buf.n_step - 1)
+    u = torch.rand(batch_size, device=buf.device, generator=buf.generator, dtype=torch.float64)
+    offset = torch.clamp((u * valid).long(), max=valid - 1)
+    env = torch.randint(0, buf.num_envs, (batch_size,), device=buf.device, generator=buf.generator)
+    return offset, env, (buf.pos - buf.size) % buf.rows
+
+
+def ordinary_batch(buf, batch_size: int):
+    offset, env, oldest = host_draw(buf, batch_size)
+    w = n_step_window_at(buf, offset, env, oldest)
+    if isinstance(buf, FrameReplayBuffer):
+        return buf.batch_at(w, buf.total - buf.size), offset
+    return buf.batch_at(w), offset
+
+
+def make(kind: str, n_step: int, device: str, shape):
+    cls = FrameReplayBuffer if kind == "frame" else ReplayBuffer
+    kwargs = dict(n_step=n_step, gamma=GAMMA, seed=11, device=device)
+    if kind == "frame":
+        kwargs["side_capacity"] = 2  # the side ring grows
+    return cls(60, 3, shape, torch.uint8, **kwargs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n_step", [1, 3])
+@pytest.mark.parametrize("kind", ["frame", "plain"])
+def test_fixed_shape_sampler_matches_the_ordinary_one(kind: str, n_step: int, device: str):
+    env = FakeAtari(3, 4, seed=7 + n_step)
+    graph_form = make(kind, n_step, device, env.shape)
+    ordinary = make(kind, n_step, device, env.shape)
+    rng = np.random.default_rng(0)
+    for chunk in (3, 5, 13, 20, 7, 40):  # 20 rows: not full, full, wrapped several times
+        feed(env, (graph_form, ordinary), chunk, rng)
+        if not ordinary.can_sample():
+            continue
+        batch = graph_form.sample_fixed_shape(512)
+        expected, offset = ordinary_batch(ordinary, 512)
+        assert_batches_equal(batch, expected)
+        valid = ordinary.size - (n_step - 1)
+        assert int(offset.min()) >= 0 and int(offset.max()) == valid - 1  # every row reachable
+        assert len(torch.unique(offset)) == valid
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_fixed_shape_frame_replay_matches_fixed_shape_replay(n_step: int):
+    """Frame replay's graph-form sampler rebuilds the stacks ReplayBuffer's returns."""
+    env = FakeAtari(3, 4, seed=3)
+    frame, plain = make("frame", n_step, "cpu", env.shape), make("plain", n_step, "cpu", env.shape)
+    rng = np.random.default_rng(1)
+    for chunk in (4, 17, 30):
+        feed(env, (frame, plain), chunk, rng)
+        assert_batches_equal(frame.sample_fixed_shape(256), plain.sample_fixed_shape(256))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["frame", "plain"])
+def test_sampling_captured_with_the_update_follows_eager(kind: str):
+    """GraphedSampleUpdate (sampling + update in one graph) draws the batches and makes the
+    updates that eager ``sample_fixed_shape`` + ``Learner.update`` make, across a side-ring
+    growth (recapture) and new steps between replays."""
+    from test_compiled import assert_same_learners, make_learner
+
+    from agent.compiled import GraphedSampleUpdate
+
+    shape = (4, 36, 36)
+    env = FakeAtari(3, 4, seed=5)
+    env.shape = shape
+    env.obs = np.zeros((3, *shape), dtype=np.uint8)
+    env.obs[:, -1] = env.rng.integers(1, 256, shape[1:], dtype=np.uint8)
+    graphed_replay, eager_replay = (make(kind, 3, "cuda", shape) for _ in range(2))
+    graphed_learner, eager_learner = (make_learner("qrdqn", shape, "cuda") for _ in range(2))
+    update = GraphedSampleUpdate(graphed_learner, graphed_replay, 16)
+    rng = np.random.default_rng(2)
+    for _ in range(6):
+        feed(env, (graphed_replay, eager_replay), 5, rng)
+        for _ in range(3):
+            batch, _ = update()
+            expected = eager_replay.sample_fixed_shape(16)
+            assert_batches_equal(batch, expected)
+            eager_learner.update(expected)
+    assert_same_learners(graphed_learner, eager_learner, atol=1e-4, rtol=1e-4)
