@@ -214,6 +214,18 @@ def validate(cfg: Config | DictConfig) -> None:
         )
     if not 0.0 <= e.sticky_action_prob <= 1.0:
         raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {e.sticky_action_prob}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'"
+        )
+    if t.overlap not in OVERLAP_MODES:
+        modes = ", ".join(OVERLAP_MODES)
+        raise ConfigError(f"train.overlap must be one of {modes}, got '{t.overlap}'")
+    if cfg.checkpoint.replay_when not in REPLAY_WHEN:
+        raise ConfigError(
+            f"checkpoint.replay_when must be one of {', '.join(REPLAY_WHEN)}, "
+            f"got '{cfg.checkpoint.replay_when}'"
+        )
     parse_noise(cfg.probe.response_noise, "probe.response_noise")
     parse_trials(cfg.probe.trials, "probe.trials")
     _validate_numbers(cfg)
@@ -314,18 +326,6 @@ def _items(node: Any) -> list[tuple[str, Any]]:
     if isinstance(node, DictConfig):
         return [(str(k), node[k]) for k in node]
     return [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
-    if cfg.precision not in PRECISIONS:
-        raise ConfigError(
-            f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'"
-        )
-    if t.overlap not in OVERLAP_MODES:
-        modes = ", ".join(OVERLAP_MODES)
-        raise ConfigError(f"train.overlap must be one of {modes}, got '{t.overlap}'")
-    if cfg.checkpoint.replay_when not in REPLAY_WHEN:
-        raise ConfigError(
-            f"checkpoint.replay_when must be one of {', '.join(REPLAY_WHEN)}, "
-            f"got '{cfg.checkpoint.replay_when}'"
-        )
 
 
 def to_container(cfg: Config | DictConfig) -> dict[str, Any]:
