@@ -121,7 +121,9 @@ class Config:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False
-    torch_threads: int = 1  # small networks run fastest single-threaded on few cores
+    # 0 = auto: one per allowed CPU (affinity, SLURM_CPUS_PER_TASK) that the load leaves free
+    # (agent/threads.py); a positive number is used as given
+    torch_threads: int = 0
     resume: str | None = None  # run dir or checkpoint folder to continue from
 
 
@@ -189,6 +191,8 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {e.sticky_action_prob}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
+    if cfg.torch_threads < 0:
+        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {cfg.torch_threads}")
     if cfg.probe.response_noise < 0:
         raise ConfigError(f"probe.response_noise must be >= 0, got {cfg.probe.response_noise}")
 

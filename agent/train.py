@@ -34,6 +34,7 @@ from agent.hooks import Hook, TrainState
 from agent.learner import Learner
 from agent.logging import RunLogger
 from agent.replay import Replay, ReplayBuffer
+from agent.threads import configure_torch_threads
 
 log = logging.getLogger("agent")
 
@@ -101,7 +102,7 @@ def build(cfg: Any, run_dir: Path) -> Run:
     """Envs, learner, replay and update function for ``cfg`` (the logger opens at the start
     step: ``open_logger``)."""
     device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.torch_threads)
+    configure_torch_threads(cfg.torch_threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     t = cfg.train

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "agent.frame_replay",
         "agent.checkpoint",
         "agent.logging",
+        "agent.threads",
         "agent.envs",
     ),
     ("agent.algos",),
