@@ -112,12 +112,27 @@ class ProbeConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """What a run reports beside TensorBoard (always on, ``RUN_DIR/tb``)."""
+
+    csv: bool = True  # every scalar also in RUN_DIR/scalars.csv (env_step,tag,value)
+    # Weights & Biases, syncing the TensorBoard events (pip install wandb; imported only if on)
+    wandb: bool = False
+    wandb_project: str = "dopa-rl"
+    wandb_entity: str | None = None  # your W&B team or user (None: your default)
+    # states (training observations at the first evaluation) whose greedy-action unit values
+    # TensorBoard shows as histograms and scalars at every evaluation; 0 turns it off
+    probe_states: int = 4
+
+
+@dataclass
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False
@@ -191,6 +206,8 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {e.sticky_action_prob}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
+    if cfg.logger.probe_states < 0:
+        raise ConfigError(f"logger.probe_states must be >= 0, got {cfg.logger.probe_states}")
     if cfg.torch_threads < 0:
         raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {cfg.torch_threads}")
     if cfg.probe.response_noise < 0:

@@ -28,6 +28,7 @@ from agent.config import to_container
 from agent.errors import EXIT_PREEMPTED, CheckpointError, Preempted, TrainingDiverged
 from agent.evaluate import evaluate_policy
 from agent.replay import Batch
+from agent.unit_values import log_unit_values, probe_states
 
 if TYPE_CHECKING:
     from agent.train import Run
@@ -173,8 +174,9 @@ class Logging(Periodic):
     def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
         assert run.logger is not None
         frames = state.env_steps * run.env.frames_per_step
+        lr = float(run.learner.optimizer.param_groups[0]["lr"])
         metrics = run.logger.flush_metrics(
-            state.env_steps, frames, run.learner.updates, state.epsilon
+            state.env_steps, frames, run.learner.updates, state.epsilon, lr
         )
         if metrics.get("loss/nonfinite", 0.0) > 0:
             raise diverged(run, state, "loss", divergence.report())
@@ -185,7 +187,7 @@ class Evaluation(Periodic):
     step and time and, with ``stop_when_solved``, stops the run."""
 
     def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
-        result = evaluate(run, state.env_steps)
+        result = evaluate(run, state.env_steps, state.obs)
         state.last_eval = result
         threshold = run.solve_threshold
         if (
@@ -199,6 +201,17 @@ class Evaluation(Periodic):
                 "solved at env step %d (eval mean %.1f)", state.env_steps, result["return_mean"]
             )
             state.stop = run.cfg.train.stop_when_solved
+            if state.stop and run.logger is not None:
+                run.logger.solved(state.env_steps)
+
+
+class Progress(Hook):
+    """Moves the console progress bar every iteration (a counter; tqdm redraws at most twice a
+    second), so short runs and Atari's long log periods still show progress."""
+
+    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        if run.logger is not None:
+            run.logger.progress(state.env_steps)
 
 
 class Checkpointing(Periodic):
@@ -233,7 +246,7 @@ class Preemption(Hook):
         raise Preempted(EXIT_PREEMPTED)
 
 
-def evaluate(run: Run, env_step: int) -> dict[str, Any]:
+def evaluate(run: Run, env_step: int, obs: np.ndarray | None = None) -> dict[str, Any]:
     cfg = run.cfg
     returns = evaluate_policy(
         run.learner, run.eval_env, cfg.train.eval_episodes, cfg.agent.eps_eval, cfg.seed + 10_000
@@ -244,8 +257,10 @@ def evaluate(run: Run, env_step: int) -> dict[str, Any]:
         "return_std": float(np.std(returns)),
     }
     assert run.logger is not None
-    run.logger.scalar("eval/return_mean", result["return_mean"], env_step)
-    run.logger.scalar("eval/return_std", result["return_std"], env_step)
+    run.logger.evaluation(env_step, result, cfg.train.eval_episodes)
+    states = probe_states(run.run_dir, obs, cfg.logger.probe_states)
+    if states is not None:  # the greedy action's return distribution at fixed states
+        log_unit_values(run.learner, run.logger, states, env_step)
     if cfg.env.family == "lab" and cfg.probe.enabled:
         from agent.probes.agent_cells import log_probe
 
@@ -256,7 +271,7 @@ def evaluate(run: Run, env_step: int) -> dict[str, Any]:
 def finish(run: Run, state: TrainState) -> None:
     """The final evaluation (unless one ran at this step) and the final checkpoint."""
     if state.last_eval is None or state.last_eval["env_step"] != state.env_steps:
-        state.last_eval = evaluate(run, state.env_steps)
+        state.last_eval = evaluate(run, state.env_steps, state.obs)
     state.tick()
     save(run, state)
 

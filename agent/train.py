@@ -32,7 +32,7 @@ from agent.envs import VecEnv, make_env
 from agent.frame_replay import FrameReplayBuffer
 from agent.hooks import Hook, TrainState
 from agent.learner import Learner
-from agent.logging import RunLogger
+from agent.logging import RunLogger, start_wandb
 from agent.replay import Replay, ReplayBuffer
 from agent.threads import configure_torch_threads
 
@@ -87,8 +87,18 @@ class Run:
     logger: RunLogger | None = None
 
     def open_logger(self, start_step: int) -> RunLogger:
-        t = self.cfg.train
-        self.logger = RunLogger(self.run_dir, t.total_env_steps, start_step, t.progress)
+        t, lc = self.cfg.train, self.cfg.logger
+        # wandb first: it hooks TensorBoard's writer to sync its events
+        wandb_run = start_wandb(self.run_dir, self.cfg) if lc.wandb else None
+        self.logger = RunLogger(
+            self.run_dir,
+            t.total_env_steps,
+            start_step,
+            t.progress,
+            scalars_csv=lc.csv,
+            wandb_run=wandb_run,
+        )
+        self.logger.config(to_container(self.cfg))
         return self.logger
 
     def close(self) -> None:
@@ -182,6 +192,7 @@ def run(
         r.open_logger(state.env_steps)
         state.start_clock(r.learner.updates)
         side_jobs: list[Hook] = [
+            hooks.Progress(),
             hooks.Logging(t.log_every_env_steps, state.env_steps),
             hooks.Evaluation(t.eval_every_env_steps, state.env_steps),
             hooks.Checkpointing(t.checkpoint_every_env_steps, state.env_steps),
@@ -191,6 +202,8 @@ def run(
             obs = train_loop(r, state, obs, side_jobs)
             hooks.finish(r, state)
             summary = make_summary(r, state)
+            assert r.logger is not None
+            r.logger.hparams(to_container(cfg), summary)
             with open(run_dir / "summary.json", "w") as f:
                 json.dump(summary, f, indent=1)
         finally:

@@ -34,10 +34,11 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("agent.algos",),
     ("agent.learner", "agent.compiled"),
-    ("agent.evaluate",),
+    ("agent.evaluate", "agent.unit_values", "agent.aggregate"),
     ("agent.probes",),
     ("agent.hooks",),
     ("agent.train",),
+    ("agent.cli",),
 ]
 
 
