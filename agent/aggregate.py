@@ -379,22 +379,25 @@ def curve_bands(
         except Exception:  # not installed, or version skew in its arch dependency
             from scipy.stats import bootstrap
 
-            def stat(x: np.ndarray, axis: int = -1) -> np.ndarray:
-                return np.concatenate([x.mean(axis=axis), _iqm_axis0(x, axis=axis)], axis=-1)
+            def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+                return _iqm_axis0(x, axis=axis)
 
-            with warnings.catch_warnings():  # degenerate resamples (all runs equal) warn
-                warnings.simplefilter("ignore")
-                res = bootstrap(
-                    (matrix,),
-                    stat,
-                    axis=0,
-                    n_resamples=reps,
-                    confidence_level=confidence,
-                    method="percentile",
-                    **_scipy_rng(seed),
-                )
-            low = np.asarray(res.confidence_interval.low)
-            high = np.asarray(res.confidence_interval.high)
+            lows, highs = [], []
+            for statistic in (np.mean, iqm):
+                with warnings.catch_warnings():  # degenerate resamples (all runs equal) warn
+                    warnings.simplefilter("ignore")
+                    res = bootstrap(
+                        (matrix,),
+                        statistic,
+                        axis=0,
+                        n_resamples=reps,
+                        confidence_level=confidence,
+                        method="percentile",
+                        **_scipy_rng(seed),
+                    )
+                lows.append(np.asarray(res.confidence_interval.low))
+                highs.append(np.asarray(res.confidence_interval.high))
+            low, high = np.concatenate(lows), np.concatenate(highs)
             backend = "scipy"
     return {
         "mean": points[:steps],

@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         result["curves"] = {"csv": str(csv_path), "figure": str(png_path), "runs": len(curves)}
     else:
         notes.append("no run has an evals.csv: no learning curves")
+    for env, by_algo in result["raw_returns"].items():  # the final scores' CIs too
+        notes += [n for a, st in by_algo.items() if (n := agg.seed_warning(env, a, st["runs"]))]
+    for algo, st in result["atari_hns"].items():
+        notes += [n for n in [agg.seed_warning("Atari", algo, st["runs"])] if n]
+    notes = list(dict.fromkeys(notes))  # curves and final scores of a group: one warning
     result["curves_skipped"] = no_curve
     result["warnings"] = notes
     out.write_text(json.dumps(result, indent=1))
