@@ -83,6 +83,7 @@ class RunLogger:
         *,
         scalars_csv: bool = True,
         wandb_run: Any = None,
+        progress_file: IO[str] | None = None,  # default: stderr
     ) -> None:
         self.run_dir = run_dir
         self.writer = SummaryWriter(str(run_dir / "tb"))
@@ -94,6 +95,7 @@ class RunLogger:
             dynamic_ncols=True,
             disable=not progress,
             mininterval=0.5,
+            file=progress_file,
         )
         self.recent_returns: deque[float] = deque(maxlen=20)
         self._sums: dict[str, torch.Tensor] = {}
