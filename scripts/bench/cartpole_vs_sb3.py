@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -154,6 +155,8 @@ def main() -> None:
     parser.add_argument("--load", nargs="+", choices=["idle", "loaded"], default=["idle"])
     parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides for ours")
     args = parser.parse_args()
+    # a `timeout` on the bench: unwind, so the background load and the run in flight are killed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for load in args.load:
