@@ -181,3 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     wrote += [result["curves"]["csv"], result["curves"]["figure"]] if curves else []
     print(f"wrote {', '.join(wrote)}", file=sys.stderr)
     return 0
+
+
+def entry() -> None:
+    sys.exit(main())
