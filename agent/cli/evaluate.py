@@ -47,6 +47,8 @@ def _hydra_main(args: EvalArgs) -> None:
     )
     summary = {k: result[k] for k in ("algo", "env_id", "episodes", "return_mean", "return_std")}
     print(json.dumps(summary))
+    if result.get("video_unsupported"):
+        print(f"warning: video unsupported: {result['video_unsupported']}", file=sys.stderr)
     print(f"wrote {result['eval_json']}", file=sys.stderr)
 
 

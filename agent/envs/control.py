@@ -46,6 +46,15 @@ class GymVecEnv(VecEnv):
             self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
         except TypeError as err:
             raise ConfigError(f"bad env.kwargs for '{env_id}': {err}") from None
+        except gym.error.DependencyNotInstalled as err:
+            # e.g. LunarLander without Box2D: one line naming the extra, not a traceback
+            extra = (
+                " (pip install swig && pip install 'dopa-rl[box2d]')" if "Box2D" in str(err) else ""
+            )
+            first = str(err).strip().splitlines()[0]
+            raise ConfigError(
+                f"env '{env_id}' needs a package that is not installed{extra}: {first}"
+            ) from None
         space = self.envs[0].action_space
         if not isinstance(space, gym.spaces.Discrete):
             raise ConfigError(
