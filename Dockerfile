@@ -27,16 +27,17 @@ RUN useradd --create-home --user-group --uid 10001 --shell /bin/bash dopa \
 WORKDIR /app
 
 # Dependencies first (only pyproject and the package change them), so code edits to
-# scripts/ and conf/ reuse this layer.
-COPY --chown=dopa:dopa pyproject.toml README.md ./
+# scripts/ reuse this layer. conf/ goes in with the package: the wheel ships it as agent/conf
+# (setup.py), so the console scripts (dopa-train, …) work from any folder.
+COPY --chown=dopa:dopa pyproject.toml setup.py README.md ./
 COPY --chown=dopa:dopa agent ./agent
+COPY --chown=dopa:dopa conf ./conf
 RUN python -c "import torch; print('torch==' + torch.__version__)" > /tmp/torch.txt \
     && pip install --no-cache-dir --constraint /tmp/torch.txt ".[atari,video,slurm]" \
     && python -c "import agent, ale_py, hydra_plugins.hydra_submitit_launcher" \
     && python -c "import torch; print('torch==' + torch.__version__)" | cmp - /tmp/torch.txt \
     && rm -rf /tmp/torch.txt build ./*.egg-info
 
-COPY --chown=dopa:dopa conf ./conf
 COPY --chown=dopa:dopa scripts ./scripts
 
 USER 10001:10001

@@ -40,10 +40,10 @@ class AgentConfig:
     # auto: nature_cnn for 84×84-ish image stacks, minatar_cnn for small images, else mlp
     torso: str = "auto"
     hidden: list[int] = field(default_factory=lambda: [128, 128])  # MLP torso (control tasks)
-    lr: float = 2.5e-3
-    adam_eps: float = 3.125e-4
-    batch_size: int = 64
-    replay_size: int = 100_000
+    lr: float = 2.5e-3  # Adam learning rate
+    adam_eps: float = 3.125e-4  # Adam epsilon
+    batch_size: int = 64  # transitions per update
+    replay_size: int = 100_000  # replay capacity in transitions (all envs together)
     learning_starts: int = 1_000  # env steps (all envs together) before the first update
     train_every: int = 4  # env steps between update rounds
     gradient_steps: int = 1  # updates per round
@@ -51,14 +51,14 @@ class AgentConfig:
     # each sync moves the target this far toward the online net: 1 = copy (DQN), < 1 = Polyak
     # averaging (with target_update_every=1, the soft updates of SB3's and Tianshou's `tau`)
     target_tau: float = 1.0
-    n_step: int = 3
-    gamma: float = 0.99
-    eps_start: float = 1.0
-    eps_end: float = 0.02
-    eps_decay_env_steps: int = 5_000
-    eps_eval: float = 0.0
-    max_grad_norm: float | None = 10.0
-    double_dqn: bool = False
+    n_step: int = 3  # n-step returns
+    gamma: float = 0.99  # discount
+    eps_start: float = 1.0  # ε-greedy exploration, linear from eps_start ...
+    eps_end: float = 0.02  # ... to eps_end ...
+    eps_decay_env_steps: int = 5_000  # ... over this many env steps
+    eps_eval: float = 0.0  # ε when evaluating
+    max_grad_norm: float | None = 10.0  # global gradient-norm clip (null: none)
+    double_dqn: bool = False  # the online net picks the bootstrap action
     update_mode: str = "auto"  # auto | eager | compile | cudagraph (agent/compiled.py)
 
 
@@ -66,11 +66,11 @@ class AgentConfig:
 class EnvConfig:
     """Environment family and its settings. ``id`` takes any gymnasium id (discrete actions)."""
 
-    family: str = "control"  # one of ENV_FAMILIES
-    id: str = "CartPole-v1"
+    family: str = "control"  # control (gymnasium) | atari (ale-py) | lab (dopamine tasks)
+    id: str = "CartPole-v1"  # gymnasium id (family control/lab)
     game: str | None = None  # ALE ROM name (family=atari)
-    num_envs: int = 4
-    eval_num_envs: int = 10
+    num_envs: int = 4  # training envs stepped together
+    eval_num_envs: int = 10  # evaluation envs stepped together
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     # Atari protocol (science.md §5); every choice explicit
     sticky_action_prob: float = 0.25
@@ -89,14 +89,14 @@ class EnvConfig:
 
 @dataclass
 class TrainConfig:
-    total_env_steps: int = 50_000
-    eval_every_env_steps: int = 2_500
-    eval_episodes: int = 10
-    stop_when_solved: bool = True
+    total_env_steps: int = 50_000  # budget, env steps summed over envs (Atari: ×4 frames)
+    eval_every_env_steps: int = 2_500  # greedy evaluation (evals.csv, TensorBoard) period
+    eval_episodes: int = 10  # episodes per evaluation
+    stop_when_solved: bool = True  # stop at the first evaluation at the solve threshold
     solve_threshold: float | None = None  # default: the env's reward_threshold
-    checkpoint_every_env_steps: int = 10_000
-    keep_checkpoints: int = 3
-    log_every_env_steps: int = 1_000
+    checkpoint_every_env_steps: int = 10_000  # checkpoint period
+    keep_checkpoints: int = 3  # newest checkpoints kept
+    log_every_env_steps: int = 1_000  # TensorBoard / console scalars period
     progress: bool = True  # tqdm progress bar on the console
     # S independent agents in one process (seeds seed..seed+S-1), or a list of their seeds:
     # agent/population.py; 1 = the ordinary single run
@@ -136,18 +136,35 @@ class ProbeConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """What a run reports beside TensorBoard (always on, ``RUN_DIR/tb``)."""
+
+    csv: bool = True  # every scalar also in RUN_DIR/scalars.csv (env_step,tag,value)
+    # Weights & Biases, syncing the TensorBoard events (pip install wandb; imported only if on)
+    wandb: bool = False
+    wandb_project: str = "dopa-rl"
+    wandb_entity: str | None = None  # your W&B team or user (None: your default)
+    # states (training observations at the first evaluation) whose greedy-action unit values
+    # TensorBoard shows as histograms and scalars at every evaluation; 0 turns it off
+    probe_states: int = 4
+
+
+@dataclass
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-    seed: int = 1
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 1  # seeds networks, envs, replay and exploration
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    deterministic: bool = False
+    deterministic: bool = False  # deterministic torch kernels (bit-exact CPU resume)
     # auto (tf32 on CUDA, fp32 on the CPU) | fp32 | tf32 | bf16 (torso under bf16 autocast)
     precision: str = "auto"
-    torch_threads: int = 1  # small networks run fastest single-threaded on few cores
+    # 0 = auto: one per allowed CPU (affinity, SLURM_CPUS_PER_TASK) that the load leaves free
+    # (agent/threads.py); a positive number is used as given
+    torch_threads: int = 0
     # auto: continue this run dir's own checkpoint; never: refuse to; PATH: start from PATH
     # unless this run dir has its own checkpoint (agent/resume.py)
     resume: str | None = "auto"
@@ -226,6 +243,8 @@ def validate(cfg: Config | DictConfig) -> None:
             f"checkpoint.replay_when must be one of {', '.join(REPLAY_WHEN)}, "
             f"got '{cfg.checkpoint.replay_when}'"
         )
+    if cfg.logger.probe_states < 0:
+        raise ConfigError(f"logger.probe_states must be >= 0, got {cfg.logger.probe_states}")
     parse_noise(cfg.probe.response_noise, "probe.response_noise")
     parse_trials(cfg.probe.trials, "probe.trials")
     _validate_numbers(cfg)
@@ -282,8 +301,8 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
             f"agent.hidden {hidden} with agent.num_units={a.num_units} makes a weight matrix "
             f"over {MAX_LAYER_WEIGHTS} entries"
         )
-    if cfg.torch_threads <= 0:
-        raise ConfigError(f"torch_threads must be a positive integer, got {cfg.torch_threads}")
+    if cfg.torch_threads < 0:
+        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {cfg.torch_threads}")
     if e.num_threads < 0:
         raise ConfigError(f"env.num_threads must be >= 0 (0: ALE picks), got {e.num_threads}")
     check_seed(cfg.seed)

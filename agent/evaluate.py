@@ -83,7 +83,11 @@ def evaluate(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Run ``episodes`` evaluation episodes; write ``eval.json`` (and ``video.mp4``) to ``out``
-    (default: the run dir that holds the checkpoint). Returns the result dict."""
+    (default: the run dir that holds the checkpoint; the CLI passes the current folder).
+    Returns the result dict (``eval_json``: where it was written).
+
+    ``video=true`` on an env that cannot render (the lab tasks) still writes ``eval.json`` and
+    says so in one warning line; the result's ``video`` is then null."""
     if episodes <= 0:
         raise ConfigError(f"episodes must be a positive integer, got {episodes}")
     if epsilon is not None and not (math.isfinite(epsilon) and 0.0 <= epsilon <= 1.0):
@@ -97,6 +101,7 @@ def evaluate(
     eps = cfg.agent.eps_eval if epsilon is None else epsilon
     env = make_env(cfg.env, num_envs=min(episodes, cfg.env.eval_num_envs), evaluation=True)
     returns = evaluate_policy(learner, env, episodes, eps, seed=seed)
+    env_id = env.env_id  # the name summary.json uses (ALE/Pong, not pong)
     env.close()
     run_dir = folder.parent.parent
     out_dir = Path(out) if out is not None else run_dir
@@ -107,7 +112,7 @@ def evaluate(
     result: dict[str, Any] = {
         "checkpoint": str(folder),
         "algo": cfg.agent.name,
-        "env_id": cfg.env.id if cfg.env.family != "atari" else cfg.env.game,
+        "env_id": env_id,
         "episodes": episodes,
         "epsilon": eps,
         "returns": returns,
@@ -125,10 +130,18 @@ def evaluate(
             )
         except (KeyError, ValueError):
             result["human_normalized_score"] = None
+    eval_json = out_dir / "eval.json"
     if video:
-        result["video"] = str(record_video(learner, cfg, out_dir / "video.mp4", eps, seed))
-    with open(out_dir / "eval.json", "w") as f:
+        result["video"] = None
+        with open(eval_json, "w") as f:  # the episodes ran: keep their scores whatever happens
+            json.dump(result, f, indent=1)
+        try:
+            result["video"] = str(record_video(learner, cfg, out_dir / "video.mp4", eps, seed))
+        except VideoUnsupported as err:  # the CLI says so in one line
+            result["video_unsupported"] = str(err)
+    with open(eval_json, "w") as f:
         json.dump(result, f, indent=1)
+    result["eval_json"] = str(eval_json)
     return result
 
 
@@ -143,6 +156,10 @@ def _check_out_dir(out: Path) -> None:
         raise ConfigError(f"out='{out}': cannot write in '{existing}'")
 
 
+class VideoUnsupported(Exception):
+    """The env cannot render frames (e.g. the lab tasks have no render mode)."""
+
+
 def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: int) -> Path:
     """One episode rendered to an mp4 (needs the `video` extra: moviepy)."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame rendering
@@ -151,9 +168,16 @@ def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: i
         from moviepy import ImageSequenceClip
     except ImportError:
         raise ConfigError("video=true needs moviepy: pip install 'dopa-rl[video]'") from None
-    env = make_env(cfg.env, num_envs=1, evaluation=True, render=True)
-    obs = env.reset(seed=seed)
-    frames = [env.render_frame()]
+    if cfg.env.family == "lab":
+        raise VideoUnsupported(f"the lab task '{cfg.env.id}' has no rendering")
+    try:
+        env = make_env(cfg.env, num_envs=1, evaluation=True, render=True)
+        obs = env.reset(seed=seed)
+        frames = [env.render_frame()]
+    except (AssertionError, AttributeError, NotImplementedError, ValueError) as err:
+        # gymnasium asserts on a render mode the env lacks
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise VideoUnsupported(f"env '{cfg.env.id}' cannot render: {first}") from None
     while True:
         action = learner.act(torch.as_tensor(obs, device=learner.device), epsilon)
         step = env.step(action.cpu().numpy())
@@ -164,7 +188,7 @@ def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: i
     env.close()
     frames = [f for f in frames if f is not None]
     if not frames:
-        raise ConfigError(f"env '{cfg.env.id}' cannot render frames for a video")
+        raise VideoUnsupported(f"env '{cfg.env.id}' rendered no frames")
     fps = 50 if cfg.env.family != "atari" else 60 // max(cfg.env.frame_skip, 1)
     ImageSequenceClip(frames, fps=fps).write_videofile(str(path), logger=None)
     return path

@@ -30,6 +30,7 @@ from agent.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
 from agent.evaluate import evaluate_policy
 from agent.replay import Batch
 from agent.resume import resolve_source
+from agent.unit_values import log_unit_values, probe_states
 
 if TYPE_CHECKING:
     from agent.train import Run
@@ -175,8 +176,9 @@ class Logging(Periodic):
     def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
         assert run.logger is not None
         frames = state.env_steps * run.env.frames_per_step
+        lr = float(run.learner.optimizer.param_groups[0]["lr"])
         metrics = run.logger.flush_metrics(
-            state.env_steps, frames, run.learner.updates, state.epsilon
+            state.env_steps, frames, run.learner.updates, state.epsilon, lr
         )
         if metrics.get("loss/nonfinite", 0.0) > 0:
             raise diverged(run, state, "loss", divergence.report())
@@ -187,7 +189,7 @@ class Evaluation(Periodic):
     step and time and, with ``stop_when_solved``, stops the run."""
 
     def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
-        self.record(run, state, evaluate(run, state.env_steps))
+        self.record(run, state, evaluate(run, state.env_steps, state.obs))
 
     def record(self, run: Run, state: TrainState, result: dict[str, Any]) -> None:
         """Keep an evaluation's result; the first at the solve threshold may stop the run."""
@@ -204,6 +206,17 @@ class Evaluation(Periodic):
                 "solved at env step %d (eval mean %.1f)", state.env_steps, result["return_mean"]
             )
             state.stop = run.cfg.train.stop_when_solved
+            if state.stop and run.logger is not None:
+                run.logger.solved(state.env_steps)
+
+
+class Progress(Hook):
+    """Moves the console progress bar every iteration (a counter; tqdm redraws at most twice a
+    second), so short runs and Atari's long log periods still show progress."""
+
+    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        if run.logger is not None:
+            run.logger.progress(state.env_steps)
 
 
 class Checkpointing(Periodic):
@@ -238,20 +251,26 @@ class Preemption(Hook):
         raise Preempted(EXIT_PREEMPTED)
 
 
-def evaluate(run: Run, env_step: int) -> dict[str, Any]:
+def evaluate(run: Run, env_step: int, obs: np.ndarray | None = None) -> dict[str, Any]:
     """Evaluate on the separate eval envs. Training waits meanwhile: the stall is bounded by
     ``eval_episodes`` episodes of at most ``env.max_episode_frames`` frames, and logged
-    (``eval/wall_s`` and one line per evaluation)."""
+    (``eval/wall_s`` and one line per evaluation). ``obs``: the training observations, from
+    which the first call picks the fixed states whose unit values TensorBoard shows."""
     cfg = run.cfg
     start = time.perf_counter()
     returns = evaluate_policy(
         run.learner, run.eval_env, cfg.train.eval_episodes, cfg.agent.eps_eval, cfg.seed + 10_000
     )
-    return evaluation_result(run, env_step, returns, time.perf_counter() - start)
+    return evaluation_result(run, env_step, returns, time.perf_counter() - start, obs=obs)
 
 
 def evaluation_result(
-    run: Run, env_step: int, returns: list[float], wall_s: float, paused: bool = True
+    run: Run,
+    env_step: int,
+    returns: list[float],
+    wall_s: float,
+    paused: bool = True,
+    obs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Log an evaluation's returns (TensorBoard, one line, the lab-task probe) and return its
     result; ``wall_s``: how long it took (``paused``: training waited that long)."""
@@ -262,8 +281,7 @@ def evaluation_result(
         "return_std": float(np.std(returns)),
     }
     assert run.logger is not None
-    run.logger.scalar("eval/return_mean", result["return_mean"], env_step)
-    run.logger.scalar("eval/return_std", result["return_std"], env_step)
+    run.logger.evaluation(env_step, result, cfg.train.eval_episodes)
     run.logger.scalar("eval/wall_s", wall_s, env_step)
     log.info(
         "evaluation at env step %d: return %.2f ± %.2f over %d episodes, %.1f s (%s)",
@@ -274,6 +292,9 @@ def evaluation_result(
         wall_s,
         "training paused" if paused else "alongside training",
     )
+    states = probe_states(run.run_dir, obs, cfg.logger.probe_states)
+    if states is not None:  # the greedy action's return distribution at fixed states
+        log_unit_values(run.learner, run.logger, states, env_step)
     if cfg.env.family == "lab" and cfg.probe.enabled:
         from agent.probes.agent_cells import log_probe
 
@@ -284,7 +305,7 @@ def evaluation_result(
 def finish(run: Run, state: TrainState) -> None:
     """The final evaluation (unless one ran at this step) and the final checkpoint."""
     if state.last_eval is None or state.last_eval["env_step"] != state.env_steps:
-        state.last_eval = evaluate(run, state.env_steps)
+        state.last_eval = evaluate(run, state.env_steps, state.obs)
     state.tick()
     save(run, state)
 

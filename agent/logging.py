@@ -1,35 +1,101 @@
-"""TensorBoard scalars and console progress (tqdm)."""
+"""What a run reports while it trains: TensorBoard, CSV files in the run dir, the console
+progress bar, and optional trackers (Weights & Biases).
+
+* ``tb/``: every scalar, the unit values at the probe states (``agent.unit_values``), the
+  config as text, and ``add_hparams`` with the final evaluation.
+* ``scalars.csv``: every scalar as ``env_step,tag,value`` rows (``logger.csv``), for tools that
+  do not read TensorBoard events.
+* ``evals.csv``: one row per training evaluation (``env_step,return_mean,return_std,episodes``),
+  what ``agent.aggregate`` draws learning curves from.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
+import math
 import time
 from collections import deque
 from pathlib import Path
+from typing import IO, Any
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 log = logging.getLogger("agent")
 
+EVALS_CSV = "evals.csv"
+SCALARS_CSV = "scalars.csv"
+# once solved the remaining budget is not a wait: no ETA
+SOLVED_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
+
+
+def _append_csv(path: Path, header: list[str]) -> tuple[IO[str], Any]:
+    """A CSV opened for appending (a resumed run continues its file), with the header once."""
+    new = not path.is_file() or path.stat().st_size == 0
+    f = open(path, "a", newline="")  # noqa: SIM115  (closed by RunLogger.close)
+    writer = csv.writer(f)
+    if new:
+        writer.writerow(header)
+    return f, writer
+
+
+def start_wandb(run_dir: Path, cfg: Any) -> Any:
+    """Start a Weights & Biases run that syncs the TensorBoard events (``logger.wandb=true``).
+    Imported only when asked: wandb is an optional dependency."""
+    from agent.errors import ConfigError
+
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("logger.wandb=true needs wandb: pip install wandb") from None
+    lc = cfg.logger
+    from agent.config import to_container
+
+    return wandb.init(
+        project=lc.wandb_project,
+        entity=lc.wandb_entity,
+        dir=str(run_dir),
+        name=run_dir.name,
+        config=to_container(cfg),
+        sync_tensorboard=True,  # every TensorBoard scalar, histogram and text goes along
+        resume="allow",
+    )
+
 
 class RunLogger:
-    """Writes TensorBoard events to ``RUN_DIR/tb`` and drives the console progress bar.
+    """Writes TensorBoard events to ``RUN_DIR/tb``, the CSV files, and drives the console
+    progress bar.
 
-    Metric tensors are accumulated on the device and read (one host sync) only at log time."""
+    Metric tensors are accumulated on the device and read (one host sync) only at log time;
+    the progress bar advances every loop iteration (``progress``: a counter and a clock
+    check, no sync)."""
 
     def __init__(
-        self, run_dir: Path, total_env_steps: int, start_step: int, progress: bool
+        self,
+        run_dir: Path,
+        total_env_steps: int,
+        start_step: int,
+        progress: bool,
+        *,
+        scalars_csv: bool = True,
+        wandb_run: Any = None,
+        progress_file: IO[str] | None = None,  # default: stderr
     ) -> None:
+        self.run_dir = run_dir
         self.writer = SummaryWriter(str(run_dir / "tb"))
+        self.wandb_run = wandb_run
         self.bar = tqdm(
             total=total_env_steps,
             initial=start_step,
             unit="step",
             dynamic_ncols=True,
             disable=not progress,
-            mininterval=1.0,
+            mininterval=0.5,
+            file=progress_file,
         )
         self.recent_returns: deque[float] = deque(maxlen=20)
         self._sums: dict[str, torch.Tensor] = {}
@@ -38,50 +104,145 @@ class RunLogger:
         self._last_step = start_step
         self._last_updates = 0
         self._last_frames = 0
+        self._postfix: dict[str, str] = {}
+        self.solved_at: int | None = None
+        self._csv: tuple[IO[str], Any] | None = None
+        if scalars_csv:
+            self._csv = _append_csv(run_dir / SCALARS_CSV, ["env_step", "tag", "value"])
+        self._evals = _append_csv(
+            run_dir / EVALS_CSV, ["env_step", "return_mean", "return_std", "episodes"]
+        )
+
+    # -- scalars -------------------------------------------------------------------------
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+        if self._csv is not None:
+            self._csv[1].writerow([step, tag, f"{float(value):.8g}"])
 
     def episode(self, step: int, episode_return: float, length: int) -> None:
         self.recent_returns.append(episode_return)
-        self.writer.add_scalar("train/episode_return", episode_return, step)
-        self.writer.add_scalar("train/episode_length", length, step)
+        self.scalar("train/episode_return", episode_return, step)
+        self.scalar("train/episode_length", length, step)
 
     def accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
         for key, value in metrics.items():
             self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
         self._count += 1
 
+    def recent_return(self) -> float | None:
+        """Mean return of the last episodes; None before any episode has ended."""
+        if not self.recent_returns:
+            return None
+        return sum(self.recent_returns) / len(self.recent_returns)
+
     def flush_metrics(
-        self, step: int, frames: int, updates: int, epsilon: float
+        self, step: int, frames: int, updates: int, epsilon: float, lr: float | None = None
     ) -> dict[str, float]:
         now = time.perf_counter()
         dt = max(now - self._last_time, 1e-9)
         fps = (frames - self._last_frames) / dt
         ups = (updates - self._last_updates) / dt
         out = {"perf/env_frames_per_s": fps, "perf/updates_per_s": ups, "train/epsilon": epsilon}
+        if lr is not None:
+            out["train/learning_rate"] = lr
         if self._count:
             for key, total in self._sums.items():
                 out[key] = float(total) / self._count  # the one host sync per log period
         for key, value in out.items():
-            self.writer.add_scalar(key, value, step)
+            self.scalar(key, value, step)
         self._sums, self._count = {}, 0
         self._last_time, self._last_frames, self._last_updates = now, frames, updates
-        recent = sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else 0
+        recent = self.recent_return()
+        # "n/a" before any episode ended: 0.00 would read as a score (a good one on Pong)
+        shown = "n/a" if recent is None else f"{recent:.2f}"
         log.info(
-            "env_step=%d updates=%d frames_per_s=%.0f recent_return=%.2f epsilon=%.3f",
+            "env_step=%d updates=%d frames_per_s=%.0f recent_return=%s epsilon=%.3f",
             step,
             updates,
             fps,
-            recent,
+            shown,
             epsilon,
         )
-        self.bar.set_postfix(fps=f"{fps:,.0f}", ret=f"{recent:.1f}", refresh=False)
-        self.bar.update(step - self._last_step)
-        self._last_step = step
+        self._postfix["fps"] = f"{fps:,.0f}"
+        self._postfix["ret"] = "n/a" if recent is None else f"{recent:.1f}"
+        self.bar.set_postfix(self._postfix, refresh=False)
+        self.progress(step)
+        if self._csv is not None:
+            self._csv[0].flush()
         return out
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        self.writer.add_scalar(tag, value, step)
+    # -- progress ------------------------------------------------------------------------
+    def progress(self, step: int) -> None:
+        """Advance the bar to ``step`` (tqdm redraws at most every ``mininterval``)."""
+        if step > self._last_step:
+            self.bar.update(step - self._last_step)
+            self._last_step = step
+
+    def solved(self, step: int) -> None:
+        """The run stopped on solving: the bar closes with "solved" instead of an ETA."""
+        self.solved_at = step
+        self.bar.set_description(f"solved at {step:,}")
+        self.bar.bar_format = SOLVED_FORMAT
+
+    # -- evaluations ---------------------------------------------------------------------
+    def evaluation(self, step: int, result: dict[str, Any], episodes: int) -> None:
+        """A training evaluation: TensorBoard, ``evals.csv`` and the progress bar."""
+        self.scalar("eval/return_mean", result["return_mean"], step)
+        self.scalar("eval/return_std", result["return_std"], step)
+        f, writer = self._evals
+        writer.writerow(
+            [step, f"{result['return_mean']:.8g}", f"{result['return_std']:.8g}", episodes]
+        )
+        f.flush()  # aggregate may read a run that is still going
+        self._postfix["eval"] = f"{result['return_mean']:.1f}"
+        self.bar.set_postfix(self._postfix, refresh=False)
+
+    # -- TensorBoard extras --------------------------------------------------------------
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
+
+    def config(self, config: dict[str, Any]) -> None:
+        """The resolved config as text (markdown code block: TensorBoard renders markdown)."""
+        body = json.dumps(config, indent=2)
+        self.text("config", "\n".join("    " + line for line in body.splitlines()))
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        self.writer.add_histogram(tag, np.asarray(values, dtype=np.float64), step)
+
+    def hparams(self, config: dict[str, Any], summary: dict[str, Any]) -> None:
+        """``add_hparams``: the flattened config against the final evaluation and solve step,
+        in this run's own ``tb/`` (TensorBoard's HParams tab compares runs of a sweep)."""
+        flat = flatten_hparams(config)
+        metrics = {}
+        for key in ("eval_return_mean", "eval_return_std", "solved_at_env_step", "wall_s"):
+            value = summary.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                metrics[f"final/{key}"] = float(value)
+        self.writer.add_hparams(flat, metrics, run_name=".", global_step=summary.get("env_steps"))
 
     def close(self) -> None:
+        if self.solved_at is None and self.bar.total and self._last_step >= self.bar.total:
+            self.bar.n = self.bar.total
         self.bar.close()
         self.writer.flush()
         self.writer.close()
+        for pair in (self._csv, self._evals):
+            if pair is not None:
+                pair[0].close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+def flatten_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"agent": {"lr": 1e-3}}`` → ``{"agent.lr": 1e-3}``; values TensorBoard's hparams take
+    (bool, int, float, str), others as their text."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_hparams(value, name + "."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        else:
+            out[name] = "null" if value is None else str(value)
+    return out

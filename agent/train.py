@@ -32,11 +32,12 @@ from agent.envs import VecEnv, make_env
 from agent.frame_replay import FrameReplayBuffer
 from agent.hooks import Hook, TrainState
 from agent.learner import Learner
-from agent.logging import RunLogger
+from agent.logging import RunLogger, start_wandb
 from agent.overlap import BackgroundEvaluation, overlap_enabled, overlapped_loop
 from agent.replay import Replay, ReplayBuffer
 from agent.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
 from agent.runlock import run_dir_lock
+from agent.threads import configure_torch_threads
 
 log = logging.getLogger("agent")
 
@@ -92,8 +93,18 @@ class Run:
     sample_update: GraphedSampleUpdate | None = None  # train.sample_in_graph
 
     def open_logger(self, start_step: int) -> RunLogger:
-        t = self.cfg.train
-        self.logger = RunLogger(self.run_dir, t.total_env_steps, start_step, t.progress)
+        t, lc = self.cfg.train, self.cfg.logger
+        # wandb first: it hooks TensorBoard's writer to sync its events
+        wandb_run = start_wandb(self.run_dir, self.cfg) if lc.wandb else None
+        self.logger = RunLogger(
+            self.run_dir,
+            t.total_env_steps,
+            start_step,
+            t.progress,
+            scalars_csv=lc.csv,
+            wandb_run=wandb_run,
+        )
+        self.logger.config(to_container(self.cfg))
         return self.logger
 
     def close(self) -> None:
@@ -107,7 +118,7 @@ def build(cfg: Any, run_dir: Path) -> Run:
     """Envs, learner, replay and update function for ``cfg`` (the logger opens at the start
     step: ``open_logger``)."""
     device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.torch_threads)
+    configure_torch_threads(cfg.torch_threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     precision = configure_backends(device, cfg.precision, cfg.deterministic)  # TF32, cudnn
@@ -213,6 +224,7 @@ def run(
         r.open_logger(state.env_steps)
         state.start_clock(r.learner.updates)
         side_jobs: list[Hook] = [
+            hooks.Progress(),
             hooks.Logging(t.log_every_env_steps, state.env_steps),
             # the overlapped loop steps its eval envs alongside training instead of pausing
             (BackgroundEvaluation if r.overlap else hooks.Evaluation)(
@@ -225,6 +237,8 @@ def run(
             obs = train_loop(r, state, obs, side_jobs)
             hooks.finish(r, state)
             summary = make_summary(r, state)
+            assert r.logger is not None
+            r.logger.hparams(to_container(cfg), summary)
             with open(run_dir / "summary.json", "w") as f:
                 json.dump(summary, f, indent=1)
         finally:

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "agent.frame_replay",
         "agent.checkpoint",
         "agent.logging",
+        "agent.threads",
         "agent.envs",
         "agent.checkpoint_schema",
         "agent.resume",
@@ -36,9 +37,12 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("agent.algos",),
     ("agent.learner", "agent.compiled", "agent.population"),
-    ("agent.evaluate",),
+    ("agent.evaluate", "agent.unit_values", "agent.aggregate"),
     ("agent.probes",),
     ("agent.hooks",),
+    ("agent.train", "agent.population_train", "agent.overlap"),
+    ("agent.probes.study",),  # the demo study: trains agents, then probes them
+    ("agent.cli",),
 ]
 
 

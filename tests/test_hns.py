@@ -126,8 +126,9 @@ def test_aggregate_script_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         _fake_run(
             runs,
             f"nested/qr_breakout_{seed}",
-            {"algo": "qrdqn", "env_id": "breakout", "seed": seed, "eval_return_mean": 0.0},
-            {"return_mean": breakout, "game": "breakout", "sticky_action_prob": 0.25},
+            {"algo": "qrdqn", "env_id": "breakout", "seed": seed, "eval_return_mean": breakout},
+            # a post-hoc evaluate.py score that must not leak into the training-time aggregate
+            {"return_mean": 0.0, "game": "breakout", "sticky_action_prob": 0.25},
         )
     # CartPole runs are raw returns, not HNS; a run without evaluation is skipped.
     for seed, ret in ((0, 500.0), (1, 300.0)):
@@ -145,7 +146,7 @@ def test_aggregate_script_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     qr = result["atari_hns"]["qrdqn"]
     assert (qr["runs"], qr["games"]) == (2, 2)
     # HNS per game: pong [1, 0], breakout [1, 0] → mean 0.5 each; the scores came from
-    # summary.json for Pong and from eval.json for Breakout.
+    # summary.json (training-time scores) for both: eval.json's post-hoc score is kept apart.
     assert qr["per_game"]["pong"]["hns"] == pytest.approx([1.0, 0.0])
     assert qr["per_game"]["breakout"]["hns"] == pytest.approx([1.0, 0.0])
     assert qr["median"]["value"] == pytest.approx(0.5)
@@ -157,6 +158,16 @@ def test_aggregate_script_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     printed = capsys.readouterr().out
     assert "qrdqn" in printed and "CartPole-v1" in printed
     assert json.loads(printed.strip().splitlines()[-1])["atari_hns"]["qrdqn"]["games"] == 2
+    assert result["score"] == "train"
+
+    # score=posthoc: only the runs evaluate.py scored, with those scores
+    posthoc = tmp_path / "posthoc.json"
+    assert script.main([f"runs={runs}", f"out={posthoc}", "reps=200", "score=posthoc"]) == 0
+    result = json.loads(posthoc.read_text())
+    qr = result["atari_hns"]["qrdqn"]
+    assert qr["games"] == 1 and qr["per_game"]["breakout"]["returns"] == [0.0, 0.0]
+    assert result["raw_returns"] == {} and result["score"] == "posthoc"
+    assert all("eval.json" in s["why"] for s in result["skipped"])
 
 
 def test_aggregate_script_without_runs_exits_2(tmp_path: Path) -> None:

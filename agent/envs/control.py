@@ -47,6 +47,15 @@ class GymVecEnv(VecEnv):
             self._kwargs = kwargs  # a reference env for set_state's checks is built alike
         except TypeError as err:
             raise ConfigError(f"bad env.kwargs for '{env_id}': {err}") from None
+        except gym.error.DependencyNotInstalled as err:
+            # e.g. LunarLander without Box2D: one line naming the extra, not a traceback
+            extra = (
+                " (pip install swig && pip install 'dopa-rl[box2d]')" if "Box2D" in str(err) else ""
+            )
+            first = str(err).strip().splitlines()[0]
+            raise ConfigError(
+                f"env '{env_id}' needs a package that is not installed{extra}: {first}"
+            ) from None
         space = self.envs[0].action_space
         if not isinstance(space, gym.spaces.Discrete):
             raise ConfigError(

@@ -5,14 +5,21 @@ the whole process (interpreter start to exit), each run in its own subprocess, o
 on the same machine. SB3 uses RL-Zoo's tuned QR-DQN hyperparameters for CartPole-v1.
 
     python scripts/bench/cartpole_vs_sb3.py [--seeds 1 2 3] [--max-steps 50000] [--only ours]
+        [--load idle loaded] [--override torch_threads=2 ...]
 
+`--load loaded` repeats every run with one extra CPU-bound process (a Python busy loop) running
+beside it, the case of a shared machine or a cluster node; every row records the 1-minute load
+average just before the run and the CPUs. `--override` passes Hydra overrides to our runs.
 Needs `pip install sb3-contrib` for the SB3 side. Prints one JSON line per run, then a summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,8 +74,31 @@ def timed(cmd: list[str]) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def run_ours(agent: str, seed: int, max_steps: int, tmp: Path) -> dict:
-    run_dir = tmp / f"{agent}_{seed}"
+BUSY_LOOP = "while True: pass"
+
+
+@contextlib.contextmanager
+def background_load(processes: int):
+    """``processes`` CPU-bound Python processes for the duration of the block."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(processes)]
+    try:
+        if procs:
+            time.sleep(2.0)  # let them get scheduled before the timed run starts
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def machine() -> dict:
+    return {"load_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+
+
+def run_ours(
+    agent: str, seed: int, max_steps: int, tmp: Path, overrides: list[str] | None = None
+) -> dict:
+    run_dir = tmp / f"{agent}_{seed}_{time.monotonic_ns()}"
     cmd = [
         sys.executable,
         "scripts/train.py",
@@ -81,6 +111,7 @@ def run_ours(agent: str, seed: int, max_steps: int, tmp: Path) -> dict:
         "train.stop_when_solved=true",
         "train.progress=false",
         f"hydra.run.dir={run_dir}",
+        *(overrides or []),
     ]
     wall, _ = timed(cmd)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -121,21 +152,33 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=50_000)
     parser.add_argument("--only", choices=["ours", "sb3"], default=None)
     parser.add_argument("--agents", nargs="+", default=["qrdqn", "erdqn"])
+    parser.add_argument("--load", nargs="+", choices=["idle", "loaded"], default=["idle"])
+    parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides for ours")
     args = parser.parse_args()
+    # a `timeout` on the bench: unwind, so the background load and the run in flight are killed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            rows = []
-            if args.only != "sb3":
-                rows += [run_ours(a, seed, args.max_steps, Path(tmp)) for a in args.agents]
-            if args.only != "ours":
-                rows.append(run_sb3(seed, args.max_steps))
-            for row in rows:
-                results.setdefault(row["who"], []).append(row)
-                print(json.dumps(row), flush=True)
+        for load in args.load:
+            with background_load(1 if load == "loaded" else 0):
+                for seed in args.seeds:
+                    rows = []
+                    if args.only != "sb3":
+                        for a in args.agents:
+                            before = machine()
+                            row = run_ours(a, seed, args.max_steps, Path(tmp), args.override)
+                            rows.append({**row, **before})
+                    if args.only != "ours":
+                        before = machine()
+                        rows.append({**run_sb3(seed, args.max_steps), **before})
+                    for row in rows:
+                        row["who"] = f"{row['who']} ({load})"
+                        row["background"] = load
+                        results.setdefault(row["who"], []).append(row)
+                        print(json.dumps(row), flush=True)
     medians = {who: median_time(rows) for who, rows in results.items()}
     summary = {"median_time_to_solve_s": medians}
-    sb3 = medians.get("sb3-contrib qrdqn")
+    sb3 = medians.get("sb3-contrib qrdqn (idle)")
     if sb3:
         summary["ratio_to_sb3"] = {
             who: (m / sb3 if m is not None else None) for who, m in medians.items()

@@ -1,0 +1,507 @@
+"""Aggregate finished runs across seeds: final scores and learning curves.
+
+Every folder under the given roots that holds a ``summary.json`` is a run.
+
+* **Final scores.** Training-time scores (the final evaluation of training, ``summary.json``
+  ``eval_return_mean``) and post-hoc scores (``evaluate.py``'s ``eval.json`` ``return_mean``)
+  are kept apart: ``score="train"`` (the default) or ``score="posthoc"`` picks one, never a mix.
+  Atari runs become human-normalised scores, arranged per algo as runs × games and summarised
+  by median, mean and IQM with 95 % stratified-bootstrap CIs (rliable when it imports, numpy
+  otherwise). Other envs are summarised the same way per env on raw returns.
+* **Learning curves.** Each run's training evaluations (``evals.csv``, written by the
+  Evaluation hook; TensorBoard's ``eval/return_mean`` for older runs) on a common env-step grid,
+  with mean and IQM across seeds and bootstrap bands per step: rliable's sample-efficiency
+  curves where it imports, ``scipy.stats.bootstrap`` otherwise. A run that stopped early
+  (solved) holds its last evaluation for the later steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCORES = ("train", "posthoc")
+MIN_SEEDS = 3  # fewer seeds: the bootstrap band is not a confidence interval
+
+
+def find_run_dirs(roots: list[str]) -> list[Path]:
+    """Every folder under ``roots`` (the roots included) that holds a ``summary.json``."""
+    found: set[Path] = set()
+    for root in roots:
+        path = Path(root)
+        if path.is_file() and path.name == "summary.json":
+            found.add(path.parent)
+        elif path.is_dir():
+            found.update(p.parent for p in path.rglob("summary.json"))
+    return sorted(found)
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _sticky_prob(run_dir: Path, evaluation: dict[str, Any] | None) -> float | None:
+    """The run's sticky-action probability, from eval.json or Hydra's saved config."""
+    if evaluation and evaluation.get("sticky_action_prob") is not None:
+        return float(evaluation["sticky_action_prob"])
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.is_file():
+        return None
+    try:
+        import yaml
+
+        env = (yaml.safe_load(config.read_text()) or {}).get("env") or {}
+        value = env.get("sticky_action_prob")
+    except Exception:
+        return None
+    return None if value is None else float(value)
+
+
+def load_runs(
+    run_dirs: list[Path], score: str = "train"
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """One record per usable run: algo, env (game key or env id), seed, score, atari flag.
+
+    ``score="train"`` reads the final training evaluation (``summary.json``);
+    ``score="posthoc"`` reads ``evaluate.py``'s ``eval.json`` (runs without one are skipped)."""
+    from agent.hns import game_key
+
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(SCORES)}, got '{score}'")
+    runs, skipped = [], []
+    for run_dir in run_dirs:
+        summary = _load_json(run_dir / "summary.json")
+        if summary is None:
+            skipped.append({"dir": str(run_dir), "why": "summary.json is not a JSON object"})
+            continue
+        evaluation = _load_json(run_dir / "eval.json")
+        if score == "posthoc":
+            value, source = (evaluation or {}).get("return_mean"), "eval.json"
+        else:
+            value, source = summary.get("eval_return_mean"), "summary.json"
+        if value is None:
+            why = "no eval.json (run evaluate.py)" if score == "posthoc" else "no evaluation return"
+            skipped.append({"dir": str(run_dir), "why": why})
+            continue
+        # one run's bad score (a string, NaN, inf) skips that run, not the whole aggregation
+        if type(value) not in (int, float) or not math.isfinite(value):
+            shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
+            skipped.append(
+                {"dir": str(run_dir), "why": f"{source} score is not a finite number: {shown}"}
+            )
+            continue
+        env_name = str(
+            summary.get("env_id")
+            or (evaluation or {}).get("game")
+            or (evaluation or {}).get("env_id")
+        )
+        game = game_key(env_name)
+        runs.append(
+            {
+                "dir": str(run_dir),
+                "algo": str(summary.get("algo") or (evaluation or {}).get("algo") or "unknown"),
+                "env": game or env_name,
+                "atari": game is not None,
+                "seed": summary.get("seed"),
+                "score": float(value),
+                "source": source,
+                "sticky_action_prob": _sticky_prob(run_dir, evaluation) if game else None,
+            }
+        )
+    return runs, skipped
+
+
+def _seed_order(run: dict[str, Any]) -> tuple[int, Any]:
+    seed = run["seed"]
+    return (0, seed) if isinstance(seed, int) else (1, str(seed))
+
+
+def aggregate(runs: list[dict[str, Any]], reps: int, seed: int) -> dict[str, Any]:
+    """HNS aggregates per algo over Atari games; raw-return aggregates per (env, algo)."""
+    from agent.hns import aggregate_scores, human_normalized_score
+
+    grouped: dict[tuple[bool, str], dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for run in runs:
+        grouped[(run["atari"], run["algo"])][run["env"]].append(run)
+
+    atari: dict[str, Any] = {}
+    raw: dict[str, dict[str, Any]] = defaultdict(dict)
+    for (is_atari, algo), by_env in sorted(grouped.items()):
+        for env_runs in by_env.values():
+            env_runs.sort(key=_seed_order)
+        if is_atari:
+            games = sorted(by_env)
+            # rliable's bootstrap needs the same number of runs for every game.
+            n_runs = min(len(by_env[g]) for g in games)
+            per_game = {}
+            matrix = np.empty((n_runs, len(games)))
+            for j, game in enumerate(games):
+                kept = by_env[game][:n_runs]
+                hns = [float(human_normalized_score(game, r["score"])) for r in kept]
+                matrix[:, j] = hns
+                per_game[game] = {
+                    "seeds": [r["seed"] for r in kept],
+                    "returns": [r["score"] for r in kept],
+                    "hns": hns,
+                }
+            stats = aggregate_scores(matrix, reps=reps, seed=seed)
+            sticky = sorted(
+                {r["sticky_action_prob"] for g in games for r in by_env[g]},
+                key=lambda v: (v is None, v),
+            )
+            stats.update(
+                per_game=per_game,
+                dropped_runs=sum(len(by_env[g]) - n_runs for g in games),
+                sticky_action_prob=sticky,
+            )
+            atari[algo] = stats
+        else:
+            for env, env_runs in sorted(by_env.items()):
+                returns = [r["score"] for r in env_runs]
+                stats = aggregate_scores(np.array(returns)[:, None], reps=reps, seed=seed)
+                stats.update(seeds=[r["seed"] for r in env_runs], returns=returns)
+                raw[env][algo] = stats
+    return {"atari_hns": atari, "raw_returns": dict(raw)}
+
+
+def _interval(stats: dict[str, Any], metric: str, scale: float = 1.0, digits: int = 1) -> str:
+    m = stats[metric]
+    return (
+        f"{m['value'] * scale:.{digits}f} "
+        f"[{m['ci_low'] * scale:.{digits}f}, {m['ci_high'] * scale:.{digits}f}]"
+    )
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A plain-text table: HNS in percent per algo, then raw returns per env and algo."""
+    lines = []
+    if result["atari_hns"]:
+        lines.append("Atari, human-normalised score (%), 95% CI:")
+        lines.append(
+            f"{'algo':<12}{'games':>6}{'runs':>6}  {'median':<24}{'IQM':<24}{'mean':<24}sticky"
+        )
+        for algo, s in result["atari_hns"].items():
+            sticky = ",".join("?" if v is None else f"{v:g}" for v in s["sticky_action_prob"])
+            lines.append(
+                f"{algo:<12}{s['games']:>6}{s['runs']:>6}  {_interval(s, 'median', 100):<24}"
+                f"{_interval(s, 'iqm', 100):<24}{_interval(s, 'mean', 100):<24}{sticky}"
+            )
+    if result["raw_returns"]:
+        if lines:
+            lines.append("")
+        lines.append("Raw evaluation return, 95% CI over runs:")
+        lines.append(f"{'env':<28}{'algo':<12}{'runs':>6}  {'mean':<28}{'IQM':<28}")
+        for env, by_algo in result["raw_returns"].items():
+            for algo, s in by_algo.items():
+                lines.append(
+                    f"{env:<28}{algo:<12}{s['runs']:>6}  {_interval(s, 'mean', 1, 2):<28}"
+                    f"{_interval(s, 'iqm', 1, 2):<28}"
+                )
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """One row of interval plots: Atari median / IQM / mean HNS, then IQM return per env."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: list[tuple[str, dict[str, Any], str, float]] = []
+    if result["atari_hns"]:
+        for metric, label in (("median", "Median"), ("iqm", "IQM"), ("mean", "Mean")):
+            panels.append((f"{label} HNS (%)", result["atari_hns"], metric, 100.0))
+    for env, by_algo in result["raw_returns"].items():
+        panels.append((f"{env}: IQM return", by_algo, "iqm", 1.0))
+    # One colour per algo across all panels.
+    names = sorted({algo for _, by_algo, _, _ in panels for algo in by_algo})
+    colours = {algo: f"C{i % 10}" for i, algo in enumerate(names)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.6 + 0.45 * 4))
+    axes = [axes] if len(panels) == 1 else list(axes)
+    for ax, (title, by_algo, metric, scale) in zip(axes, panels, strict=True):
+        algos = list(by_algo)
+        for i, algo in enumerate(algos):
+            m = by_algo[algo][metric]
+            ends = [m["ci_low"] * scale, m["ci_high"] * scale]
+            ax.plot(ends, [i, i], lw=6, alpha=0.4, color=colours[algo])
+            ax.plot([m["value"] * scale], [i], "k|", ms=14)
+        ax.set_yticks(range(len(algos)), algos)
+        ax.set_ylim(-0.7, len(algos) - 0.3)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- learning curves ----------------------------------------------------------------------
+
+EVALS_CSV = "evals.csv"  # written by the Evaluation hook (agent.logging.RunLogger.evaluation)
+CURVE_COLUMNS = (
+    "env",
+    "algo",
+    "env_step",
+    "runs",
+    "mean",
+    "mean_low",
+    "mean_high",
+    "iqm",
+    "iqm_low",
+    "iqm_high",
+    "backend",
+)
+
+
+def read_eval_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(env steps, eval return means, source) of one run's training evaluations, or None.
+
+    ``evals.csv`` first; TensorBoard's ``eval/return_mean`` for runs older than it. A resumed
+    run may repeat a step: the last row for a step wins."""
+    by_step: dict[int, float] = {}
+    source = EVALS_CSV
+    path = run_dir / EVALS_CSV
+    if path.is_file():
+        try:
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    by_step[int(row["env_step"])] = float(row["return_mean"])
+        except (OSError, KeyError, ValueError, TypeError):
+            by_step = {}
+    if not by_step and (run_dir / "tb").is_dir():
+        by_step, source = _tensorboard_curve(run_dir / "tb"), "tensorboard"
+    by_step = {k: v for k, v in by_step.items() if math.isfinite(v)}
+    if not by_step:
+        return None
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    return steps, np.array([by_step[int(s)] for s in steps]), source
+
+
+def _tensorboard_curve(tb_dir: Path) -> dict[int, float]:
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return {}
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if "eval/return_mean" not in acc.Tags().get("scalars", []):
+        return {}
+    return {int(e.step): float(e.value) for e in acc.Scalars("eval/return_mean")}
+
+
+def load_curves(run_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """One record per run with a training-evaluation curve: algo, env, seed, steps, returns."""
+    from agent.hns import game_key
+
+    curves, skipped = [], []
+    for run_dir in run_dirs:
+        summary = _load_json(run_dir / "summary.json") or {}
+        curve = read_eval_curve(run_dir)
+        if curve is None:
+            skipped.append({"dir": str(run_dir), "why": f"no {EVALS_CSV} or eval scalars"})
+            continue
+        env_name = str(summary.get("env_id") or "unknown")
+        steps, returns, source = curve
+        curves.append(
+            {
+                "dir": str(run_dir),
+                "algo": str(summary.get("algo") or "unknown"),
+                "env": game_key(env_name) or env_name,
+                "seed": summary.get("seed"),
+                "steps": steps,
+                "returns": returns,
+                "source": source,
+            }
+        )
+    return curves, skipped
+
+
+def hold_last(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Each grid step's latest evaluation at or before it (NaN before the first): a run that
+    stopped when solved keeps its last score."""
+    idx = np.searchsorted(steps, grid, side="right") - 1
+    out = values[np.clip(idx, 0, None)].astype(np.float64)
+    out[idx < 0] = np.nan
+    return out
+
+
+def _iqm_axis0(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    from scipy.stats import trim_mean
+
+    return np.asarray(trim_mean(x, 0.25, axis=axis))
+
+
+def curve_bands(
+    matrix: np.ndarray, *, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, Any]:
+    """Mean and IQM over runs at every step of ``matrix`` [runs, steps], with percentile
+    bootstrap bands (runs resampled): rliable's ``get_interval_estimates`` where it imports,
+    ``scipy.stats.bootstrap`` otherwise. With one run the band is the run itself."""
+    runs, steps = matrix.shape
+    points = np.concatenate([matrix.mean(axis=0), _iqm_axis0(matrix)])
+    low = high = points
+    backend = "none"
+    if runs > 1:
+        try:
+            from rliable import library, metrics
+
+            def both(x: np.ndarray) -> np.ndarray:  # x: [runs, 1, steps]
+                t = range(x.shape[-1])
+                means = [metrics.aggregate_mean(x[..., i]) for i in t]
+                iqms = [metrics.aggregate_iqm(x[..., i]) for i in t]
+                return np.array(means + iqms)
+
+            with warnings.catch_warnings():
+                # arch deprecates the RandomState that rliable passes; the results are unchanged
+                warnings.simplefilter("ignore", FutureWarning)
+                _, intervals = library.get_interval_estimates(
+                    {"x": matrix[:, None, :]},
+                    both,
+                    reps=reps,
+                    confidence_interval_size=confidence,
+                    random_state=np.random.RandomState(seed),
+                )
+            low, high = np.asarray(intervals["x"])
+            backend = "rliable"
+        except Exception:  # not installed, or version skew in its arch dependency
+            from scipy.stats import bootstrap
+
+            def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+                return _iqm_axis0(x, axis=axis)
+
+            lows, highs = [], []
+            for statistic in (np.mean, iqm):
+                with warnings.catch_warnings():  # degenerate resamples (all runs equal) warn
+                    warnings.simplefilter("ignore")
+                    res = bootstrap(
+                        (matrix,),
+                        statistic,
+                        axis=0,
+                        n_resamples=reps,
+                        confidence_level=confidence,
+                        method="percentile",
+                        **_scipy_rng(seed),
+                    )
+                lows.append(np.asarray(res.confidence_interval.low))
+                highs.append(np.asarray(res.confidence_interval.high))
+            low, high = np.concatenate(lows), np.concatenate(highs)
+            backend = "scipy"
+    return {
+        "mean": points[:steps],
+        "mean_low": low[:steps],
+        "mean_high": high[:steps],
+        "iqm": points[steps:],
+        "iqm_low": low[steps:],
+        "iqm_high": high[steps:],
+        "backend": backend,
+    }
+
+
+def _scipy_rng(seed: int) -> dict[str, Any]:
+    """scipy >= 1.15 names the generator ``rng``; older versions ``random_state``."""
+    import inspect
+
+    from scipy.stats import bootstrap
+
+    name = "rng" if "rng" in inspect.signature(bootstrap).parameters else "random_state"
+    return {name: np.random.default_rng(seed)}
+
+
+def seed_warning(env: str, algo: str, runs: int) -> str | None:
+    """The warning for a group with fewer than MIN_SEEDS runs, or None."""
+    if runs >= MIN_SEEDS:
+        return None
+    if runs == 1:
+        return f"{algo} on {env}: 1 seed, no band (a single run); use >= {MIN_SEEDS} seeds"
+    return (
+        f"{algo} on {env}: only {runs} seeds; a bootstrap band over {runs} runs is not a "
+        f"confidence interval (it spans at most the runs themselves); use >= {MIN_SEEDS} seeds"
+    )
+
+
+def aggregate_curves(
+    curves: list[dict[str, Any]], *, reps: int = 2000, seed: int = 0
+) -> tuple[dict[str, dict[str, dict[str, Any]]], list[str]]:
+    """Per env and algo: the common step grid and :func:`curve_bands`; plus the seed warnings.
+
+    The grid is every evaluated step from the latest first evaluation of the group's runs on,
+    so every run has a score at every grid step."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for c in curves:
+        grouped[(c["env"], c["algo"])].append(c)
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    notes = []
+    for (env, algo), group in sorted(grouped.items()):
+        group.sort(key=_seed_order)
+        start = max(int(c["steps"][0]) for c in group)
+        grid = np.unique(np.concatenate([c["steps"] for c in group]))
+        grid = grid[grid >= start]
+        matrix = np.stack([hold_last(c["steps"], c["returns"], grid) for c in group])
+        bands = curve_bands(matrix, reps=reps, seed=seed)
+        out[env][algo] = {
+            "env_step": grid,
+            "runs": len(group),
+            "seeds": [c["seed"] for c in group],
+            **bands,
+        }
+        note = seed_warning(env, algo, len(group))
+        if note:
+            notes.append(note)
+    return dict(out), notes
+
+
+def write_curves_csv(curves: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
+    """One CSV for the whole sweep: a row per env, algo and env step (CURVE_COLUMNS)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CURVE_COLUMNS)
+        for env, by_algo in curves.items():
+            for algo, c in by_algo.items():
+                for i, step in enumerate(c["env_step"]):
+                    values = [float(c[k][i]) for k in CURVE_COLUMNS[4:10]]
+                    writer.writerow(
+                        [env, algo, int(step), c["runs"], *(f"{v:.6g}" for v in values)]
+                        + [c["backend"]]
+                    )
+
+
+def plot_curves(curves: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
+    """One panel per env: IQM (solid) and mean (dashed) eval return against env steps, with
+    the IQM's bootstrap band shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = list(curves)
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.5 * len(envs), 3.4), squeeze=False)
+    names = sorted({algo for by_algo in curves.values() for algo in by_algo})
+    colours = {algo: f"C{i % 10}" for i, algo in enumerate(names)}
+    for ax, env in zip(axes[0], envs, strict=True):
+        for algo, c in curves[env].items():
+            x, colour = c["env_step"], colours[algo]
+            label = f"{algo} ({c['runs']} seed{'s' if c['runs'] != 1 else ''})"
+            ax.plot(x, c["iqm"], color=colour, label=label)
+            ax.plot(x, c["mean"], color=colour, ls="--", lw=0.8)
+            ax.fill_between(x, c["iqm_low"], c["iqm_high"], color=colour, alpha=0.2, lw=0)
+        ax.set_title(env, fontsize=9)  # the env name, never a file path
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return (IQM; dashed: mean)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

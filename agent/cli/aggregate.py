@@ -1,0 +1,187 @@
+"""``dopa-aggregate`` / ``python scripts/aggregate.py``: final scores and learning curves of
+finished runs across seeds (the library is :mod:`agent.aggregate`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent import aggregate as agg
+
+USAGE = "usage: dopa-aggregate runs=DIR [DIR...] [out=FILE] [score=train|posthoc] [reps=N] [seed=N]"
+
+HELP = f"""{USAGE}
+
+Aggregate finished runs (every folder under DIR holding a summary.json) across seeds.
+
+keys:
+  runs=DIR [DIR...]  run folders or sweep folders (Hydra list syntax runs=[a,b] works too)
+  out=FILE           where the JSON goes (default: ./aggregate.json in the current folder);
+                     the figure (.png), the learning curves (_curves.csv, _curves.png) go beside it
+  score=train        final scores from training's last evaluation (summary.json), the default;
+  score=posthoc      or from evaluate.py's eval.json (runs without one are skipped); never mixed
+  reps=2000          bootstrap replications
+  seed=0             bootstrap seed
+
+Final scores: median, mean and IQM with 95% stratified-bootstrap CIs (rliable when installed);
+Atari runs as human-normalised scores. Learning curves: eval return against env steps from each
+run's evals.csv, mean and IQM across seeds with bootstrap bands (rliable's sample-efficiency
+curves, or scipy), one CSV for the sweep. Below 3 seeds a band is not a confidence interval:
+a warning says so.
+"""
+
+
+class UsageError(Exception):
+    """A bad command line; printed as one line with exit status 2."""
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """Hydra-style ``key=value`` arguments; bare words after ``runs=`` add more run folders."""
+    args: dict[str, Any] = {"runs": [], "out": None, "reps": 2000, "seed": 0, "score": "train"}
+    last_key = None
+    for token in argv:
+        key, sep, value = token.partition("=")
+        if not sep:
+            if last_key != "runs":
+                raise UsageError(f"unexpected argument '{token}'; {USAGE}")
+            args["runs"].append(token)
+            continue
+        key = key.lstrip("+")
+        last_key = key
+        if key == "runs":
+            # Hydra list syntax (runs=[a,b]) and comma lists both work.
+            args["runs"] += [v for v in value.strip("[]").split(",") if v]
+        elif key == "out":
+            args["out"] = value
+        elif key == "score":
+            if value not in agg.SCORES:
+                raise UsageError(f"score must be one of {', '.join(agg.SCORES)}, got '{value}'")
+            args["score"] = value
+        elif key in ("reps", "seed"):
+            try:
+                args[key] = int(value)
+            except ValueError:
+                raise UsageError(f"{key} must be an integer, got '{value}'") from None
+        else:
+            raise UsageError(f"unknown key '{key}'; {USAGE}")
+    if not args["runs"]:
+        raise UsageError(f"no run folders given; {USAGE}")
+    if args["reps"] < 1:
+        raise UsageError(f"reps must be >= 1, got {args['reps']}")
+    return args
+
+
+def output_path(out: str | None) -> Path:
+    """``out`` as a .json path; by default ``aggregate.json`` in the current folder."""
+    if out is None:
+        return Path.cwd() / "aggregate.json"
+    path = Path(out)
+    if path.suffix != ".json":
+        path = path / "aggregate.json" if path.is_dir() else path.with_suffix(".json")
+    return path
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written (checked before the bootstrap runs)."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"'{existing}' is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"'{existing}' is not writable"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the aggregation; returns the exit status (2 for user errors)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(HELP)
+        return 0
+    try:
+        args = parse_args(argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    run_dirs = agg.find_run_dirs(args["runs"])
+    if not run_dirs:
+        print(
+            f"error: no run folders (with a summary.json) under {', '.join(args['runs'])}",
+            file=sys.stderr,
+        )
+        return 2
+    runs, skipped = agg.load_runs(run_dirs, args["score"])
+    curves, no_curve = agg.load_curves(run_dirs)
+    if not runs and not curves:
+        source = "eval.json return_mean" if args["score"] == "posthoc" else "summary.json"
+        print(
+            f"error: none of the {len(run_dirs)} run folders has an evaluation return "
+            f"({source} eval_return_mean or evals.csv)",
+            file=sys.stderr,
+        )
+        return 2
+    out = output_path(args["out"])
+    problem = unwritable(out.parent)
+    if problem:
+        print(f"error: cannot write {out}: {problem}", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = agg.aggregate(runs, args["reps"], args["seed"])
+    result.update(
+        score=args["score"],
+        run_dirs=len(run_dirs),
+        used_runs=len(runs),
+        skipped=skipped,
+        reps=args["reps"],
+    )
+    figure = out.with_suffix(".png")
+    if runs:
+        result["figure"] = str(figure)
+        agg.plot(result, figure)
+    notes: list[str] = []
+    if curves:
+        curve_stats, notes = agg.aggregate_curves(curves, reps=args["reps"], seed=args["seed"])
+        csv_path = out.with_name(out.stem + "_curves.csv")
+        png_path = out.with_name(out.stem + "_curves.png")
+        agg.write_curves_csv(curve_stats, csv_path)
+        agg.plot_curves(curve_stats, png_path)
+        result["curves"] = {"csv": str(csv_path), "figure": str(png_path), "runs": len(curves)}
+    else:
+        notes.append("no run has an evals.csv: no learning curves")
+    for env, by_algo in result["raw_returns"].items():  # the final scores' CIs too
+        notes += [n for a, st in by_algo.items() if (n := agg.seed_warning(env, a, st["runs"]))]
+    for algo, st in result["atari_hns"].items():
+        notes += [n for n in [agg.seed_warning("Atari", algo, st["runs"])] if n]
+    notes = list(dict.fromkeys(notes))  # curves and final scores of a group: one warning
+    result["curves_skipped"] = no_curve
+    result["warnings"] = notes
+    out.write_text(json.dumps(result, indent=1))
+    print(agg.format_table(result))
+    summary = {
+        "score": args["score"],
+        "atari_hns": {
+            algo: {k: s[k] for k in ("median", "iqm", "mean", "runs", "games", "backend")}
+            for algo, s in result["atari_hns"].items()
+        },
+        "raw_returns": {
+            env: {algo: {k: s[k] for k in ("mean", "iqm", "runs")} for algo, s in by.items()}
+            for env, by in result["raw_returns"].items()
+        },
+    }
+    print(json.dumps(summary))
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    if skipped:
+        print(f"skipped {len(skipped)} run folder(s) without a usable score", file=sys.stderr)
+    wrote = [str(out)] + ([str(figure)] if runs else [])
+    wrote += [result["curves"]["csv"], result["curves"]["figure"]] if curves else []
+    print(f"wrote {', '.join(wrote)}", file=sys.stderr)
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""What every entry point shares: where the Hydra configs are, one-line errors, group checks.
+
+``scripts/_cli.py`` re-exports these, so ``python scripts/X.py`` and the console scripts
+(``dopa-*``) behave the same."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Callable, Iterable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def conf_dir() -> Path:
+    """The Hydra config folder: ``agent/conf`` inside an installed wheel (pyproject maps the
+    top-level ``conf/`` there), else the checkout's ``conf/`` (a source tree or an editable
+    install)."""
+    packaged = PACKAGE_DIR / "conf"
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    return PACKAGE_DIR.parent / "conf"
+
+
+CONF_DIR = conf_dir()
+GROUPS = ("agent", "env", "experiment")  # user-facing groups (schema/*, tuned are internal)
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """Fail early, in one line, on `agent=typo` or `env=typo` (Hydra's own message spans lines)."""
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key not in GROUPS:
+            continue
+        options = group_options(key)
+        for choice in value.split(","):
+            if choice and choice not in options:
+                print(
+                    f"error: unknown {key} '{choice}'; expected one of {', '.join(options)}",
+                    file=sys.stderr,
+                )
+                sys.exit(2)
+
+
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a UserError (exit 2) or a divergence (exit 1) as one line, without a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from agent.errors import TrainingDiverged, UserError
+
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except TrainingDiverged as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper
+
+
+def wants_help(argv: list[str]) -> bool:
+    return any(a in ("-h", "--help") for a in argv)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _schema_keys(node: Any, prefix: str = "") -> tuple[set[str], set[str]]:
+    """Every dotted key of a structured config, and the dict-typed ones (free-form below)."""
+    from omegaconf import DictConfig
+
+    keys: set[str] = set()
+    free: set[str] = set()
+    for key in node.keys() if isinstance(node, DictConfig) else []:
+        path = f"{prefix}{key}"
+        keys.add(path)
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            if child._metadata.object_type in (None, dict):  # a plain dict (env.kwargs)
+                free.add(path)
+            sub_keys, sub_free = _schema_keys(child, f"{path}.")
+            keys |= sub_keys
+            free |= sub_free
+    return keys, free
+
+
+def chosen_agent(argv: list[str]) -> str:
+    """The agent a training command line composes: ``agent=`` if given, else the one its
+    ``experiment=`` preset overrides to, else the default of conf/config.yaml."""
+    import re
+
+    def default_agent(path: Path) -> str | None:
+        found = re.search(r"^\s*-\s*(?:override\s+)?/?agent:\s*(\w+)", path.read_text(), re.M)
+        return found.group(1) if found else None
+
+    given = {}
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") in ("agent", "experiment"):
+            given[key.lstrip("+~")] = value.split(",")[0]
+    if "agent" in given:
+        return given["agent"]
+    preset = CONF_DIR / "experiment" / f"{given.get('experiment', '')}.yaml"
+    if "experiment" in given and preset.is_file() and default_agent(preset):
+        return str(default_agent(preset))
+    return default_agent(CONF_DIR / "config.yaml") or "qrdqn"
+
+
+def run_schema(argv: list[str]) -> Any:
+    """The run config schema with the chosen agent's own keys (``agent/algos/<name>.py``)."""
+    from omegaconf import OmegaConf
+
+    from agent import algos
+    from agent.config import Config
+
+    schema = OmegaConf.structured(Config)
+    schema.agent = OmegaConf.structured(algos.config_class(chosen_agent(argv)))
+    return schema
+
+
+def config_groups() -> list[str]:
+    """Config group names (folders of conf/: agent, env, experiment, tuned, hydra…)."""
+    return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+
+
+def check_override_keys(argv: list[str], schema: Any, groups: Iterable[str] = ()) -> None:
+    """Fail in one line (exit 2, with a "did you mean") on an override of a key the schema does
+    not have, with or without ``+``: Hydra adds a ``+key`` silently, so a typo there would
+    otherwise be ignored, and its own message for a plain typo suggests adding the ``+``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(
+            [a for a in argv[1:] if not a.startswith("-")]
+        )
+    except Exception:  # malformed syntax: Hydra's own parser reports it
+        return
+    from omegaconf import DictConfig, OmegaConf
+
+    keys, free = _schema_keys(
+        schema if isinstance(schema, DictConfig) else OmegaConf.structured(schema)
+    )
+    groups = set(groups)
+    for override in overrides:
+        key = override.key_or_group
+        if key.split(".")[0].split("/")[0] == "hydra" or key in groups or "/" in key:
+            continue
+        if key in keys or any(key.startswith(f"{f}.") for f in free):
+            continue
+        close = difflib.get_close_matches(key, sorted(keys), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        fail(f"unknown config key '{key}'{hint}")
+
+
+def check_run_dir_override(argv: list[str]) -> None:
+    """``hydra.run.dir=X`` must be creatable: Hydra itself makes it (with a traceback when a
+    parent is a regular file or read-only) before the training code can say anything."""
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        if not sep or key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir"):
+            continue
+        path = Path(value).expanduser().absolute()
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            fail(f"{key}='{value}' lies under '{existing}', which is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            fail(f"{key}='{value}': cannot write in '{existing}'")

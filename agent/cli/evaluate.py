@@ -1,0 +1,76 @@
+"""``dopa-evaluate`` / ``python scripts/evaluate.py``: evaluate a checkpoint.
+
+dopa-evaluate checkpoint=RUN_DIR [episodes=10] [video=true] [out=DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from agent.cli.common import check_override_keys, fail, one_line_errors, wants_help
+
+
+@dataclass
+class EvalArgs:
+    checkpoint: str = MISSING  # a run dir (its newest checkpoint) or RUN_DIR/checkpoints/<step>
+    episodes: int = 10  # greedy evaluation episodes
+    epsilon: float | None = None  # ε of the evaluation policy (null: the agent's agent.eps_eval)
+    seed: int = 12345  # seed of the evaluation envs and of ε draws
+    video: bool = False  # also record one episode to video.mp4 (needs the video extra)
+    out: str | None = None  # folder for eval.json (null: the current folder)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+ConfigStore.instance().store(name="evaluate", node=EvalArgs)
+
+
+@hydra.main(config_path=None, config_name="evaluate", version_base="1.3")
+@one_line_errors
+def _hydra_main(args: EvalArgs) -> None:
+    from agent.evaluate import evaluate
+
+    result = evaluate(
+        args.checkpoint,
+        episodes=args.episodes,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        video=args.video,
+        out=args.out if args.out is not None else os.getcwd(),
+        device=args.device,
+    )
+    summary = {k: result[k] for k in ("algo", "env_id", "episodes", "return_mean", "return_std")}
+    print(json.dumps(summary))
+    if result.get("video_unsupported"):
+        print(f"warning: video unsupported: {result['video_unsupported']}", file=sys.stderr)
+    print(f"wrote {result['eval_json']}", file=sys.stderr)
+
+
+def main() -> None:
+    prog = os.path.basename(sys.argv[0]) or "dopa-evaluate"
+    if wants_help(sys.argv[1:]):
+        from agent.cli.help import evaluate_help
+
+        print(evaluate_help(prog, EvalArgs))
+        sys.exit(0)
+    check_override_keys(sys.argv, EvalArgs)
+    if not any(a.partition("=")[0].lstrip("+") == "checkpoint" for a in sys.argv[1:]):
+        fail(f"checkpoint= is required: {prog} checkpoint=RUN_DIR")
+    # no Hydra output dir or logging files for an evaluation: eval.json is the output
+    sys.argv += [
+        "hydra.run.dir=.",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=none",
+        "hydra/hydra_logging=none",
+    ]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
