@@ -3,7 +3,7 @@
 Usage: python scripts/make_cell_table.py [RAW_FOLDER] [OUT_CSV]
 (defaults: ../shared/data/dabney2020/variable_magnitude beside the checkout, and the packaged
 table). Responses are pooled as the authors did (every uncued response shifted by one
-population-wide constant, science.md §3) and rounded to 4 decimals; ``baseline`` is each
+population-wide constant, docs/science.md §3) and rounded to 4 decimals; ``baseline`` is each
 trial's pre-stimulus rate (spikes/s).
 """
 

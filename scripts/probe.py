@@ -26,7 +26,7 @@ errors of quantile-Huber units before clipping (``auto``: no unit saturates). On
 paper": τ against mean standardised reversal point, spread vs ``baseline``).
 
 data: a tidy cell table (CSV/Parquet: cell, magnitude, response[, cued, trial]) or a folder of
-Uchida-lab .mat files. The analysis runs on the empirical utility axis (science.md §3). The
+Uchida-lab .mat files. The analysis runs on the empirical utility axis (docs/science.md §3). The
 decode uses the cells' (reversal point, τ) pairs on that axis against the "true" magnitude
 distribution placed on the same axis: the utility-axis value of each magnitude, weighted by
 its pooled trial frequency (for the committed recordings these are the task's probabilities).

@@ -126,7 +126,7 @@ def test_concave_utility_and_distribution() -> None:
     assert np.allclose(values, env.utility(DEFAULT_MAGNITUDES))
     assert probs.sum() == pytest.approx(1.0)
     assert np.all(np.diff(values) > 0)
-    # reported mean/SD of the identity task (science.md §2)
+    # reported mean/SD of the identity task (docs/science.md §2)
     v, p = lab_task_distribution()
     mean = v @ p
     assert mean == pytest.approx(5.21, abs=0.02)

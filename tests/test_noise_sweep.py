@@ -1,4 +1,4 @@
-"""Noise calibrated to the recorded cells, and the noise sweep (science.md §6)."""
+"""Noise calibrated to the recorded cells, and the noise sweep (docs/science.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Variable-probability classification of an agent's units (science.md §2) runs end to end."""
+"""Variable-probability classification of an agent's units (docs/science.md §2) runs end to end."""
 
 import gymnasium as gym
 import torch

@@ -100,7 +100,7 @@ def test_population_table_from_training(task: TabularTask) -> None:
     assert table.cell.nunique() == 10 and table.magnitude.nunique() == 7
 
 
-# --- null models: a small reference RP/τ estimator (science.md §3) for the checks --------
+# --- null models: a small reference RP/τ estimator (docs/science.md §3) for the checks --------
 
 
 def _rp_tau(table) -> np.ndarray:
