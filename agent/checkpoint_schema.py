@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -33,7 +33,7 @@ class _Checker:
     def __init__(self, folder: Path) -> None:
         self.where = f"checkpoint '{folder}/state.json'"
 
-    def fail(self, path: str, expected: str, value: Any) -> None:
+    def fail(self, path: str, expected: str, value: Any) -> NoReturn:
         shown = repr(value)
         shown = shown if len(shown) <= 40 else f"a {type(value).__name__}"  # never dump content
         raise CheckpointError(f"{self.where}: {path} must be {expected}, got {shown}")

@@ -8,7 +8,7 @@
   backward with it); gradient clipping and the Adam step stay eager (``foreach`` kernels). On a
   2-core CPU a full-step compile (optimizer included) took a minute for a tiny MLP against ~6 s
   for the loss alone, and on the H200 compile in its default mode gave only 239–264 updates/s
-  against 217 eager (design.md): the update is launch-bound, which compile does not fix.
+  against 217 eager (docs/design.md): the update is launch-bound, which compile does not fix.
 * ``"cudagraph"`` (CUDA only): the whole update — forward, loss, backward, clipping, the
   ``Adam(capturable=True)`` step — captured once into a CUDA graph on static input buffers and
   replayed each update: one launch instead of hundreds (5× on the H200: 1,105 against 217

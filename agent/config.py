@@ -72,7 +72,7 @@ class EnvConfig:
     num_envs: int = 4  # training envs stepped together
     eval_num_envs: int = 10  # evaluation envs stepped together
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
-    # Atari protocol (science.md §5); every choice explicit
+    # Atari protocol (docs/science.md §5); every choice explicit
     sticky_action_prob: float = 0.25
     frame_skip: int = 4
     frame_stack: int = 4
@@ -276,7 +276,9 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
     (agent.lr=nan passes `lr > 0` checks as NaN compares false)."""
     a, e, t = cfg.agent, cfg.env, cfg.train
     # every float of the agent's config (its algorithm's own keys included)
-    floats = {f"agent.{k}": v for k, v in _items(a) if isinstance(v, float)}
+    floats: dict[str, float | None] = {
+        f"agent.{k}": v for k, v in _items(a) if isinstance(v, float)
+    }
     floats |= {
         "env.sticky_action_prob": e.sticky_action_prob,
         "env.value_min": e.value_min,

@@ -111,7 +111,8 @@ def reconcile_config(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
     A key missing from the saved config (added to the schema since) is not a change."""
     old_flat, new_flat = _flatten(saved), _flatten(new)
-    changes, unsafe = [], []
+    changes: list[str] = []
+    unsafe: list[str] = []
     for key, value in new_flat.items():
         if key not in old_flat or old_flat[key] == value:
             continue
@@ -140,7 +141,7 @@ def restore(
     env: Any,
     learner: Any,
     replay: Any,
-    counters: dict,
+    counters: dict[str, Any],
     device: torch.device,
 ) -> np.ndarray:
     """Load ``source`` into the learner, replay, env and counters; returns the obs to act on.

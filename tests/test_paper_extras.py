@@ -1,5 +1,5 @@
-"""docs/science.md §6: reward-space decoding, baseline firing, same vs diverse reversal points, decode
-robustness, the distributional-TD simulation and the saturating slope option."""
+"""docs/science.md §6: reward-space decoding, baseline firing, same vs diverse reversal
+points, decode robustness, the distributional-TD simulation and the saturating slope option."""
 
 from __future__ import annotations
 

@@ -110,8 +110,9 @@ def test_forty_cells_import(raw_table: pd.DataFrame) -> None:
     assert raw_table["cell"].nunique() == 40
     assert len(raw_table) == 8877
     assert sorted(raw_table["magnitude"].unique()) == [0.1, 0.3, 1.2, 2.5, 5.0, 10.0, 20.0]
-    # Pooled with one population-wide constant (the authors' code, docs/science.md §3): the mean over
-    # cells and magnitudes of the per-cell, per-magnitude means agrees for cued and uncued trials
+    # Pooled with one population-wide constant (the authors' code, docs/science.md §3): the
+    # mean over cells and magnitudes of the per-cell, per-magnitude means agrees for cued and
+    # uncued trials
     means = raw_table.groupby(["cell", "magnitude", "cued"])["response"].mean().unstack()
     assert means[True].mean() == pytest.approx(means[False].mean(), abs=1e-9)
     # Responses grow with reward size, as dopamine RPEs do.

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def _schema_keys(node: Any, prefix: str = "") -> tuple[set[str], set[str]]:
     keys: set[str] = set()
     free: set[str] = set()
     for key in node.keys() if isinstance(node, DictConfig) else []:
-        path = f"{prefix}{key}"
+        path = f"{prefix}{cast(str, key)}"  # structured-config keys are strings
         keys.add(path)
         child = node._get_node(key)
         if isinstance(child, DictConfig):

@@ -2,7 +2,7 @@
 
 One MATLAB v5 file per cell, holding `events` (per trial `odorOn`, `trialType`) and
 `responses` (`spike` time stamps in ms). The response of each trial is extracted as in
-science.md section 3; the result is a tidy cell table (one row per trial).
+docs/science.md section 3; the result is a tidy cell table (one row per trial).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def trial_responses_and_baselines(
     """(responses, baselines) per trial, both in spikes/s.
 
     The response is that of :func:`trial_responses`; the baseline is the trial's mean smoothed
-    rate over −1000..0 ms, the value subtracted before the second smoothing (science.md §6).
+    rate over −1000..0 ms, the value subtracted before the second smoothing (docs/science.md §6).
     """
     n_bins = _PRE_MS + _POST_MS
     onsets = np.asarray(onsets_ms, dtype=float)
@@ -114,7 +114,8 @@ def cell_id(path: str | Path) -> str:
 
 
 def cued_uncued_shift(table: pd.DataFrame) -> float:
-    """The authors' one population-wide constant added to every uncued response (science.md §3).
+    """The authors' one population-wide constant added to every uncued response
+    (docs/science.md §3).
 
     mean over cells and magnitudes of each cell's mean cued response at each magnitude, minus
     the same mean of the uncued responses. ``table`` holds unpooled ``cell, magnitude, cued,

@@ -1,4 +1,4 @@
-"""The two lab tasks of Dabney et al. (2020) as gymnasium envs (science.md §2).
+"""The two lab tasks of Dabney et al. (2020) as gymnasium envs (docs/science.md §2).
 
 One episode is one trial, stepped in bins of ``dt`` seconds:
 

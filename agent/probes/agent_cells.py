@@ -1,4 +1,4 @@
-"""Agent units as "dopamine cells" (science.md §4), and what a probe of them reports.
+"""Agent units as "dopamine cells" (docs/science.md §4), and what a probe of them reports.
 
 A head outputs θᵢ(x, a) for units i = 1..N with fixed τᵢ. Presenting unit i with an outcome y
 at the pre-outcome state x of a lab task gives the prediction error u = y − θᵢ(x, 0), and its
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from agent.probes.analysis import analyse_population, jsonable, population, spli
 from agent.probes.decoding import decode_report, reference_decodes, score_decode
 from agent.probes.noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
 from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
+
+if TYPE_CHECKING:
+    from agent.envs.lab_tasks import VariableProbabilityTask
 
 
 @torch.no_grad()
@@ -308,7 +311,7 @@ def probe_learner(
             }
         )
     )
-    # One pipeline for neurons and units (science.md §6): decode from the (RP, τ) pairs the
+    # One pipeline for neurons and units (docs/science.md §6): decode from the (RP, τ) pairs the
     # analysis estimated from the noisy responses; the exact unit values are a reference.
     decodes = pipeline_decodes(result, task.probs, seed=seed, restarts=decode_restarts)
     result["decoded"] = jsonable(decodes["utility"])
@@ -330,7 +333,7 @@ def probe_learner(
 
 
 def _measured_summary(
-    measured: np.ndarray, own: np.ndarray, taus: np.ndarray, estimated: list
+    measured: np.ndarray, own: np.ndarray, taus: np.ndarray, estimated: list[float | None]
 ) -> dict[str, Any]:
     """How far the shared network's responses are from each unit's own error gradient."""
     import scipy.stats
@@ -374,7 +377,7 @@ def cue_response_classes(
 
     from agent.probes.probability import classify_cells, count_classes, cue_table
 
-    env = gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped
+    env = cast("VariableProbabilityTask", gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped)
     cues = range(len(env.cue_probabilities))
     obs = np.stack([env.cue_observation(c) for c in cues] + [env.iti_observation()])
     readouts = read_units(learner, obs)

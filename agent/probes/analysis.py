@@ -1,4 +1,4 @@
-"""The analysis pipeline of Dabney et al. 2020 (science.md section 3), in numpy and scipy.stats.
+"""The analysis pipeline of Dabney et al. 2020 (docs/science.md §3), in numpy and scipy.stats.
 
 Input is a tidy cell table (one row per trial: `cell`, `magnitude`, `response`), from recorded
 neurons or from agent units. Per cell it finds the reversal point (a model-free count criterion
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ import scipy.stats
 from agent.data.tidy import validate_table
 from agent.errors import DataError
 
-# Edge rules of the paper when the best cut lies outside the magnitudes (science.md §3).
+# Edge rules of the paper when the best cut lies outside the magnitudes (docs/science.md §3).
 _BELOW_ALL_OFFSET = 0.01  # every response positive: RP = U₁ + 0.01
 _ABOVE_ALL_OFFSET = 0.1  # every response negative: RP = U_K − 0.1
 # Tie-break noise added to the integer counts: far below 1 so it only orders exact ties.
@@ -49,7 +49,9 @@ class Population:
 
     def trial_counts(self) -> np.ndarray:
         """[K] number of trials at each magnitude, pooled over cells."""
-        return sum(np.bincount(k, minlength=self.n_magnitudes) for k in self.mag_index)
+        return cast(
+            np.ndarray, sum(np.bincount(k, minlength=self.n_magnitudes) for k in self.mag_index)
+        )
 
     def cell_trials(self) -> list[tuple[np.ndarray, np.ndarray]]:
         return list(zip(self.mag_index, self.response, strict=True))
@@ -470,7 +472,7 @@ def analyse_population(
     slope: "linear" (the paper's lines through the reversal point) or "hill" (saturating
     curves, :func:`hill_asymmetry`) for every τ. With a ``baseline`` column the result has
     ``baseline_relation`` (RP and τ vs baseline rate); ``same_vs_diverse`` scores one shared
-    reversal point against one per cell on held-out trials (science.md §6).
+    reversal point against one per cell on held-out trials (docs/science.md §6).
 
     axis: "empirical" (default; the paper's axis for neurons), "reward", or K values.
     reward_sd: the reward SD on the axis' scale; by default the SD of the utility axis weighted

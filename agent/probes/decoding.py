@@ -1,4 +1,4 @@
-"""Decoding a reward distribution from (expectile, τ) pairs by imputation (science.md §3).
+"""Decoding a reward distribution from (expectile, τ) pairs by imputation (docs/science.md §3).
 
 Find samples z₁..z_M in [lo, hi] minimising
 
@@ -16,7 +16,7 @@ import contextlib
 import ctypes
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import optimize, stats
@@ -171,7 +171,7 @@ def _ks(samples: np.ndarray, values: np.ndarray, probs: np.ndarray) -> float:
     order = np.argsort(values)
     v, cp = values[order], np.cumsum(probs[order])
 
-    def cdf_true(x: np.ndarray, side: str) -> np.ndarray:
+    def cdf_true(x: np.ndarray, side: Literal["left", "right"]) -> np.ndarray:
         idx = np.searchsorted(v, x, side=side)
         return np.where(idx > 0, cp[np.maximum(idx - 1, 0)], 0.0)
 

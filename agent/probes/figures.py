@@ -18,7 +18,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 def _array(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
     """probe.json lists may hold None for NaN."""
-    return np.array([np.nan if v is None else v for v in np.ravel(values)], dtype=float)
+    flat = np.ravel(values)  # type: ignore[arg-type]  # numpy stubs reject None; ravel takes it
+    return np.array([np.nan if v is None else v for v in flat], dtype=float)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:

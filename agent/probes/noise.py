@@ -1,4 +1,4 @@
-"""Response noise calibrated to the recorded cells (science.md §6, "Realistic noise").
+"""Response noise calibrated to the recorded cells (docs/science.md §6, "Realistic noise").
 
 A simulated population (agent units, tabular cells) has noise-free mean responses per
 magnitude; a recording has trials. What decides whether reversal points can be told apart
@@ -18,12 +18,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from agent.config import RECORDED, parse_noise, parse_trials  # noqa: F401  (re-exported)
+from agent.config import RECORDED as RECORDED
+from agent.config import parse_noise as parse_noise
+from agent.config import parse_trials as parse_trials
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def trial_counts(trials: int | str | Sequence[int], n_magnitudes: int) -> np.nda
             return np.full(n_magnitudes, int(np.median(rec)))
         return rec.copy()
     if np.ndim(trials) == 0:
-        return np.full(n_magnitudes, int(trials))
+        return np.full(n_magnitudes, int(cast(int, trials)))
     counts = np.asarray(trials, dtype=int)
     if counts.shape != (n_magnitudes,):
         raise ValueError(f"need one trial count per magnitude ({n_magnitudes}), got {counts}")
@@ -148,14 +150,14 @@ def noisy_trials(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     sd = noise_sd(mean, noise, scale, per_unit=per_unit)
     mag_idx = np.repeat(np.arange(k), counts)  # one unit's trials
-    per_unit = mag_idx.size
-    resp = mean[:, mag_idx] + sd[:, None] * rng.standard_normal((n, per_unit))
+    n_per_unit = mag_idx.size
+    resp = mean[:, mag_idx] + sd[:, None] * rng.standard_normal((n, n_per_unit))
     ids = np.arange(n) if cells is None else np.asarray(cells)
     return pd.DataFrame(
         {
-            "cell": np.repeat(ids, per_unit),
+            "cell": np.repeat(ids, n_per_unit),
             "magnitude": np.tile(np.asarray(magnitudes, dtype=float)[mag_idx], n),
             "response": resp.ravel(),
-            "trial": np.tile(np.arange(per_unit), n),
+            "trial": np.tile(np.arange(n_per_unit), n),
         }
     )

@@ -1,4 +1,4 @@
-"""The paper's further analyses (Dabney et al. 2020, Extended Data; science.md §6).
+"""The paper's further analyses (Dabney et al. 2020, Extended Data; docs/science.md §6).
 
 - :func:`baseline_relation`: reversal point and τ against each cell's baseline firing rate
   (ED Fig. 9f: τ vs baseline R = 0.18, P = 0.29 on the cells; the baseline-bias null
@@ -36,9 +36,9 @@ from agent.probes.decoding import decode_distribution, score_decode
 
 
 def baseline_relation(
-    reversal_points: Sequence[float | None],
-    asymmetries: Sequence[float | None],
-    baseline: Sequence[float | None],
+    reversal_points: Sequence[float | None] | np.ndarray,
+    asymmetries: Sequence[float | None] | np.ndarray,
+    baseline: Sequence[float | None] | np.ndarray,
 ) -> dict[str, Any]:
     """Pearson r and p of RP vs baseline and τ vs baseline across cells (NaN pairs dropped).
 
@@ -46,7 +46,7 @@ def baseline_relation(
     (R = 0.18, P = 0.29); a baseline-bias population has reversal points that track it.
     """
 
-    def arr(v: Sequence[float | None]) -> np.ndarray:
+    def arr(v: Sequence[float | None] | np.ndarray) -> np.ndarray:
         return np.array([np.nan if x is None else x for x in v], dtype=float)
 
     rp, tau, base = arr(reversal_points), arr(asymmetries), arr(baseline)
@@ -208,9 +208,9 @@ def dtd_simulation(
 
 
 def simulation_overlay(
-    utility_values: Sequence[float],
-    probs: Sequence[float],
-    axis: Sequence[float] | None = None,
+    utility_values: Sequence[float] | np.ndarray,
+    probs: Sequence[float] | np.ndarray,
+    axis: Sequence[float] | np.ndarray | None = None,
     seed: int = 0,
 ) -> tuple[list[float], list[float]]:
     """(RP, τ) of :func:`dtd_simulation` on the utilities, mapped onto ``axis`` (e.g. the

@@ -27,7 +27,9 @@ UNITS = {"utility": "utility (axis units)", "reward": "reward (µl)"}
 
 
 def utility_to_reward(
-    points: Sequence[float] | np.ndarray, axis: Sequence[float], magnitudes: Sequence[float]
+    points: Sequence[float] | np.ndarray,
+    axis: Sequence[float] | np.ndarray,
+    magnitudes: Sequence[float] | np.ndarray,
 ) -> np.ndarray:
     """Map values on the utility axis to reward sizes by interpolating U₁..U_K → magnitudes.
 
@@ -51,7 +53,7 @@ def _pairs(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def pipeline_decodes(
     result: dict[str, Any],
-    probs: Sequence[float],
+    probs: Sequence[float] | np.ndarray,
     *,
     spaces: Sequence[str] = SPACES,
     seed: int = 0,
@@ -104,14 +106,14 @@ def pipeline_decodes(
 
 def robustness_and_overlay(
     result: dict[str, Any],
-    probs: Sequence[float],
-    utility_values: Sequence[float],
+    probs: Sequence[float] | np.ndarray,
+    utility_values: Sequence[float] | np.ndarray,
     *,
     seed: int = 0,
     restarts: int = 2,
     robustness: bool = True,
 ) -> dict[str, Any]:
-    """science.md §6 extras of an analysed population, for probe.json (``robustness=False``
+    """docs/science.md §6 extras of an analysed population, for probe.json (``robustness=False``
     skips the seven extra decodes of the robustness analysis).
 
     ``decode_robustness``: the reward-space decode from the pipeline's (RP, τ) with degraded

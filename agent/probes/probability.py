@@ -1,4 +1,4 @@
-"""The variable-probability analysis (science.md §2) and its tabular simulation.
+"""The variable-probability analysis (docs/science.md §2) and its tabular simulation.
 
 Each cell's cue responses are z-scored across the three cues (10%, 50%, 90%). Two
 Mann–Whitney tests classify it: the 50% response not different from the 90% one but

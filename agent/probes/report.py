@@ -1,7 +1,7 @@
 """The probe as a library: probe checkpoints or recorded cells, write probe.json and figures.
 
 ``scripts/probe.py`` and ``scripts/demo.py`` are thin command-line wrappers around these
-functions (science.md §3–§6; design.md "Interfaces").
+functions (docs/science.md §3–§6; docs/design.md "Interfaces").
 """
 
 from __future__ import annotations

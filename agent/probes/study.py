@@ -8,7 +8,10 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: The Hydra config folder of the checkout.
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -62,7 +65,7 @@ def comparison_rows(
 ) -> list[tuple[str, ...]]:
     """(quantity, distributional, classical, recorded cells) rows of the side-by-side table.
 
-    Every r is the cross-validated median over random splits (science.md §3). The decode
+    Every r is the cross-validated median over random splits (docs/science.md §3). The decode
     rows are the one pipeline's: from the (RP, τ) pairs estimated from noisy responses.
     """
     from agent.probes.agent_cells import summary_row
@@ -148,7 +151,7 @@ def full_sweep(
     draws: int = 3,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The noise sweep of science.md §6 for trained lab-task runs plus tabular populations.
+    """The noise sweep of docs/science.md §6 for trained lab-task runs plus tabular populations.
 
     Populations: each run's units (named by agent), tabular expectile-TD and classical-TD
     populations of 40 cells on the same task; distributional populations are compared with
@@ -186,7 +189,7 @@ def full_sweep(
     if not pops:
         raise ConfigError("sweep= needs at least one run")
     like = next(iter(pops.values()))
-    tab = tabular_populations(like, probs, seed=seed)
+    tab = tabular_populations(like, cast("np.ndarray", probs), seed=seed)  # set by every run
     pops.update(tab)
     refs = {
         label: BASELINE_AGENT

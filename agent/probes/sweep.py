@@ -1,9 +1,9 @@
-"""How the paper's statistics degrade with response noise and trial count (science.md §6).
+"""How the paper's statistics degrade with response noise and trial count (docs/science.md §6).
 
 Every population is given by its noise-free mean responses [N, K] on a utility axis [K].
 For each noise level ρ (each unit's trial SD relative to the SD of its own mean responses
 across magnitudes, the quantity measured on the recorded cells by :mod:`agent.probes.noise`)
-noisy trials are drawn and the cross-validated statistics of science.md §3 computed:
+noisy trials are drawn and the cross-validated statistics of docs/science.md §3 computed:
 
 - split-half reliability r(RP_A, RP_B), median over splits, and its median p;
 - cross-validated optimism r(τ_B, RP_A), median over splits, and its median p;
@@ -171,7 +171,9 @@ def trials_needed(
     return {"trials_needed": needed, "noise": noise, "rows": rows}
 
 
-def recorded_point(result: Mapping[str, Any], sweep: pd.DataFrame, reference: str) -> dict:
+def recorded_point(
+    result: Mapping[str, Any], sweep: pd.DataFrame, reference: str
+) -> dict[str, Any]:
     """The recorded cells on the sweep's axes: their median split-half and τ–RP r (from
     :func:`analyse_population`) and their RP spread (× reward SD) over that of ``reference``
     (a classical population of the sweep) at the recorded noise."""
@@ -207,7 +209,10 @@ def learner_population(
 
 
 def tabular_populations(
-    like: MeanPopulation, probs: Sequence[float], n_cells: int = 40, seed: int = 0
+    like: MeanPopulation,
+    probs: Sequence[float] | np.ndarray,
+    n_cells: int = 40,
+    seed: int = 0,
 ) -> dict[str, MeanPopulation]:
     """Tabular expectile-TD (τ ~ U(0.02, 0.98)) and classical-TD populations of ``n_cells``
     trained on the same outcome distribution (axis values, ``probs``) as ``like``."""

@@ -1,4 +1,4 @@
-"""Tabular TD populations on the lab tasks, and the null models of the paper (science.md §1, §3).
+"""Tabular TD populations on the lab tasks and the paper's null models (docs/science.md §1, §3).
 
 A population is N cells, each a table of values over the task's states. Distributional cells
 learn with asymmetric rates α⁺ = α·τ, α⁻ = α·(1 − τ) and bootstrap from a *sample* of the
@@ -91,7 +91,9 @@ class TabularTask:
         )
 
     @classmethod
-    def single_state(cls, values: Sequence[float], probs: Sequence[float]) -> TabularTask:
+    def single_state(
+        cls, values: Sequence[float] | np.ndarray, probs: Sequence[float] | np.ndarray
+    ) -> TabularTask:
         """One state, one terminal outcome: the pre-outcome state of any task on its own."""
         v = np.asarray(values, dtype=np.float64)[None, :]
         p = np.asarray(probs, dtype=np.float64)[None, :]
@@ -232,7 +234,7 @@ def train_distributional_td(
     init: float = 0.0,
     seed: int = 0,
 ) -> TabularPopulation:
-    """Distributional TD (science.md §1) with f(δ)=δ (``expectile``) or sign(δ) (``quantile``).
+    """Distributional TD (docs/science.md §1) with f(δ)=δ (``expectile``) or sign(δ) (``quantile``).
 
     Cell i uses α⁺ = α·τᵢ and α⁻ = α·(1 − τᵢ); its error at a non-final state is
     γ·V_j(x′) − Vᵢ(x) with j drawn at random per cell and trial. At the pre-outcome state
@@ -285,14 +287,16 @@ def train_classical_td(
     return TabularPopulation(values, taus, "classical", task)
 
 
-def _as_utility(utility: Callable[[np.ndarray], np.ndarray] | None) -> Callable:
+def _as_utility(
+    utility: Callable[[np.ndarray], np.ndarray] | None,
+) -> Callable[[np.ndarray], np.ndarray]:
     return (lambda x: np.asarray(x, dtype=np.float64)) if utility is None else utility
 
 
 def cell_table(
     reversal_values: Sequence[float] | np.ndarray,
     taus: Sequence[float] | np.ndarray,
-    magnitudes: Sequence[float],
+    magnitudes: Sequence[float] | np.ndarray,
     *,
     utility: Callable[[np.ndarray], np.ndarray] | None = None,
     trials: int | str | Sequence[int] = "recorded",
@@ -324,7 +328,7 @@ def cell_table(
 def mean_responses(
     reversal_values: Sequence[float] | np.ndarray,
     taus: Sequence[float] | np.ndarray,
-    magnitudes: Sequence[float],
+    magnitudes: Sequence[float] | np.ndarray,
     *,
     utility: Callable[[np.ndarray], np.ndarray] | None = None,
     response: str = "linear",
@@ -349,7 +353,7 @@ def mean_responses(
 
 def population_cell_table(
     population: TabularPopulation,
-    magnitudes: Sequence[float],
+    magnitudes: Sequence[float] | np.ndarray,
     *,
     utility: Callable[[np.ndarray], np.ndarray] | None = None,
     trial_type: int = 0,
@@ -366,8 +370,8 @@ def population_cell_table(
 
 
 def classical_noise_table(
-    magnitudes: Sequence[float],
-    probabilities: Sequence[float],
+    magnitudes: Sequence[float] | np.ndarray,
+    probabilities: Sequence[float] | np.ndarray,
     *,
     n_cells: int = 40,
     utility: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -396,8 +400,8 @@ def classical_noise_table(
 
 
 def baseline_bias_table(
-    magnitudes: Sequence[float],
-    probabilities: Sequence[float],
+    magnitudes: Sequence[float] | np.ndarray,
+    probabilities: Sequence[float] | np.ndarray,
     *,
     n_cells: int = 40,
     utility: Callable[[np.ndarray], np.ndarray] | None = None,
