@@ -137,7 +137,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False  # deterministic torch kernels (bit-exact CPU resume)
     # 0 = auto: one per allowed CPU (affinity, SLURM_CPUS_PER_TASK) that the load leaves free
-    # (agent/threads.py); a positive number is used as given
+    # (agent/threads.py; 1 with deterministic=true); a positive number is used as given
     torch_threads: int = 0
     resume: str | None = None  # run dir or checkpoint folder to continue from
 
