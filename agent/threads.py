@@ -52,14 +52,22 @@ def load_average() -> float | None:
 
 
 def choose_threads(
-    requested: int = 0, *, cpus: int | None = None, load: float | None = None
+    requested: int = 0,
+    *,
+    deterministic: bool = False,
+    cpus: int | None = None,
+    load: float | None = None,
 ) -> ThreadChoice:
     """``requested`` > 0 is used as given; 0 picks one thread per free allowed core (at least
-    one). ``cpus`` and ``load`` default to this machine's (arguments for tests)."""
+    one), or exactly one with ``deterministic``: a count that followed the load could differ
+    between a run and its resume, and CPU reductions split over threads round differently.
+    ``cpus`` and ``load`` default to this machine's (arguments for tests)."""
     cpus = allowed_cpus() if cpus is None else cpus
     load = load_average() if load is None else load
     if requested > 0:
         return ThreadChoice(requested, cpus, load, "torch_threads as configured")
+    if deterministic:
+        return ThreadChoice(1, cpus, load, "deterministic=true: one thread, whatever the load")
     if load is None:
         return ThreadChoice(cpus, cpus, None, f"{cpus} allowed CPUs")
     # The load average counts other processes' runnable threads; the cores they leave free are
@@ -70,13 +78,13 @@ def choose_threads(
     return ThreadChoice(threads, cpus, load, f"{cpus} allowed CPUs, load {load:.1f}")
 
 
-def configure_torch_threads(requested: int = 0) -> ThreadChoice:
+def configure_torch_threads(requested: int = 0, *, deterministic: bool = False) -> ThreadChoice:
     """Set ``torch.set_num_threads`` from :func:`choose_threads`; warn once per process when
     the machine looks oversubscribed (load average at or above the allowed CPUs)."""
     import torch
 
     global _warned
-    choice = choose_threads(requested)
+    choice = choose_threads(requested, deterministic=deterministic)
     torch.set_num_threads(choice.threads)
     if choice.oversubscribed and not _warned:
         _warned = True

@@ -118,7 +118,7 @@ def build(cfg: Any, run_dir: Path) -> Run:
     """Envs, learner, replay and update function for ``cfg`` (the logger opens at the start
     step: ``open_logger``)."""
     device = resolve_device(cfg.device)
-    configure_torch_threads(cfg.torch_threads)
+    configure_torch_threads(cfg.torch_threads, deterministic=cfg.deterministic)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     precision = configure_backends(device, cfg.precision, cfg.deterministic)  # TF32, cudnn

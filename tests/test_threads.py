@@ -28,6 +28,12 @@ def test_busy_machine_still_gets_one_thread_and_is_flagged() -> None:
     assert not choose_threads(0, cpus=2, load=0.5).oversubscribed
 
 
+def test_deterministic_runs_use_one_thread_whatever_the_load() -> None:
+    # a resumed run must not pick another count than the run it continues
+    assert choose_threads(0, deterministic=True, cpus=8, load=0.0).threads == 1
+    assert choose_threads(4, deterministic=True, cpus=8, load=0.0).threads == 4
+
+
 def test_explicit_number_wins() -> None:
     assert choose_threads(3, cpus=2, load=6.0).threads == 3
 
