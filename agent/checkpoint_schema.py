@@ -57,6 +57,11 @@ class _Checker:
             self.fail(path, "a finite number" + (f" >= {lo}" if lo is not None else ""), value)
 
 
+# Adam flags that describe the device and kernel, not the optimiser's state: never saved, taken
+# from the optimizer that loads a checkpoint (agent.learner.optimizer_state)
+OPTIMIZER_DEVICE_KEYS = ("capturable", "fused", "foreach", "differentiable")
+
+
 def validate_train_state(
     state: dict[str, Any],
     tensors: dict[str, dict[str, torch.Tensor]],
@@ -131,9 +136,14 @@ def _check_optimizer(c: _Checker, meta: dict[str, Any], optimizer: torch.optim.O
     groups = meta.get("param_groups")
     if not isinstance(groups, list) or len(groups) != len(live):
         c.fail("learner.optimizer.param_groups", f"a list of {len(live)} groups", groups)
-    for i, (saved, ref) in enumerate(zip(groups, live, strict=True)):
+    for i, (saved_group, live_group) in enumerate(zip(groups, live, strict=True)):
         path = f"learner.optimizer.param_groups[{i}]"
-        c.dict(saved, path)
+        c.dict(saved_group, path)
+        # device flags are not saved (older checkpoints have them): the loading optimizer's win
+        saved = {k: v for k, v in saved_group.items() if k not in OPTIMIZER_DEVICE_KEYS}
+        ref = {k: v for k, v in live_group.items() if k not in OPTIMIZER_DEVICE_KEYS}
+        if torch.is_tensor(ref.get("lr")):  # the CUDA-graph update holds lr in a tensor
+            ref["lr"] = float(ref["lr"])
         if sorted(saved) != sorted(ref):
             c.fail(path, f"an object with keys {', '.join(sorted(ref))}", sorted(saved))
         for key, ref_value in ref.items():

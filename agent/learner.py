@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from agent import algos
+from agent.checkpoint_schema import OPTIMIZER_DEVICE_KEYS
 from agent.networks import QNetwork, build_network
 from agent.replay import Batch
 
@@ -160,7 +161,7 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
 
 # How the optimiser runs on this device, not what it learned: never saved, always taken from
 # the optimiser that loads (a CUDA-graph run's capturable=True Adam fails its first CPU step).
-DEVICE_KEYS = ("capturable", "fused", "foreach", "differentiable")
+DEVICE_KEYS = OPTIMIZER_DEVICE_KEYS
 
 
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
