@@ -152,9 +152,10 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def resumes(run: Path) -> list[tuple[str, int]]:
-    """(source, env step) of each `resumed from` line in the run's train.log, in order."""
-    found = re.findall(r"resumed from (\S+) at env step (\d+)", train_log(run))
-    return [(source, int(step)) for source, step in found]
+    """(run dir, env step) of each `resuming from <run>/checkpoints/<step>` line in the run's
+    train.log, in order."""
+    found = re.findall(r"resuming from (\S+) at step (\d+)", train_log(run))
+    return [(str(Path(folder).parent.parent), int(step)) for folder, step in found]
 
 
 def preempt_and_requeue(env: dict[str, str], sweep: Path, after_step: int) -> tuple[Path, int]:
@@ -226,7 +227,13 @@ def test_sweep_runs_each_task_as_a_slurm_array_task_in_its_own_run_dir(sweep: Pa
 
 def test_aggregate_summarises_the_sweep(sweep: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "aggregate.py"), f"runs={sweep}", "reps=200"],
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "aggregate.py"),
+            f"runs={sweep}",
+            f"out={sweep / 'aggregate.json'}",
+            "reps=200",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
