@@ -1,5 +1,6 @@
 """Bad input from the command line: one clear `error:` line, non-zero exit, no traceback."""
 
+import json
 import subprocess
 import sys
 
@@ -100,7 +101,7 @@ def assert_exit_2_one_line(proc: subprocess.CompletedProcess, *fragments: str) -
         (["agent.lr=nan"], ["agent.lr", "finite"]),
         (["agent.adam_eps=nan"], ["agent.adam_eps"]),
         (["agent.hidden=[-1]"], ["agent.hidden"]),
-        (["torch_threads=0"], ["torch_threads"]),
+        (["torch_threads=-1"], ["torch_threads"]),
         (["seed=-1"], ["seed"]),
         ([f"seed={2**70}"], ["seed"]),
         (["agent.num_units=100000000"], ["agent.num_units"]),
@@ -217,9 +218,10 @@ def _fake_run(folder, score, algo="qrdqn", seed=1):
 
 def test_aggregate_accepts_a_summary_json_file(tmp_path):
     _fake_run(tmp_path / "r1", 100.0)
-    proc = cli("aggregate.py", f"runs={tmp_path / 'r1' / 'summary.json'}", "reps=10")
+    out = tmp_path / "aggregate.json"
+    proc = cli("aggregate.py", f"runs={tmp_path / 'r1' / 'summary.json'}", "reps=10", f"out={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (tmp_path / "r1" / "aggregate.json").is_file()
+    assert json.loads(out.read_text())["raw_returns"]["CartPole-v1"]["qrdqn"]["runs"] == 1
 
 
 def test_aggregate_out_under_a_file(tmp_path):
