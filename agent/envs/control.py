@@ -265,6 +265,17 @@ def _check_snapshot(ref_layers: list[Any], snap: Any, where: str) -> list[dict[s
             if name not in vars(ref) or name.startswith("__"):
                 raise ValueError(f"{path} is not a state attribute of a {type(ref).__name__}")
             _check_encoding(vars(ref)[name], enc, path)
+        expected = {
+            name
+            for name, value in vars(ref).items()
+            if name not in ("env", "spec", "metadata", "render_mode")
+            and name not in _AS_RESET
+            and name not in _AS_CHECKED
+            and _encode(value) is not None
+        }
+        missing = sorted(expected - set(attrs))
+        if missing:  # left as a fresh, never-reset env would have it: the next step crashes
+            raise ValueError(f"{where}[{k}] lacks {', '.join(missing)}")
     return snap
 
 
@@ -281,7 +292,9 @@ def _check_encoding(current: Any, enc: Any, path: str) -> None:
         raise ValueError(f"{path} holds the wrong kind of value")
     if kind == "v":
         value = enc["v"]
-        if current is None or value is None:  # None-or-number slots (e.g. a step counter)
+        if current is not None and value is None:  # a counter the env would add to
+            raise ValueError(f"{path} must be a {type(ref['v']).__name__}, not null")
+        if current is None:  # None-or-number slots (e.g. CartPole's steps_beyond_terminated)
             if value is not None and type(value) not in (bool, int, float):
                 raise ValueError(f"{path} must be a number or null")
         elif type(value) is not type(ref["v"]) and not (
