@@ -93,6 +93,17 @@ class Algorithm(ABC):
         return self.q_from_values(dist_q_t)
 
     # -- learning ------------------------------------------------------------------------
+    def forward_transition(
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a fixed-τ head's rule function takes: the online unit values at x_tm1 (with
+        gradients), the target network's at x_t, and the bootstrap selector's Q-values."""
+        dist_q_tm1 = online(batch.obs)
+        with torch.no_grad():
+            dist_q_t = target(batch.next_obs)
+            selector = self.next_q_selector(online, batch.next_obs, dist_q_t, generator)
+        return dist_q_tm1, dist_q_t, selector
+
     @abstractmethod
     def loss(
         self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator

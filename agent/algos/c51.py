@@ -95,10 +95,7 @@ class C51(Algorithm):
     def loss(
         self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
     ) -> torch.Tensor:
-        logits_tm1 = online(batch.obs)
-        with torch.no_grad():
-            logits_t = target(batch.next_obs)
-            selector = self.next_q_selector(online, batch.next_obs, logits_t, generator)
+        logits_tm1, logits_t, selector = self.forward_transition(online, target, batch, generator)
         return categorical_q_learning(
             logits_tm1, batch.action, batch.reward, batch.discount, selector, logits_t, self.support
         )

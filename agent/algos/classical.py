@@ -58,10 +58,7 @@ class Classical(Algorithm):
     def loss(
         self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
     ) -> torch.Tensor:
-        v_tm1 = online(batch.obs)
-        with torch.no_grad():
-            v_t = target(batch.next_obs)
-            selector = self.next_q_selector(online, batch.next_obs, v_t, generator)
+        v_tm1, v_t, selector = self.forward_transition(online, target, batch, generator)
         return mean_td_learning(v_tm1, batch.action, batch.reward, batch.discount, selector, v_t)
 
     measurable = True

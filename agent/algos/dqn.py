@@ -74,10 +74,7 @@ class DQN(Algorithm):
     def loss(
         self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
     ) -> torch.Tensor:
-        q_tm1 = online(batch.obs)
-        with torch.no_grad():
-            q_t = target(batch.next_obs)
-            selector = self.next_q_selector(online, batch.next_obs, q_t, generator)
+        q_tm1, q_t, selector = self.forward_transition(online, target, batch, generator)
         return q_learning(
             q_tm1, batch.action, batch.reward, batch.discount, selector, q_t, self.cfg.huber_kappa
         )

@@ -73,10 +73,7 @@ class QRDQN(Algorithm):
     def loss(
         self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
     ) -> torch.Tensor:
-        dist_q_tm1 = online(batch.obs)
-        with torch.no_grad():
-            dist_q_t = target(batch.next_obs)
-            selector = self.next_q_selector(online, batch.next_obs, dist_q_t, generator)
+        dist_q_tm1, dist_q_t, selector = self.forward_transition(online, target, batch, generator)
         return quantile_q_learning(
             dist_q_tm1,
             online.head.taus,
