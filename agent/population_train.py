@@ -208,7 +208,9 @@ def run_population(cfg: Any, run_dir: Path, *, handle_signals: bool = False) -> 
     )
     with signals as received:
         try:
-            states, obs_list, done = _restore(runs, cfg.resume)
+            # resume=auto (the default) and never: this population's own folders
+            source = None if cfg.resume in (None, "", "auto", "never") else cfg.resume
+            states, obs_list, done = _restore(runs, source)
             live = [k for k in range(size) if not done[k]]
             if live:
                 pop.import_optimizer(live[0])  # the common Adam step count and update counter

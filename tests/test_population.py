@@ -164,8 +164,8 @@ def test_population_resume_after_a_kill_gives_the_same_weights(tmp_path: Path, m
     killed = tmp_path / "killed"
     save, calls = hooks.save, []
 
-    def save_then_die(r, state):  # the 3rd save: member 0 at step 400
-        save(r, state)
+    def save_then_die(r, state, **kwargs):  # the 3rd save: member 0 at step 400
+        save(r, state, **kwargs)
         calls.append(state.env_steps)
         if len(calls) == 3:
             raise Preempted(3)
@@ -218,9 +218,7 @@ def test_bad_population_raises_config_error(tmp_path: Path, args, fragment) -> N
 def test_member_folders_are_ordinary_runs_for_the_tools(tmp_path: Path) -> None:
     """aggregate.py gives the same table on a population run as on the separate runs with the
     same seeds; evaluate.py opens a member folder like any run dir."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import aggregate
-
+    from agent import aggregate
     from agent.evaluate import evaluate
 
     overrides = small("dqn", "train.total_env_steps=300", "train.eval_every_env_steps=300")
