@@ -37,6 +37,7 @@ from agent.errors import EXIT_PREEMPTED, CheckpointError, Preempted
 from agent.hooks import DivergenceWatch, Hook, TrainState
 from agent.population import Population, check_supported, population_seeds
 from agent.replay import Batch
+from agent.threads import configure_torch_threads
 
 log = logging.getLogger("agent")
 
@@ -166,7 +167,7 @@ def run_population(cfg: Any, run_dir: Path, *, handle_signals: bool = False) -> 
     seeds = population_seeds(cfg.train.population, cfg.seed)
     check_supported(cfg)
     device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.torch_threads)
+    configure_torch_threads(cfg.torch_threads, deterministic=cfg.deterministic)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     t, a = cfg.train, cfg.agent

@@ -63,7 +63,9 @@ def test_probe_learner_measured_option_and_unsupported_heads() -> None:
     with pytest.raises(ConfigError, match="response must be 'gradient' or 'measured'"):
         probe_learner(learner, cfg, trials=6, n_splits=3, response="loud")
     c51, c51_cfg = untrained("agent=c51", "env=variable_magnitude", "agent.hidden=[16]")
-    with pytest.raises(ConfigError, match="response=measured supports agents"):
+    with pytest.raises(
+        ConfigError, match="response=measured needs an agent with fixed unit values"
+    ):
         probe_learner(c51, c51_cfg, trials=6, n_splits=3, response="measured")
 
 
