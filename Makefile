@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 EXTRAS ?= dev,atari,video,slurm
 STAMP := $(VENV)/.installed-stamp
+# tests run in parallel, one worker per core (pytest-xdist); most are single-threaded Python.
+# The slurm tests stay on one worker (their xdist_group). PYTEST_WORKERS=0 runs them in-process.
+PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 
 .PHONY: run test lint install clean
@@ -24,7 +27,7 @@ run: $(STAMP)
 	$(PY) scripts/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -25,7 +25,8 @@ from safetensors.torch import load_file
 from agent import checkpoint as ckpt
 from agent.errors import EXIT_PREEMPTED
 
-pytestmark = pytest.mark.slurm
+# one xdist worker runs them all, one after another: their jobs share the one small node
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 pytest.importorskip("submitit")
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
@@ -131,6 +132,13 @@ def job_id(sweep: Path) -> str:
     )
     assert len(found) == 1, found
     return found[0]
+
+
+def run_seconds(elapsed: str) -> int:
+    """SLURM's [days-]hours:minutes:seconds (e.g. RunTime=00:01:23) in seconds."""
+    days, _, clock = elapsed.rpartition("-")
+    hours, minutes, seconds = (int(x) for x in clock.split(":"))
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def job_record(env: dict[str, str], job: str) -> dict[str, str]:
@@ -297,13 +305,13 @@ def test_preempted_job_started_with_resume_continues_from_its_own_checkpoint(
 
 
 def test_time_limit_warning_checkpoints_and_requeues(slurm_env, tmp_path) -> None:
-    """A job with a 1-minute limit: SLURM sends the launcher's USR1 signal_delay_s before the
+    """A job near its time limit: SLURM sends the launcher's USR1 signal_delay_s before the
     limit; the trainer checkpoints at its current step, requeues the job and exits 3.
 
     SLURM may send the warning up to a minute early, so a job submitted with a 1-minute limit
     could get it while Python is still importing (submitit's handler then requeues it, with no
-    new checkpoint). The job is therefore submitted with 5 minutes and cut to 1 once its
-    training loop runs."""
+    new checkpoint). The job is therefore submitted with 5 minutes and cut to 1-2 minutes
+    ahead once its training loop runs."""
     sweep = tmp_path / "sweep"
     proc = launch(
         slurm_env,
@@ -322,9 +330,14 @@ def test_time_limit_warning_checkpoints_and_requeues(slurm_env, tmp_path) -> Non
         assert "#SBATCH --signal=USR1@30\n" in text
         run = run_dir(sweep)
         wait_for("the training loop", (run / "checkpoints" / "latest").is_file)
-        slurm(slurm_env, "scontrol", "update", f"JobId={job}", "TimeLimit=1")
-        assert job_record(slurm_env, job)["TimeLimit"] == "00:01:00"
-        warning = wait_for("the time-limit warning", lambda: WARNING.search(train_log(run)), 150)
+        # The limit is counted from the job's start, and on a busy machine the loop may start
+        # more than a minute in: cut the limit to the whole minutes already run plus 2, so the
+        # end lies 60-120 s ahead and the warning (30 s before it, or up to slurmctld's 30 s
+        # check period earlier) always finds the loop running.
+        minutes = run_seconds(job_record(slurm_env, job)["RunTime"]) // 60 + 2
+        slurm(slurm_env, "scontrol", "update", f"JobId={job}", f"TimeLimit={minutes}")
+        assert job_record(slurm_env, job)["TimeLimit"] == f"00:{minutes:02d}:00"
+        warning = wait_for("the time-limit warning", lambda: WARNING.search(train_log(run)), 240)
         signum, cut_at, code = (int(g) for g in warning.groups())
         assert (signum, code) == (10, EXIT_PREEMPTED), "not the USR1 warning"
         assert int((run / "checkpoints" / "latest").read_text()) == cut_at
