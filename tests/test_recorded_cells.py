@@ -209,3 +209,20 @@ def test_recorded_asymmetry_correlates_with_reversal_point(packaged_result: dict
     assert res["r"] >= 0.5
     assert res["p"] < 0.01
     assert res["r_all_trials"] > 0.5  # not cross-validated, hence higher (measured 0.85)
+
+
+def test_shipped_cells_by_name_and_output_in_the_current_folder(tmp_path: Path) -> None:
+    """`data=dabney2020` names the shipped table; a probe of data writes `./<name>_probe/`
+    (never beside its input, which may be the installed package or read-only)."""
+    from agent.probes.report import default_out
+
+    assert len(load_cell_table("dabney2020")) == len(load_cell_table(PACKAGED_TABLE))
+    assert default_out({"data": "dabney2020"}, None) == Path("dabney2020_probe")
+    assert default_out({"data": str(PACKAGED_TABLE)}, None) == Path(
+        "dabney2020_variable_magnitude_probe"
+    )
+    (tmp_path / "cells").mkdir()
+    assert default_out({"data": str(tmp_path / "cells")}, None) == Path("cells_probe")
+    assert default_out({"data": "dabney2020", "out": "x"}, None) == Path("x")
+    with pytest.raises(DataError, match="shipped data sets by name: dabney2020"):
+        load_cell_table("dabney2019")

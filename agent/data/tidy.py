@@ -18,6 +18,13 @@ OPTIONAL_COLUMNS = ("cued", "trial", "baseline")  # baseline: pre-stimulus rate
 
 #: The committed table derived from the 40 recorded cells (see scripts/make_cell_table.py).
 PACKAGED_TABLE = Path(__file__).with_name("dabney2020_variable_magnitude.csv")
+#: Data sets shipped with the package, by the name a command line may give instead of a path.
+NAMED_TABLES = {"dabney2020": PACKAGED_TABLE}
+
+
+def resolve_table(name_or_path: str | Path) -> Path:
+    """A shipped data set's name (``dabney2020``) → its file; anything else is a path."""
+    return NAMED_TABLES.get(str(name_or_path), Path(name_or_path))
 
 
 def _numeric(table: pd.DataFrame, column: str, source: str) -> pd.Series:
@@ -81,10 +88,12 @@ def validate_table(table: pd.DataFrame, source: str = "cell table") -> pd.DataFr
 
 
 def load_cell_table(path: str | Path) -> pd.DataFrame:
-    """Read and validate a tidy cell table: .csv, .parquet, a .mat file, or a folder of .mat."""
-    path = Path(path)
+    """Read and validate a tidy cell table: .csv, .parquet, a .mat file, a folder of .mat, or a
+    shipped data set by name (``dabney2020``)."""
+    path = resolve_table(path)
     if not path.exists():
-        raise DataError(f"cell table not found: {path}")
+        known = ", ".join(NAMED_TABLES)
+        raise DataError(f"cell table not found: {path} (shipped data sets by name: {known})")
     if path.is_dir():
         from agent.data.uchida import import_folder
 

@@ -139,14 +139,19 @@ def probe_data(
 
 
 def default_out(args: dict[str, Any], run_dir: Path | None) -> Path:
+    """Where a probe writes: ``out=``, else the run dir, else ``./<data name>_probe/``."""
     if "out" in args:
         return Path(args["out"])
     if run_dir is not None:
         return run_dir
-    path = Path(args["data"]).resolve()
-    if path.is_dir():
-        return path.parent / f"{path.name}_probe"
-    return path.parent / f"{path.stem}_probe"
+    from agent.data.tidy import NAMED_TABLES
+
+    # in the current folder, never beside the input (the package's own data, or read-only)
+    data = str(args["data"])
+    if data in NAMED_TABLES:
+        return Path(f"{data}_probe")
+    path = Path(data).resolve()
+    return Path(f"{path.name if path.is_dir() else path.stem}_probe")
 
 
 def _plottable(samples: list[float]) -> list[float]:
