@@ -171,3 +171,31 @@ def test_residuals_vanish_at_own_expectiles() -> None:
     x = torch.randn(5, 30, dtype=torch.float64)
     g = expectile_residuals(x, sample_expectiles(x, taus), taus)
     assert g.abs().max() < 1e-12
+
+
+@pytest.mark.parametrize(
+    ("values", "probs"),
+    [
+        ([0.0, 1.0, 5.0], [0.3, 0.4, 0.3]),
+        ([1.0, 2.0, 8.0, 9.0], [0.3, 0.2, 0.2, 0.3]),
+        ([0.0, 10.0], [0.7, 0.3]),
+    ],
+)
+def test_torch_and_scipy_solvers_agree(values: list[float], probs: list[float]) -> None:
+    """The two solvers of the one imputation problem: ER-DQN's batched torch solver
+    (agent.imputation) and the probes' L-BFGS decode (agent.probes.decoding). Each one's
+    samples satisfy the other one's objective, and the two sample sets are the same law."""
+    from agent.probes.decoding import decode_distribution, imputation_loss
+
+    n = 21  # odd: a τ = ½ unit pins the mean, so the closed-form construction is exact
+    taus = _taus(n)
+    v, p = np.asarray(values), np.asarray(probs)
+    expect = np.array([_discrete_expectile(v, p, float(t)) for t in taus])
+    z_torch = impute_samples(torch.tensor(expect), taus, num_samples=100).numpy()
+    decoded = decode_distribution(expect, taus.numpy(), (v.min(), v.max()), restarts=2, seed=0)
+    z_scipy = np.asarray(decoded["samples"])
+    spread = v.max() - v.min()
+    assert imputation_loss(z_torch, expect, taus.numpy())[0] < 1e-12 * spread**2
+    residual = expectile_residuals(torch.tensor(z_scipy), torch.tensor(expect), taus)
+    assert residual.abs().max() < 1e-2 * spread
+    assert wasserstein_distance(z_torch, z_scipy) < 0.05 * spread
