@@ -25,7 +25,6 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from agent.algos.iqn import IQN
 from agent.errors import ConfigError
 from agent.learner import Learner
 from agent.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
@@ -193,7 +192,6 @@ class Population:
             m.population, m.index = self, k
             self.members.append(m)
         self.algo = self.members[0].algo
-        self.is_iqn = isinstance(self.algo, IQN)
         online = [dict(m.online.named_parameters()) for m in self.members]
         target = [dict(m.target.named_parameters()) for m in self.members]
         names = list(online[0])
@@ -228,12 +226,7 @@ class Population:
         s, e = obs.shape[:2]
         flat = obs.reshape(s * e, *obs.shape[2:])
         gens = [m.generator for m in self.members]
-        if self.is_iqn:
-            k = self.cfg.iqn_num_taus_act
-            taus = torch.cat([torch.rand(e, k, device=self.device, generator=g) for g in gens])
-            q = self.online(flat, taus).mean(dim=2)
-        else:
-            q = self.algo.q_values(cast(QNetwork, self.online), flat, gens[0])
+        q = self.algo.q_values(cast(QNetwork, self.online), flat, gens)
         greedy = q.argmax(dim=1).view(s, e)
         if epsilon <= 0.0:
             return greedy
@@ -245,42 +238,10 @@ class Population:
 
     # -- learning ----------------------------------------------------------------------------
     def per_sample_loss(self, batch: Batch) -> torch.Tensor:
-        """The algorithm's per-sample loss [S·B] on the member-major flat batch."""
+        """The algorithm's per-sample loss [S·B] on the member-major flat batch; random draws
+        (IQN's τ) come from each member's own generator, in its single run's order."""
         online, target = cast(QNetwork, self.online), cast(QNetwork, self.target)
-        if not self.is_iqn:
-            return self.algo.loss(online, target, batch, self.members[0].generator)
-        return self._iqn_loss(batch)
-
-    def _iqn_loss(self, batch: Batch) -> torch.Tensor:
-        """:meth:`agent.algos.iqn.IQN.loss` with each member's τ from its own generator, drawn
-        in the single run's order (τ, τ′, then the double-DQN acting τ)."""
-        from agent.algos.qrdqn import quantile_q_learning
-
-        cfg, dev = self.cfg, self.device
-        b = batch.obs.shape[0] // self.size
-        gens = [m.generator for m in self.members]
-
-        def draw(n: int) -> torch.Tensor:
-            return torch.cat([torch.rand(b, n, device=dev, generator=g) for g in gens])
-
-        taus = draw(cfg.iqn_num_taus)
-        dist_q_tm1 = self.online(batch.obs, taus)
-        with torch.no_grad():
-            dist_q_t = self.target(batch.next_obs, draw(cfg.iqn_num_taus))
-            if cfg.double_dqn:
-                selector = self.online(batch.next_obs, draw(cfg.iqn_num_taus_act)).mean(dim=2)
-            else:
-                selector = dist_q_t.mean(dim=2)
-        return quantile_q_learning(
-            dist_q_tm1,
-            taus,
-            batch.action,
-            batch.reward,
-            batch.discount,
-            selector,
-            dist_q_t,
-            cfg.huber_kappa,
-        )
+        return self.algo.loss(online, target, batch, [m.generator for m in self.members])
 
     def update(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
         """One gradient step of every member on its own batch; metric tensors [S]."""

@@ -16,6 +16,7 @@ acting, state). ``agent.algos`` registers every module of this package by its ``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,6 +27,10 @@ from agent.config import AgentConfig
 from agent.errors import ConfigError
 from agent.networks import Head, QNetwork
 from agent.replay import Batch
+
+#: The random draws inside acting and learning (IQN's τ): one generator, or one per member of a
+#: population (agent.population), each drawing its member's equal share of the batch rows.
+Generators = torch.Generator | Sequence[torch.Generator]
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,7 @@ class Algorithm(ABC):
         """Q-values [B, A] from unit values [B, A, N] (default: the units' mean)."""
         return values.mean(dim=-1)
 
-    def q_values(
-        self, net: QNetwork, obs: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
+    def q_values(self, net: QNetwork, obs: torch.Tensor, generator: Generators) -> torch.Tensor:
         """Q(x, ·) [B, A]: the mean of each action's return distribution."""
         return self.q_from_values(net(obs))
 
@@ -84,7 +87,7 @@ class Algorithm(ABC):
         online: QNetwork,
         next_obs: torch.Tensor,
         dist_q_t: torch.Tensor,
-        generator: torch.Generator,
+        generator: Generators,
     ) -> torch.Tensor:
         """Q-values [B, A] whose argmax is the bootstrap action: the online network's (double
         DQN, van Hasselt et al. 2016: online picks, target evaluates) or the target's own."""
@@ -94,7 +97,7 @@ class Algorithm(ABC):
 
     # -- learning ------------------------------------------------------------------------
     def forward_transition(
-        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: Generators
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What a fixed-τ head's rule function takes: the online unit values at x_tm1 (with
         gradients), the target network's at x_t, and the bootstrap selector's Q-values."""
@@ -106,7 +109,7 @@ class Algorithm(ABC):
 
     @abstractmethod
     def loss(
-        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: Generators
     ) -> torch.Tensor:
         """Per-sample loss [B] of ``online`` on ``batch`` against ``target`` (no reduction)."""
 

@@ -12,7 +12,14 @@ import torch
 from omegaconf import II
 
 from agent import losses
-from agent.algos.base import Algorithm, UnitReadout, check_transition, greedy_values, taken_values
+from agent.algos.base import (
+    Algorithm,
+    Generators,
+    UnitReadout,
+    check_transition,
+    greedy_values,
+    taken_values,
+)
 from agent.config import AgentConfig
 from agent.errors import ConfigError
 from agent.networks import Head, QNetwork, UnitsHead, midpoint_taus
@@ -93,7 +100,7 @@ class C51(Algorithm):
         return (torch.softmax(values, dim=-1) * self.support).sum(dim=-1)
 
     def loss(
-        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: Generators
     ) -> torch.Tensor:
         logits_tm1, logits_t, selector = self.forward_transition(online, target, batch, generator)
         return categorical_q_learning(

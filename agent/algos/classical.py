@@ -12,7 +12,14 @@ import numpy as np
 import torch
 
 from agent import losses
-from agent.algos.base import Algorithm, UnitReadout, check_transition, greedy_values, taken_values
+from agent.algos.base import (
+    Algorithm,
+    Generators,
+    UnitReadout,
+    check_transition,
+    greedy_values,
+    taken_values,
+)
 from agent.config import AgentConfig
 from agent.networks import Head, QNetwork, UnitsHead
 from agent.replay import Batch
@@ -56,7 +63,7 @@ class Classical(Algorithm):
         return UnitsHead(in_features, num_actions, torch.full((self.cfg.num_units,), 0.5))
 
     def loss(
-        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: Generators
     ) -> torch.Tensor:
         v_tm1, v_t, selector = self.forward_transition(online, target, batch, generator)
         return mean_td_learning(v_tm1, batch.action, batch.reward, batch.discount, selector, v_t)

@@ -13,6 +13,7 @@ import torch
 from agent import losses
 from agent.algos.base import (
     Algorithm,
+    Generators,
     UnitReadout,
     check_transition,
     greedy_values,
@@ -72,7 +73,7 @@ class DQN(Algorithm):
         return values[..., 0]
 
     def loss(
-        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: Generators
     ) -> torch.Tensor:
         q_tm1, q_t, selector = self.forward_transition(online, target, batch, generator)
         return q_learning(

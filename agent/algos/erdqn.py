@@ -12,7 +12,14 @@ import numpy as np
 import torch
 
 from agent import losses
-from agent.algos.base import Algorithm, UnitReadout, check_transition, greedy_values, taken_values
+from agent.algos.base import (
+    Algorithm,
+    Generators,
+    UnitReadout,
+    check_transition,
+    greedy_values,
+    taken_values,
+)
 from agent.config import AgentConfig
 from agent.errors import ConfigError
 from agent.imputation import impute_samples
@@ -110,7 +117,7 @@ class ERDQN(Algorithm):
         return values @ self.mean_readout
 
     def loss(
-        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: Generators
     ) -> torch.Tensor:
         dist_q_tm1, dist_q_t, selector = self.forward_transition(online, target, batch, generator)
         return expectile_q_learning(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.algos.base import Algorithm, UnitReadout, require_positive
+from agent.algos.base import Algorithm, Generators, UnitReadout, require_positive
 from agent.algos.qrdqn import quantile_q_learning
 from agent.config import AgentConfig
 from agent.networks import Head, ImplicitHead, QNetwork
@@ -44,23 +44,30 @@ class IQN(Algorithm):
         # layer after the product runs once per sampled τ, and the torso already gives the depth
         return ImplicitHead(in_features, num_actions, self.cfg.iqn_embedding_dim, hidden=image)
 
-    def q_values(
-        self, net: QNetwork, obs: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
+    def sample_taus(self, rows: int, n: int, generator: Generators) -> torch.Tensor:
+        """τ ~ U(0, 1) [rows, n]. With one generator per population member, member k's rows
+        (the k-th equal share) come from its own generator, so each member draws exactly what
+        its single run would."""
+        if isinstance(generator, torch.Generator):
+            return torch.rand(rows, n, device=self.device, generator=generator)
+        share = rows // len(generator)
+        if share * len(generator) != rows:
+            raise ValueError(f"{rows} rows do not split among {len(generator)} members")
+        return torch.cat([torch.rand(share, n, device=self.device, generator=g) for g in generator])
+
+    def q_values(self, net: QNetwork, obs: torch.Tensor, generator: Generators) -> torch.Tensor:
         """Q(x, ·) [B, A]: the mean over K sampled τ."""
-        taus = torch.rand(
-            obs.shape[0], self.cfg.iqn_num_taus_act, device=self.device, generator=generator
-        )
+        taus = self.sample_taus(obs.shape[0], self.cfg.iqn_num_taus_act, generator)
         return net(obs, taus).mean(dim=2)
 
     def loss(
-        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: Generators
     ) -> torch.Tensor:
         batch_size, n = batch.obs.shape[0], self.cfg.iqn_num_taus
-        taus = torch.rand(batch_size, n, device=self.device, generator=generator)
+        taus = self.sample_taus(batch_size, n, generator)
         dist_q_tm1 = online(batch.obs, taus)  # [B, A, N]
         with torch.no_grad():
-            taus_next = torch.rand(batch_size, n, device=self.device, generator=generator)
+            taus_next = self.sample_taus(batch_size, n, generator)
             dist_q_t = target(batch.next_obs, taus_next)  # [B, A, N']
             # without double DQN the greedy action comes from the same N' target samples
             selector = self.next_q_selector(online, batch.next_obs, dist_q_t, generator)

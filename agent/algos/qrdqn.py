@@ -12,6 +12,7 @@ import torch
 from agent import losses
 from agent.algos.base import (
     Algorithm,
+    Generators,
     UnitReadout,
     check_transition,
     greedy_values,
@@ -71,7 +72,7 @@ class QRDQN(Algorithm):
         return UnitsHead(in_features, num_actions, midpoint_taus(self.cfg.num_units))
 
     def loss(
-        self, online: QNetwork, target: QNetwork, batch: Batch, generator: torch.Generator
+        self, online: QNetwork, target: QNetwork, batch: Batch, generator: Generators
     ) -> torch.Tensor:
         dist_q_tm1, dist_q_t, selector = self.forward_transition(online, target, batch, generator)
         return quantile_q_learning(
