@@ -318,8 +318,10 @@ def test_time_limit_warning_checkpoints_and_requeues(slurm_env, tmp_path) -> Non
         sweep,
         "seed=1",
         *FAST,
-        # far more steps than a minute allows: the warning always finds the loop running
+        # far more steps than a minute allows, and no stop at solving (this CartPole run solves
+        # in under a minute): the warning always finds the loop running
         "train.total_env_steps=10000000",
+        "train.stop_when_solved=false",
         "train.checkpoint_every_env_steps=1000",
         "hydra.launcher.timeout_min=5",
         "hydra.launcher.signal_delay_s=30",
