@@ -17,6 +17,9 @@ from agent.cli.help import field_docs
 from agent.config import TrainConfig
 from agent.train import run
 
+# one xdist worker runs this module, so its module-scoped fixtures are built once
+pytestmark = pytest.mark.xdist_group("cli_ux")
+
 
 def cli(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "scripts" / script), *args]
