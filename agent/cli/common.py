@@ -155,15 +155,37 @@ def check_override_keys(argv: list[str], schema: Any, groups: Iterable[str] = ()
         schema if isinstance(schema, DictConfig) else OmegaConf.structured(schema)
     )
     groups = set(groups)
+    typed = OmegaConf.structured(schema) if not isinstance(schema, DictConfig) else schema.copy()
     for override in overrides:
         key = override.key_or_group
         if key.split(".")[0].split("/")[0] == "hydra" or key in groups or "/" in key:
             continue
-        if key in keys or any(key.startswith(f"{f}.") for f in free):
+        if any(key.startswith(f"{f}.") for f in free):
+            continue
+        if key in keys:
+            _check_value(typed, key, override)
             continue
         close = difflib.get_close_matches(key, sorted(keys), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         fail(f"unknown config key '{key}'{hint}")
+
+
+def _check_value(typed: Any, key: str, override: Any) -> None:
+    """Fail in one line when an override's value does not fit its key's type (Hydra's own
+    message is five lines and exits 1). Sweeps, deletions and interpolations are Hydra's."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if override.is_sweep_override() or override.is_delete():
+        return
+    value = override.value()
+    if "${" in str(value):
+        return
+    try:
+        OmegaConf.update(typed, key, value, merge=True)
+    except OmegaConfBaseException as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        fail(f"{key}={override.get_value_element_as_str()}: {reason}")
 
 
 def check_run_dir_override(argv: list[str]) -> None:
