@@ -9,7 +9,8 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= dev,atari,video,slurm
 STAMP := $(VENV)/.installed-stamp
 # tests run in parallel, one worker per core (pytest-xdist); most are single-threaded Python.
-# The slurm tests stay on one worker (their xdist_group). PYTEST_WORKERS=0 runs them in-process.
+# --dist loadfile: each test file runs on one worker, so a module-scoped fixture (a trained agent)
+# is built once, and the slurm tests' jobs queue one at a time. PYTEST_WORKERS=0: in-process.
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 
@@ -27,7 +28,7 @@ run: $(STAMP)
 	$(PY) scripts/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,7 @@
     python scripts/probe.py checkpoint=RUN_DIR [baseline=OTHER_RUN_DIR] [out=DIR] ...
     python scripts/probe.py data=dabney2020|PATH [out=DIR] ...
 
-`--help` lists every key. The logic is `agent.probes.cli` (also the `dopa-probe` console
+`--help` lists every key. The logic is `agent.cli.probe` (also the `dopa-probe` console
 script)."""
 
 import sys

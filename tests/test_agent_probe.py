@@ -30,9 +30,6 @@ from agent.probes.agent_cells import (
     read_units,
 )
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("agent_probe")
-
 PROBE_FIELDS = (
     "cells",
     "source",

@@ -10,9 +10,6 @@ from helpers import TINY, make_cfg
 
 from agent.train import run
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("cli_errors")
-
 
 def cli(script: str, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "scripts" / script), *args]

@@ -5,6 +5,7 @@ lab task, lunarlander without Box2D in one line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,6 @@ from helpers import TINY, make_cfg
 from agent.cli.help import field_docs
 from agent.config import TrainConfig
 from agent.train import run
-
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("cli_ux")
 
 
 def cli(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -36,7 +34,8 @@ def test_train_help_lists_keys_with_meanings_and_hides_internal_groups() -> None
     proc = cli("train.py", "agent=iqn", "--help")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "agent.iqn_num_taus=64" in out and "samples for the loss" in out  # the agent's own
+    # the agent's own keys, at the composed values (the default env's tuned file sets this one)
+    assert re.search(r"agent\.iqn_num_taus=\d+", out) and "samples for the loss" in out
     assert "agent.lr=" in out and "Adam learning rate" in out
     assert "torch_threads=0" in out and "-sc install=bash" in out
     assert "schema" not in out and "base_agent" not in out and "tuned=" not in out

@@ -38,9 +38,6 @@ from agent.config import Config
 from agent.data.tidy import load_cell_table
 from agent.errors import CheckpointError, ConfigError, DataError
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("hostile_inputs")
-
 SETTINGS = settings(
     max_examples=40,
     deadline=None,

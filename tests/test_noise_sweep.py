@@ -27,9 +27,6 @@ from agent.probes.sweep import (
     trials_needed,
 )
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("noise_sweep")
-
 
 @pytest.fixture(scope="module")
 def tabular_pops() -> dict[str, MeanPopulation]:

@@ -16,9 +16,6 @@ from agent.probes.agent_cells import probe_learner, summary_row
 from agent.probes.population import across, member_dirs, probe_population
 from agent.train import run
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("population_probe")
-
 LAB = [
     "experiment=dabney2020",
     "train.total_env_steps=2400",

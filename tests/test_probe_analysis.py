@@ -26,9 +26,6 @@ from agent.probes.analysis import (
     zero_crossing_reversal_point,
 )
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("probe_analysis")
-
 MAGNITUDES = np.array([0.1, 0.3, 1.2, 2.5, 5.0, 10.0, 20.0])
 PROBS = np.array([0.066, 0.091, 0.149, 0.155, 0.312, 0.151, 0.077])
 PROBS = PROBS / PROBS.sum()

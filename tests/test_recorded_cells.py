@@ -18,9 +18,6 @@ from agent.data.uchida import smoothing_kernel, trial_responses
 from agent.errors import DataError
 from agent.probes.analysis import analyse_population
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("recorded_cells")
-
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "dabney2020" / "variable_magnitude"
 needs_raw = pytest.mark.skipif(not RAW.is_dir(), reason=f"recorded cells not present at {RAW}")
 

@@ -20,9 +20,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agent.logging import RunLogger, flatten_hparams
 from agent.train import run
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("run_reporting")
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:

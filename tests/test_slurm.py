@@ -25,8 +25,7 @@ from safetensors.torch import load_file
 from agent import checkpoint as ckpt
 from agent.errors import EXIT_PREEMPTED
 
-# one xdist worker runs them all, one after another: their jobs share the one small node
-pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+pytestmark = pytest.mark.slurm
 pytest.importorskip("submitit")
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 

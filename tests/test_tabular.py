@@ -20,9 +20,6 @@ from agent.probes.tabular import (
     train_distributional_td,
 )
 
-# one xdist worker runs this module, so its module-scoped fixtures are built once
-pytestmark = pytest.mark.xdist_group("tabular")
-
 VALUES, PROBS = lab_task_distribution()
 SD = float(np.sqrt(((VALUES - VALUES @ PROBS) ** 2) @ PROBS))
 
