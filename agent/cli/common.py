@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import sys
@@ -151,11 +152,11 @@ def check_override_keys(argv: list[str], schema: Any, groups: Iterable[str] = ()
         return
     from omegaconf import DictConfig, OmegaConf
 
-    keys, free = _schema_keys(
-        schema if isinstance(schema, DictConfig) else OmegaConf.structured(schema)
-    )
+    if not isinstance(schema, DictConfig):
+        schema = OmegaConf.structured(schema)
+    typed = copy.deepcopy(schema)  # values are tried on a copy: the caller's stays as it was
+    keys, free = _schema_keys(typed)
     groups = set(groups)
-    typed = OmegaConf.structured(schema) if not isinstance(schema, DictConfig) else schema.copy()
     for override in overrides:
         key = override.key_or_group
         if key.split(".")[0].split("/")[0] == "hydra" or key in groups or "/" in key:
