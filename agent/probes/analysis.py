@@ -374,6 +374,24 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
+def stratified_halves(
+    mags: np.ndarray, k: int, n_splits: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random halves of one cell's trials, for ``n_splits`` splits at once: within each of the
+    ``k`` magnitudes, the ⌊n/2⌋ trials whose random key ranks lowest form half A.
+
+    Returns ``in_a`` [S, T] (bool, True for half A) and the trials' one-hot magnitudes [T, K].
+    """
+    keys = rng.random((n_splits, mags.size))
+    in_a = np.zeros((n_splits, mags.size), dtype=bool)
+    for m in range(k):
+        idx = np.flatnonzero(mags == m)
+        ranks = np.argsort(np.argsort(keys[:, idx], axis=1), axis=1)
+        in_a[:, idx] = ranks < idx.size // 2
+    onehot = (mags[:, None] == np.arange(k)[None, :]).astype(float)
+    return in_a, onehot
+
+
 def split_half(
     table: pd.DataFrame | Population,
     axis: np.ndarray,
@@ -395,15 +413,7 @@ def split_half(
     rp_b = np.empty((n_splits, n_cells))
     tau_b = np.empty((n_splits, n_cells))
     for c, (mags, resp) in enumerate(pop.cell_trials()):
-        # Half A: within each magnitude, the trials whose random key ranks in the lower half;
-        # done for all splits at once.
-        keys = rng.random((n_splits, mags.size))
-        in_a = np.zeros((n_splits, mags.size), dtype=bool)
-        for m in range(k):
-            idx = np.flatnonzero(mags == m)
-            ranks = np.argsort(np.argsort(keys[:, idx], axis=1), axis=1)
-            in_a[:, idx] = ranks < idx.size // 2
-        onehot = (mags[:, None] == np.arange(k)[None, :]).astype(float)  # [T, K]
+        in_a, onehot = stratified_halves(mags, k, n_splits, rng)
         pos, neg = onehot * (resp > 0)[:, None], onehot * (resp < 0)[:, None]
         half_b = ~in_a
         rp_a[:, c] = _rp_from_criterion(_criterion(in_a @ pos, in_a @ neg), axis, rng)

@@ -28,6 +28,7 @@ from agent.probes.analysis import (
     _pearson,
     _rp_from_criterion,
     population,
+    stratified_halves,
     utility_axis,
 )
 from agent.probes.decoding import decode_distribution, score_decode
@@ -88,13 +89,7 @@ def same_vs_diverse(
     pos_te = np.zeros((n_splits, n_cells, k))
     neg_te = np.zeros((n_splits, n_cells, k))
     for c, (mags, resp) in enumerate(pop.cell_trials()):
-        keys = rng.random((n_splits, mags.size))
-        train = np.zeros((n_splits, mags.size), dtype=bool)
-        for m in range(k):
-            idx = np.flatnonzero(mags == m)
-            ranks = np.argsort(np.argsort(keys[:, idx], axis=1), axis=1)
-            train[:, idx] = ranks < idx.size // 2
-        onehot = (mags[:, None] == np.arange(k)[None, :]).astype(float)
+        train, onehot = stratified_halves(mags, k, n_splits, rng)
         pos, neg = onehot * (resp > 0)[:, None], onehot * (resp < 0)[:, None]
         pos_tr[:, c], neg_tr[:, c] = train @ pos, train @ neg
         pos_te[:, c], neg_te[:, c] = ~train @ pos, ~train @ neg
