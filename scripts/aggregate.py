@@ -2,14 +2,12 @@
 
 Final scores (median, mean, IQM with bootstrap CIs; training-time or post-hoc, never mixed)
 and learning curves across seeds. `--help` lists the keys. The logic is `agent.cli.aggregate`
-(also the `dopa-aggregate` console script); the library is `agent.aggregate`.
+(also the `dopa-aggregate` console script); the library is `agent.results.aggregate`.
 """
 
 from __future__ import annotations
 
 import sys
-
-import _cli  # noqa: F401  (path setup)
 
 from agent.cli.aggregate import main  # noqa: F401  (tests import main from here)
 

@@ -8,7 +8,7 @@ probes both with the paper's pipeline at the recorded cells' signal-to-noise rat
 counts, prints the comparison next to the 40 recorded cells, sweeps the noise to show where
 the agents' signature appears, and writes ``probe.json`` (distributional, with the classical
 one as ``baseline``), ``noise_sweep.csv`` and the figures into ``out``
-(library: agent/probes/study.py).
+(library: agent/results/study.py).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import _cli
-
-from agent.errors import ConfigError
+from agent.cli import common as _cli
+from agent.core.errors import ConfigError
 
 
 @_cli.one_line_errors
@@ -36,14 +35,14 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"seed must be an integer, got '{opts['seed']}'") from None
     from agent.probes.noise import recorded_noise
     from agent.probes.report import probe_checkpoint, write_report
-    from agent.probes.study import (
+    from agent.probes.sweep import signature_threshold
+    from agent.results.study import (
         comparison_rows,
         demo_sweep,
         print_table,
         recorded_result,
         train_pair,
     )
-    from agent.probes.sweep import signature_threshold
 
     start = time.perf_counter()
     root = Path(opts["out"])

@@ -5,8 +5,6 @@
 Writes eval.json into the current folder (or `out=DIR`). `--help` lists every key. The logic
 is `agent.cli.evaluate` (also the `dopa-evaluate` console script)."""
 
-import _cli  # noqa: F401  (shared entry-point helpers)
-
 from agent.cli.evaluate import main
 
 if __name__ == "__main__":

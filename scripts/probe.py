@@ -8,8 +8,6 @@ script)."""
 
 import sys
 
-import _cli  # noqa: F401  (shared entry-point helpers)
-
 from agent.cli.probe import main
 
 if __name__ == "__main__":

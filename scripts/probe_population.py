@@ -15,9 +15,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import _cli
-
-from agent.errors import ConfigError
+from agent.cli import common as _cli
+from agent.core.errors import ConfigError
 
 KEYS = {
     "run": str,

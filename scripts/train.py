@@ -3,8 +3,6 @@
 Multirun: `python scripts/train.py -m seed=1,2,3 [hydra/launcher=slurm]`. `--help` lists every
 key. The logic is `agent.cli.train` (also the `dopa-train` console script)."""
 
-import _cli  # noqa: F401  (shared entry-point helpers)
-
 from agent.cli.train import main
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Shared test setup: single-threaded torch (tiny tensors; avoids oversubscribing CI's 2 cores)."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ SHARED = ROOT.parent / "shared"
 torch.set_num_threads(1)
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from conftest import ROOT
 from helpers import make_cfg
 
 from agent.envs import make_env
-from agent.learner import Learner
+from agent.learn.learner import Learner
 from agent.probes.agent_cells import (
     categorical_quantiles,
     log_probe,
@@ -81,7 +81,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """ER-DQN and classical trained on the variable-magnitude task (demo settings), probed at
     the recorded cells' SNR and trial counts (the default) and at a low-noise reference."""
     from agent.probes.report import probe_checkpoint
-    from agent.probes.study import train_pair
+    from agent.results.study import train_pair
 
     root = tmp_path_factory.mktemp("demo")
     runs = train_pair(root, seed=1)

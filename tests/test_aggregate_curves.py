@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import aggregate as agg
 from agent.cli import aggregate as cli
+from agent.results import aggregate as agg
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,9 @@ an agent as one Python file plus one YAML."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,33 +16,17 @@ from hydra import compose, initialize_config_dir
 
 from agent import algos
 
-# Lowest first. A module may import from its own layer or a lower one, never from a higher one.
 LAYERS: list[tuple[str, ...]] = [
-    ("agent.errors",),
-    ("agent.config", "agent.hns", "agent.data"),
-    (
-        "agent.losses",
-        "agent.imputation",
-        "agent.networks",
-        "agent.device",
-        "agent.replay",
-        "agent.frame_replay",
-        "agent.checkpoint",
-        "agent.logging",
-        "agent.threads",
-        "agent.envs",
-        "agent.checkpoint_schema",
-        "agent.resume",
-        "agent.runlock",
-    ),
-    ("agent.algos",),
-    ("agent.learner", "agent.compiled", "agent.population"),
-    ("agent.evaluate", "agent.unit_values", "agent.aggregate"),
-    ("agent.probes",),
-    ("agent.hooks",),
-    ("agent.train", "agent.population_train", "agent.overlap"),
-    ("agent.probes.study",),  # the demo study: trains agents, then probes them
-    ("agent.cli",),
+    ("agent.core",),  # config schema, errors, device, threads
+    ("agent.data", "agent.replay", "agent.nn"),  # recorded cells; replay; torsos, heads, losses
+    ("agent.algos",),  # one file per algorithm
+    ("agent.envs",),  # the env families' registry
+    ("agent.store",),  # checkpoints: format, schema, restore, run-dir lock
+    ("agent.learn",),  # the learner for S >= 1 members, its compiled update, greedy evaluation
+    ("agent.probes",),  # dopamine-cell analysis
+    ("agent.loop",),  # the loop body and its side jobs
+    ("agent.results",),  # across runs: aggregate, the demo study
+    ("agent.cli",),  # the dopa-* console scripts
 ]
 
 
@@ -118,7 +102,7 @@ def test_every_registered_agent_has_a_config_group_file() -> None:
 
 
 def test_unknown_agent_raises_instead_of_falling_back() -> None:
-    from agent.errors import ConfigError
+    from agent.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown agent 'qrdq'.*did you mean qrdqn"):
         algos.get("qrdq")
@@ -133,8 +117,8 @@ from dataclasses import dataclass
 import torch
 
 from agent.algos.base import Algorithm, UnitReadout, greedy_values, taken_values
-from agent.config import AgentConfig
-from agent.networks import UnitsHead
+from agent.core.config import AgentConfig
+from agent.nn.networks import UnitsHead
 
 
 @dataclass
@@ -179,10 +163,11 @@ def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
     (conf / "toy.yaml").write_text(
         "defaults:\n  - /schema/agent/toy@_here_\n  - _self_\n\nname: toy\nnum_units: 3\n"
     )
-    sys.path.insert(0, str(tmp_path))
+    spec = importlib.util.spec_from_file_location("toy_agent", package / "toy_agent.py")
+    assert spec is not None and spec.loader is not None
+    toy_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy_module)
     try:
-        import toy_plugin.toy_agent as toy_module
-
         algos.register(toy_module.ALGORITHM)
         algos.register_configs()
         search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
@@ -200,8 +185,8 @@ def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
         assert cfg.agent.toy_scale == 0.5
-        from agent.evaluate import evaluate
-        from agent.train import run
+        from agent.learn.evaluate import evaluate
+        from agent.loop.train import run
 
         summary = run(cfg, tmp_path / "run")
         assert summary["algo"] == "toy" and summary["updates"] > 0
@@ -210,5 +195,4 @@ def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
         saved = json.loads((tmp_path / "run" / "config.json").read_text())
         assert saved["agent"]["toy_scale"] == 0.5
     finally:
-        sys.path.remove(str(tmp_path))
         algos._REGISTRY.pop("toy", None)

@@ -10,10 +10,10 @@ import torch
 from helpers import TINY, make_cfg
 from safetensors.torch import load_file
 
-from agent import checkpoint as ckpt
 from agent.algos import names
-from agent.errors import CheckpointError
-from agent.train import run
+from agent.core.errors import CheckpointError
+from agent.loop.train import run
+from agent.store import checkpoint as ckpt
 
 AGENTS = names()
 

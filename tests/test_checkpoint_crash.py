@@ -3,7 +3,7 @@ every kill `checkpoints/latest` names a complete checkpoint that loads and verif
 the newest checkpoint is caught (naming the file) while the one before it still loads.
 
 Importing torch costs seconds on CI, so the writers are forked from one long-lived server
-process that has imported `agent.checkpoint` once: every kill is a real SIGKILL of a real
+process that has imported `agent.store.checkpoint` once: every kill is a real SIGKILL of a real
 process, and the whole test stays fast."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pytest
 import torch
 from conftest import ROOT
 
-from agent import checkpoint as ckpt
-from agent.errors import CheckpointError
+from agent.core.errors import CheckpointError
+from agent.store import checkpoint as ckpt
 
 KILLS = 15
 SEED = 20261128
@@ -47,10 +47,10 @@ def tensors_for(step: int) -> dict[str, dict[str, torch.Tensor]]:
 SERVER = textwrap.dedent(
     """
     import os, sys
-    sys.path.insert(0, {root!r})
     import torch
     torch.set_num_threads(1)
-    from agent.checkpoint import has_checkpoint, read_state, resolve_checkpoint, save_checkpoint
+    from agent.store.checkpoint import (
+        has_checkpoint, read_state, resolve_checkpoint, save_checkpoint)
     {tensors}
     def write_forever(run_dir):
         step = read_state(resolve_checkpoint(run_dir))["step"] + 1 if has_checkpoint(run_dir) else 1

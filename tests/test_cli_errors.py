@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 from helpers import TINY, make_cfg
 
-from agent.train import run
+from agent.loop.train import run
 
 
 def cli(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -171,7 +171,7 @@ def _resigned_copy(trained_run, tmp_path, edit_state=None, edit_model=None):
 
     from safetensors.torch import load_file, save_file
 
-    from agent import checkpoint as ckpt
+    from agent.store import checkpoint as ckpt
 
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)

@@ -15,8 +15,8 @@ from conftest import ROOT
 from helpers import TINY, make_cfg
 
 from agent.cli.help import field_docs
-from agent.config import TrainConfig
-from agent.train import run
+from agent.core.config import TrainConfig
+from agent.loop.train import run
 
 
 def cli(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

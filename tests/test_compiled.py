@@ -7,10 +7,10 @@ import torch
 from omegaconf import OmegaConf
 
 from agent.algos import make_config, names
-from agent.compiled import CompiledUpdate, make_update_fn, resolve_update_mode
-from agent.errors import ConfigError
-from agent.learner import Learner
-from agent.replay import Batch
+from agent.core.errors import ConfigError
+from agent.learn.compiled import CompiledUpdate, make_update_fn, resolve_update_mode
+from agent.learn.learner import Learner
+from agent.replay.buffer import Batch
 
 SMALL_CNN = (2, 36, 36)  # the smallest input the Nature CNN's strides accept
 
@@ -145,7 +145,7 @@ def test_host_syncing_update_is_never_graphed() -> None:
 def test_lr_written_as_a_number_reaches_the_held_tensor() -> None:
     """What the graph reads: a schedule or a resume writes group["lr"] = x; the next update
     copies x into the held tensor (same object, so the captured address stays valid)."""
-    from agent.compiled import hold_lr_in_tensors, sync_lr_tensors
+    from agent.learn.compiled import hold_lr_in_tensors, sync_lr_tensors
 
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=False)
@@ -168,7 +168,7 @@ def test_lr_written_as_a_number_reaches_the_held_tensor() -> None:
 
 
 def test_precision_choices() -> None:
-    from agent.device import configure_backends
+    from agent.core.device import configure_backends
 
     assert configure_backends(torch.device("cpu"), "auto", False) == "fp32"
     assert configure_backends(torch.device("cpu"), "bf16", False) == "bf16"

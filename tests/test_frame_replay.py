@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from agent.frame_replay import FrameReplayBuffer
-from agent.replay import Batch, ReplayBuffer
+from agent.replay.buffer import Batch, ReplayBuffer
+from agent.replay.frames import FrameReplayBuffer
 
 GAMMA = 0.9
 # every test that takes `device` also runs on CUDA under `pytest -m cuda` (gpu_check.sh)

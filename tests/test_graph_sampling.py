@@ -8,8 +8,8 @@ import pytest
 import torch
 from test_frame_replay import DEVICES, FakeAtari, assert_batches_equal, feed
 
-from agent.frame_replay import FrameReplayBuffer
-from agent.replay import ReplayBuffer, n_step_window_at
+from agent.replay.buffer import ReplayBuffer, n_step_window_at
+from agent.replay.frames import FrameReplayBuffer
 
 GAMMA = 0.9
 
@@ -79,7 +79,7 @@ def test_sampling_captured_with_the_update_follows_eager(kind: str):
     growth (recapture) and new steps between replays."""
     from test_compiled import assert_same_learners, make_learner
 
-    from agent.compiled import GraphedSampleUpdate
+    from agent.learn.compiled import GraphedSampleUpdate
 
     shape = (4, 36, 36)
     env = FakeAtari(3, 4, seed=5)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.hns import (
+from agent.envs.hns import (
     ATARI_57,
     REFERENCE_SCORES,
     aggregate_scores,
@@ -26,7 +26,6 @@ SCRIPT = ROOT / "scripts" / "aggregate.py"
 
 def _load_script():
     """Import scripts/aggregate.py as a module (scripts/ is not a package)."""
-    sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("aggregate_script", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -92,7 +91,7 @@ def test_aggregate_scores_numpy_backend() -> None:
 
 
 def test_aggregate_scores_rliable_agrees_with_numpy() -> None:
-    from agent.hns import _rliable_bootstrap
+    from agent.envs.hns import _rliable_bootstrap
 
     if _rliable_bootstrap() is None:
         pytest.skip("rliable does not import here (e.g. arch 7 under pandas 3)")

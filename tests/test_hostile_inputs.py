@@ -32,11 +32,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from agent import checkpoint as ckpt
 from agent.algos import make_config, names, validate
-from agent.config import Config
+from agent.core.config import Config
+from agent.core.errors import CheckpointError, ConfigError, DataError
 from agent.data.tidy import load_cell_table
-from agent.errors import CheckpointError, ConfigError, DataError
+from agent.store import checkpoint as ckpt
 
 SETTINGS = settings(
     max_examples=40,
@@ -481,7 +481,7 @@ RESUME_TINY = [*TINY, "train.total_env_steps=200", "train.eval_every_env_steps=2
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A real trainer checkpoint at step 200 (counters, learner, replay, env state)."""
-    from agent.train import run
+    from agent.loop.train import run
 
     run_dir = tmp_path_factory.mktemp("trained")
     run(make_cfg(*RESUME_TINY), run_dir)
@@ -521,8 +521,8 @@ def _mutate(body: dict, path: tuple, how: str, value) -> None:
 
 def _resume_ends_cleanly(run_dir: Path) -> None:
     """The acceptance: a resumed run either trains on or stops with one user-error line."""
-    from agent.errors import TrainingDiverged, UserError
-    from agent.train import run
+    from agent.core.errors import TrainingDiverged, UserError
+    from agent.loop.train import run
 
     try:
         run(make_cfg(*RESUME_TINY, "train.total_env_steps=208"), run_dir)
@@ -569,7 +569,7 @@ SCHEMA_CASES = {
 
 @pytest.mark.parametrize("case", list(SCHEMA_CASES))
 def test_resigned_state_variants_are_one_line_checkpoint_errors(trained, tmp_path, case) -> None:
-    from agent.train import run
+    from agent.loop.train import run
 
     path, how, value, fragment = SCHEMA_CASES[case]
     run_dir = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""Tests for agent.imputation (expectile imputation, Rowland et al. 2019)."""
+"""Tests for agent.nn.imputation (expectile imputation, Rowland et al. 2019)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import brentq
 from scipy.stats import wasserstein_distance
 
-from agent.imputation import expectile_residuals, impute_samples, sample_expectiles
+from agent.nn.imputation import expectile_residuals, impute_samples, sample_expectiles
 
 
 def _taus(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -183,7 +183,7 @@ def test_residuals_vanish_at_own_expectiles() -> None:
 )
 def test_torch_and_scipy_solvers_agree(values: list[float], probs: list[float]) -> None:
     """The two solvers of the one imputation problem: ER-DQN's batched torch solver
-    (agent.imputation) and the probes' L-BFGS decode (agent.probes.decoding). Each one's
+    (agent.nn.imputation) and the probes' L-BFGS decode (agent.probes.decoding). Each one's
     samples satisfy the other one's objective, and the two sample sets are the same law."""
     from agent.probes.decoding import decode_distribution, imputation_loss
 

@@ -10,8 +10,8 @@ from torch import nn
 
 from agent.algos import make_config
 from agent.algos.erdqn import expectile_mean_readout
-from agent.learner import Learner, clip_grad_norm
-from agent.replay import Batch
+from agent.learn.learner import Learner, clip_grad_norm
+from agent.replay.buffer import Batch
 
 
 def _learner(**overrides) -> Learner:
@@ -72,7 +72,7 @@ def test_expectile_mean_readout_picks_the_half_expectile():
 def test_checkpoint_of_a_capturable_optimiser_resumes_on_the_cpu(tmp_path):
     """A CUDA-graph run's Adam is capturable=True with a tensor lr; its checkpoint must resume
     on the CPU (the flag is the loading device's, the lr a number)."""
-    from agent import checkpoint as ckpt
+    from agent.store import checkpoint as ckpt
 
     gpu_like, reference = _learner(), _learner()
     for learner in (gpu_like, reference):

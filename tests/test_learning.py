@@ -7,7 +7,7 @@ import pytest
 from helpers import make_cfg
 
 from agent.algos import names
-from agent.train import run
+from agent.loop.train import run
 
 # The budget is the CartPole default (50k env steps) and the threshold gymnasium's own; the
 # settings are the repository's (conf/env/cartpole.yaml, refined per agent in conf/tuned/).

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from agent import losses
+from agent.nn import losses
 
 VALUES = np.array([0.0, 1.0, 3.0, 7.0])
 PROBS = np.array([0.1, 0.4, 0.3, 0.2])  # multiples of 1/10: an exact sample set of 10

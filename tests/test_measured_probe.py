@@ -12,9 +12,9 @@ import torch
 from conftest import ROOT
 from helpers import make_cfg
 
+from agent.core.errors import ConfigError
 from agent.envs import make_env
-from agent.errors import ConfigError
-from agent.learner import Learner
+from agent.learn.learner import Learner
 from agent.probes.agent_cells import lab_task, probe_learner, read_units
 from agent.probes.measured import measured_responses, own_gradient_responses
 

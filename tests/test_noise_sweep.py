@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agent.core.errors import ConfigError
 from agent.envs.lab_tasks import VariableMagnitudeTask
-from agent.errors import ConfigError
 from agent.probes.noise import (
     RECORDED,
     measure_recorded_noise,
@@ -131,7 +131,7 @@ def test_noisy_statistics_are_seeded(tabular_pops) -> None:
 def test_config_rejects_bad_probe_noise_and_trials(override: str, fragment: str) -> None:
     from helpers import make_cfg
 
-    from agent.config import validate
+    from agent.core.config import validate
 
     cfg = make_cfg("experiment=dabney2020", override)
     with pytest.raises(ConfigError, match=fragment):
@@ -141,7 +141,7 @@ def test_config_rejects_bad_probe_noise_and_trials(override: str, fragment: str)
 def test_config_defaults_are_the_recorded_calibration() -> None:
     from helpers import make_cfg
 
-    from agent.config import validate
+    from agent.core.config import validate
 
     for overrides in (("experiment=dabney2020",), ("env=variable_magnitude",)):
         cfg = make_cfg(*overrides)

@@ -1,4 +1,4 @@
-"""The overlapped loop (agent/overlap.py): exact replay ratio, same bookkeeping as the
+"""The overlapped loop (agent/loop/overlap.py): exact replay ratio, same bookkeeping as the
 synchronous loop, split env stepping, and the fixed-shape acting a CUDA graph captures."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import pytest
 import torch
 from helpers import TINY, make_cfg
 
-from agent import hooks
-from agent.compiled import act_fixed_shape
-from agent.errors import ConfigError
-from agent.hooks import Hook
-from agent.overlap import overlap_enabled
-from agent.train import build, run, train_loop, updates_due
+from agent.core.errors import ConfigError
+from agent.learn.compiled import act_fixed_shape
+from agent.loop import hooks
+from agent.loop.hooks import Hook
+from agent.loop.overlap import overlap_enabled
+from agent.loop.train import build, run, train_loop, updates_due
 
 
 class Record(Hook):
@@ -153,7 +153,7 @@ def test_overlapped_cuda_atari_loop(tmp_path, sample_in_graph):
 def test_evaluation_runs_alongside_training(tmp_path):
     """The overlapped loop evaluates on its eval envs while training goes on: an evaluation
     spans several training iterations and is recorded under the step it started at."""
-    from agent.overlap import BackgroundEvaluation
+    from agent.loop.overlap import BackgroundEvaluation
 
     cfg = make_cfg(*TINY, "train.overlap=on", "train.eval_episodes=3")
     r = build(cfg, tmp_path)

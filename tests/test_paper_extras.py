@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agent.core.errors import DataError
 from agent.data import PACKAGED_TABLE, load_cell_table
 from agent.envs.lab_tasks import VariableMagnitudeTask
-from agent.errors import DataError
 from agent.probes import tabular
 from agent.probes.analysis import analyse_population, hill_asymmetry, trial_asymmetry
 from agent.probes.paper_extras import (

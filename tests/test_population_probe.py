@@ -10,11 +10,11 @@ import pytest
 from conftest import ROOT
 from helpers import make_cfg
 
-from agent.errors import ConfigError
-from agent.evaluate import load_agent
+from agent.core.errors import ConfigError
+from agent.learn.evaluate import load_agent
+from agent.loop.train import run
 from agent.probes.agent_cells import probe_learner, summary_row
 from agent.probes.population import across, member_dirs, probe_population
-from agent.train import run
 
 LAB = [
     "experiment=dabney2020",

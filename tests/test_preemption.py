@@ -14,10 +14,10 @@ from conftest import ROOT
 from helpers import TINY, make_cfg
 from safetensors.torch import load_file
 
-from agent import checkpoint as ckpt
-from agent.errors import EXIT_PREEMPTED, ConfigError, Preempted, TrainingDiverged
-from agent.learner import Learner
-from agent.train import run
+from agent.core.errors import EXIT_PREEMPTED, ConfigError, Preempted, TrainingDiverged
+from agent.learn.learner import Learner
+from agent.loop.train import run
+from agent.store import checkpoint as ckpt
 
 ARGS = [*TINY, "train.total_env_steps=4000", "deterministic=true", "agent.n_step=2"]
 
@@ -178,7 +178,7 @@ def test_unsafe_config_change_on_resume_is_refused(tmp_path, override):
 def test_second_writer_is_refused_and_stale_lock_record_is_taken_over(tmp_path):
     """Item 6: a run dir held by a live trainer refuses a second one in one line (exit 2); the
     record a dead holder left does not block the next run."""
-    from agent.runlock import LOCK_FILE, run_dir_lock
+    from agent.store.runlock import LOCK_FILE, run_dir_lock
 
     tmp_path.mkdir(exist_ok=True)
     with run_dir_lock(tmp_path):  # this process is "the first trainer"

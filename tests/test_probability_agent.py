@@ -5,7 +5,7 @@ import torch
 from helpers import make_cfg
 
 import agent.envs.lab_tasks  # noqa: F401  (registers the dopa/* ids)
-from agent.learner import Learner
+from agent.learn.learner import Learner
 from agent.probes.agent_cells import cue_response_classes
 
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import scipy.optimize
 
+from agent.core.errors import DataError
 from agent.data.tidy import load_cell_table, validate_table
-from agent.errors import DataError
 from agent.probes import figures
 from agent.probes.analysis import (
     analyse_population,

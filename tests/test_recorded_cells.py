@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import scipy.io
 
+from agent.core.errors import DataError
 from agent.data import PACKAGED_TABLE, import_file, import_folder, load_cell_table
 from agent.data.uchida import smoothing_kernel, trial_responses
-from agent.errors import DataError
 from agent.probes.analysis import analyse_population
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "dabney2020" / "variable_magnitude"

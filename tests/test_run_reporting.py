@@ -17,8 +17,8 @@ import pytest
 from helpers import TINY, make_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agent.logging import RunLogger, flatten_hparams
-from agent.train import run
+from agent.loop.logging import RunLogger, flatten_hparams
+from agent.loop.train import run
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_tensorboard_shows_units_lr_config_and_hparams(tiny_run: tuple[Path, dic
 
 
 def test_probe_states_are_kept_across_a_resume(tmp_path: Path) -> None:
-    from agent.unit_values import probe_states
+    from agent.loop.unit_values import probe_states
 
     first = probe_states(tmp_path, np.arange(12.0).reshape(6, 2), 4)
     again = probe_states(tmp_path, np.zeros((6, 2)), 4)
@@ -130,7 +130,7 @@ def test_progress_bar_closes_with_solved_and_no_eta(tmp_path: Path) -> None:
 
 
 def test_wandb_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.logging import start_wandb
+    from agent.loop.logging import start_wandb
 
     calls: list[dict[str, Any]] = []
     fake = types.ModuleType("wandb")
@@ -140,7 +140,7 @@ def test_wandb_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert start_wandb(tmp_path, cfg) == "run"
     assert calls[0]["sync_tensorboard"] is True and calls[0]["project"] == "p"
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
-    from agent.errors import ConfigError
+    from agent.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="pip install wandb"):
         start_wandb(tmp_path, cfg)

@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from agent import threads
-from agent.threads import allowed_cpus, choose_threads, configure_torch_threads
+from agent.core import threads
+from agent.core.threads import allowed_cpus, choose_threads, configure_torch_threads
 
 
 def test_idle_machine_uses_every_allowed_cpu() -> None:

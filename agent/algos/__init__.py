@@ -16,10 +16,10 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from agent import config as config_module
 from agent.algos.base import Algorithm, UnitReadout
-from agent.config import AgentConfig, Config, EnvConfig, suggest
-from agent.errors import ConfigError
+from agent.core import config as config_module
+from agent.core.config import AgentConfig, Config, EnvConfig, suggest
+from agent.core.errors import ConfigError
 
 __all__ = [
     "Algorithm",

@@ -2,14 +2,14 @@
 
 An algorithm is one file in ``agent/algos/`` holding, in one readable place:
 
-- its config dataclass (extending :class:`agent.config.AgentConfig`; a Hydra group per agent),
+- its config dataclass (extending :class:`agent.core.config.AgentConfig`; a Hydra group per agent),
 - its head (``build_head``) and how unit values become Q-values (``q_values``),
 - its target and loss as one pure rule function in the style of DeepMind's rlax, returning the
   per-sample loss [B] with shape checks at entry and the equation and paper in its docstring,
 - its probe read-out (``readout``): how its units respond as "dopamine cells" (docs/science.md
   §4).
 
-The :class:`~agent.learner.Learner` keeps only what all agents share (optimiser, target sync,
+The :class:`~agent.learn.learner.Learner` keeps only what all agents share (optimiser, target sync,
 acting, state). ``agent.algos`` registers every module of this package by its ``NAME``.
 """
 
@@ -23,13 +23,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agent.config import AgentConfig
-from agent.errors import ConfigError
-from agent.networks import Head, QNetwork
-from agent.replay import Batch
+from agent.core.config import AgentConfig
+from agent.core.errors import ConfigError
+from agent.nn.networks import Head, QNetwork
+from agent.replay.buffer import Batch
 
 #: The random draws inside acting and learning (IQN's τ): one generator, or one per member of a
-#: population (agent.population), each drawing its member's equal share of the batch rows.
+#: population (agent.learn.population), each drawing its member's equal share of the batch rows.
 Generators = torch.Generator | Sequence[torch.Generator]
 
 

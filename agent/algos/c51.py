@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from omegaconf import II
 
-from agent import losses
 from agent.algos.base import (
     Algorithm,
     Generators,
@@ -20,10 +19,11 @@ from agent.algos.base import (
     greedy_values,
     taken_values,
 )
-from agent.config import AgentConfig
-from agent.errors import ConfigError
-from agent.networks import Head, QNetwork, UnitsHead, midpoint_taus
-from agent.replay import Batch
+from agent.core.config import AgentConfig
+from agent.core.errors import ConfigError
+from agent.nn import losses
+from agent.nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
+from agent.replay.buffer import Batch
 
 NAME = "c51"
 
@@ -51,7 +51,7 @@ def categorical_q_learning(
         L_b = −Σ_i (Φ 𝒯 p_t)_i · log p_i(x_tm1, a_tm1),   𝒯z_j = r_t + γ_t z_j,   p_t = p(x_t, a*)
 
     with a* = argmax q_t_selector and Φ the projection onto the support
-    (:func:`agent.losses.categorical_projection`). logits_tm1, logits_t: [B, A, N];
+    (:func:`agent.nn.losses.categorical_projection`). logits_tm1, logits_t: [B, A, N];
     q_t_selector [B, A]; a_tm1, r_t, discount_t [B]; support [N] → [B]."""
     check_transition(r_t, discount_t, logits_tm1.shape[0])
     if support.shape != logits_tm1.shape[2:]:

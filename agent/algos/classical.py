@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agent import losses
 from agent.algos.base import (
     Algorithm,
     Generators,
@@ -20,9 +19,10 @@ from agent.algos.base import (
     greedy_values,
     taken_values,
 )
-from agent.config import AgentConfig
-from agent.networks import Head, QNetwork, UnitsHead
-from agent.replay import Batch
+from agent.core.config import AgentConfig
+from agent.nn import losses
+from agent.nn.networks import Head, QNetwork, UnitsHead
+from agent.replay.buffer import Batch
 
 NAME = "classical"
 

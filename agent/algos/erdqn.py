@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent import losses
 from agent.algos.base import (
     Algorithm,
     Generators,
@@ -20,11 +19,12 @@ from agent.algos.base import (
     greedy_values,
     taken_values,
 )
-from agent.config import AgentConfig
-from agent.errors import ConfigError
-from agent.imputation import impute_samples
-from agent.networks import Head, QNetwork, UnitsHead, midpoint_taus
-from agent.replay import Batch
+from agent.core.config import AgentConfig
+from agent.core.errors import ConfigError
+from agent.nn import losses
+from agent.nn.imputation import impute_samples
+from agent.nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
+from agent.replay.buffer import Batch
 
 NAME = "erdqn"
 IMPUTATIONS = ("root", "none")
@@ -103,7 +103,7 @@ class ERDQN(Algorithm):
 
     def graph_capture_problem(self) -> str | None:
         if self.cfg.imputation == "root" and self.cfg.imputation_iterations > 0:
-            # the Levenberg–Marquardt polish uses batched cholesky_solve (agent/imputation.py)
+            # the Levenberg–Marquardt polish uses batched cholesky_solve (agent/nn/imputation.py)
             return (
                 "agent.imputation_iterations > 0 uses batched cholesky_solve, which synchronises "
                 "with the host on CUDA"

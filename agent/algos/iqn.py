@@ -12,9 +12,9 @@ import torch
 
 from agent.algos.base import Algorithm, Generators, UnitReadout, require_positive
 from agent.algos.qrdqn import quantile_q_learning
-from agent.config import AgentConfig
-from agent.networks import Head, ImplicitHead, QNetwork
-from agent.replay import Batch
+from agent.core.config import AgentConfig
+from agent.nn.networks import Head, ImplicitHead, QNetwork
+from agent.replay.buffer import Batch
 
 NAME = "iqn"
 

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent import losses
 from agent.algos.base import (
     Algorithm,
     Generators,
@@ -19,9 +18,10 @@ from agent.algos.base import (
     require_positive,
     taken_values,
 )
-from agent.config import AgentConfig
-from agent.networks import Head, QNetwork, UnitsHead, midpoint_taus
-from agent.replay import Batch
+from agent.core.config import AgentConfig
+from agent.nn import losses
+from agent.nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
+from agent.replay.buffer import Batch
 
 NAME = "qrdqn"
 

@@ -1,5 +1,5 @@
 """``dopa-aggregate`` / ``python scripts/aggregate.py``: final scores and learning curves of
-finished runs across seeds (the library is :mod:`agent.aggregate`)."""
+finished runs across seeds (the library is :mod:`agent.results.aggregate`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent import aggregate as agg
+from agent.results import aggregate as agg
 
 USAGE = "usage: dopa-aggregate runs=DIR [DIR...] [out=FILE] [score=train|posthoc] [reps=N] [seed=N]"
 

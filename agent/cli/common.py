@@ -57,7 +57,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from agent.errors import TrainingDiverged, UserError
+        from agent.core.errors import TrainingDiverged, UserError
 
         try:
             return fn(*args, **kwargs)
@@ -126,7 +126,7 @@ def run_schema(argv: list[str]) -> Any:
     from omegaconf import OmegaConf
 
     from agent import algos
-    from agent.config import Config
+    from agent.core.config import Config
 
     schema = OmegaConf.structured(Config)
     schema.agent = OmegaConf.structured(algos.config_class(chosen_agent(argv)))

@@ -34,7 +34,7 @@ ConfigStore.instance().store(name="evaluate", node=EvalArgs)
 @hydra.main(config_path=None, config_name="evaluate", version_base="1.3")
 @one_line_errors
 def _hydra_main(args: EvalArgs) -> None:
-    from agent.evaluate import evaluate
+    from agent.learn.evaluate import evaluate
 
     result = evaluate(
         args.checkpoint,

@@ -1,5 +1,5 @@
 """``--help`` text built from the structured configs: every key, its value for the chosen
-agent and env, and what it means (the field comments of ``agent/config.py`` and
+agent and env, and what it means (the field comments of ``agent/core/config.py`` and
 ``agent/algos/<name>.py``)."""
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ def compose_for_help(overrides: list[str]) -> Any:
 
 
 def train_help(prog: str, overrides: list[str]) -> str:
-    from agent import algos, config
+    from agent import algos
     from agent.cli.common import GROUPS, group_options
+    from agent.core import config
 
     cfg = compose_for_help(overrides)
     agent_name = getattr(getattr(cfg, "agent", None), "name", "qrdqn")

@@ -45,7 +45,7 @@ import sys
 from typing import Any
 
 from agent.cli.common import one_line_errors, wants_help
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 
 KEYS = {
     "checkpoint": str,
@@ -146,7 +146,7 @@ def _probe(argv: list[str]) -> int:
     )
 
     if "sweep" in args:
-        from agent.probes.study import full_sweep
+        from agent.results.study import full_sweep
 
         out = args.get("out", "noise_sweep")
         content = full_sweep([r for r in args["sweep"].split(",") if r], out,
@@ -165,7 +165,7 @@ def _probe(argv: list[str]) -> int:
         )
         run_dir = None
     else:
-        from agent.device import resolve_device
+        from agent.core.device import resolve_device
 
         kwargs = {
             "trials": args.get("trials"),

@@ -30,7 +30,7 @@ register_configs()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 @one_line_errors
 def _hydra_main(cfg: DictConfig) -> None:
-    from agent.train import main_entry  # torch loads after the config is known to be valid
+    from agent.loop.train import main_entry  # torch loads after the config is known to be valid
 
     main_entry(cfg)
 

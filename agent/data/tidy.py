@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.errors import DataError
+from agent.core.errors import DataError
 
 REQUIRED_COLUMNS = ("cell", "magnitude", "response")
 OPTIONAL_COLUMNS = ("cued", "trial", "baseline")  # baseline: pre-stimulus rate

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.core.errors import ConfigError
 from agent.envs.base import VecEnv, VecStep
-from agent.errors import ConfigError
 
 __all__ = ["VecEnv", "VecStep", "make_env"]
 

@@ -54,7 +54,7 @@ class VecEnv(ABC):
     def step(self, actions: np.ndarray) -> VecStep:
         """Step every env with ``actions`` (int [E])."""
 
-    # Split stepping for the overlapped loop (agent/overlap.py): ``step_async`` returns at once
+    # Split stepping for the overlapped loop (agent/loop/overlap.py): ``step_async`` returns at once
     # where the envs step outside Python (Atari's C++ threads), ``step_wait`` returns the step.
     # The default steps inside ``step_wait`` (no overlap, same result).
     _pending: np.ndarray | None = None

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 
 
 def measured_responses(

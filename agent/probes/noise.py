@@ -23,9 +23,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from agent.config import RECORDED as RECORDED
-from agent.config import parse_noise as parse_noise
-from agent.config import parse_trials as parse_trials
+from agent.core.config import RECORDED as RECORDED
+from agent.core.config import parse_noise as parse_noise
+from agent.core.config import parse_trials as parse_trials
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 from agent.probes.agent_cells import probe_learner, summary_row
 
 #: the across-member statistics reported for every headline number
@@ -64,7 +64,7 @@ def across(values: list[float | None]) -> dict[str, float | int | None]:
 def probe_members(dirs: list[Path], *, device: str = "cpu", **kwargs: Any) -> list[dict[str, Any]]:
     """``probe_learner`` on the newest checkpoint of each run dir (lab tasks only); each result
     gains ``run_dir`` and ``seed``."""
-    from agent.evaluate import load_agent
+    from agent.learn.evaluate import load_agent
 
     results = []
     for d in dirs:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import ConfigError, DataError
+from agent.core.errors import ConfigError, DataError
 
 # ----------------------------------------------------------------------------- probes
 
@@ -32,7 +32,7 @@ def probe_run(
     extras: bool = True,
 ) -> tuple[dict[str, Any], Any, Any, Path]:
     """Probe one checkpoint; returns (result, learner, cfg, run dir)."""
-    from agent.evaluate import load_agent
+    from agent.learn.evaluate import load_agent
     from agent.probes.agent_cells import probe_learner, probe_states
 
     learner, cfg, folder = load_agent(run, device)

@@ -1,6 +1,6 @@
 """Checkpoint I/O throughput: how long a replay checkpoint stalls training.
 
-Writes one replay-sized checkpoint with ``agent.checkpoint.save_checkpoint`` (safetensors,
+Writes one replay-sized checkpoint with ``agent.store.checkpoint.save_checkpoint`` (safetensors,
 fsync, SHA-256 re-read), then loads it back (hash check + read), and prints one JSON line with
 MB/s of each part and the time extrapolated to the 1M-transition Atari replay (7.1 GB,
 ``FrameReplayBuffer``) and to the network-only checkpoint (~7 MB: QR-DQN 200 quantiles, Nature
@@ -15,15 +15,12 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
-
-from agent.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from agent.store.checkpoint import load_checkpoint, save_checkpoint
 
 REPLAY_1M_MB = 7_100.0
 NETWORK_MB = 7.0

@@ -1,7 +1,7 @@
 """Synchronous vs overlapped training loop, through train.py's own code path, in one run.
 
-Builds each run with ``agent.train.build`` from the same Hydra config training uses (only
-``train.overlap`` differs), runs ``agent.train.train_loop`` for ``--seconds`` after the replay
+Builds each run with ``agent.loop.train.build`` from the same Hydra config training uses (only
+``train.overlap`` differs), runs ``agent.loop.train.train_loop`` for ``--seconds`` after the replay
 prefill, and prints one JSON line per figure:
 
 * ``loop``: agent steps/s and frames/s of the timed window, per mode (``sync``, ``overlap``),
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,17 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from agent.algos import register_configs
+from agent.loop import hooks
+from agent.loop.hooks import Hook
+from agent.loop.train import build, train_loop
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run from a checkout
-
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from agent import hooks  # noqa: E402
-from agent.algos import register_configs  # noqa: E402
-from agent.hooks import Hook  # noqa: E402
-from agent.train import build, train_loop  # noqa: E402
 
 # a CPU-sized Atari setting: 4 envs, a small QR-DQN head, batch 32 every 4 steps (ratio 8)
 CPU_OVERRIDES = [

@@ -26,21 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
-
-from agent.algos.qrdqn import QRDQNConfig  # noqa: E402
-from agent.compiled import make_update_fn  # noqa: E402
-from agent.frame_replay import FrameReplayBuffer  # noqa: E402
-from agent.learner import Learner  # noqa: E402
-from agent.replay import Batch  # noqa: E402
+from agent.algos.qrdqn import QRDQNConfig
+from agent.learn.compiled import make_update_fn
+from agent.learn.learner import Learner
+from agent.replay.buffer import Batch
+from agent.replay.frames import FrameReplayBuffer
 
 SAMPLES_PER_AGENT_STEP = 8  # batch 32 every 4 agent steps (Mnih et al. 2015)
 FRAME_SKIP = 4
@@ -60,7 +56,7 @@ def sync(device: torch.device) -> None:
 def qrdqn_learner(args: argparse.Namespace, batch: int, num_actions: int) -> Learner:
     """QR-DQN with the Nature CNN; Adam lr 5e-5 at batch 32, scaled linearly with the batch.
 
-    The config is the plain dataclass, as ``agent.train.run`` passes it (an OmegaConf node
+    The config is the plain dataclass, as ``agent.loop.train.run`` passes it (an OmegaConf node
     costs attribute lookups in the loop and, under compile, graph breaks training does not
     have)."""
     cfg = QRDQNConfig(

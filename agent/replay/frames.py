@@ -1,6 +1,6 @@
 """Replay for stacked Atari frames that stores each 84×84 frame once, on the device.
 
-``agent.replay.ReplayBuffer`` keeps the whole ``[S, 84, 84]`` stack of both ``obs`` and
+``agent.replay.buffer.ReplayBuffer`` keeps the whole ``[S, 84, 84]`` stack of both ``obs`` and
 ``next_obs`` for every transition: 2·S = 8 copies of each frame, 56 GB per 1M transitions with
 S = 4. This buffer keeps only the newest frame of each step's ``obs`` and rebuilds both stacks
 at sample time by device-side indexing, so the published 1M-transition replay fits on one GPU.
@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agent.replay import (
+from agent.replay.buffer import (
     Batch,
     DeviceCounters,
     NStepWindow,
@@ -54,7 +54,7 @@ from agent.replay import (
 class FrameReplayBuffer:
     """Ring buffer of ``capacity`` transitions of uint8 frame stacks, each frame stored once.
 
-    Same interface as ``agent.replay.ReplayBuffer``; ``obs_shape`` must be
+    Same interface as ``agent.replay.buffer.ReplayBuffer``; ``obs_shape`` must be
     ``(frame_stack, H, W)``. ``add`` takes host (numpy) arrays as ``AtariVecEnv`` returns them.
     """
 

@@ -5,8 +5,8 @@
         → do the updates now due → the side jobs (hooks): log, evaluate, checkpoint, pre-emption
     →  final evaluation and checkpoint, summary.json
 
-The loop's state is a typed :class:`~agent.hooks.TrainState`; the side jobs are hooks
-(:mod:`agent.hooks`), in the spirit of DQN Zoo's ``run_loop`` and trackers.
+The loop's state is a typed :class:`~agent.loop.hooks.TrainState`; the side jobs are hooks
+(:mod:`agent.loop.hooks`), in the spirit of DQN Zoo's ``run_loop`` and trackers.
 """
 
 from __future__ import annotations
@@ -24,20 +24,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agent import algos, hooks
-from agent.compiled import ActFn, GraphedAct, GraphedSampleUpdate, UpdateFn, make_update_fn
-from agent.config import to_container
-from agent.device import configure_backends, resolve_device
+from agent import algos
+from agent.core.config import to_container
+from agent.core.device import configure_backends, resolve_device
+from agent.core.threads import configure_torch_threads
 from agent.envs import VecEnv, make_env
-from agent.frame_replay import FrameReplayBuffer
-from agent.hooks import Hook, TrainState
-from agent.learner import Learner
-from agent.logging import RunLogger, start_wandb
-from agent.overlap import BackgroundEvaluation, overlap_enabled, overlapped_loop
-from agent.replay import Replay, ReplayBuffer
-from agent.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
-from agent.runlock import run_dir_lock
-from agent.threads import configure_torch_threads
+from agent.learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, UpdateFn, make_update_fn
+from agent.learn.learner import Learner
+from agent.loop import hooks
+from agent.loop.hooks import Hook, TrainState
+from agent.loop.logging import RunLogger, start_wandb
+from agent.loop.overlap import BackgroundEvaluation, overlap_enabled, overlapped_loop
+from agent.replay.buffer import Replay, ReplayBuffer
+from agent.replay.frames import FrameReplayBuffer
+from agent.store.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
+from agent.store.runlock import run_dir_lock
 
 log = logging.getLogger("agent")
 
@@ -88,7 +89,7 @@ class Run:
     update: UpdateFn
     solve_threshold: float | None
     logger: RunLogger | None = None
-    overlap: bool = False  # train.overlap resolved (agent/overlap.py)
+    overlap: bool = False  # train.overlap resolved (agent/loop/overlap.py)
     act: ActFn | None = None  # acting of the overlapped loop (CUDA: a graph); None: learner.act
     sample_update: GraphedSampleUpdate | None = None  # train.sample_in_graph
 
@@ -159,7 +160,7 @@ def build(cfg: Any, run_dir: Path) -> Run:
 
 def train_loop(run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]) -> np.ndarray:
     """Act, step, store, update until ``total_env_steps`` or a hook stops the run
-    (``train.overlap``: the overlapped loop of ``agent.overlap`` instead)."""
+    (``train.overlap``: the overlapped loop of ``agent.loop.overlap`` instead)."""
     if run.overlap:
         return overlapped_loop(run, state, obs, side_jobs)
     cfg, env, learner, replay, logger = run.cfg, run.env, run.learner, run.replay, run.logger
@@ -201,8 +202,8 @@ def run(
         cfg = OmegaConf.to_object(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
     check_run_dir_writable(run_dir)  # before anything is built or trained
-    if cfg.train.population != 1:  # S agents in one process: agent/population_train.py
-        from agent.population_train import run_population
+    if cfg.train.population != 1:  # S agents in one process: agent/loop/population_train.py
+        from agent.loop.population_train import run_population
 
         return run_population(cfg, run_dir, handle_signals=handle_signals)
     signals: AbstractContextManager[list[int]] = (

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from agent.errors import CheckpointError
+from agent.core.errors import CheckpointError
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"

@@ -1,12 +1,12 @@
 """What a run reports while it trains: TensorBoard, CSV files in the run dir, the console
 progress bar, and optional trackers (Weights & Biases).
 
-* ``tb/``: every scalar, the unit values at the probe states (``agent.unit_values``), the
+* ``tb/``: every scalar, the unit values at the probe states (``agent.loop.unit_values``), the
   config as text, and ``add_hparams`` with the final evaluation.
 * ``scalars.csv``: every scalar as ``env_step,tag,value`` rows (``logger.csv``), for tools that
   do not read TensorBoard events.
 * ``evals.csv``: one row per training evaluation (``env_step,return_mean,return_std,episodes``),
-  what ``agent.aggregate`` draws learning curves from.
+  what ``agent.results.aggregate`` draws learning curves from.
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ def _append_csv(path: Path, header: list[str]) -> tuple[IO[str], Any]:
 def start_wandb(run_dir: Path, cfg: Any) -> Any:
     """Start a Weights & Biases run that syncs the TensorBoard events (``logger.wandb=true``).
     Imported only when asked: wandb is an optional dependency."""
-    from agent.errors import ConfigError
+    from agent.core.errors import ConfigError
 
     try:
         import wandb
     except ImportError:
         raise ConfigError("logger.wandb=true needs wandb: pip install wandb") from None
     lc = cfg.logger
-    from agent.config import to_container
+    from agent.core.config import to_container
 
     return wandb.init(
         project=lc.wandb_project,

@@ -76,7 +76,7 @@ def load_runs(
 
     ``score="train"`` reads the final training evaluation (``summary.json``);
     ``score="posthoc"`` reads ``evaluate.py``'s ``eval.json`` (runs without one are skipped)."""
-    from agent.hns import game_key
+    from agent.envs.hns import game_key
 
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(SCORES)}, got '{score}'")
@@ -130,7 +130,7 @@ def _seed_order(run: dict[str, Any]) -> tuple[int, Any]:
 
 def aggregate(runs: list[dict[str, Any]], reps: int, seed: int) -> dict[str, Any]:
     """HNS aggregates per algo over Atari games; raw-return aggregates per (env, algo)."""
-    from agent.hns import aggregate_scores, human_normalized_score
+    from agent.envs.hns import aggregate_scores, human_normalized_score
 
     grouped: dict[tuple[bool, str], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -250,7 +250,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 # -- learning curves ----------------------------------------------------------------------
 
-EVALS_CSV = "evals.csv"  # written by the Evaluation hook (agent.logging.RunLogger.evaluation)
+EVALS_CSV = "evals.csv"  # written by the Evaluation hook (agent.loop.logging.RunLogger.evaluation)
 CURVE_COLUMNS = (
     "env",
     "algo",
@@ -304,7 +304,7 @@ def _tensorboard_curve(tb_dir: Path) -> dict[int, float]:
 
 def load_curves(run_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """One record per run with a training-evaluation curve: algo, env, seed, steps, returns."""
-    from agent.hns import game_key
+    from agent.envs.hns import game_key
 
     curves, skipped = [], []
     for run_dir in run_dirs:

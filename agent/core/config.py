@@ -15,13 +15,13 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 
 ENV_FAMILIES = ("control", "atari", "lab")
 TORSOS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
-UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")  # agent/compiled.py
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # agent/device.py
-OVERLAP_MODES = ("auto", "on", "off")  # agent/overlap.py
+UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")  # agent/learn/compiled.py
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # agent/core/device.py
+OVERLAP_MODES = ("auto", "on", "off")  # agent/loop/overlap.py
 
 
 @dataclass
@@ -59,7 +59,7 @@ class AgentConfig:
     eps_eval: float = 0.0  # ε when evaluating
     max_grad_norm: float | None = 10.0  # global gradient-norm clip (null: none)
     double_dqn: bool = False  # the online net picks the bootstrap action
-    update_mode: str = "auto"  # auto | eager | compile | cudagraph (agent/compiled.py)
+    update_mode: str = "auto"  # auto | eager | compile | cudagraph (agent/learn/compiled.py)
 
 
 @dataclass
@@ -99,13 +99,13 @@ class TrainConfig:
     log_every_env_steps: int = 1_000  # TensorBoard / console scalars period
     progress: bool = True  # tqdm progress bar on the console
     # S independent agents in one process (seeds seed..seed+S-1), or a list of their seeds:
-    # agent/population.py; 1 = the ordinary single run
+    # agent/learn/population.py; 1 = the ordinary single run
     population: Any = 1
-    # step the envs while the learner updates (agent/overlap.py): auto (on for CUDA + Atari
+    # step the envs while the learner updates (agent/loop/overlap.py): auto (on for CUDA + Atari
     # unless deterministic) | on | off (the synchronous loop, bit-exact across a resume)
     overlap: str = "auto"
     # with the overlapped loop and a CUDA-graph update: sample inside the update's graph
-    # (agent.compiled.GraphedSampleUpdate); off until measured on a GPU (docs/benchmarks.md)
+    # (agent.learn.compiled.GraphedSampleUpdate); off until measured on a GPU (docs/benchmarks.md)
     sample_in_graph: bool = False
 
 
@@ -163,10 +163,10 @@ class Config:
     # auto (tf32 on CUDA, fp32 on the CPU) | fp32 | tf32 | bf16 (torso under bf16 autocast)
     precision: str = "auto"
     # 0 = auto: one per allowed CPU (affinity, SLURM_CPUS_PER_TASK) that the load leaves free
-    # (agent/threads.py; 1 with deterministic=true); a positive number is used as given
+    # (agent/core/threads.py; 1 with deterministic=true); a positive number is used as given
     torch_threads: int = 0
     # auto: continue this run dir's own checkpoint; never: refuse to; PATH: start from PATH
-    # unless this run dir has its own checkpoint (agent/resume.py)
+    # unless this run dir has its own checkpoint (agent/store/resume.py)
     resume: str | None = "auto"
 
 

@@ -4,7 +4,7 @@ detection, checkpointing, pre-emption, divergence detection, and save/restore.
 Each hook runs after every loop iteration (``after_step``) and acts when its interval is due,
 in the order the loop lists them: log → evaluate (may stop a solved run) → checkpoint →
 pre-emption. They read and write :class:`TrainState`, the loop's only state besides the
-objects it was built from (``agent.train.Run``).
+objects it was built from (``agent.loop.train.Run``).
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from agent import resume
-from agent.checkpoint import save_checkpoint
-from agent.config import to_container
-from agent.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
-from agent.evaluate import evaluate_policy
-from agent.replay import Batch
-from agent.resume import resolve_source
-from agent.unit_values import log_unit_values, probe_states
+from agent.core.config import to_container
+from agent.core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
+from agent.learn.evaluate import evaluate_policy
+from agent.loop.unit_values import log_unit_values, probe_states
+from agent.replay.buffer import Batch
+from agent.store import resume
+from agent.store.checkpoint import save_checkpoint
+from agent.store.resume import resolve_source
 
 if TYPE_CHECKING:
-    from agent.train import Run
+    from agent.loop.train import Run
 
 log = logging.getLogger("agent")
 
@@ -387,8 +387,8 @@ def save(run: Run, state: TrainState, *, final: bool = True) -> None:
 
 
 def restore_or_start(run: Run, resume: str | None) -> tuple[TrainState, np.ndarray]:
-    """Continue from a checkpoint (``resume=auto|never|PATH``, see :mod:`agent.resume`: the run
-    dir's own checkpoint wins, which is what a requeued cluster job needs) or reset the envs.
+    """Continue from a checkpoint (``resume=auto|never|PATH``, see :mod:`agent.store.resume`: the
+    run dir's own checkpoint wins, which is what a requeued cluster job needs) or reset the envs.
     Returns the state and the observation to act on."""
     source, why = resolve_source(resume, run.run_dir)
     if source is None:
@@ -398,7 +398,7 @@ def restore_or_start(run: Run, resume: str | None) -> tuple[TrainState, np.ndarr
 
 
 def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
-    """Load the checkpoint ``source`` into ``run`` (checked: :func:`agent.resume.restore`)."""
+    """Load the checkpoint ``source`` into ``run`` (checked: :func:`agent.store.resume.restore`)."""
     counters: dict[str, Any] = {}
     obs = resume.restore(
         Path(source), run.cfg, run.env, run.learner, run.replay, counters, run.device

@@ -1,6 +1,6 @@
 """A population of S independent agents updated with one batched forward and backward pass.
 
-Each member is an ordinary :class:`~agent.learner.Learner` built with its own seed (so its
+Each member is an ordinary :class:`~agent.learn.learner.Learner` built with its own seed (so its
 initial weights, its ε / IQN-τ generator and its checkpoint format are those of a single run
 with that seed), whose parameters are then re-pointed into stacked tensors ``[S, *shape]``.
 One update computes every member's loss on its own batch in one pass over the stacked weights
@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from agent.errors import ConfigError
-from agent.learner import Learner
-from agent.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
-from agent.replay import Batch
+from agent.core.errors import ConfigError
+from agent.learn.learner import Learner
+from agent.nn.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
+from agent.replay.buffer import Batch
 
 #: agents whose population update is written and tested (tests/test_population.py)
 SUPPORTED_AGENTS = ("dqn", "qrdqn", "iqn", "erdqn", "c51", "classical")
@@ -263,7 +263,7 @@ class Population:
         return metrics
 
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
-        """:func:`agent.learner.clip_grad_norm` for each member with its own global norm
+        """:func:`agent.learn.learner.clip_grad_norm` for each member with its own global norm
         ‖g_s‖ = (Σ_p ‖g_{s,p}‖²)^½; returns the norms [S] before clipping."""
         grads = [p.grad for p in self._param_list if p.grad is not None]
         # member-major per-tensor norms, with the same kernel a single learner uses

@@ -1,6 +1,6 @@
 """The overlapped training loop: the envs step while the learner updates.
 
-The synchronous loop (``agent.train.train_loop``) takes turns: act → step the envs (the learner
+The synchronous loop (``agent.loop.train.train_loop``) takes turns: act → step the envs (the learner
 idles) → store → update (the envs idle). Here each iteration is
 
     act on obs_t (weights after every update so far) → hand the actions to the envs
@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from agent.config import OVERLAP_MODES
-from agent.errors import ConfigError
-from agent.hooks import DivergenceWatch, Evaluation, Hook, TrainState, evaluation_result
+from agent.core.config import OVERLAP_MODES
+from agent.core.errors import ConfigError
+from agent.loop.hooks import DivergenceWatch, Evaluation, Hook, TrainState, evaluation_result
 
 if TYPE_CHECKING:
-    from agent.train import Run
+    from agent.loop.train import Run
 
 
 def overlap_enabled(mode: str, device: torch.device, env_family: str, deterministic: bool) -> bool:
@@ -142,8 +142,8 @@ class BackgroundEvaluation(Evaluation):
 def overlapped_loop(
     run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]
 ) -> np.ndarray:
-    """``agent.train.train_loop`` with env stepping overlapped with the updates (module doc)."""
-    from agent.train import epsilon_at, updates_due
+    """``agent.loop.train.train_loop`` with env stepping overlapped with the updates."""
+    from agent.loop.train import epsilon_at, updates_due
 
     cfg, env, learner, replay, logger = run.cfg, run.env, run.learner, run.replay, run.logger
     assert logger is not None, "open_logger first"

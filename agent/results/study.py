@@ -35,7 +35,7 @@ def compose(*overrides: str) -> Any:
 
 def train_pair(root: Path, seed: int = 1, overrides: tuple[str, ...] = ()) -> dict[str, Path]:
     """Train both agents from scratch into ``root/<agent>``; returns their run dirs."""
-    from agent.train import run
+    from agent.loop.train import run
 
     runs = {}
     for name in AGENTS:
@@ -127,7 +127,7 @@ def recorded_result(splits: int = 100, seed: int = 0, extras: bool = True) -> di
 
 def demo_sweep(runs: dict[str, Path], *, n_splits: int = 30, draws: int = 2) -> Any:
     """A short noise sweep of the two trained agents (the demo's "where does it appear")."""
-    from agent.evaluate import load_agent
+    from agent.learn.evaluate import load_agent
     from agent.probes.sweep import learner_population, noise_sweep
 
     pops = {}
@@ -162,8 +162,8 @@ def full_sweep(
     """
     import json
 
-    from agent.errors import ConfigError
-    from agent.evaluate import load_agent
+    from agent.core.errors import ConfigError
+    from agent.learn.evaluate import load_agent
     from agent.probes import figures
     from agent.probes.analysis import jsonable
     from agent.probes.noise import recorded_noise

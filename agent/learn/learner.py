@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from agent import algos
-from agent.checkpoint_schema import OPTIMIZER_DEVICE_KEYS
-from agent.networks import QNetwork, build_network
-from agent.replay import Batch
+from agent.nn.networks import QNetwork, build_network
+from agent.replay.buffer import Batch
+from agent.store.schema import OPTIMIZER_DEVICE_KEYS
 
 
 class Learner:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from agent.errors import CheckpointError
+from agent.core.errors import CheckpointError
 
 COUNTER_KEYS = (
     "env_steps",
@@ -58,7 +58,7 @@ class _Checker:
 
 
 # Adam flags that describe the device and kernel, not the optimiser's state: never saved, taken
-# from the optimizer that loads a checkpoint (agent.learner.optimizer_state)
+# from the optimizer that loads a checkpoint (agent.learn.learner.optimizer_state)
 OPTIMIZER_DEVICE_KEYS = ("capturable", "fused", "foreach", "differentiable")
 
 

@@ -1,4 +1,4 @@
-"""Faster update steps for ``agent.learner.Learner``, with the same math as ``Learner.update``.
+"""Faster update steps for ``agent.learn.learner.Learner``, same math as ``Learner.update``.
 
 ``make_update_fn(learner, mode)`` returns a callable ``batch → metrics`` that replaces
 ``learner.update`` in the training loop:
@@ -48,9 +48,9 @@ from typing import Any
 
 import torch
 
-from agent.config import UPDATE_MODES
-from agent.errors import ConfigError
-from agent.replay import Batch
+from agent.core.config import UPDATE_MODES
+from agent.core.errors import ConfigError
+from agent.replay.buffer import Batch
 
 _FIELDS = ("obs", "action", "reward", "discount", "next_obs")
 

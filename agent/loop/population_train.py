@@ -1,7 +1,7 @@
 """``run_population(cfg)``: ``train.population=S`` trains S independent agents in one process.
 
     build S member runs (own seed, envs, eval envs, replay, logger, sub-folder)
-    and one :class:`~agent.population.Population` holding their stacked weights
+    and one :class:`~agent.learn.population.Population` holding their stacked weights
     →  resume every member from its sub-folder if it has a checkpoint  →  loop:
         act for all members in one forward pass → step each member's envs → store in its
         replay → the updates now due, each one batched over the members → each member's
@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent import hooks
-from agent.checkpoint import has_checkpoint, list_checkpoints
-from agent.config import to_container
-from agent.device import resolve_device
+from agent.core.config import to_container
+from agent.core.device import resolve_device
+from agent.core.errors import EXIT_PREEMPTED, CheckpointError, Preempted
+from agent.core.threads import configure_torch_threads
 from agent.envs import make_env
-from agent.errors import EXIT_PREEMPTED, CheckpointError, Preempted
-from agent.hooks import DivergenceWatch, Hook, TrainState
-from agent.population import Population, check_supported, population_seeds
-from agent.replay import Batch
-from agent.threads import configure_torch_threads
+from agent.learn.population import Population, check_supported, population_seeds
+from agent.loop import hooks
+from agent.loop.hooks import DivergenceWatch, Hook, TrainState
+from agent.replay.buffer import Batch
+from agent.store.checkpoint import has_checkpoint, list_checkpoints
 
 log = logging.getLogger("agent")
 
@@ -56,7 +56,7 @@ def member_config(cfg: Any, seed: int) -> Any:
 
 
 class PopulationWatch:
-    """:class:`~agent.hooks.DivergenceWatch` for all members at once: per update, batch
+    """:class:`~agent.loop.hooks.DivergenceWatch` for all members at once: per update, batch
     statistics [S, F] computed in one pass; the first bad batch kept per member, on the
     device."""
 
@@ -162,7 +162,7 @@ def _restore(
 def run_population(cfg: Any, run_dir: Path, *, handle_signals: bool = False) -> dict[str, Any]:
     """Train ``len(seeds)`` members in ``run_dir/member_<k>_s<seed>/``; returns the population
     summary (also written to ``run_dir/population.json``)."""
-    from agent.train import Run, epsilon_at, make_replay, make_summary, updates_due
+    from agent.loop.train import Run, epsilon_at, make_replay, make_summary, updates_due
 
     seeds = population_seeds(cfg.train.population, cfg.seed)
     check_supported(cfg)

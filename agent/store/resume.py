@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.checkpoint import has_checkpoint, load_checkpoint, resolve_checkpoint
-from agent.checkpoint_schema import validate_train_state
-from agent.errors import CheckpointError, ConfigError
+from agent.core.errors import CheckpointError, ConfigError
+from agent.store.checkpoint import has_checkpoint, load_checkpoint, resolve_checkpoint
+from agent.store.schema import validate_train_state
 
 log = logging.getLogger("agent")
 
@@ -148,7 +148,7 @@ def restore(
 
     Every check (agent/env identity, config changes, state schema, tensor shapes) runs before
     the env is touched, and any failure is one CheckpointError or ConfigError line."""
-    from agent.config import to_container
+    from agent.core.config import to_container
 
     tensors, state, folder = load_checkpoint(source, device=device)
     if state.get("algo") != cfg.agent.name or state.get("env_id") != env.env_id:

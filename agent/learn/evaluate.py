@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from agent.algos import from_container, validate
-from agent.checkpoint import load_checkpoint
-from agent.config import check_device, check_seed
-from agent.device import resolve_device
+from agent.core.config import check_device, check_seed
+from agent.core.device import resolve_device
+from agent.core.errors import CheckpointError, ConfigError
 from agent.envs import VecEnv, make_env
-from agent.errors import CheckpointError, ConfigError
-from agent.learner import Learner
+from agent.learn.learner import Learner
+from agent.store.checkpoint import load_checkpoint
 
 
 def evaluate_policy(
@@ -120,7 +120,7 @@ def evaluate(
         "return_std": float(np.std(returns)),
     }
     if cfg.env.family == "atari":
-        from agent.hns import human_normalized_score
+        from agent.envs.hns import human_normalized_score
 
         result["game"] = cfg.env.game
         result["sticky_action_prob"] = cfg.env.sticky_action_prob

@@ -1,0 +1,1 @@
+"""The lowest layer: config schema, errors, device and thread choice."""

@@ -1,0 +1,1 @@
+"""The learner (one or S stacked members), its compiled update, greedy evaluation."""

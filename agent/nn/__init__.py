@@ -1,0 +1,1 @@
+"""Torsos, heads, the distributional losses and ER-DQN's imputation."""

@@ -1,0 +1,1 @@
+"""Replay buffers on the chosen device: vectors, and uint8 frames stored once."""

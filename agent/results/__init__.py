@@ -1,0 +1,1 @@
+"""Across runs: aggregate scores and curves, the demo study."""
