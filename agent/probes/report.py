@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from agent.core.errors import ConfigError, DataError
+from agent.envs import family_of
 
 # ----------------------------------------------------------------------------- probes
 
@@ -37,7 +38,7 @@ def probe_run(
 
     learner, cfg, folder = load_agent(run, device)
     run_dir = folder.parent.parent
-    if cfg.env.family == "lab":
+    if family_of(cfg.env).lab_task:
         result = probe_learner(
             learner,
             cfg,
@@ -65,9 +66,10 @@ def probe_checkpoint(
     result, learner, cfg, run_dir = probe_run(checkpoint, **kwargs)
     if baseline is not None:
         base, b_learner, b_cfg, _ = probe_run(baseline, **kwargs)
-        if (b_cfg.env.family == "lab") != (cfg.env.family == "lab"):
+        lab_task = family_of(cfg.env).lab_task
+        if family_of(b_cfg.env).lab_task != lab_task:
             raise ConfigError("checkpoint and baseline must both be lab-task runs, or neither")
-        if cfg.env.family == "lab":
+        if lab_task:
             result["baseline"] = base
         else:
             # Read both populations on the very same visited states, for a fair spread ratio.
