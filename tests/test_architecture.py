@@ -285,6 +285,7 @@ def test_a_new_env_family_is_one_file(tmp_path: Path) -> None:
     assert spec is not None and spec.loader is not None
     try:
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        algos.register_configs()
         overrides = [
             "agent=qrdqn",
             "env.family=toy_corridor",

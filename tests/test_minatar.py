@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from helpers import make_cfg
 
 pytest.importorskip("minatar")
 
@@ -22,8 +21,7 @@ from agent.envs.families.minatar import GAMES, MinAtarVecEnv, game_name  # noqa:
 
 
 def compose_cfg(*overrides: str):  # noqa: ANN201
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=["env=minatar", *overrides])
+    return make_cfg("env=minatar", *overrides)
 
 
 @pytest.mark.parametrize("game", GAMES)
