@@ -51,6 +51,16 @@ def test_steps_match_the_reference_game_channels_first(game: str) -> None:
     assert episodes > 0 or game == "freeway"
 
 
+def test_render_frame_colours_each_occupied_cell() -> None:
+    env = MinAtarVecEnv("breakout", 1)
+    env.reset(seed=0)
+    frame = env.render_frame()
+    assert frame is not None and frame.shape == (160, 160, 3) and frame.dtype == np.uint8
+    occupied = env.games[0].state().any(axis=2)
+    lit = frame[::16, ::16].any(axis=2)
+    np.testing.assert_array_equal(lit, occupied)
+
+
 def test_episode_cap_truncates_and_bootstraps() -> None:
     env = MinAtarVecEnv("freeway", 2, max_episode_frames=50)
     env.reset(seed=0)

@@ -133,6 +133,19 @@ class MinAtarVecEnv(VecEnv):
                 self._obs[i] = final_obs[i]
         return VecStep(self._obs.copy(), reward, terminated, truncated, final_obs, returns, lengths)
 
+    def render_frame(self) -> np.ndarray | None:
+        """Env 0 as RGB, one colour per channel (MinAtar's cubehelix palette, black where
+        empty), each cell 16×16 pixels."""
+        from matplotlib import colormaps
+
+        state = self.games[0].state()  # [H, W, C] bool
+        channels = state.shape[-1]
+        palette = colormaps["cubehelix"](np.linspace(0.15, 0.85, channels))[:, :3]
+        colours = np.vstack([np.zeros(3), palette])
+        index = np.amax(state * np.arange(1, channels + 1), axis=2)  # last channel wins
+        rgb = (colours[index] * 255).astype(np.uint8)
+        return np.kron(rgb, np.ones((16, 16, 1), dtype=np.uint8))
+
     # -- exact state for a bit-exact resume --------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """JSON-able state of every game: its attributes, the sticky action and the generator
@@ -271,6 +284,7 @@ MINATAR = register(
         torso="minatar_cnn",
         evaluation=EvalProtocol(epsilon=0.001, max_episode_steps=108_000),
         config_keys=("game", "sticky_action_prob", "max_episode_frames", "kwargs"),
+        video_fps=lambda env_cfg: 10,
         display_id=lambda env_cfg: game_name(env_cfg.game),
     )
 )
