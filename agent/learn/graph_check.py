@@ -133,6 +133,22 @@ def emulated_cuda_graphs() -> Iterator[None]:
 # -- step-by-step comparison -------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def cudnn_settings(settings: dict[str, bool] | None) -> Iterator[None]:
+    """Set some ``torch.backends.cudnn`` attributes, leaving the rest (``enabled``, TF32) as
+    they are; restored on exit. (``torch.backends.cudnn.flags`` resets every flag it is not
+    given, ``enabled=False`` included.)"""
+    settings = settings or {}
+    before = {k: getattr(torch.backends.cudnn, k) for k in settings}
+    try:
+        for k, v in settings.items():
+            setattr(torch.backends.cudnn, k, v)
+        yield
+    finally:
+        for k, v in before.items():
+            setattr(torch.backends.cudnn, k, v)
+
+
 @dataclass
 class Departure:
     """The first tensor beyond tolerance: at which update, which tensor, by how much."""
@@ -208,20 +224,17 @@ def compare_step_by_step(
     reference_cudnn: dict[str, bool] | None = None,
 ) -> Comparison:
     """Update two learners built by ``make_learner`` (same seed) batch by batch and compare
-    every tensor after each update; ``cudnn`` / ``reference_cudnn``: keyword arguments of
-    ``torch.backends.cudnn.flags`` for the candidate's / the reference's updates (default:
-    the current flags)."""
-
-    def flags(kw: dict[str, bool] | None) -> contextlib.AbstractContextManager[Any]:
-        return torch.backends.cudnn.flags(**kw) if kw else contextlib.nullcontext()
+    every tensor after each update; ``cudnn`` / ``reference_cudnn``: ``torch.backends.cudnn``
+    attributes (``benchmark``, ``deterministic``) set for the candidate's / the reference's
+    updates, the others kept (default: the current settings)."""
 
     ref, cand = make_learner(), make_learner()
     ref_update, cand_update = _update_fn(ref, reference), _update_fn(cand, candidate)
     result = Comparison(reference, candidate, len(batches), None)
     for i, batch in enumerate(batches, start=1):
-        with flags(reference_cudnn):
+        with cudnn_settings(reference_cudnn):
             m_ref = {k: v.clone() for k, v in ref_update(batch).items()}
-        with flags(cudnn):
+        with cudnn_settings(cudnn):
             m_cand = {k: v.clone() for k, v in cand_update(batch).items()}
         a, b = learner_tensors(ref, m_ref), learner_tensors(cand, m_cand)
         worst, worst_name = 0.0, ""
