@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,28 @@ def test_overlap_cuda_tests_config_builds_on_the_cpu(tmp_path: Path) -> None:
         assert run.overlap and run.replay.rows == 500
     finally:
         run.close()
+
+
+def test_wrapper_parses_and_passes_shellcheck() -> None:
+    wrapper = ROOT / "scripts" / "bench" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(wrapper)], check=True)
+    if shutil.which("shellcheck"):
+        done = subprocess.run(["shellcheck", str(wrapper)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA refusal")
+def test_full_check_without_cuda_fails_and_says_so(tmp_path: Path) -> None:
+    """Without CUDA the real check measures nothing and exits 1 (it used to exit 0)."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "CUDA is not available" in done.stdout
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["stages"]["env"]["status"] == "failed"

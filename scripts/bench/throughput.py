@@ -17,7 +17,7 @@ Prints one JSON line per figure (``"figure"`` names it):
   Timed warm: 200 steps with acting and updates first (cuDNN's algorithm search, allocator).
 * ``speedup``: end-to-end frames/s over the CleanRL-style frames/s. ``end_to_end`` is this
   script's own loop, not ``train.py``'s: the shipped loop's figure, against the same baseline,
-  is ``loop_overlap.py --shipped`` (``gpu_check.py`` reports both, and the ratio).
+  is ``shipped_loop.py`` (train.py itself; ``gpu_check.py`` reports both, and the ratio).
 
 The math is training's on this device (``configure_backends``: TF32 and cuDNN benchmark mode
 on CUDA).
