@@ -103,14 +103,14 @@ def stages(dry: bool, site: Path) -> list[Stage]:
     install += ["--target", str(site), *map(str, wheels)]
     no_wheels = f"no wheels in {WHEEL_DIR} (run --prepare where ../shared is)"
     graph = [PY, f"{BENCH}/graph_vs_eager.py", "--device", dev]
-    graph += ["--shape", "4", "--updates", "3"] if dry else ["--updates", "7"]
+    graph += ["--shape", "4", "--updates", "3", "--algos", "qrdqn"] if dry else ["--updates", "7"]
     learner = [PY, f"{BENCH}/throughput.py", "--device", dev, "--figures", "learner"]
     learner += ["--small", "--seconds", "0.5"] if dry else ["--seconds", "3", "--no-compile"]
     shipped = [PY, f"{BENCH}/shipped_loop.py"]
     shipped += (
         ["--small", "--seconds", "60", "--min-intervals", "3", "--cleanrl-seconds", "1"]
         if dry
-        else ["--seconds", "65", "--cleanrl-seconds", "10"]
+        else ["--seconds", "60", "--cleanrl-seconds", "10"]
     )
     loop = [PY, f"{BENCH}/loop_overlap.py", "--device", dev]
     loop += (
@@ -119,7 +119,7 @@ def stages(dry: bool, site: Path) -> list[Stage]:
         else ["--preset", "atari_fast", "--seconds", "8", "--rounds", "2", *GPU_PRESET_OVERRIDES]
     )
     sample = [PY, f"{BENCH}/loop_overlap.py", "--device", dev, "--preset", "atari_fast"]
-    sample += ["--seconds", "6", "--rounds", "1", "--no-parts", *GPU_PRESET_OVERRIDES]
+    sample += ["--seconds", "4", "--rounds", "1", "--no-parts", *GPU_PRESET_OVERRIDES]
     sample += ["--override", "train.sample_in_graph=true"]
     ckpt = [PY, f"{BENCH}/checkpoint_io.py", "--mb", "8" if dry else "1024"]
     ckpt += ["--dir", str(Path(tempfile.gettempdir()) / "dopa_rl_ckpt_bench")]
