@@ -92,3 +92,23 @@ def test_emulator_refuses_a_host_read_in_the_capture(monkeypatch) -> None:
     with emulated_cuda_graphs(), pytest.raises(RuntimeError, match="capture") as err:
         GraphedUpdate(learner)(make_batches((4,), 1, 16, "cpu")[0])
     assert isinstance(err.value.__cause__, CaptureError)
+
+
+def test_emulated_acting_graph_draws_what_eager_acting_draws() -> None:
+    """GraphedAct (the overlapped loop's acting on CUDA): warm-up, capture and the generator's
+    restore leave the random stream where eager acting has it, and the graph reads the newest
+    weights (an update between calls)."""
+    from agent.learn.compiled import GraphedAct
+
+    graphed, eager = make_learner("qrdqn", (4,), "cpu"), make_learner("qrdqn", (4,), "cpu")
+    batches = make_batches((4,), 3, 16, "cpu")
+    obs = torch.randn(5, 4, 4, generator=torch.Generator().manual_seed(3))
+    with emulated_cuda_graphs():
+        act = GraphedAct(graphed, 4, (4,), torch.float32)
+        for i in range(5):
+            got = act(obs[i], 0.5).clone()
+            assert act.graph is not None and not act.eager
+            assert torch.equal(got, eager.act(obs[i], 0.5)), i
+            if i < 3:  # both learners update: the graph must act with the new weights
+                graphed.update(batches[i])
+                eager.update(batches[i])
