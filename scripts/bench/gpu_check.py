@@ -338,14 +338,20 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes (CI)")
     p.add_argument("--prepare", action="store_true", help="copy the wheels into .whl/ and exit")
-    p.add_argument("--wheels", default=str(ROOT.parent / "shared" / "wheels"))
+    p.add_argument(
+        "--wheels",
+        default=None,
+        help="default: the first of ../shared/wheels, ../../shared/wheels (a worktree) that exists",
+    )
     p.add_argument("--pong", action="store_true", help="Pong's time to +20 (its own command)")
     p.add_argument("--pong-box", type=float, default=330.0, help="seconds (dry run: 40)")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     p.add_argument("--only", default="", help="comma-separated stage names (debugging)")
     args = p.parse_args()
     if args.prepare:
-        return prepare(Path(args.wheels))
+        candidates = [ROOT.parent / "shared" / "wheels", ROOT.parents[1] / "shared" / "wheels"]
+        found = next((c for c in candidates if c.is_dir()), candidates[0])
+        return prepare(Path(args.wheels) if args.wheels else found)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.pong:
