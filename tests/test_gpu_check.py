@@ -165,3 +165,21 @@ def test_full_check_without_cuda_fails_and_says_so(tmp_path: Path) -> None:
     assert "CUDA is not available" in done.stdout
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["stages"]["env"]["status"] == "failed"
+
+
+@pytest.mark.slow  # a 40 s training run in its time box
+def test_pong_command_dry_run_reports_its_evaluations(tmp_path: Path) -> None:
+    pytest.importorskip("ale_py")
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--pong", "--dry-run", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_pong.json", "gpu_pong.log"]
+    record = json.loads((tmp_path / "gpu_pong.json").read_text())
+    assert record["figure"] == "pong_solve" and record["evals"]
+    assert record["best_return_mean"] == max(e["return_mean"] for e in record["evals"])

@@ -285,9 +285,9 @@ def environment(site: Path | None) -> dict[str, str]:
     return env
 
 
-def pong(out: Path, box_s: float, dry: bool) -> int:
+def pong(out: Path, box_s: float, dry: bool, overrides: list[str]) -> int:
     """Wall-clock time from start to an evaluation mean >= +20 on Pong (``experiment=atari_fast``),
-    or the best mean within ``box_s``."""
+    or the best mean within ``box_s``; ``overrides``: Hydra overrides of a variant to try."""
     site = Path(tempfile.gettempdir()) / "dopa_rl_site"
     log = Log(out / "gpu_pong.log")
     env = environment(site)
@@ -306,7 +306,7 @@ def pong(out: Path, box_s: float, dry: bool) -> int:
     cmd += ["agent.num_units=200", "env.game=pong", "train.solve_threshold=20"]
     cmd += ["train.stop_when_solved=true", "checkpoint.replay=false", "train.progress=false"]
     cmd += ["train.eval_every_env_steps=100000", "train.eval_episodes=8"]
-    cmd += [f"hydra.run.dir={run_dir}"]
+    cmd += [f"hydra.run.dir={run_dir}", *overrides]
     if dry:
         cmd += ["device=cpu", "torch_threads=1", "env.num_envs=4", "env.eval_num_envs=2"]
         cmd += ["agent.num_units=8", "agent.batch_size=8", "agent.train_every=64"]
@@ -335,6 +335,7 @@ def pong(out: Path, box_s: float, dry: bool) -> int:
         "solved_at_env_step": summary.get("solved_at_env_step"),
         "solved_wall_s": summary.get("solved_wall_s"),
         "dry_run": dry,
+        "overrides": overrides,
     }
     (out / "gpu_pong.json").write_text(json.dumps(record, indent=1))
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -353,6 +354,12 @@ def main() -> int:
     )
     p.add_argument("--pong", action="store_true", help="Pong's time to +20 (its own command)")
     p.add_argument("--pong-box", type=float, default=330.0, help="seconds (dry run: 40)")
+    p.add_argument(
+        "--pong-override",
+        action="append",
+        default=[],
+        help="a Hydra override of the Pong run (a preset variant), repeatable",
+    )
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     p.add_argument("--only", default="", help="comma-separated stage names (debugging)")
     args = p.parse_args()
@@ -363,7 +370,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.pong:
-        return pong(out, 40.0 if args.dry_run else args.pong_box, args.dry_run)
+        box = 40.0 if args.dry_run else args.pong_box
+        return pong(out, box, args.dry_run, args.pong_override)
 
     dry = args.dry_run
     site = Path(tempfile.gettempdir()) / ("dopa_rl_site_dry" if dry else "dopa_rl_site")
