@@ -15,10 +15,13 @@ from omegaconf import DictConfig
 from agent.algos import register_configs
 from agent.cli.common import (
     CONF_DIR,
+    KeepHydraRecord,
     check_group_choices,
     check_override_keys,
+    check_path_parts,
     check_run_dir_override,
     config_groups,
+    explicit_run_dir,
     one_line_errors,
     run_schema,
     wants_help,
@@ -30,8 +33,12 @@ register_configs()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 @one_line_errors
 def _hydra_main(cfg: DictConfig) -> None:
+    from agent import algos
+    from agent.learn.resources import check_resources
     from agent.loop.train import main_entry  # torch loads after the config is known to be valid
 
+    algos.validate(cfg)
+    check_resources(cfg)  # memory and env count from estimates, before any large allocation
     main_entry(cfg)
 
 
@@ -44,8 +51,18 @@ def main() -> None:
         sys.exit(0)
     check_group_choices(sys.argv)
     check_override_keys(sys.argv, run_schema(sys.argv), groups=config_groups())
+    check_path_parts(sys.argv)
     check_run_dir_override(sys.argv)
-    _hydra_main()
+    sys.argv = add_env_kwargs(sys.argv)
+    with KeepHydraRecord(explicit_run_dir(sys.argv)):
+        _hydra_main()
+
+
+def add_env_kwargs(argv: list[str]) -> list[str]:
+    """``env.kwargs.KEY=V`` sets a gymnasium keyword whether or not the env's config already
+    names it (Hydra wants ``+`` for a new key and ``=`` for an existing one; env.kwargs is
+    free-form, so ``++``, add-or-override, is what the user means)."""
+    return [f"++{arg}" if arg.startswith("env.kwargs.") and "=" in arg else arg for arg in argv]
 
 
 if __name__ == "__main__":

@@ -107,6 +107,9 @@ class TrainConfig:
     # with the overlapped loop and a CUDA-graph update: sample inside the update's graph
     # (agent.learn.compiled.GraphedSampleUpdate); off until measured on a GPU (docs/benchmarks.md)
     sample_in_graph: bool = False
+    # start even when the memory or env-count estimate exceeds what this process may use
+    # (agent/learn/resources.py refuses such a run at start-up otherwise)
+    allow_large: bool = False
 
 
 REPLAY_WHEN = ("auto", "always", "final")
@@ -308,7 +311,36 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
     if e.num_threads < 0:
         raise ConfigError(f"env.num_threads must be >= 0 (0: ALE picks), got {e.num_threads}")
     check_seed(cfg.seed)
+    check_population_seeds(t.population, cfg.seed)
     check_device(cfg.device)
+    render_mode = dict(e.kwargs or {}).get("render_mode")
+    if render_mode not in (None, "rgb_array"):
+        raise ConfigError(
+            f"env.kwargs.render_mode must be rgb_array or unset, got '{render_mode}' (training "
+            "steps many envs headless; videos render rgb_array frames themselves)"
+        )
+
+
+def check_population_seeds(population: Any, seed: int) -> None:
+    """Every member's seed in [0, MAX_SEED] (``evaluate`` and ``probe`` refuse others): S
+    members take seed..seed+S-1, a list its own seeds. Other malformed values are left to
+    ``agent.learn.population.population_seeds``."""
+    if isinstance(population, bool):
+        return
+    if isinstance(population, int):
+        if population >= 1 and seed + population - 1 > MAX_SEED:
+            raise ConfigError(
+                f"train.population={population} with seed={seed} gives member seeds up to "
+                f"{seed + population - 1}, over the maximum {MAX_SEED}"
+            )
+        return
+    if isinstance(population, str) or not hasattr(population, "__iter__"):
+        return
+    for value in population:  # a list or an OmegaConf ListConfig
+        if type(value) is int and not 0 <= value <= MAX_SEED:
+            raise ConfigError(
+                f"train.population seeds must be integers in [0, {MAX_SEED}], got {value}"
+            )
 
 
 RECORDED = "recorded"  # probe noise and trial counts matched to the recorded cells
