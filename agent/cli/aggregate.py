@@ -4,11 +4,11 @@ finished runs across seeds (the library is :mod:`agent.results.aggregate`)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from agent.cli.common import unwritable
 from agent.results import aggregate as agg
 
 USAGE = "usage: dopa-aggregate runs=DIR [DIR...] [out=FILE] [score=train|posthoc] [reps=N] [seed=N]"
@@ -121,18 +121,6 @@ def output_path(out: str | None) -> Path:
     if path.suffix != ".json":
         path = path / "aggregate.json" if path.is_dir() else path.with_suffix(".json")
     return path
-
-
-def unwritable(folder: Path) -> str | None:
-    """Why ``folder`` cannot be created or written (checked before the bootstrap runs)."""
-    existing = folder.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"'{existing}' is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"'{existing}' is not writable"
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -326,3 +326,15 @@ class KeepHydraRecord:
                 file.unlink(missing_ok=True)
             else:
                 file.write_bytes(data)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written in, or None (checked before long work)."""
+    existing = folder.expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"'{existing}' is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"'{existing}' is not writable"
+    return None

@@ -257,6 +257,7 @@ def validate(cfg: Config | DictConfig) -> None:
 # overflow deep in numpy/torch; each is far beyond any setting this library's tasks use.
 MAX_SEED = 2**31 - 1  # the trainer adds offsets (eval seed + 10 000, env i + i) below 2**32
 MAX_LAYER_UNITS = 1 << 16  # one hidden layer, num_units, IQN embedding or τ samples
+MAX_SPLITS = 100_000  # split halves: a few hundred settle the medians
 MAX_LAYER_WEIGHTS = 1 << 28  # one weight matrix: 1 GiB of float32, before Adam's 2 copies
 
 
@@ -306,6 +307,8 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
             f"agent.hidden {hidden} with agent.num_units={a.num_units} makes a weight matrix "
             f"over {MAX_LAYER_WEIGHTS} entries"
         )
+    if cfg.probe.splits > MAX_SPLITS:
+        raise ConfigError(f"probe.splits must be <= {MAX_SPLITS}, got {cfg.probe.splits}")
     if cfg.torch_threads < 0:
         raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {cfg.torch_threads}")
     if e.num_threads < 0:
