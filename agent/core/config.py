@@ -257,6 +257,7 @@ def validate(cfg: Config | DictConfig) -> None:
 # overflow deep in numpy/torch; each is far beyond any setting this library's tasks use.
 MAX_SEED = 2**31 - 1  # the trainer adds offsets (eval seed + 10 000, env i + i) below 2**32
 MAX_LAYER_UNITS = 1 << 16  # one hidden layer, num_units, IQN embedding or τ samples
+MAX_POPULATION = 1 << 20  # members: far beyond any machine (the estimate refuses sooner)
 MAX_SPLITS = 100_000  # split halves: a few hundred settle the medians
 MAX_LAYER_WEIGHTS = 1 << 28  # one weight matrix: 1 GiB of float32, before Adam's 2 copies
 
@@ -331,6 +332,8 @@ def check_population_seeds(population: Any, seed: int) -> None:
     if isinstance(population, bool):
         return
     if isinstance(population, int):
+        if population > MAX_POPULATION:
+            raise ConfigError(f"train.population must be <= {MAX_POPULATION}, got {population}")
         if population >= 1 and seed + population - 1 > MAX_SEED:
             raise ConfigError(
                 f"train.population={population} with seed={seed} gives member seeds up to "

@@ -132,7 +132,11 @@ def estimate(cfg: Any) -> Estimate:
     from agent.core.device import resolve_device
     from agent.learn.population import population_seeds
 
-    members = len(population_seeds(cfg.train.population, cfg.seed))
+    population = cfg.train.population
+    if isinstance(population, int) and not isinstance(population, bool):
+        members = population if population >= 1 else len(population_seeds(population, cfg.seed))
+    else:
+        members = len(population_seeds(population, cfg.seed))
     obs_shape, dtype_bytes, kind, num_actions = _obs_info(cfg)
     params, torso_width = _network(cfg, obs_shape, num_actions)
     family = str(cfg.env.family)
