@@ -23,6 +23,7 @@ from agent.cli.common import (
     config_groups,
     explicit_run_dir,
     one_line_errors,
+    override_args,
     run_schema,
     wants_help,
 )
@@ -33,13 +34,44 @@ register_configs()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 @one_line_errors
 def _hydra_main(cfg: DictConfig) -> None:
-    from agent import algos
-    from agent.learn.resources import check_resources
     from agent.loop.train import main_entry  # torch loads after the config is known to be valid
 
-    algos.validate(cfg)
-    check_resources(cfg)  # memory and env count from estimates, before any large allocation
+    if not _CHECKED_BEFORE_HYDRA:  # a multirun job: each job's config is checked here
+        check_config(cfg)
     main_entry(cfg)
+
+
+_CHECKED_BEFORE_HYDRA = False
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values and resource estimates (memory, env count) of a composed config; ConfigError."""
+    from agent import algos
+    from agent.learn.resources import check_resources
+
+    algos.validate(cfg)
+    check_resources(cfg)  # from estimates, before any large allocation
+
+
+@one_line_errors
+def check_before_hydra(argv: list[str]) -> bool:
+    """Compose the run's config and check it before Hydra creates the run dir, so a refused
+    command (a bad value, a run too large for this machine) leaves nothing behind. Multirun
+    sweeps, and commands whose composition fails here, are checked inside each job instead."""
+    if any(a in ("-m", "--multirun") for a in argv[1:]):
+        return False
+    from hydra import compose, initialize_config_dir
+
+    overrides = [
+        a for a in override_args(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))
+    ]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except Exception:  # noqa: BLE001 - Hydra reports its own composition errors when it runs
+        return False
+    check_config(cfg)
+    return True
 
 
 def main() -> None:
@@ -54,6 +86,8 @@ def main() -> None:
     check_path_parts(sys.argv)
     check_run_dir_override(sys.argv)
     sys.argv = add_env_kwargs(sys.argv)
+    global _CHECKED_BEFORE_HYDRA
+    _CHECKED_BEFORE_HYDRA = check_before_hydra(sys.argv)
     with KeepHydraRecord(explicit_run_dir(sys.argv)):
         _hydra_main()
 
