@@ -215,6 +215,23 @@ def test_estimate_of_a_small_run_is_small_and_allow_large_overrides() -> None:
     assert check_resources(huge).host_total > 1 << 40  # estimated, not allocated
 
 
+def test_on_cuda_the_tensors_are_compared_with_free_gpu_memory(monkeypatch) -> None:
+    """The device-side parts (network, update tensors, replay) against the GPU's free memory
+    (simulated: no GPU on the test machine)."""
+    import torch
+
+    import agent.core.device
+    from agent.learn.resources import check_resources
+
+    monkeypatch.setattr(agent.core.device, "resolve_device", lambda _: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _=None: (1 << 30, 1 << 31))
+    big = make_cfg(*TINY, "agent=iqn", "agent.iqn_num_taus=2048")  # ~8 GiB of update tensors
+    with pytest.raises(ConfigError, match="GiB of GPU memory.*1 GiB free on the GPU"):
+        check_resources(big)
+    est = check_resources(make_cfg(*TINY))
+    assert est.device_total > 0 and "replay" in est.device and "replay" not in est.host
+
+
 @pytest.mark.parametrize(
     ("population", "seed"),
     [(3, MAX_SEED), (2, MAX_SEED), ([1, -2], 1), ([0, MAX_SEED + 1], 1)],

@@ -36,7 +36,7 @@ register_configs()
 def _hydra_main(cfg: DictConfig) -> None:
     from agent.loop.train import main_entry  # torch loads after the config is known to be valid
 
-    if not _CHECKED_BEFORE_HYDRA:  # a multirun job: each job's config is checked here
+    if not _CHECKED_BEFORE_HYDRA:  # a multirun job, or a command with Hydra flags
         check_config(cfg)
     main_entry(cfg)
 
@@ -56,9 +56,10 @@ def check_config(cfg: DictConfig) -> None:
 @one_line_errors
 def check_before_hydra(argv: list[str]) -> bool:
     """Compose the run's config and check it before Hydra creates the run dir, so a refused
-    command (a bad value, a run too large for this machine) leaves nothing behind. Multirun
-    sweeps, and commands whose composition fails here, are checked inside each job instead."""
-    if any(a in ("-m", "--multirun") for a in argv[1:]):
+    command (a bad value, a run too large for this machine) leaves nothing behind. Commands
+    with Hydra flags (multirun sweeps, another config name, ``--cfg``) and those whose
+    composition fails here are checked inside each job instead."""
+    if any(a.startswith("-") for a in argv[1:]):  # -m, --config-name, --cfg job ...
         return False
     from hydra import compose, initialize_config_dir
 
