@@ -411,6 +411,44 @@ def test_cells_without_enough_trials_are_dropped_and_named() -> None:
     assert first not in set(kept["cell"])
 
 
+@SETTINGS
+@given(
+    counts=st.lists(
+        st.lists(st.integers(min_value=0, max_value=3), min_size=3, max_size=3),
+        min_size=1,
+        max_size=8,
+    ),
+    scale=st.sampled_from([1.0, 1e-300, 1e50, 1e99, 1e101, 1e300]),
+)
+def test_any_trial_counts_keep_only_cells_that_support_the_analysis(counts, scale) -> None:
+    """Hypothesis over cell tables: whatever the trials per cell and magnitude and the scale of
+    the responses, the screen keeps only cells with >= 2 trials at >= 2 magnitudes and at
+    least 3 of them, or refuses in one line; no overflow warning either way."""
+    import warnings
+
+    from agent.data.tidy import screen_cells, validate_table
+
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"c{i}", float(m + 1), scale * rng.normal())
+        for i, per_cell in enumerate(counts)
+        for m, n in enumerate(per_cell)
+        for _ in range(n)
+    ]
+    table = pd.DataFrame(rows, columns=["cell", "magnitude", "response"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            kept, dropped = screen_cells(validate_table(table))
+        except DataError as err:
+            assert "\n" not in str(err)
+            return
+    per = kept.groupby(["cell", "magnitude"]).size()
+    assert per.min() >= 2 and kept["cell"].nunique() >= 3
+    assert all(kept.groupby("cell")["magnitude"].nunique() >= 2)
+    assert len(dropped) + kept["cell"].nunique() == table["cell"].nunique()
+
+
 def test_responses_scaled_by_1e300_are_refused_without_overflow_warnings(tmp_path) -> None:
     import warnings
 
