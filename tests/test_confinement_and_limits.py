@@ -241,6 +241,12 @@ def test_population_seeds_outside_the_range_are_refused(population, seed) -> Non
         validate(_config(**{"train.population": population, "seed": seed}))
 
 
+def test_overlap_on_with_a_population_is_refused_not_ignored() -> None:
+    with pytest.raises(ConfigError, match="train.overlap=on"):
+        validate(_config(**{"train.population": 2, "train.overlap": "on"}))
+    validate(_config(**{"train.population": 2, "train.overlap": "auto"}))
+
+
 def test_population_seeds_at_the_limit_are_accepted() -> None:
     validate(_config(**{"train.population": 3, "seed": MAX_SEED - 2}))
     validate(_config(**{"train.population": [0, MAX_SEED]}))

@@ -297,11 +297,12 @@ def explicit_run_dir(argv: list[str]) -> Path | None:
 
 class KeepHydraRecord:
     """Hydra writes ``RUN_DIR/.hydra/{config,hydra,overrides}.yaml`` before the trainer has read
-    the config. When the trainer then refuses (a changed key on resume, a bad value: exit 2) or
-    fails, the run dir's record of the command that made it must stay as it was: this holds
-    the previous files' bytes and puts them back unless the run went ahead."""
+    the config. When the trainer then refuses the command (exit 2: a changed key on resume, a
+    value found bad only inside the job), the run dir's record of the command that made it
+    must stay as it was: this holds the previous files' bytes and puts them back."""
 
     NAMES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+    MAX_BYTES = 16 << 20  # Hydra's records are kilobytes; anything larger is not one
 
     def __init__(self, run_dir: Path | None) -> None:
         self.folder = None if run_dir is None else run_dir / ".hydra"
@@ -309,16 +310,17 @@ class KeepHydraRecord:
         if self.folder is not None and self.folder.is_dir():
             for name in self.NAMES:
                 file = self.folder / name
-                self.saved[name] = file.read_bytes() if file.is_file() else None
+                regular = file.is_file() and not file.is_symlink()
+                if regular and file.stat().st_size <= self.MAX_BYTES:
+                    self.saved[name] = file.read_bytes()
+                elif not file.exists() and not file.is_symlink():
+                    self.saved[name] = None
 
     def __enter__(self) -> KeepHydraRecord:
         return self
 
     def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
-        if kind is None or not self.saved or self.folder is None:
-            return
-        code = err.code if isinstance(err, SystemExit) else 1
-        if code in (0, None, 3):  # finished, or pre-empted after training with this config
+        if not (isinstance(err, SystemExit) and err.code == 2) or self.folder is None:
             return
         for name, data in self.saved.items():
             file = self.folder / name
