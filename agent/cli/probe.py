@@ -42,6 +42,7 @@ Writes ``probe.json`` and ``probe_*.png``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from agent.cli.common import one_line_errors, wants_help
@@ -64,6 +65,10 @@ KEYS = {
     "report": str,
     "sweep": str,
 }
+#: split halves and visited states: a few hundred settle the medians (probe.splits defaults
+#: to 100); 10**8 splits hung for hours or ran out of memory
+MAX_COUNTS = {"splits": 100_000, "states": 1_000_000}
+MAX_SEED = 2**32 - 1  # numpy's seeds
 CHOICES = {
     "response": ("gradient", "measured"),
     "slope": ("linear", "hill"),
@@ -103,8 +108,18 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     from agent.probes.noise import parse_noise, parse_trials
 
     for key in ("splits", "states"):
-        if key in args and args[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+        if key in args and not 1 <= args[key] <= MAX_COUNTS[key]:
+            raise ConfigError(
+                f"{key} must be an integer in [1, {MAX_COUNTS[key]}], got {args[key]}"
+            )
+    if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
+    if "out" in args:
+        from agent.cli.common import unwritable
+
+        problem = unwritable(Path(args["out"]))
+        if problem:  # checked before the analysis, which may take minutes
+            raise ConfigError(f"cannot write in out={args['out']}: {problem}")
     if "trials" in args:
         args["trials"] = parse_trials(args["trials"])
     if "noise" in args:
@@ -184,6 +199,13 @@ def _probe(argv: list[str]) -> int:
     print(headline(result))
     if isinstance(result.get("baseline"), dict) and "split_half" in result["baseline"]:
         print(headline(result["baseline"]))
+    dropped = result.get("dropped_cells") or []
+    if dropped:
+        names = ", ".join(d["cell"] for d in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        print(
+            f"note: {len(dropped)} cell(s) dropped, too few trials or magnitudes ({names}; e.g. "
+            f"{dropped[0]['why']}); probe.json lists each with why"
+        )
     note = result.get("response_model", {}).get("saturation_note")
     if note:
         print(f"note: {note}")

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,7 +218,10 @@ def run(
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )
-    with signals as received, run_dir_lock(run_dir):  # one writer per run dir
+    with run_dir_lock(run_dir), ExitStack() as handlers:  # one writer per run dir
+        # Built and restored before the pre-emption handlers go in: a signal meanwhile ends
+        # the process at once (its default action, or a launcher's requeue) instead of after
+        # a start-up of any length; nothing has been trained or written yet.
         r = build(cfg, run_dir)
         try:
             check_disk_space(
@@ -228,6 +231,7 @@ def run(
         except BaseException:
             r.close()
             raise
+        received = handlers.enter_context(signals)
         with open(run_dir / "config.json", "w") as f:
             json.dump(to_container(cfg), f, indent=1)
         t = cfg.train

@@ -67,6 +67,12 @@ def probe_checkpoint(
         base, b_learner, b_cfg, _ = probe_run(baseline, **kwargs)
         if (b_cfg.env.family == "lab") != (cfg.env.family == "lab"):
             raise ConfigError("checkpoint and baseline must both be lab-task runs, or neither")
+        ours, theirs = _env_name(cfg), _env_name(b_cfg)
+        if cfg.env.family != "lab" and ours != theirs:
+            raise ConfigError(
+                f"baseline= is a run on {theirs} and checkpoint= on {ours}; the spread ratio "
+                "reads both on the same visited states, so both must be runs on the same env"
+            )
         if cfg.env.family == "lab":
             result["baseline"] = base
         else:
@@ -84,6 +90,10 @@ def probe_checkpoint(
     return result, run_dir
 
 
+def _env_name(cfg: Any) -> str:
+    return f"{cfg.env.family}:{cfg.env.game if cfg.env.family == 'atari' else cfg.env.id}"
+
+
 def probe_data(
     path: str | Path,
     *,
@@ -93,10 +103,10 @@ def probe_data(
     extras: bool = True,
 ) -> dict[str, Any]:
     """probe.json content for recorded cells (tidy table or a folder of .mat files)."""
-    from agent.data.tidy import load_cell_table
+    from agent.data.tidy import load_cell_table, screen_cells
 
     # Read (and validate) first: a malformed table fails before torch and scipy are imported.
-    table = load_cell_table(path)
+    table, dropped = screen_cells(load_cell_table(path), str(path))
     from agent.probes.agent_cells import split_example
     from agent.probes.analysis import analyse_population, jsonable, population
     from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
@@ -132,6 +142,7 @@ def probe_data(
         {"values": result["magnitudes"], "probs": probs, "unit": "µl"}
     )
     result.update(jsonable(overlay))
+    result["dropped_cells"] = dropped  # too few trials or magnitudes to support the analysis
     return result
 
 
