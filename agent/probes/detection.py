@@ -404,9 +404,7 @@ def permutation_p(
     n, na = pooled.size, a.size
     observed = abs(a.mean() - b.mean())
     if math.comb(n, na) <= max_exact:
-        idx = np.array(list(combinations(range(n), na)))
-        in_a = np.zeros((len(idx), n), dtype=bool)
-        np.put_along_axis(in_a, idx, True, axis=1)
+        in_a = _relabelings(n, na)
     else:
         rng = np.random.default_rng(0) if rng is None else rng
         keys = rng.random((20000, n))
@@ -414,6 +412,16 @@ def permutation_p(
         in_a = np.vstack([np.arange(n) < na, in_a])
     diff = (in_a @ pooled) / na - (~in_a @ pooled) / (n - na)
     return float(np.mean(np.abs(diff) >= observed - 1e-12))
+
+
+@functools.lru_cache(maxsize=8)
+def _relabelings(n: int, na: int) -> np.ndarray:
+    """Every way [comb(n, na), n] of choosing which ``na`` of ``n`` seeds form group a."""
+    idx = np.array(list(combinations(range(n), na)))
+    in_a = np.zeros((len(idx), n), dtype=bool)
+    np.put_along_axis(in_a, idx, True, axis=1)
+    in_a.setflags(write=False)
+    return in_a
 
 
 # ----------------------------------------------------------------------------- groups
