@@ -186,7 +186,10 @@ def _probe(argv: list[str]) -> int:
                              seed=args.get("seed", 0))  # fmt: skip
         print(f"recorded cells: noise ratio {content['recorded_noise']['noise_ratio_median']:.2f}")
         for name, rho in content["signature_up_to_noise"].items():
-            print(f"{name}: signature (both median p < 0.01) up to noise ratio {rho}")
+            print(
+                f"{name}: signature (both median p over splits < 0.01; descriptive, not a "
+                f"test) up to noise ratio {rho}"
+            )
         need = content["trials_needed_at_recorded_noise"]["trials_needed"]
         print(f"trials per magnitude needed at the recorded noise (tabular pair): {need}")
         print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
@@ -230,9 +233,11 @@ def _study(args: dict[str, Any], argv: list[str]) -> int:
     import json
     from pathlib import Path
 
+    from agent.core.threads import configure_torch_threads
     from agent.probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
     from agent.probes.detection_report import headline_lines, write_detection
 
+    configure_torch_threads()
     out = Path(args.get("out", "detection_study"))
     runs = expand_runs(args["study"])
     models = [m for m in args.get("responses", "gradient,measured").split(",") if m]

@@ -215,7 +215,8 @@ def figure(content: dict[str, Any]) -> Any:
                yerr=[p - ci[:, 0], ci[:, 1] - p], capsize=2, error_kw={"lw": 0.8})  # fmt: skip
     if rec is not None:
         lo, hi = rec["p_detect_both_ci"]
-        ax.axhspan(lo, hi, color="0.85", zorder=0, label="recorded cells, P(both) 95 %")
+        band = "recorded cells (splits): P(both), 95 % interval"
+        ax.axhspan(lo, hi, color="0.85", zorder=0, label=band)
     if boot is not None:
         ax.axhline(boot["p_detect_both"], color="0.4", ls=":", lw=1,
                    label="recorded cells, trial bootstrap P(both)")  # fmt: skip
@@ -226,7 +227,7 @@ def figure(content: dict[str, Any]) -> Any:
         e = groups[n]
         lab = group_label(n, e).replace(", ", "\n")
         if e["response_model"] != "recorded":
-            lab += f"\n{e['n_seeds']} seeds × {e['n_draws']}"
+            lab += f"\n{e['n_seeds']} seeds × {e['n_draws']} draws"
         else:
             lab += f"\n{e['n_draws']} draws"
         labels.append(lab)
