@@ -15,6 +15,7 @@ into ``out`` (library: agent/results/study.py).
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,9 @@ def main(argv: list[str]) -> int:
     for line in headline_lines(detection):
         print("  " + line)
     print(
-        "  (own-gradient response: tau is configured, only the reversal point is learned)\n"
+        "  (own-gradient response: tau is configured, only the reversal point is learned; with "
+        f"{DEMO_SEEDS} seeds per agent the permutation contrast cannot go below "
+        f"p = {2 / math.comb(2 * DEMO_SEEDS, DEMO_SEEDS):.2g})\n"
         "  full study (8 seeds x 100 draws, ER-DQN/QR-DQN/classical, gradient and measured "
         "responses): docs/detection/detection.md and docs/detection/detection.png"
     )

@@ -232,7 +232,7 @@ def full_sweep(
     rec = recorded_noise()
     fig = figures.plot_noise_sweep(sweep, point, rec.ratio, title=(
         f"Noise sweep ({rec.summary()['trials_per_cell']} trials per unit as recorded; "
-        f"median of {draws} draws)"))  # fmt: skip
+        f"median of {draws} draws; agents: own-gradient responses, τ configured)"))  # fmt: skip
     figures.save_figure(fig, out / "probe_noise_sweep.png")
     content = jsonable({
         "recorded_noise": rec.summary(),
