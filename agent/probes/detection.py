@@ -465,16 +465,19 @@ class UnitGroup:
         )  # fmt: skip
 
 
+#: how the study presents quantile-Huber units with the gradient model (as the noise sweep)
+SCALED = "; quantile-Huber units' errors are scaled first so that no response saturates"
 RESPONSE_NOTES = {
     "gradient": (
         "gradient response model: each unit's own loss gradient |tau_i - 1{u<0}|*u at the "
-        "pre-outcome state (quantile-Huber errors scaled so none saturates); the asymmetry "
-        "the pipeline estimates is the configured tau_i plus noise: only the reversal point "
-        "(the unit's learned value) is an outcome of training"
+        "pre-outcome state; the asymmetry the pipeline estimates is the configured tau_i "
+        "plus noise: only the reversal point (the unit's learned value) is an outcome of "
+        "training"
     ),
     "measured": (
         "measured response model: the change of each unit's value after one plain gradient "
-        "step (eta = 1e-3) on the agent's own loss against the single outcome, through the "
+        "step (eta = 1e-3) on the agent's own loss (QR-DQN: its quantile Huber, which may "
+        "saturate) against the single outcome, through the "
         "shared torso, / eta; both reversal point and asymmetry are measured, and each "
         "unit's response mixes in the other units' errors (see the decomposition)"
     ),
@@ -940,8 +943,8 @@ def groups_from_runs(
                 probs=task.probs,
                 seeds=g["seeds"],
                 responses=g["responses"],
-                note=RESPONSE_NOTES[g["model"]],
+                note=RESPONSE_NOTES[g["model"]] + (SCALED if g["model"] == "gradient" else ""),
                 extra=extra,
-            )  # fmt: skip
+            )
         )
     return groups
