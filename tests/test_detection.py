@@ -236,6 +236,24 @@ def test_study_reports_every_key_with_honest_intervals(study: dict) -> None:
     assert set(beats) == {"gaussian", "gamma", "lognormal", "exponential", "true_expectiles"}
 
 
+def test_committed_study_is_complete_and_its_intervals_honest(root: Path) -> None:
+    content = json.loads((root / "docs" / "detection" / "detection.json").read_text())
+    groups = content["groups"]
+    for agent in ("erdqn", "qrdqn", "classical"):
+        for model in ("gradient", "measured"):
+            g = groups[f"{agent}/{model}"]
+            assert g["n_seeds"] >= 8 and g["n_draws"] >= 50 and g["n_units"] == 40
+    assert groups["recorded cells"]["n_draws"] >= 50
+    for g in groups.values():
+        for prefix in ("p_detect", "rank_p_detect"):
+            for f in ("split_half", "tau_rp", "both"):
+                p, (lo, hi) = g[f"{prefix}_{f}"], g[f"{prefix}_{f}_ci"]
+                k, n = g[f"{prefix}_{f}_count"]
+                cp_lo, cp_hi = det.clopper_pearson(k, n)
+                assert p == pytest.approx(k / n) and lo <= p <= hi
+                assert lo <= cp_lo + 1e-12 and hi >= cp_hi - 1e-12
+
+
 def test_written_report_names_the_response_model(study: dict, tmp_path: Path) -> None:
     from agent.probes.detection_report import write_detection
 

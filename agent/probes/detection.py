@@ -593,6 +593,7 @@ def _group_summary(
         d = detection_probability(h)
         out[f"rank_p_detect_{name}"] = d["p"]
         out[f"rank_p_detect_{name}_ci"] = d["ci"]
+        out[f"rank_p_detect_{name}_count"] = [d["k"], d["n"]]
     per_seed_both = hits["both"].mean(axis=1)
     out["p_detect_both_per_seed"] = [float(v) for v in per_seed_both]
     return out, {"both": per_seed_both}
