@@ -50,6 +50,11 @@ def evaluation_extras(env_cfg: Any, return_mean: float) -> dict[str, Any]:
     }
 
 
+def cap_episode_steps(env_cfg: Any, max_episode_steps: int) -> None:
+    """ALE counts emulator frames: ``frame_skip`` of them per agent step."""
+    env_cfg.max_episode_frames = max_episode_steps * int(env_cfg.frame_skip)
+
+
 ATARI = register(
     EnvFamily(
         name="atari",
@@ -76,5 +81,6 @@ ATARI = register(
         steps_outside_python=True,
         display_id=lambda env_cfg: str(env_cfg.game),
         evaluation_extras=evaluation_extras,
+        cap_episode_steps=cap_episode_steps,
     )
 )

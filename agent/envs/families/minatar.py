@@ -274,6 +274,11 @@ def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:
     )
 
 
+def cap_episode_steps(env_cfg: Any, max_episode_steps: int) -> None:
+    """One MinAtar frame is one agent step."""
+    env_cfg.max_episode_frames = max_episode_steps
+
+
 MINATAR = register(
     EnvFamily(
         name="minatar",
@@ -285,6 +290,7 @@ MINATAR = register(
         evaluation=EvalProtocol(epsilon=0.001, max_episode_steps=108_000),
         config_keys=("game", "sticky_action_prob", "max_episode_frames", "kwargs"),
         video_fps=lambda env_cfg: 10,
+        cap_episode_steps=cap_episode_steps,
         display_id=lambda env_cfg: game_name(env_cfg.game),
     )
 )
