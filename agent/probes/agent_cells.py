@@ -41,10 +41,11 @@ import torch
 from agent.algos.base import UnitReadout
 from agent.algos.c51 import categorical_quantiles  # noqa: F401  (re-exported for the probes)
 from agent.core.errors import ConfigError
-from agent.probes.analysis import analyse_population, jsonable, population, split_half
+from agent.probes.analysis import analyse_population, jsonable, split_half
 from agent.probes.decoding import decode_report, reference_decodes, score_decode
 from agent.probes.noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
 from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
+from agent.probes.trials import population
 
 if TYPE_CHECKING:
     from agent.envs.lab_tasks import VariableProbabilityTask
