@@ -384,7 +384,8 @@ def save(run: Run, state: TrainState, *, final: bool = True) -> None:
         state.counters(),
         with_replay=replay_in_checkpoint(cfg, final),
     )
-    save_run_state(run.run_dir, state.env_steps, objs, keep=cfg.train.keep_checkpoints)
+    keep = cfg.train.keep_checkpoints + run.keep_extra
+    save_run_state(run.run_dir, state.env_steps, objs, keep=keep)
 
 
 def restore_or_start(run: Run, resume: str | None) -> tuple[TrainState, np.ndarray]:

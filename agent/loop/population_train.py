@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import CheckpointError
+from agent.core.errors import CheckpointError, ConfigError
 from agent.envs import VecEnv, make_env
-from agent.learn.population import Population
+from agent.learn.population import Population, population_seeds
 from agent.loop import hooks
 from agent.loop.run import Run, TrainState, make_replay
-from agent.store.checkpoint import has_checkpoint, list_checkpoints
+from agent.store.checkpoint import has_checkpoint, list_checkpoints, prune_checkpoints
 
 log = logging.getLogger("agent")
 
@@ -81,6 +81,7 @@ def build_members(
                     replay=make_replay(mcfg, env, device),
                     update=pop.members[k].update,
                     solve_threshold=None if threshold is None else float(threshold),
+                    keep_extra=1,  # pruned to train.keep_checkpoints once all have finished
                 )
             )
     except BaseException:
@@ -90,25 +91,52 @@ def build_members(
     return pop, runs
 
 
+def finished(run: Run, source: Path) -> bool:
+    """Whether a member had finished before this start: its summary.json and a checkpoint are
+    there, and it reached this config's ``total_env_steps`` or stopped on solving (a larger
+    total extends the others, as it extends a single run)."""
+    summary = read_summary(run.run_dir)
+    if summary is None or not has_checkpoint(source):
+        return False
+    steps = summary.get("env_steps")
+    reached = isinstance(steps, int) and steps >= run.cfg.train.total_env_steps
+    solved = summary.get("solved_at_env_step") is not None and run.cfg.train.stop_when_solved
+    return reached or bool(solved)
+
+
 def restore_members(
     runs: list[Run], resume: str | None
 ) -> tuple[list[TrainState], list[np.ndarray], list[bool]]:
-    """Each member's state and observation, and whether it had finished (has a summary.json).
+    """Each member's state and observation, and whether it had finished.
 
     Unfinished members restart together from the newest env step that every one of them has
-    a checkpoint for: a kill between two members' saves leaves them one checkpoint apart, and
-    the members must stay in step. ``resume`` names another population folder to start from."""
+    a checkpoint for (members keep one checkpoint more than ``keep_checkpoints`` while they
+    run, so a kill between two members' saves leaves that step), and the log says which.
+    When some unfinished member has no checkpoint at all, every one starts afresh (also said);
+    when all have checkpoints but no common step, CheckpointError: never a silent restart.
+    ``resume`` names another population folder to start from."""
     sources = [Path(resume) / r.run_dir.name if resume else r.run_dir for r in runs]
     for source in sources:
         if resume and not source.is_dir():
             raise CheckpointError(f"resume={resume} has no member folder {source.name}")
-    done = [
-        (r.run_dir / "summary.json").is_file() and has_checkpoint(s)
-        for r, s in zip(runs, sources, strict=True)
-    ]
+    done = [finished(r, s) for r, s in zip(runs, sources, strict=True)]
     live = [k for k in range(len(runs)) if not done[k]]
-    steps = [{int(p.name) for p in list_checkpoints(sources[k])} for k in live]
-    common = set.intersection(*steps) if steps else set()
+    steps = {k: {int(p.name) for p in list_checkpoints(sources[k])} for k in live}
+    common = set.intersection(*steps.values()) if steps else set()
+    newest = {runs[k].run_dir.name: max(s, default=0) for k, s in steps.items()}
+    if live and not common and all(steps.values()):
+        raise CheckpointError(
+            "the members' checkpoints share no env step (newest: "
+            + ", ".join(f"{name} {step}" for name, step in newest.items())
+            + "), so they cannot resume in step; continue from a copy with fewer members, or "
+            "start a new hydra.run.dir"
+        )
+    if live and not common and any(steps.values()):
+        log.warning(
+            "no env step that every unfinished member has a checkpoint for (newest: %s): "
+            "every member starts afresh",
+            ", ".join(f"{name} {step}" for name, step in newest.items()),
+        )
     states, obs = [], []
     for k, r in enumerate(runs):
         if done[k]:
@@ -119,14 +147,75 @@ def restore_members(
             state, o = TrainState(), r.env.reset(seed=r.cfg.seed)
         states.append(state)
         obs.append(o)
-    if common:
+    if common and len(set(newest.values())) > 1:
+        log.warning(
+            "members were checkpointed at different steps (%s): all resume from the newest "
+            "common step %d",
+            ", ".join(f"{name} {step}" for name, step in newest.items()),
+            max(common),
+        )
+    elif common:
         log.info("resumed %d members at env step %d", len(live), max(common))
     return states, obs, done
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
+def check_run_kind(cfg: Any, run_dir: Path, seeds: list[int] | None) -> None:
+    """A run folder holds one kind of run with fixed members. Refuses (ConfigError, one line)
+    a single run (``seeds`` None) in a population's folder, a population in a single run's
+    folder, and a population whose members changed (size, seeds or their order: new members
+    would start from zero beside trained ones, and the summary would average them)."""
+    saved = _read_json(run_dir / "config.json")
+    train = saved.get("train") if saved is not None else None
+    if isinstance(train, dict) and "population" in train:
+        old_population, old_seed = train["population"], saved.get("seed") if saved else None
+        was_population = old_population != 1
+    else:  # no readable config.json: judge by the folders
+        was_population = any(has_checkpoint(d) for d in run_dir.glob("member_*_s*") if d.is_dir())
+        if not was_population and not has_checkpoint(run_dir):
+            return  # a new run dir
+        old_population = old_seed = None
+    if seeds is None:
+        if was_population:
+            raise ConfigError(
+                f"run dir '{run_dir}' holds a population (train.population={old_population}); "
+                "a single run needs its own hydra.run.dir"
+            )
+        return
+    if not was_population:
+        raise ConfigError(
+            f"run dir '{run_dir}' holds a single run; a population (train.population="
+            f"{cfg.train.population}) needs its own hydra.run.dir"
+        )
+    if old_population is None or not isinstance(old_seed, int):
+        return  # members unknown: the member folders' own checkpoints are checked on restore
     try:
-        with open(run_dir / "summary.json") as f:
+        old_seeds = population_seeds(old_population, old_seed)
+    except ConfigError:
+        return
+    if old_seeds != seeds:
+        raise ConfigError(
+            f"run dir '{run_dir}' holds a population with members (seeds) {old_seeds}, but the "
+            f"config now gives {seeds}: changing the members is refused (new ones would start "
+            "from zero beside trained ones); keep train.population and seed, or use a new "
+            "hydra.run.dir"
+        )
+
+
+def prune_members(runs: list[Run]) -> None:
+    """Once every member has finished: each keeps ``train.keep_checkpoints`` again."""
+    for r in runs:
+        if has_checkpoint(r.run_dir):
+            prune_checkpoints(r.run_dir, r.cfg.train.keep_checkpoints)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run dir's summary.json (None when missing or unreadable)."""
+    return _read_json(run_dir / "summary.json")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
             data = json.load(f)
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):

@@ -116,6 +116,9 @@ class Run:
     overlap: bool = False  # train.overlap resolved (agent/loop/overlap.py)
     act: ActFn | None = None  # acting of the overlapped loop (CUDA: a graph); None: learner.act
     sample_update: GraphedSampleUpdate | None = None  # train.sample_in_graph
+    # checkpoints kept beyond train.keep_checkpoints while the run goes on: a population
+    # member keeps one more, so that a kill between two members' saves leaves a common step
+    keep_extra: int = 0
 
     def open_logger(self, start_step: int, progress: bool | None = None) -> RunLogger:
         """The member's logger, from ``start_step``; ``progress``: show a console bar (default

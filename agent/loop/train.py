@@ -149,6 +149,10 @@ def run(
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )
     with signals as received, run_dir_lock(run_dir):  # one writer per run dir
+        seeds = (
+            None if cfg.train.population == 1 else population_seeds(cfg.train.population, cfg.seed)
+        )
+        population_train.check_run_kind(cfg, run_dir, seeds)
         cohort = build_cohort(cfg, run_dir)
         runs = cohort.runs
         try:
@@ -193,6 +197,8 @@ def run(
             for k in cohort.live():
                 on_stop(k)
                 cohort.stopped[k] = True
+            if cohort.population is not None:
+                population_train.prune_members(runs)
         finally:
             for r in runs:
                 r.close()
@@ -200,7 +206,7 @@ def run(
         summary = summaries[0]
         assert summary is not None
         return summary
-    seeds = population_seeds(cfg.train.population, cfg.seed)
+    assert seeds is not None
     return population_train.write_population_summary(run_dir, cfg, seeds, runs, summaries)
 
 
