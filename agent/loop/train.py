@@ -93,16 +93,61 @@ def build(cfg: Any, run_dir: Path) -> Run:
     )
 
 
-def build_cohort(cfg: Any, run_dir: Path) -> Cohort:
-    """The members of this run, built: one (``train.population=1``) or S around one
-    Population. States and side jobs are filled in by ``run`` once restored."""
+def member_seeds(cfg: Any) -> list[int] | None:
+    """The members' seeds of ``train.population=S`` (None: a single run); an agent, env or
+    execution a population does not support yet is refused here, before anything is built."""
     if cfg.train.population == 1:
-        return Cohort([build(cfg, run_dir)], [], [])
+        return None
     seeds = population_seeds(cfg.train.population, cfg.seed)
     check_supported(cfg)
+    return seeds
+
+
+def build_cohort(cfg: Any, run_dir: Path, seeds: list[int] | None) -> Cohort:
+    """The members of this run, built: one run, or one per seed around one Population. Their
+    states and side jobs are filled in by ``run`` once restored."""
+    if seeds is None:
+        return Cohort([build(cfg, run_dir)], [], [])
     device, _ = prepare_device(cfg)
     pop, runs = population_train.build_members(cfg, run_dir, seeds, device)
     return Cohort(runs, [], [], population=pop)
+
+
+def restore_cohort(cfg: Any, cohort: Cohort) -> list[np.ndarray]:
+    """Each member's state from its checkpoint (``resume=``, see :mod:`agent.store.resume`) or
+    afresh; fills ``cohort.states`` and ``cohort.stopped`` and returns the observations."""
+    runs = cohort.runs
+    if cohort.population is None:
+        state, obs = hooks.restore_or_start(runs[0], cfg.resume)
+        cohort.states, cohort.stopped = [state], [False]
+        return [obs]
+    # resume=auto (the default) and never: this population's own folders
+    source = None if cfg.resume in (None, "", "auto", "never") else cfg.resume
+    cohort.states, observations, cohort.stopped = population_train.restore_members(runs, source)
+    if cohort.live():  # the common Adam step count and update counter
+        cohort.population.import_optimizer(cohort.live()[0])
+    return observations
+
+
+def start_members(cfg: Any, run_dir: Path, cohort: Cohort) -> list[dict[str, Any] | None]:
+    """Write config.json (the run's and each member's), open each member's logger (one
+    progress bar: the members move in step), start the clocks and the side jobs. Returns the
+    summaries of the members that had finished before this start."""
+    with open(run_dir / "config.json", "w") as f:
+        json.dump(to_container(cfg), f, indent=1)
+    runs, states = cohort.runs, cohort.states
+    summaries: list[dict[str, Any] | None] = [None] * cohort.size
+    first_live = next(iter(cohort.live()), 0)
+    for k, (r, s) in enumerate(zip(runs, states, strict=True)):
+        if cohort.population is not None:
+            with open(r.run_dir / "config.json", "w") as f:
+                json.dump(to_container(r.cfg), f, indent=1)
+            if cohort.stopped[k]:  # finished before the restart: its summary stands
+                summaries[k] = population_train.read_summary(r.run_dir)
+        r.open_logger(s.env_steps, progress=cfg.train.progress and k == first_live)
+        s.start_clock(cohort.updates)
+    cohort.side_jobs = [side_jobs(r, s) for r, s in zip(runs, states, strict=True)]
+    return summaries
 
 
 def side_jobs(run: Run, state: TrainState) -> list[Hook]:
@@ -142,71 +187,37 @@ def run(
         cfg = OmegaConf.to_object(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
     check_run_dir_writable(run_dir)  # before anything is built or trained
-    if cfg.train.population != 1:  # bad sizes, seeds, agents: refused before anything is built
-        check_supported(cfg)
-        population_seeds(cfg.train.population, cfg.seed)
+    seeds = member_seeds(cfg)
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )
     with signals as received, run_dir_lock(run_dir):  # one writer per run dir
-        seeds = (
-            None if cfg.train.population == 1 else population_seeds(cfg.train.population, cfg.seed)
-        )
         population_train.check_run_kind(cfg, run_dir, seeds)
-        cohort = build_cohort(cfg, run_dir)
+        cohort = build_cohort(cfg, run_dir, seeds)
         runs = cohort.runs
         try:
             with_replay = cfg.checkpoint.replay
             needed = sum(checkpoint_bytes(r.learner, r.replay, with_replay) for r in runs)
             check_disk_space(run_dir, 2 * needed)
-            if cohort.population is None:
-                state, obs0 = hooks.restore_or_start(runs[0], cfg.resume)
-                states, obs, done = [state], [obs0], [False]
-            else:
-                # resume=auto (the default) and never: this population's own folders
-                source = None if cfg.resume in (None, "", "auto", "never") else cfg.resume
-                states, obs, done = population_train.restore_members(runs, source)
-                live = [k for k in range(len(runs)) if not done[k]]
-                if live:  # the common Adam step count and update counter
-                    cohort.population.import_optimizer(live[0])
-        except BaseException:
-            for r in runs:
-                r.close()
-            raise
-        cohort.states, cohort.stopped = states, done
-        summaries: list[dict[str, Any] | None] = [None] * len(runs)
-        try:
-            with open(run_dir / "config.json", "w") as f:
-                json.dump(to_container(cfg), f, indent=1)
-            first_live = next((k for k in range(len(runs)) if not done[k]), 0)
-            for k, (r, s) in enumerate(zip(runs, states, strict=True)):
-                if cohort.population is not None:
-                    with open(r.run_dir / "config.json", "w") as f:
-                        json.dump(to_container(r.cfg), f, indent=1)
-                    if done[k]:  # finished before the restart: its summary stands
-                        summaries[k] = population_train.read_summary(r.run_dir)
-                # one progress bar: the members move in step
-                r.open_logger(s.env_steps, progress=cfg.train.progress and k == first_live)
-                s.start_clock(cohort.updates)
-            cohort.side_jobs = [side_jobs(r, s) for r, s in zip(runs, states, strict=True)]
+            obs = restore_cohort(cfg, cohort)
+            summaries = start_members(cfg, run_dir, cohort)
 
             def on_stop(k: int) -> None:
-                summaries[k] = finish_member(runs[k], states[k])
+                summaries[k] = finish_member(runs[k], cohort.states[k])
 
             train_cohort(cohort, obs, overlap=runs[0].overlap, received=received, on_stop=on_stop)
             for k in cohort.live():
                 on_stop(k)
                 cohort.stopped[k] = True
-            if cohort.population is not None:
+            if seeds is not None:
                 population_train.prune_members(runs)
         finally:
             for r in runs:
                 r.close()
-    if cohort.population is None:
+    if seeds is None:
         summary = summaries[0]
         assert summary is not None
         return summary
-    assert seeds is not None
     return population_train.write_population_summary(run_dir, cfg, seeds, runs, summaries)
 
 
