@@ -130,3 +130,23 @@ def test_a_run_folder_refuses_the_other_kind(tmp_path):
     run(make_cfg(*tiny), tmp_path / "single")
     with pytest.raises(ConfigError, match="single run"):
         run(make_cfg(*tiny, "train.population=2"), tmp_path / "single")
+
+
+def test_a_population_passes_the_guards_of_a_single_run(tmp_path, monkeypatch):
+    """The run-dir lock and the disk-space check hold for a population too (they used to be
+    skipped: the hand-off to the population loop came before them)."""
+    import shutil
+    from collections import namedtuple
+
+    from agent.core.errors import RunDirLocked
+    from agent.store.runlock import run_dir_lock
+
+    cfg = make_cfg(*small("qrdqn", "train.population=2", "train.total_env_steps=200"))
+    with run_dir_lock(tmp_path), pytest.raises(RunDirLocked):
+        run(cfg, tmp_path)
+    assert not any(tmp_path.glob("member_*"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 30, 1 << 30, 1024))
+    with pytest.raises(ConfigError, match="MiB free"):
+        run(cfg, tmp_path)
+    assert not (tmp_path / "config.json").exists()
