@@ -60,8 +60,8 @@ def population_seeds(population: Any, seed: int) -> list[int]:
 
 
 def check_supported(cfg: Any) -> None:
-    """ConfigError for a population of an agent, env family, loop execution, precision or
-    update mode not supported yet."""
+    """ConfigError for a population of an agent, env family, precision or update mode not
+    supported yet (``train.overlap=on``: refused with the config, agent/core/config.py)."""
     if cfg.agent.name not in SUPPORTED_AGENTS:
         raise ConfigError(
             f"train.population > 1 does not support agent={cfg.agent.name} yet "
@@ -71,11 +71,6 @@ def check_supported(cfg: Any) -> None:
         raise ConfigError(
             f"train.population > 1 does not support env.family={cfg.env.family} yet "
             f"(supported: {', '.join(SUPPORTED_FAMILIES)})"
-        )
-    if cfg.train.overlap == "on":
-        raise ConfigError(
-            "train.population > 1 runs the synchronous loop only; train.overlap=on is not "
-            "supported with a population yet (use train.overlap=auto or off)"
         )
     if cfg.precision == "bf16":
         raise ConfigError(

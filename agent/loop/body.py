@@ -131,11 +131,14 @@ def train_cohort(
     evaluation = next((j for j in cohort.side_jobs[0] if isinstance(j, BackgroundEvaluation)), None)
     obs = list(obs)
 
+    # a resume without replay restarts the schedule (the members resume in step: the same)
+    refill_from = states[live[0]].refill_from if live else None
+
     def update_until(step: int) -> None:
         """The updates due at env step ``step`` (none until every replay can sample)."""
         if not all(r.replay.can_sample() for r in runs):
             return
-        due = updates_due(a, step)
+        due = updates_due(a, step, refill_from)
         while cohort.updates < due:
             batches, metrics = cohort.learn()
             watch.observe(batches, metrics)

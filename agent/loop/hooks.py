@@ -404,4 +404,15 @@ def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
     :func:`agent.store.run_state.restore_run_state`); the state and observation to act on."""
     objs = RunObjects(run.cfg, run.env, run.learner, run.replay, {})
     obs = restore_run_state(Path(source), objs, run.device)
-    return TrainState.from_counters(objs.counters), obs
+    state = TrainState.from_counters(objs.counters)
+    if len(run.replay) == 0 and run.cfg.agent.learning_starts > 0:
+        # a replay-less checkpoint: updating at the full ratio on the first few transitions
+        # would overfit them; wait for learning_starts again, then keep the same ratio
+        state.refill_from = [state.env_steps, run.learner.updates]
+        log.info(
+            "resume without replay: updates wait until the replay holds learning_starts=%d "
+            "new transitions (env step %d)",
+            run.cfg.agent.learning_starts,
+            state.env_steps + run.cfg.agent.learning_starts,
+        )
+    return state, obs

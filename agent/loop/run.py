@@ -32,9 +32,14 @@ def epsilon_at(agent_cfg: Any, env_step: int) -> float:
     return agent_cfg.eps_start + frac * (agent_cfg.eps_end - agent_cfg.eps_start)
 
 
-def updates_due(agent_cfg: Any, env_step: int) -> int:
+def updates_due(agent_cfg: Any, env_step: int, refill_from: list[int] | None = None) -> int:
     """Total updates that should have happened by ``env_step`` (a pure function of the step, so
-    a resumed run does exactly the updates the uninterrupted one does)."""
+    a resumed run does exactly the updates the uninterrupted one does). ``refill_from`` =
+    [env step, updates] of a resume without replay (``TrainState.refill_from``): from there the
+    schedule starts again, ``learning_starts`` included, on top of the updates already done."""
+    if refill_from is not None:
+        start_step, start_updates = refill_from
+        return start_updates + updates_due(agent_cfg, env_step - start_step)
     if env_step < agent_cfg.learning_starts:
         return 0
     rounds = (env_step - agent_cfg.learning_starts) // agent_cfg.train_every + 1
@@ -69,6 +74,9 @@ class TrainState:
     solved_at_env_step: int | None = None
     solved_wall_s: float | None = None
     last_eval: dict[str, Any] | None = None
+    # [env step, updates] of a resume whose checkpoint held no replay: updates wait for
+    # learning_starts new transitions from there (updates_due)
+    refill_from: list[int] | None = None
     # this process only
     stop: bool = field(default=False, metadata={"saved": False})
     epsilon: float = field(default=1.0, metadata={"saved": False})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,7 @@ def run(
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )
-    with signals as received, run_dir_lock(run_dir):  # one writer per run dir
+    with run_dir_lock(run_dir), ExitStack() as handlers:  # one writer per run dir
         population_train.check_run_kind(cfg, run_dir, seeds)
         cohort = build_cohort(cfg, run_dir, seeds)
         runs = cohort.runs
@@ -200,6 +200,10 @@ def run(
             needed = sum(checkpoint_bytes(r.learner, r.replay, with_replay) for r in runs)
             check_disk_space(run_dir, 2 * needed)
             obs = restore_cohort(cfg, cohort)
+            # Built and restored before the pre-emption handlers go in: a signal meanwhile
+            # ends the process at once (its default action, or a launcher's requeue) instead
+            # of after a start-up of any length; nothing has been trained or written yet.
+            received = handlers.enter_context(signals)
             summaries = start_members(cfg, run_dir, cohort)
 
             def on_stop(k: int) -> None:

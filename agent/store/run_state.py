@@ -26,7 +26,12 @@ import torch
 from agent.core.errors import CheckpointError
 from agent.store.checkpoint import load_checkpoint, save_checkpoint
 from agent.store.resume import apply_optimizer_config, reconcile_config
-from agent.store.schema import COUNTER_KEYS, Checker, check_optimizer_meta
+from agent.store.schema import (
+    COUNTER_KEYS,
+    OPTIONAL_COUNTER_KEYS,
+    Checker,
+    check_optimizer_meta,
+)
 
 log = logging.getLogger("agent")
 
@@ -98,7 +103,8 @@ class Counters(Part):
 
     def check(self, c: Checker, state: dict[str, Any], tensors: Tensors, objs: RunObjects) -> None:
         counters = c.dict(state.get("counters"), "counters")
-        if sorted(counters) != sorted(COUNTER_KEYS):
+        required = [k for k in counters if k not in OPTIONAL_COUNTER_KEYS]
+        if sorted(required) != sorted(COUNTER_KEYS):
             c.fail("counters", f"an object with keys {', '.join(COUNTER_KEYS)}", sorted(counters))
         env_steps = c.int(counters["env_steps"], "counters.env_steps")
         if env_steps != state["step"]:
@@ -115,6 +121,12 @@ class Counters(Part):
             c.int(ev["env_step"], "counters.last_eval.env_step", hi=env_steps)
             c.float(ev["return_mean"], "counters.last_eval.return_mean")
             c.float(ev["return_std"], "counters.last_eval.return_std", lo=0.0)
+        refill = counters.get("refill_from")
+        if refill is not None:  # [env step, updates] of a resume without replay
+            if not isinstance(refill, list) or len(refill) != 2:
+                c.fail("counters.refill_from", "[env step, updates]", refill)
+            c.int(refill[0], "counters.refill_from[0]", hi=env_steps)
+            c.int(refill[1], "counters.refill_from[1]")
 
     def restore(self, objs: RunObjects, tensors: Tensors, state: dict[str, Any]) -> None:
         objs.counters.update(state["counters"])

@@ -27,6 +27,8 @@ COUNTER_KEYS = (
     "solved_wall_s",
     "last_eval",
 )
+# counters that checkpoints written before they existed lack
+OPTIONAL_COUNTER_KEYS = ("refill_from",)
 
 
 class Checker:
