@@ -297,7 +297,7 @@ def probe_learner(
         table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd,
         slope=slope,
     )  # fmt: skip
-    from agent.probes.detection import RESPONSE_NOTES
+    from agent.probes.measured import RESPONSE_NOTES
 
     model["response"] = response
     model["what_is_configured"] = RESPONSE_NOTES[response]

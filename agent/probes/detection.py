@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.stats
 
 from agent.core.errors import ConfigError, DataError
+from agent.probes.measured import RESPONSE_NOTES
 from agent.probes.trials import criterion, population, rp_from_criterion
 
 ALPHA = 0.01
@@ -467,22 +468,6 @@ class UnitGroup:
 
 #: how the study presents quantile-Huber units with the gradient model (as the noise sweep)
 SCALED = "; quantile-Huber units' errors are scaled first so that no response saturates"
-RESPONSE_NOTES = {
-    "gradient": (
-        "gradient response model: each unit's own loss gradient |tau_i - 1{u<0}|*u at the "
-        "pre-outcome state; the asymmetry the pipeline estimates is the configured tau_i "
-        "plus noise: only the reversal point (the unit's learned value) is an outcome of "
-        "training"
-    ),
-    "measured": (
-        "measured response model: the change of each unit's value after one plain gradient "
-        "step (eta = 1e-3) on the agent's own loss (QR-DQN: its quantile Huber, which may "
-        "saturate) against the single outcome, through the "
-        "shared torso, / eta; both reversal point and asymmetry are measured, and each "
-        "unit's response mixes in the other units' errors (see the decomposition)"
-    ),
-    "recorded": "recorded VTA dopamine cells (Dabney et al. 2020), trials as recorded",
-}
 
 
 def _rng(seed: int, *keys: str | int) -> np.random.Generator:
