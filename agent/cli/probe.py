@@ -7,6 +7,15 @@
     dopa-probe data=dabney2020|PATH [out=DIR] [splits=N] [seed=N] [slope=linear|hill]
                [report=true]
     dopa-probe sweep=RUN[,RUN...] [out=DIR] [seed=N]
+    dopa-probe population=RUN [baseline=OTHER_POPULATION] [out=DIR]
+               [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
+
+population: every member of a ``train.population=S`` run on a lab task probed
+(agent/probes/population.py), each headline number as median, quartiles and range across the
+members (the paper's "animal" level); ``baseline`` another population (e.g.
+``agent=classical``) for each member's spread ratio. Writes ``population_probe.json`` and
+``population_probe.png`` into ``out`` (default: the population's folder). ``checkpoint=`` given
+a population's folder does the same.
 
 sweep: the noise sweep (agent/probes/sweep.py) of variable-magnitude runs' units, tabular
 distributional and classical populations and the recorded cells as a point: split-half r,
@@ -46,6 +55,7 @@ from typing import Any
 
 from agent.cli.common import one_line_errors, wants_help
 from agent.core.errors import ConfigError
+from agent.store.population_root import population_members
 
 KEYS = {
     "checkpoint": str,
@@ -63,7 +73,10 @@ KEYS = {
     "slope": str,
     "report": str,
     "sweep": str,
+    "population": str,
 }
+# the keys the population mode takes (agent/probes/population.py)
+POPULATION_KEYS = ("population", "baseline", "out", "trials", "noise", "splits", "seed", "device")
 CHOICES = {
     "response": ("gradient", "measured"),
     "slope": ("linear", "hill"),
@@ -93,10 +106,20 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     if "data" in args and "response" in args:
         raise ConfigError("response= chooses how agent units respond; it needs checkpoint=")
     if "sweep" in args:
-        if "checkpoint" in args or "data" in args:
+        if "checkpoint" in args or "data" in args or "population" in args:
             raise ConfigError("sweep= is a mode of its own; give it without checkpoint= or data=")
         return args
-    if ("checkpoint" in args) == ("data" in args):
+    if "checkpoint" in args and "population" not in args and population_members(args["checkpoint"]):
+        args["population"] = args.pop("checkpoint")  # a population's folder: every member
+    if "population" in args:
+        if "checkpoint" in args or "data" in args:
+            raise ConfigError("population= is a mode of its own; give it without checkpoint=")
+        extra = sorted(set(args) - set(POPULATION_KEYS))
+        if extra:
+            raise ConfigError(
+                f"population= takes {', '.join(POPULATION_KEYS)}; not {', '.join(extra)}"
+            )
+    elif ("checkpoint" in args) == ("data" in args):
         raise ConfigError("give exactly one of checkpoint=RUN_DIR or data=PATH")
     if "data" in args and "baseline" in args:
         raise ConfigError("baseline= compares two agents; it needs checkpoint=, not data=")
@@ -151,13 +174,22 @@ def _probe(argv: list[str]) -> int:
         out = args.get("out", "noise_sweep")
         content = full_sweep([r for r in args["sweep"].split(",") if r], out,
                              seed=args.get("seed", 0))  # fmt: skip
-        print(f"recorded cells: noise ratio {content['recorded_noise']['noise_ratio_median']:.2f}")
+        recorded = content["recorded_noise"]["noise_ratio_median"]
+        print(f"recorded cells: noise ratio rho = {recorded:.2f}")
         for name, rho in content["signature_up_to_noise"].items():
-            print(f"{name}: signature (both median p < 0.01) up to noise ratio {rho}")
+            where = (
+                "at no noise level swept"
+                if rho is None
+                else f"up to rho = {rho:.2f} ({rho / recorded:.2f} x the recorded rho)"
+            )
+            print(f"{name}: signature (split-half and tau-RP median p < 0.01) {where}")
         need = content["trials_needed_at_recorded_noise"]["trials_needed"]
-        print(f"trials per magnitude needed at the recorded noise (tabular pair): {need}")
+        shown = "more than the largest count tried" if need is None else str(need)
+        print(f"trials per magnitude needed at the recorded noise (tabular pair): {shown}")
         print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
         return 0
+    if "population" in args:
+        return _probe_population(args)
     slope = args.get("slope", "linear")
     if "data" in args:
         result = probe_data(
@@ -193,5 +225,43 @@ def _probe(argv: list[str]) -> int:
     return 0
 
 
+def _probe_population(args: dict[str, Any]) -> int:
+    from agent.core.device import resolve_device
+    from agent.probes.population import probe_population
+
+    summary = probe_population(
+        args["population"],
+        args.get("baseline"),
+        out=args.get("out"),
+        device=str(resolve_device(args.get("device", "cpu"))),
+        trials=args.get("trials"),
+        response_noise=args.get("noise"),
+        n_splits=args.get("splits"),
+        seed=args.get("seed", 0),
+    )
+    stats = summary["across_members"]
+    keys = ["split_half_r", "tau_rp_r", "reversal_spread_rel_sd", "decode_w1"]
+    if "spread_ratio" in stats:
+        keys.append("spread_ratio")
+
+    def shown(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"{len(summary['members'])} members: median [q25, q75] (min..max)")
+    for key in keys:
+        s = stats[key]
+        print(
+            f"  {key:24s} {shown(s['median'])} [{shown(s['q25'])}, {shown(s['q75'])}] "
+            f"({shown(s['min'])}..{shown(s['max'])})"
+        )
+    out = args.get("out") or args["population"]
+    print(f"wrote population_probe.json and population_probe.png in {out}")
+    return 0
+
+
 def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

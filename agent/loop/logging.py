@@ -17,6 +17,9 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +34,80 @@ EVALS_CSV = "evals.csv"
 SCALARS_CSV = "scalars.csv"
 # once solved the remaining budget is not a wait: no ETA
 SOLVED_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
+
+# the population member whose hooks run now: its log lines start with its folder name
+_member: ContextVar[str | None] = ContextVar("dopa_member", default=None)
+
+
+class _MemberPrefix(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        label = _member.get()
+        if label and not str(record.msg).startswith(label):
+            record.msg = f"{label}: {record.msg}"
+        return True
+
+
+@contextmanager
+def member_logs(label: str) -> Iterator[None]:
+    """Prefix the ``agent`` logger's lines with ``label`` (a population member's folder name)
+    while the block runs."""
+    if not any(isinstance(f, _MemberPrefix) for f in log.filters):
+        log.addFilter(_MemberPrefix())
+    token = _member.set(label)
+    try:
+        yield
+    finally:
+        _member.reset(token)
+
+
+class PopulationBar:
+    """One console progress bar for a whole population, with a column per member: its short
+    name (``m<k>``) and recent training return, or its last evaluation, or "done"."""
+
+    def __init__(
+        self,
+        labels: list[str],
+        total_env_steps: int,
+        start_step: int,
+        progress: bool,
+        progress_file: IO[str] | None = None,
+        shown: int = 8,
+    ) -> None:
+        self.labels, self.shown = labels, shown
+        self.bar = tqdm(
+            total=total_env_steps,
+            initial=start_step,
+            unit="step",
+            desc=f"population of {len(labels)}",
+            dynamic_ncols=True,
+            disable=not progress,
+            mininterval=0.5,
+            file=progress_file,
+        )
+        self._last_step = start_step
+        self._last_postfix = 0.0
+
+    def update(self, step: int, loggers: list[RunLogger | None], done: list[bool]) -> None:
+        if step > self._last_step:
+            self.bar.update(step - self._last_step)
+            self._last_step = step
+        now = time.perf_counter()
+        if self.bar.disable or now - self._last_postfix < 0.5:
+            return
+        self._last_postfix = now
+        columns = []
+        for label, logger, finished in list(zip(self.labels, loggers, done, strict=True))[
+            : self.shown
+        ]:
+            recent = None if logger is None else logger.recent_return()
+            value = "done" if finished else ("n/a" if recent is None else f"{recent:.1f}")
+            columns.append(f"{label}={value}")
+        if len(self.labels) > self.shown:
+            columns.append(f"+{len(self.labels) - self.shown} more")
+        self.bar.set_postfix_str(" ".join(columns), refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _append_csv(path: Path, header: list[str]) -> tuple[IO[str], Any]:

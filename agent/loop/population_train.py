@@ -11,12 +11,13 @@
 Every member folder ``member_<k>_s<seed>/`` is an ordinary run dir (config.json, tb/,
 checkpoints/ in the single-run format, summary.json) that ``scripts/evaluate.py``,
 ``scripts/probe.py`` and ``scripts/aggregate.py`` open unchanged. The population folder holds
-``population.json`` (seeds, member folders and their summaries), never a ``summary.json``,
-so aggregation counts each member once.
+``population.json`` (seeds, member folders and their summaries) and a ``summary.json`` across
+the members that names them (``member_dirs``), so aggregation counts each member once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -36,8 +37,10 @@ from agent.envs import make_env
 from agent.learn.population import Population, check_supported, population_seeds
 from agent.loop import hooks
 from agent.loop.hooks import DivergenceWatch, Hook, TrainState
+from agent.loop.logging import PopulationBar, member_logs
 from agent.replay.buffer import Batch
 from agent.store.checkpoint import has_checkpoint, list_checkpoints
+from agent.store.population_root import root_summary, write_root_summary
 
 log = logging.getLogger("agent")
 
@@ -166,6 +169,8 @@ def run_population(cfg: Any, run_dir: Path, *, handle_signals: bool = False) -> 
 
     seeds = population_seeds(cfg.train.population, cfg.seed)
     check_supported(cfg)
+    with contextlib.suppress(OSError):  # the root's checkpoints are its members': no empty folder
+        (run_dir / "checkpoints").rmdir()  # left by the writability check (removed only if empty)
     device = resolve_device(cfg.device)
     configure_torch_threads(cfg.torch_threads, deterministic=cfg.deterministic)
     if cfg.deterministic:
@@ -220,7 +225,7 @@ def run_population(cfg: Any, run_dir: Path, *, handle_signals: bool = False) -> 
             for r, s in zip(runs, states, strict=True):
                 with open(r.run_dir / "config.json", "w") as f:
                     json.dump(to_container(r.cfg), f, indent=1)
-                r.open_logger(s.env_steps)
+                r.open_logger(s.env_steps, progress=False)  # one bar for all: PopulationBar
                 s.start_clock(pop.updates)
             summaries: list[dict[str, Any] | None] = [None] * size
             for k in range(size):
@@ -289,6 +294,12 @@ def train_population(
         ]
         for s in states
     ]
+    bar = PopulationBar(
+        [f"m{k}/s{r.cfg.seed}" for k, r in enumerate(runs)],
+        t.total_env_steps,
+        env_steps,
+        t.progress,
+    )
     watch = PopulationWatch(size)
     watches = [watch.member(k) for k in range(size)]
     sums = MetricSums()
@@ -331,11 +342,13 @@ def train_population(
             if done[k]:
                 continue
             states[k].epsilon, states[k].obs = epsilon, obs[k]
-            for job in side_jobs[k]:
-                job.after_step(runs[k], states[k], watches[k])
-            if states[k].stop:
-                summaries[k] = _finish_member(runs[k], states[k], make_summary)
-                done[k] = True
+            with member_logs(runs[k].run_dir.name):  # its log lines name the member
+                for job in side_jobs[k]:
+                    job.after_step(runs[k], states[k], watches[k])
+                if states[k].stop:
+                    summaries[k] = _finish_member(runs[k], states[k], make_summary)
+                    done[k] = True
+        bar.update(env_steps, [r.logger for r in runs], done)
         if received:
             for k in range(size):
                 if not done[k]:
@@ -349,9 +362,11 @@ def train_population(
             )
             hooks.requeue_if_slurm()
             raise Preempted(EXIT_PREEMPTED)
+    bar.close()
     for k in range(size):
         if not done[k]:
-            summaries[k] = _finish_member(runs[k], states[k], make_summary)
+            with member_logs(runs[k].run_dir.name):
+                summaries[k] = _finish_member(runs[k], states[k], make_summary)
             done[k] = True
 
 
@@ -384,4 +399,10 @@ def write_population_summary(
     }
     with open(run_dir / "population.json", "w") as f:
         json.dump(summary, f, indent=1)
+    # the root's summary.json across members (agent/store/population_root.py): aggregate reads
+    # its members, evaluate and probe take each member
+    write_root_summary(
+        run_dir,
+        root_summary(summary["algo"], summary["env_id"], seeds, summary["member_dirs"], members),
+    )
     return summary

@@ -93,7 +93,8 @@ class Run:
     act: ActFn | None = None  # acting of the overlapped loop (CUDA: a graph); None: learner.act
     sample_update: GraphedSampleUpdate | None = None  # train.sample_in_graph
 
-    def open_logger(self, start_step: int) -> RunLogger:
+    def open_logger(self, start_step: int, *, progress: bool | None = None) -> RunLogger:
+        """``progress=False``: no bar of its own (a population member: one bar for all)."""
         t, lc = self.cfg.train, self.cfg.logger
         # wandb first: it hooks TensorBoard's writer to sync its events
         wandb_run = start_wandb(self.run_dir, self.cfg) if lc.wandb else None
@@ -101,7 +102,7 @@ class Run:
             self.run_dir,
             t.total_env_steps,
             start_step,
-            t.progress,
+            t.progress if progress is None else progress,
             scalars_csv=lc.csv,
             wandb_run=wandb_run,
         )
@@ -275,13 +276,21 @@ def make_summary(run: Run, state: TrainState) -> dict[str, Any]:
 def main_entry(cfg: Any) -> dict[str, Any]:
     """Entry point for scripts/train.py: the run dir is Hydra's output dir."""
     from hydra.core.hydra_config import HydraConfig
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run(cfg, run_dir, handle_signals=True)
+    with logging_redirect_tqdm():  # log lines print above the progress bar, not glued to it
+        summary = run(cfg, run_dir, handle_signals=True)
     shown = ("algo", "env_id", "env_steps", "eval_return_mean", "solved_at_env_step", "wall_s")
-    print(json.dumps({k: summary[k] for k in shown}))
-    print(f"run dir: {run_dir}")
-    print("tensorboard: tensorboard --logdir", run_dir / "tb")
+    if "member_dirs" in summary:  # a population: its members' TensorBoard runs side by side
+        shown = ("algo", "env_id", "population", "env_steps", "eval_return_mean", "wall_s")
+        print(json.dumps({k: summary[k] for k in shown}))
+        print(f"run dir: {run_dir} (members: {', '.join(summary['member_dirs'])})")
+        print("tensorboard: tensorboard --logdir", run_dir)
+    else:
+        print(json.dumps({k: summary[k] for k in shown}))
+        print(f"run dir: {run_dir}")
+        print("tensorboard: tensorboard --logdir", run_dir / "tb")
     if not math.isfinite(summary["eval_return_mean"]):
         log.warning("final evaluation return is not finite")
     return summary

@@ -209,8 +209,15 @@ def plot_noise_sweep(
         rows = sweep[sweep["population"] == name].sort_values("noise")
         for ax, (col, _) in zip(axes, panels, strict=True):
             y = rows[col].to_numpy(dtype=float)
-            if np.isfinite(y).any():
-                ax.plot(rows["noise"], y, "-o", ms=3, color=colours(i % 10), label=name)
+            if not np.isfinite(y).any():
+                continue
+            yerr = None
+            if f"{col}_min" in rows and f"{col}_max" in rows:  # range over the noisy draws
+                lo = rows[f"{col}_min"].to_numpy(dtype=float)
+                hi = rows[f"{col}_max"].to_numpy(dtype=float)
+                yerr = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
+            ax.errorbar(rows["noise"], y, yerr=yerr, fmt="-o", ms=3, capsize=2, lw=1,
+                        color=colours(i % 10), label=name)  # fmt: skip
     for ax, (col, label) in zip(axes, panels, strict=True):
         if recorded is not None and recorded.get(col) is not None and recorded_noise:
             ax.plot([recorded_noise], [recorded[col]], "*", ms=14, color="k",
@@ -227,5 +234,7 @@ def plot_noise_sweep(
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
                bbox_to_anchor=(0.5, -0.06))  # fmt: skip
     fig.suptitle(title)
+    fig.text(0.01, 0.01, "points: median over noisy draws; bars: range over the draws",
+             fontsize=8, color="0.3")  # fmt: skip
     fig.tight_layout()
     return fig
