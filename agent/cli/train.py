@@ -2,6 +2,7 @@
 
 dopa-train agent=qrdqn env=cartpole seed=3
 dopa-train -m seed=1,2,3 [hydra/launcher=local|slurm]
+dopa-train -m +search=qrdqn agent=qrdqn      # Optuna search (conf/search/, the optuna extra)
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ register_configs()
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 @one_line_errors
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float:
     from agent.loop.train import main_entry  # torch loads after the config is known to be valid
 
-    main_entry(cfg)
+    # the final evaluation return: what a sweeper optimises (hydra/sweeper=optuna, conf/search/)
+    return float(main_entry(cfg)["eval_return_mean"])
 
 
 def main() -> None:
