@@ -92,3 +92,24 @@ def test_readme_example_runs(trained: Path, tmp_path: Path) -> None:
     runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
     assert (tmp_path / "eval.json").is_file()
+
+
+def test_enjoy_writes_a_video_in_the_current_folder(trained: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("moviepy")
+    env = {
+        k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")
+    }
+    cmd = [sys.executable, "-m", "agent.cli.enjoy", str(trained)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    video = tmp_path / f"enjoy_{trained.name}_ep0.mp4"
+    assert video.stat().st_size > 0 and str(video) in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "agent.cli.enjoy", str(tmp_path / "nothing")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert [x for x in bad.stderr.splitlines() if x.startswith("error:")], bad.stderr

@@ -25,7 +25,7 @@ import torch
 
 from agent.core.config import to_container
 from agent.core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
-from agent.learn.evaluate import evaluate_policy
+from agent.learn.evaluate import VideoUnsupported, evaluate_policy, record_video
 from agent.loop.unit_values import log_unit_values, probe_states
 from agent.replay.buffer import Batch
 from agent.store import resume
@@ -217,6 +217,40 @@ class Progress(Hook):
     def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
         if run.logger is not None:
             run.logger.progress(state.env_steps)
+
+
+class Video(Periodic):
+    """One greedy episode rendered to ``RUN_DIR/videos/step_<N>.mp4`` every
+    ``train.video_every_env_steps`` (:func:`agent.learn.evaluate.record_video`: its own env and
+    seed, so training's random streams are untouched). An env that cannot render says so once
+    and records nothing more."""
+
+    def __init__(self, every: int, start_step: int) -> None:
+        super().__init__(every, start_step)
+        self.unsupported = False
+        import importlib.util
+
+        from agent.core.errors import ConfigError
+
+        if importlib.util.find_spec("moviepy") is None:  # before training, not at the first video
+            raise ConfigError(
+                "train.video_every_env_steps needs moviepy: pip install 'dopa-rl[video]'"
+            )
+
+    def enabled(self, state: TrainState) -> bool:
+        return not self.unsupported
+
+    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+        folder = run.run_dir / "videos"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"step_{state.env_steps}.mp4"
+        try:
+            record_video(run.learner, run.cfg, path, run.cfg.agent.eps_eval, run.cfg.seed)
+        except VideoUnsupported as err:
+            self.unsupported = True
+            log.warning("train.video_every_env_steps: %s; no videos", err)
+            return
+        log.info("video at env step %d: %s", state.env_steps, path)
 
 
 class Checkpointing(Periodic):

@@ -235,6 +235,8 @@ def run(
             hooks.Checkpointing(t.checkpoint_every_env_steps, state.env_steps),
             hooks.Preemption(received),
         ]
+        if t.video_every_env_steps:  # greedy episodes as videos while training
+            side_jobs.append(hooks.Video(t.video_every_env_steps, state.env_steps))
         try:
             obs = train_loop(r, state, obs, side_jobs)
             hooks.finish(r, state)
