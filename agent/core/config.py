@@ -211,9 +211,8 @@ def validate(cfg: Config | DictConfig) -> None:
     if a.learning_starts < 0:
         raise ConfigError(f"agent.learning_starts must be >= 0, got {a.learning_starts}")
     if t.video_every_env_steps < 0:
-        raise ConfigError(
-            f"train.video_every_env_steps must be >= 0 (0: no videos), got {t.video_every_env_steps}"
-        )
+        every = t.video_every_env_steps
+        raise ConfigError(f"train.video_every_env_steps must be >= 0 (0: no videos), got {every}")
     for key in ("eps_start", "eps_end", "eps_eval"):
         v = getattr(a, key)
         if not 0.0 <= v <= 1.0:
