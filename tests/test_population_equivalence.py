@@ -3,9 +3,9 @@ is in docs/design.md, "Populations"): bitwise at initialisation and in acting (t
 weights give the same actions and ε draws: tests/test_population.py); the updates agree up to
 float32 rounding (the batched matmul and the loss's sum over the concatenated batch add in
 another order; some updates are bit-identical, some not), a relative weight difference that
-stays at the rounding level (< 1e-5 after 300 updates on the same batches). In a real run the first greedy
-action that such a difference flips sends the member and the single run down different
-trajectories: equal in distribution, not in numbers, from then on."""
+stays at the rounding level (< 1e-5 after 300 updates on the same batches). In a real run the
+first greedy action that such a difference flips sends the member and the single run down
+different trajectories: equal in distribution, not in numbers, from then on."""
 
 from __future__ import annotations
 
