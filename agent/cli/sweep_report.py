@@ -48,5 +48,10 @@ class SweepReport(Callback):
             print("  " + result_line(job, sweep_dir))
         submitit = sweep_dir / ".submitit"
         if submitit.is_dir():
-            print(f"job logs (submitit): {submitit}/<job id>_<task>_log.out / .err")
+            literal = submitit / "%j"  # made unformatted by submitit's local executor, empty
+            if literal.is_dir() and not any(literal.iterdir()):
+                literal.rmdir()
+            jobs = sorted(p.name for p in submitit.iterdir() if p.is_dir())
+            shown = ", ".join(jobs[:8]) + (", …" if len(jobs) > 8 else "")
+            print(f"job logs (submitit): {submitit}/<job id>/ ({shown})")
         print("each run's own log: <run dir>/train.log")

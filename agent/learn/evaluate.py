@@ -21,22 +21,39 @@ from agent.store.checkpoint import load_checkpoint
 
 
 def evaluate_policy(
-    learner: Learner, env: VecEnv, episodes: int, epsilon: float, seed: int
+    learner: Learner,
+    env: VecEnv,
+    episodes: int,
+    epsilon: float,
+    seed: int,
+    progress: bool = False,
 ) -> list[float]:
     """Returns of the first ``episodes`` episodes finished by a batch of eval envs.
 
     Acting uses a generator of its own, seeded with ``seed``, so evaluating never shifts the
-    training random stream."""
+    training random stream. ``progress``: a bar over the episodes on a terminal (the
+    command line; training's own evaluations have the training bar)."""
+    from tqdm import tqdm
+
     obs = env.reset(seed=seed)
     generator = torch.Generator(device=learner.device)
     generator.manual_seed(seed)
     returns: list[float] = []
+    bar = tqdm(
+        total=episodes,
+        desc="evaluate",
+        unit="episode",
+        leave=False,
+        disable=None if progress else True,
+    )
     while len(returns) < episodes:
         x = torch.as_tensor(obs, device=learner.device)
         actions = learner.act(x, epsilon, generator).cpu().numpy()
         step = env.step(actions)
         returns.extend(step.episode_returns)
+        bar.update(min(len(step.episode_returns), episodes - bar.n))
         obs = step.obs
+    bar.close()
     return returns[:episodes]
 
 
@@ -100,7 +117,7 @@ def evaluate(
     learner, cfg, folder = load_agent(checkpoint, dev)
     eps = cfg.agent.eps_eval if epsilon is None else epsilon
     env = make_env(cfg.env, num_envs=min(episodes, cfg.env.eval_num_envs), evaluation=True)
-    returns = evaluate_policy(learner, env, episodes, eps, seed=seed)
+    returns = evaluate_policy(learner, env, episodes, eps, seed=seed, progress=True)
     env_id = env.env_id  # the name summary.json uses (ALE/Pong, not pong)
     env.close()
     run_dir = folder.parent.parent
