@@ -262,7 +262,8 @@ def plot_noise_sweep(
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
                bbox_to_anchor=(0.5, -0.06))  # fmt: skip
     fig.suptitle(title)
-    fig.text(0.01, 0.01, "points: median over noisy draws; bars: range over the draws",
+    fig.text(0.01, 0.01, "points: median over noisy draws; bars: range over the draws; "
+             "dotted line: the recorded cells' median ρ",
              fontsize=8, color="0.3")  # fmt: skip
     fig.tight_layout()
     return fig
