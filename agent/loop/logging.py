@@ -128,7 +128,7 @@ def start_wandb(run_dir: Path, cfg: Any) -> Any:
     try:
         import wandb
     except ImportError:
-        raise ConfigError("logger.wandb=true needs wandb: pip install wandb") from None
+        raise ConfigError("logger.wandb=true needs wandb: pip install 'dopa-rl[wandb]'") from None
     lc = cfg.logger
     from agent.core.config import to_container
 
