@@ -51,7 +51,7 @@ class SweepReport(Callback):
             literal = submitit / "%j"  # made unformatted by submitit's local executor, empty
             if literal.is_dir() and not any(literal.iterdir()):
                 literal.rmdir()
-            jobs = sorted(p.name for p in submitit.iterdir() if p.is_dir())
-            shown = ", ".join(jobs[:8]) + (", …" if len(jobs) > 8 else "")
+            folders = sorted(p.name for p in submitit.iterdir() if p.is_dir())
+            shown = ", ".join(folders[:8]) + (", …" if len(folders) > 8 else "")
             print(f"job logs (submitit): {submitit}/<job id>/ ({shown})")
         print("each run's own log: <run dir>/train.log")
