@@ -191,6 +191,11 @@ def _probe(argv: list[str]) -> int:
     if "population" in args:
         return _probe_population(args)
     slope = args.get("slope", "linear")
+    from tqdm import tqdm
+
+    # a bar over the two stages (tens of seconds each), on a terminal only, cleared after
+    stages = tqdm(total=2, desc="probe", unit="stage", disable=None, leave=False)
+    stages.set_postfix_str("analysis (split halves, decoding)")
     if "data" in args:
         result = probe_data(
             args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0), slope=slope
@@ -211,8 +216,12 @@ def _probe(argv: list[str]) -> int:
             "slope": slope,
         }
         result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
+    stages.update()
+    stages.set_postfix_str("figures")
     out = default_out(args, run_dir)
     paths = write_report(result, out)
+    stages.update()
+    stages.close()
     print(headline(result))
     if isinstance(result.get("baseline"), dict) and "split_half" in result["baseline"]:
         print(headline(result["baseline"]))
