@@ -361,6 +361,7 @@ def train_population(
                 EXIT_PREEMPTED,
             )
             hooks.requeue_if_slurm()
+            bar.close()
             raise Preempted(EXIT_PREEMPTED)
     bar.close()
     for k in range(size):
