@@ -128,7 +128,8 @@ def plot_population(results: list[dict[str, Any]], summary: dict[str, Any], titl
         med = stats[key]["median"]
         if med is not None:
             ax2.hlines(med, j - 0.3, j + 0.3, color="k")
-    ax2.set_xticks([0, 1], ["split-half r", "τ–RP r"])
+    ax2.set_xticks([0, 1], ["split-half r(RP_A, RP_B)", "cross-validated r(τ_B, RP_A)"])
+    ax2.set_ylabel("Pearson r, median over splits (one dot per member)")
     ax2.set_ylim(-1.05, 1.05)
     ax2.set_title(f"across {len(results)} members (line: median)")
     if title:
