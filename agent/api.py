@@ -158,12 +158,15 @@ def evaluate(
     out: str | Path | None = None,
     *,
     epsilon: float | None = None,
-    seed: int = 12345,
+    seed: int | None = None,
     video: bool = False,
     device: str = "auto",
+    max_episode_steps: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate like ``dopa-evaluate``: ``eval.json`` (and ``video.mp4``) in ``out``, the current
-    folder by default. Returns the result (``eval_json``: where it was written).
+    folder by default. Returns the result (``eval_json``: where it was written). The keyword
+    arguments are ``dopa-evaluate``'s keys (``seed=None``: the run's evaluation seed).
 
     A population root evaluates every member into ``out/<member folder>/eval.json`` and
     returns ``{"members": [result, …], "return_median": …}``; ``out=RUN`` puts each member's
@@ -177,6 +180,8 @@ def evaluate(
         "seed": seed,
         "video": video,
         "device": device,
+        "max_episode_steps": max_episode_steps,
+        "progress": progress,
     }
     members = population_members(run)
     if not members:

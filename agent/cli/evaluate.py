@@ -25,10 +25,15 @@ class EvalArgs:
     checkpoint: str = MISSING
     episodes: int = 10  # greedy evaluation episodes
     epsilon: float | None = None  # ε of the evaluation policy (null: the agent's agent.eps_eval)
-    seed: int = 12345  # seed of the evaluation envs and of ε draws
+    # seed of the evaluation envs and of ε draws (null: training's, the run's seed + 10000)
+    seed: int | None = None
     video: bool = False  # also record one episode to video.mp4 (needs the video extra)
     out: str | None = None  # folder for eval.json (null: the current folder)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # cut episodes at this many agent steps (null: the env's own cap, as in training)
+    max_episode_steps: int | None = None
+    progress: bool = True  # a progress bar of episodes and steps on stderr
+    torch_threads: int = 0  # 0: one per allowed CPU the load leaves free (agent/core/threads.py)
 
 
 ConfigStore.instance().store(name="evaluate", node=EvalArgs)
@@ -38,7 +43,12 @@ ConfigStore.instance().store(name="evaluate", node=EvalArgs)
 @one_line_errors
 def _hydra_main(args: EvalArgs) -> None:
     from agent.api import evaluate
+    from agent.core.errors import ConfigError
+    from agent.core.threads import configure_torch_threads
 
+    if args.torch_threads < 0:
+        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {args.torch_threads}")
+    configure_torch_threads(args.torch_threads)
     result = evaluate(
         args.checkpoint,
         episodes=args.episodes,
@@ -47,6 +57,8 @@ def _hydra_main(args: EvalArgs) -> None:
         video=args.video,
         out=args.out if args.out is not None else os.getcwd(),
         device=args.device,
+        max_episode_steps=args.max_episode_steps,
+        progress=args.progress,
     )
     keys = ("algo", "env_id", "episodes", "return_mean", "return_std")
     # a population root: every member, one line each
