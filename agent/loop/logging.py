@@ -35,6 +35,17 @@ SCALARS_CSV = "scalars.csv"
 # once solved the remaining budget is not a wait: no ETA
 SOLVED_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
 
+
+def _append_csv(path: Path, header: list[str]) -> tuple[IO[str], Any]:
+    """A CSV opened for appending (a resumed run continues its file), with the header once."""
+    new = not path.is_file() or path.stat().st_size == 0
+    f = open(path, "a", newline="")  # noqa: SIM115  (closed by RunLogger.close)
+    writer = csv.writer(f)
+    if new:
+        writer.writerow(header)
+    return f, writer
+
+
 # the population member whose hooks run now: its log lines start with its folder name
 _member: ContextVar[str | None] = ContextVar("dopa_member", default=None)
 
@@ -58,66 +69,6 @@ def member_logs(label: str) -> Iterator[None]:
         yield
     finally:
         _member.reset(token)
-
-
-class PopulationBar:
-    """One console progress bar for a whole population, with a column per member: its short
-    name (``m<k>``) and recent training return, or its last evaluation, or "done"."""
-
-    def __init__(
-        self,
-        labels: list[str],
-        total_env_steps: int,
-        start_step: int,
-        progress: bool,
-        progress_file: IO[str] | None = None,
-        shown: int = 8,
-    ) -> None:
-        self.labels, self.shown = labels, shown
-        self.bar = tqdm(
-            total=total_env_steps,
-            initial=start_step,
-            unit="step",
-            desc=f"population of {len(labels)}",
-            dynamic_ncols=True,
-            disable=not progress,
-            mininterval=0.5,
-            file=progress_file,
-        )
-        self._last_step = start_step
-        self._last_postfix = 0.0
-
-    def update(self, step: int, loggers: list[RunLogger | None], done: list[bool]) -> None:
-        if step > self._last_step:
-            self.bar.update(step - self._last_step)
-            self._last_step = step
-        now = time.perf_counter()
-        if self.bar.disable or now - self._last_postfix < 0.5:
-            return
-        self._last_postfix = now
-        columns = []
-        for label, logger, finished in list(zip(self.labels, loggers, done, strict=True))[
-            : self.shown
-        ]:
-            recent = None if logger is None else logger.recent_return()
-            value = "done" if finished else ("n/a" if recent is None else f"{recent:.1f}")
-            columns.append(f"{label}={value}")
-        if len(self.labels) > self.shown:
-            columns.append(f"+{len(self.labels) - self.shown} more")
-        self.bar.set_postfix_str(" ".join(columns), refresh=False)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _append_csv(path: Path, header: list[str]) -> tuple[IO[str], Any]:
-    """A CSV opened for appending (a resumed run continues its file), with the header once."""
-    new = not path.is_file() or path.stat().st_size == 0
-    f = open(path, "a", newline="")  # noqa: SIM115  (closed by RunLogger.close)
-    writer = csv.writer(f)
-    if new:
-        writer.writerow(header)
-    return f, writer
 
 
 def start_wandb(run_dir: Path, cfg: Any) -> Any:
@@ -201,10 +152,11 @@ class RunLogger:
         self.scalar("train/episode_return", episode_return, step)
         self.scalar("train/episode_length", length, step)
 
-    def accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
-        for key, value in metrics.items():
+    def accumulate(self, sums: dict[str, torch.Tensor], count: int = 1) -> None:
+        """Add metric sums over ``count`` updates (the loop's ``MetricSums``); logged as means."""
+        for key, value in sums.items():
             self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
-        self._count += 1
+        self._count += count
 
     def recent_return(self) -> float | None:
         """Mean return of the last episodes; None before any episode has ended."""
