@@ -189,18 +189,33 @@ def _check_value(typed: Any, key: str, override: Any) -> None:
         fail(f"{key}={override.get_value_element_as_str()}: {reason}")
 
 
-def check_run_dir_override(argv: list[str]) -> None:
-    """``hydra.run.dir=X`` must be creatable: Hydra itself makes it (with a traceback when a
-    parent is a regular file or read-only) before the training code can say anything."""
+def check_run_dir_creatable(argv: list[str]) -> None:
+    """The run dir must be creatable: Hydra itself makes it (with a traceback when a parent is a
+    regular file or cannot be written) before the training code can say anything. Checked for
+    ``hydra.run.dir=X`` / ``hydra.sweep.dir=X`` and, when the command does not give the one it
+    uses, for the default's root (``runs/``, or ``multirun/`` with ``-m``; conf/config.yaml): a
+    ``runs/`` mounted into a container from a host folder owned by another uid is the usual case."""
+    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
+    used = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given: dict[str, str] = {}
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")
-        if not sep or key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir"):
-            continue
+        if sep and key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir"):
+            given[key.lstrip("+")] = value
+    checks = [(f"{key}='{value}'", value) for key, value in given.items()]
+    if used not in given:
+        default_root = "multirun" if multirun else "runs"
+        checks.append((f"the run dir (default under '{default_root}/')", default_root))
+    for what, value in checks:
         path = Path(value).expanduser().absolute()
         existing = path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
         if not existing.is_dir():
-            fail(f"{key}='{value}' lies under '{existing}', which is a file, not a folder")
+            fail(f"{what} lies under '{existing}', which is a file, not a folder")
         if not os.access(existing, os.W_OK | os.X_OK):
-            fail(f"{key}='{value}': cannot write in '{existing}'")
+            owner = existing.stat().st_uid
+            fail(
+                f"{what}: cannot write in '{existing}' (owned by uid {owner}, this process runs"
+                f" as uid {os.getuid()}); give a writable hydra.run.dir= or run as its owner"
+            )

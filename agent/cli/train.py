@@ -17,7 +17,7 @@ from agent.cli.common import (
     CONF_DIR,
     check_group_choices,
     check_override_keys,
-    check_run_dir_override,
+    check_run_dir_creatable,
     config_groups,
     one_line_errors,
     run_schema,
@@ -44,7 +44,7 @@ def main() -> None:
         sys.exit(0)
     check_group_choices(sys.argv)
     check_override_keys(sys.argv, run_schema(sys.argv), groups=config_groups())
-    check_run_dir_override(sys.argv)
+    check_run_dir_creatable(sys.argv)
     _hydra_main()
 
 
