@@ -11,7 +11,8 @@
 #    (scripts/docker/local-base.Dockerfile; a CPU wheel from $TORCH_WHEEL or pip's find-links
 #    when there is one, else torch from the index: a CUDA build, a few GB more).
 # 2. In the image: PID 1 is tini; `dopa-train --help`; the default user given a runs/ it cannot
-#    write gets one `error:` line (exit 2); a 2,000-step CartPole run as the calling user (an
+#    write gets one `error:` line (exit 2); a SIGTERM in the first second ends the container at
+#    once (no grace period wasted); a 2,000-step CartPole run as the calling user (an
 #    unprivileged uid when called as root) into a bind-mounted runs/ that user owns; `docker
 #    stop` (SIGTERM) after the first checkpoint must end in a checkpoint and exit code 3; the
 #    same command again must resume from it and finish; every file in runs/ is the user's.
@@ -116,9 +117,21 @@ stop_daemon() {
             [[ -e "/proc/$DAEMON_PID" ]] || break
             sleep 0.1
         done
-        [[ -e "/proc/$DAEMON_PID" ]] && echo "error: docker-check: dockerd (pid $DAEMON_PID) still running after 30 s" >&2
+        if [[ -e "/proc/$DAEMON_PID" ]]; then
+            echo "error: docker-check: dockerd (pid $DAEMON_PID) still running after 30 s" >&2
+            return 0
+        fi
     fi
+    release_mounts
     say "dockerd stopped"
+}
+
+# dockerd leaves mounts in its exec root (its handle on the host's network namespace,
+# exec/netns/default) after it exits: unmount everything under $DIR
+release_mounts() {
+    local mount
+    awk -v dir="$DIR/" 'index($2, dir) == 1 {print $2}' /proc/self/mounts | sort -r |
+        while read -r mount; do umount "$mount" || true; done
 }
 
 cleanup() {
@@ -263,6 +276,19 @@ check() {
         say "unwritable runs/: $(grep '^error:' "$DIR/unwritable.log" | cut -c1-110)…"
     fi
 
+    # a SIGTERM before the trainer's handlers exist ends the container at once: PID 1 (tini)
+    # passes it on (a bare python as PID 1 ignores it, and `docker stop` kills after the grace)
+    local rc
+    t=$SECONDS
+    "${run[@]}" -d --name "$NAME" --user "$user" "$IMAGE" python scripts/train.py \
+        hydra.run.dir=runs/early >/dev/null
+    docker stop --time 60 "$NAME" >/dev/null
+    rc=$(docker wait "$NAME")
+    docker rm "$NAME" >/dev/null
+    ((SECONDS - t < 30)) || die "an early SIGTERM took $(elapsed "$t") to end the container"
+    [[ "$rc" == 143 || "$rc" == 3 ]] || die "an early SIGTERM: exit code $rc, expected 143 or 3"
+    say "an early SIGTERM ends the container at once (exit code $rc, $(elapsed "$t"))"
+
     # the README's command, as the user; pre-empted after its first checkpoint
     t=$SECONDS
     "${run[@]}" -d --name "$NAME" --user "$user" "$IMAGE" "${train[@]}" >/dev/null
@@ -274,7 +300,6 @@ check() {
     done
     [[ -s "$latest" ]] || { docker logs "$NAME" >"$DIR/preempt.log" 2>&1; tail -n 20 "$DIR/preempt.log" >&2; die "no checkpoint within 5 min"; }
     docker stop --time 120 "$NAME" >/dev/null # SIGTERM to tini, which forwards it to the trainer
-    local rc
     rc=$(docker wait "$NAME")
     docker logs "$NAME" >"$DIR/preempt.log" 2>&1
     docker rm "$NAME" >/dev/null
@@ -304,6 +329,7 @@ clean() {
     if DOCKER_HOST="unix://$DIR/docker.sock" docker info >/dev/null 2>&1; then
         die "a daemon is running on $DIR/docker.sock: stop it first"
     fi
+    release_mounts
     rm -rf "$DIR"
     say "removed $DIR"
 }
