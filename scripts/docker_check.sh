@@ -244,7 +244,8 @@ check() {
         { tail -n 30 "$DIR/build.log" >&2; die "docker build failed"; }
     say "image built in $(elapsed "$t"): $(docker image inspect -f '{{.Size}}' "$IMAGE" |
         awk '{printf "%.2f GB", $1 / 1e9}')"
-    docker image prune -f >/dev/null # the images that this build replaced
+    # the images that this build replaced (only in the check's own daemon: not a user's)
+    [[ $OWN_DAEMON -eq 0 ]] || docker image prune -f >/dev/null
 
     local work="$DIR/work" user
     rm -rf "$work"
