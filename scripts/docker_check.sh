@@ -116,21 +116,25 @@ start_daemon() {
         tail -n 5 "$DIR/dockerd.log" >&2 || true
         die "dockerd did not start (log: $DIR/dockerd.log)"
     fi
+    # the pid the daemon wrote itself (the same as $! unless setsid had to fork)
+    [[ ! -s "$DIR/dockerd.pid" ]] || DAEMON_PID=$(<"$DIR/dockerd.pid")
     say "dockerd started (pid $DAEMON_PID, data in $DIR/data, host network only)"
 }
 
 stop_daemon() {
     [[ $OWN_DAEMON -eq 1 && -n "$DAEMON_PID" ]] || return 0
-    if [[ "$(cat "/proc/$DAEMON_PID/comm" 2>/dev/null)" == dockerd ]]; then
-        kill "$DAEMON_PID"
-        for _ in $(seq 300); do
-            [[ -e "/proc/$DAEMON_PID" ]] || break
-            sleep 0.1
-        done
-        if [[ -e "/proc/$DAEMON_PID" ]]; then
-            echo "error: docker-check: dockerd (pid $DAEMON_PID) still running after 30 s" >&2
-            return 0
-        fi
+    if [[ "$(cat "/proc/$DAEMON_PID/comm" 2>/dev/null)" != dockerd ]]; then
+        echo "error: docker-check: pid $DAEMON_PID is not the dockerd it started; nothing stopped" >&2
+        return 1
+    fi
+    kill "$DAEMON_PID"
+    for _ in $(seq 300); do
+        [[ -e "/proc/$DAEMON_PID" ]] || break
+        sleep 0.1
+    done
+    if [[ -e "/proc/$DAEMON_PID" ]]; then
+        echo "error: docker-check: dockerd (pid $DAEMON_PID) still running after 30 s" >&2
+        return 1
     fi
     release_mounts
     say "dockerd stopped"
@@ -148,7 +152,7 @@ cleanup() {
     local rc=$?
     docker rm -f "$NAME" >/dev/null 2>&1 || true
     rm -rf "$DIR/work" "$DIR/rootfs" "$DIR/base-context"
-    stop_daemon
+    stop_daemon || rc=1
     if [[ $OWN_DAEMON -eq 1 ]]; then
         net_state >"$DIR/net.after"
         if ! diff -u "$DIR/net.before" "$DIR/net.after" >&2; then
@@ -349,6 +353,7 @@ clean() {
 case "${1:-check}" in
 check)
     trap cleanup EXIT
+    trap 'exit 143' TERM INT # stopped from outside: still clean up (the EXIT trap)
     check
     ;;
 clean) clean ;;
