@@ -79,5 +79,6 @@ USER 10001:10001
 
 # `docker run IMAGE python scripts/train.py …` runs that command under tini; a bare
 # `docker run IMAGE` trains the quick default into a fixed run dir, so running it again resumes.
-ENTRYPOINT ["/usr/bin/tini", "--"]
+# -s: tini also reaps as a subreaper under `docker run --init` (docker's own init is PID 1 then).
+ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
 CMD ["python", "scripts/train.py", "agent=qrdqn", "env=cartpole", "hydra.run.dir=runs/qrdqn_cartpole"]

@@ -304,9 +304,10 @@ check() {
     [[ "$rc" == 143 || "$rc" == 3 ]] || die "an early SIGTERM: exit code $rc, expected 143 or 3"
     say "an early SIGTERM ends the container at once (exit code $rc, $(elapsed "$t"))"
 
-    # the README's command, as the user; pre-empted after its first checkpoint
+    # the README's command (with --init: docker's init as PID 1, tini below it), as the user;
+    # pre-empted after its first checkpoint
     t=$SECONDS
-    "${run[@]}" -d --name "$NAME" --user "$user" "$IMAGE" "${train[@]}" >/dev/null
+    "${run[@]}" -d --init --name "$NAME" --user "$user" "$IMAGE" "${train[@]}" >/dev/null
     local latest="$work/runs/cartpole/checkpoints/latest"
     for _ in $(seq 1200); do
         [[ -s "$latest" ]] && break
@@ -326,11 +327,13 @@ check() {
 
     t=$SECONDS
     rc=0
-    "${run[@]}" --rm --user "$user" "$IMAGE" "${train[@]}" >"$DIR/resume.log" 2>&1 || rc=$?
+    "${run[@]}" --rm --init --user "$user" "$IMAGE" "${train[@]}" >"$DIR/resume.log" 2>&1 || rc=$?
     expect_rc 0 "$rc" "the same command again" "$DIR/resume.log"
     grep -q "resuming from .* at step $step" "$DIR/resume.log" ||
         { tail -n 20 "$DIR/resume.log" >&2; die "the same command again did not resume from step $step"; }
     [[ "$(<"$latest")" == "$STEPS" ]] || die "the resumed run ended at step $(<"$latest"), not $STEPS"
+    ! grep -q "WARN.*tini" "$DIR/preempt.log" "$DIR/resume.log" ||
+        die "tini warns under --init: $(grep -h "WARN.*tini" "$DIR/resume.log" | head -n 1)"
     local foreign
     foreign=$(find "$work/runs" ! -uid "${user%%:*}" | head -n 3)
     [[ -z "$foreign" ]] || die "files in runs/ not owned by the user ($user): $foreign"

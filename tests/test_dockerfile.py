@@ -94,7 +94,7 @@ def test_import_check_sees_the_installed_package_only() -> None:
 def test_tini_is_pid_1_and_the_default_run_resumes() -> None:
     ins = _instructions()
     assert "tini" in ins[_index(ins, "RUN", "apt-get install")][1]
-    assert [args for op, args in ins if op == "ENTRYPOINT"] == ['["/usr/bin/tini", "--"]']
+    assert [args for op, args in ins if op == "ENTRYPOINT"] == ['["/usr/bin/tini", "-s", "--"]']
     cmd = [args for op, args in ins if op == "CMD"][-1]
     assert cmd.startswith('["python", "scripts/train.py"')
     assert '"hydra.run.dir=runs/' in cmd  # a fixed run dir: the same command resumes
