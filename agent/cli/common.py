@@ -138,18 +138,61 @@ def config_groups() -> list[str]:
     return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 
 
+# Hydra's flags that take the next argument as their value (not an override)
+_FLAGS_WITH_VALUE = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir")
+
+
+def override_args(argv: list[str]) -> list[str]:
+    """The KEY=VALUE arguments of a command line (Hydra's flags and their values left out)."""
+    args: list[str] = []
+    skip = False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg in _FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            args.append(arg)
+    return args
+
+
+def parse_overrides(argv: list[str]) -> list[Any]:
+    """Hydra's own parser, run before Hydra: a malformed override fails in one line (Hydra's
+    message spans four, and names no fix). The two mistakes seen in practice: a value with a
+    space that the shell split in two (``hydra.run.dir=my dir``), and a character Hydra's
+    grammar only takes inside quotes (``hydra.run.dir=/tmp/ü``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    overrides = []
+    for arg in override_args(argv):
+        try:
+            overrides.extend(parser.parse_overrides([arg]))
+        except Exception:  # noqa: BLE001 - Hydra's parser raises several kinds
+            if "=" not in arg:
+                fail(
+                    f"'{_shown(arg)}' is not a KEY=VALUE override (a value with spaces needs "
+                    "quotes around the whole argument: \"hydra.run.dir='my dir'\")"
+                )
+            key, _, value = arg.partition("=")
+            fail(
+                f"cannot parse override '{_shown(arg)}': quote the value for Hydra, "
+                f"e.g. \"{_shown(key)}='{_shown(value)}'\""
+            )
+    return overrides
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """A user's text for an error line: printable, one line, bounded."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean if len(clean) <= limit else clean[:limit] + "..."
+
+
 def check_override_keys(argv: list[str], schema: Any, groups: Iterable[str] = ()) -> None:
     """Fail in one line (exit 2, with a "did you mean") on an override of a key the schema does
     not have, with or without ``+``: Hydra adds a ``+key`` silently, so a typo there would
     otherwise be ignored, and its own message for a plain typo suggests adding the ``+``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        overrides = OverridesParser.create().parse_overrides(
-            [a for a in argv[1:] if not a.startswith("-")]
-        )
-    except Exception:  # malformed syntax: Hydra's own parser reports it
-        return
+    overrides = parse_overrides(argv)
     from omegaconf import DictConfig, OmegaConf
 
     if not isinstance(schema, DictConfig):
@@ -189,33 +232,134 @@ def _check_value(typed: Any, key: str, override: Any) -> None:
         fail(f"{key}={override.get_value_element_as_str()}: {reason}")
 
 
-def check_run_dir_creatable(argv: list[str]) -> None:
-    """The run dir must be creatable: Hydra itself makes it (with a traceback when a parent is a
-    regular file or cannot be written) before the training code can say anything. Checked for
-    ``hydra.run.dir=X`` / ``hydra.sweep.dir=X`` and, when the command does not give the one it
-    uses, for the default's root (``runs/``, or ``multirun/`` with ``-m``; conf/config.yaml): a
-    ``runs/`` mounted into a container from a host folder owned by another uid is the usual case."""
-    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
-    used = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    given: dict[str, str] = {}
+def check_run_dir_override(argv: list[str]) -> None:
+    """``hydra.run.dir=X`` must be creatable: Hydra itself makes it (with a traceback when a
+    parent is a regular file or read-only) before the training code can say anything."""
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir"):
-            given[key.lstrip("+")] = value
-    checks = [(f"{key}='{value}'", value) for key, value in given.items()]
-    if used not in given:
-        default_root = "multirun" if multirun else "runs"
-        checks.append((f"the run dir (default under '{default_root}/')", default_root))
-    for what, value in checks:
+        if not sep or key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir"):
+            continue
+        if not value.strip():
+            fail(f"{key} is empty (it would write the run into the current folder)")
+        if not value.isprintable():
+            fail(f"{key}='{_shown(value)}' holds a control character (newline, tab ...)")
         path = Path(value).expanduser().absolute()
         existing = path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
         if not existing.is_dir():
-            fail(f"{what} lies under '{existing}', which is a file, not a folder")
+            fail(f"{key}='{value}' lies under '{existing}', which is a file, not a folder")
         if not os.access(existing, os.W_OK | os.X_OK):
-            owner = existing.stat().st_uid
-            fail(
-                f"{what}: cannot write in '{existing}' (owned by uid {owner}, this process runs"
-                f" as uid {os.getuid()}); give a writable hydra.run.dir= or run as its owner"
-            )
+            fail(f"{key}='{value}': cannot write in '{existing}'")
+
+
+def check_default_run_dir(argv: list[str]) -> None:
+    """Without ``hydra.run.dir=`` (``hydra.sweep.dir=`` with ``-m``), the default run dir's root
+    (``runs/``, ``multirun/``: conf/config.yaml) must be writable, or Hydra fails with a
+    traceback before the trainer can say anything: a ``runs/`` mounted into a container from a
+    host folder of another uid is the usual case."""
+    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
+    used = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if any(a.partition("=")[0].lstrip("+") == used for a in argv[1:]):
+        return  # check_run_dir_override checks it
+    root = Path("multirun" if multirun else "runs").absolute()
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"the run dir's root '{root}' lies under '{existing}', which is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(
+            f"the run dir (default under '{root}'): cannot write in '{existing}' (owned by uid "
+            f"{existing.stat().st_uid}, this process runs as uid {os.getuid()}); give a writable "
+            "hydra.run.dir= or run as its owner"
+        )
+
+
+# Config keys whose values become part of a run dir's path (conf/config.yaml interpolates them
+# into hydra.run.dir and hydra.sweep.subdir): each must be a registered name. The env and
+# experiment choices are checked by check_group_choices, the seed is an integer.
+PATH_NAME_KEYS = ("agent.name",)
+
+
+def check_path_parts(argv: list[str]) -> None:
+    """Fail in one line, before Hydra creates any folder, on a value that would become a path
+    part and is not a known name (``agent.name=../../x`` made Hydra create its run dir outside
+    ``runs/`` before the trainer refused the unknown agent)."""
+    from agent import algos
+
+    known = algos.names()
+    for override in parse_overrides(argv):
+        key = override.key_or_group.lstrip("+~")
+        if key not in PATH_NAME_KEYS or override.is_delete():
+            continue
+        if override.is_sweep_override():
+            values = [str(v) for v in override.sweep_string_iterator()]
+        else:
+            values = [str(override.value())]
+        for value in values:
+            if value not in known:
+                fail(
+                    f"unknown {key} '{_shown(value)}'; expected one of {', '.join(known)} "
+                    "(it names the run dir)"
+                )
+
+
+def explicit_run_dir(argv: list[str]) -> Path | None:
+    """The ``hydra.run.dir=`` of a single run's command line, if given."""
+    if any(a in ("-m", "--multirun") for a in argv[1:]):
+        return None
+    for override in parse_overrides(argv):
+        if (
+            override.key_or_group.lstrip("+") == "hydra.run.dir"
+            and not override.is_sweep_override()
+        ):
+            return Path(str(override.value())).expanduser()
+    return None
+
+
+class KeepHydraRecord:
+    """Hydra writes ``RUN_DIR/.hydra/{config,hydra,overrides}.yaml`` before the trainer has read
+    the config. When the trainer then refuses the command (exit 2: a changed key on resume, a
+    value found bad only inside the job), the run dir's record of the command that made it
+    must stay as it was: this holds the previous files' bytes and puts them back."""
+
+    NAMES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+    MAX_BYTES = 16 << 20  # Hydra's records are kilobytes; anything larger is not one
+
+    def __init__(self, run_dir: Path | None) -> None:
+        self.folder = None if run_dir is None else run_dir / ".hydra"
+        self.saved: dict[str, bytes | None] = {}
+        if self.folder is not None and self.folder.is_dir():
+            for name in self.NAMES:
+                file = self.folder / name
+                regular = file.is_file() and not file.is_symlink()
+                if regular and file.stat().st_size <= self.MAX_BYTES:
+                    self.saved[name] = file.read_bytes()
+                elif not file.exists() and not file.is_symlink():
+                    self.saved[name] = None
+
+    def __enter__(self) -> KeepHydraRecord:
+        return self
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        if not (isinstance(err, SystemExit) and err.code == 2) or self.folder is None:
+            return
+        for name, data in self.saved.items():
+            file = self.folder / name
+            if data is None:
+                file.unlink(missing_ok=True)
+            else:
+                file.write_bytes(data)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written in, or None (checked before long work)."""
+    existing = folder.expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"'{existing}' is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"'{existing}' is not writable"
+    return None
