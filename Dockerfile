@@ -62,15 +62,18 @@ for d in p['optional-dependencies'][e]]))" /tmp/dopa-rl/pyproject.toml "$EXTRAS"
         | cmp - /tmp/torch.txt
 
 # The package itself, installed from a copy that is then removed, so /app holds no source
-# and the import check below sees the installed package only. conf/ ships inside it
+# and the import check below (the package dopa-train runs, whatever its import name) sees the
+# installed package only. conf/ ships inside it
 # as agent/conf (setup.py), so the console scripts (dopa-train, …) work from any folder.
 COPY setup.py README.md /tmp/dopa-rl/
 COPY agent /tmp/dopa-rl/agent
 COPY conf /tmp/dopa-rl/conf
 RUN pip install --no-cache-dir --constraint /tmp/torch.txt "/tmp/dopa-rl[$EXTRAS]" \
     && rm -rf /tmp/dopa-rl /tmp/torch.txt /tmp/requirements.txt \
-    && python -c "import agent, ale_py, hydra_plugins.hydra_submitit_launcher; \
-assert '-packages/agent/' in agent.__file__, agent.__file__" \
+    && python -c "import importlib, importlib.metadata as m, ale_py, hydra_plugins.hydra_submitit_launcher; \
+(ep,) = m.entry_points(group='console_scripts', name='dopa-train'); \
+package = importlib.import_module(ep.module.split('.')[0]); \
+assert '-packages/' in package.__file__, package.__file__" \
     && dopa-train --help > /dev/null
 
 COPY scripts ./scripts
