@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("agent.probes",),  # dopamine-cell analysis
     ("agent.loop",),  # the loop body and its side jobs
     ("agent.results",),  # across runs: aggregate, the demo study
-    ("agent.cli",),  # the dopa-* console scripts
+    ("agent.cli", "agent.api"),  # the dopa-* console scripts; the Python API
 ]
 
 

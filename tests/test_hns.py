@@ -156,7 +156,10 @@ def test_aggregate_script_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert result["used_runs"] == 6 and len(result["skipped"]) == 1
     printed = capsys.readouterr().out
     assert "qrdqn" in printed and "CartPole-v1" in printed
-    assert json.loads(printed.strip().splitlines()[-1])["atari_hns"]["qrdqn"]["games"] == 2
+    # a table, not the JSON: the Atari row names its games, runs and interval
+    row = next(line for line in printed.splitlines() if line.startswith("qrdqn"))
+    assert row.split()[1:3] == ["2", "2"] and row.endswith("range over 2 seeds")
+    assert "{" not in printed
     assert result["score"] == "train"
 
     # score=posthoc: only the runs evaluate.py scored, with those scores

@@ -140,7 +140,10 @@ def test_population_run_matches_single_runs(agent: str, tmp_path: Path) -> None:
     seeds = [1, 2]
     pop_dir = tmp_path / "pop"
     summary = run(make_cfg(*small(agent, "train.population=[1,2]")), pop_dir)
-    assert summary["population"] == 2 and not (pop_dir / "summary.json").exists()
+    assert summary["population"] == 2
+    assert (
+        json.loads((pop_dir / "summary.json").read_text())["member_dirs"] == summary["member_dirs"]
+    )
     for k, seed in enumerate(seeds):
         single_dir = tmp_path / f"single_{seed}"
         single = run(make_cfg(*small(agent, f"seed={seed}")), single_dir)

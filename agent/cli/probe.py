@@ -9,6 +9,8 @@
     dopa-probe sweep=RUN[,RUN...] [out=DIR] [seed=N]
     dopa-probe study=RUN[,RUN...] [draws=50] [out=DIR] [seed=N] [units=40]
                [responses=gradient,measured] [decode=true|false]
+    dopa-probe population=RUN [baseline=OTHER_POPULATION] [out=DIR]
+               [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
 
 study: the detection study (agent/probes/detection.py): per agent x response model, and for
 the recorded cells, the probability that split-half reliability, cross-validated tau-RP and
@@ -19,6 +21,13 @@ of variable-magnitude runs; a population run counts as one run per member; the h
 ``units`` units (default 40; fewer only when asked for with units=N). An earlier study's
 ``unit_responses.json`` can be given instead of runs. Writes detection.json, detection.md,
 detection.png and unit_responses.json into out (default ./detection_study).
+
+population: every member of a ``train.population=S`` run on a lab task probed
+(agent/probes/population.py), each headline number as median, quartiles and range across the
+members (the paper's "animal" level); ``baseline`` another population (e.g.
+``agent=classical``) for each member's spread ratio. Writes ``population_probe.json`` and
+``population_probe.png`` into ``out`` (default: the population's folder). ``checkpoint=`` given
+a population's folder does the same.
 
 sweep: the noise sweep (agent/probes/sweep.py) of variable-magnitude runs' units, tabular
 distributional and classical populations and the recorded cells as a point: split-half r,
@@ -59,6 +68,7 @@ from typing import Any
 
 from agent.cli.common import one_line_errors, wants_help
 from agent.core.errors import ConfigError
+from agent.store.population_root import population_members
 
 KEYS = {
     "checkpoint": str,
@@ -81,7 +91,10 @@ KEYS = {
     "units": int,
     "responses": str,
     "decode": str,
+    "population": str,
 }
+# the keys the population mode takes (agent/probes/population.py)
+POPULATION_KEYS = ("population", "baseline", "out", "trials", "noise", "splits", "seed", "device")
 #: split halves and visited states: a few hundred settle the medians (probe.splits defaults
 #: to 100); 10**8 splits hung for hours or ran out of memory
 MAX_COUNTS = {"splits": 100_000, "states": 1_000_000}
@@ -138,10 +151,20 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     if any(k in args for k in ("draws", "units", "responses", "decode")):
         raise ConfigError("draws=, units=, responses= and decode= belong to study=")
     if "sweep" in args:
-        if "checkpoint" in args or "data" in args:
+        if "checkpoint" in args or "data" in args or "population" in args:
             raise ConfigError("sweep= is a mode of its own; give it without checkpoint= or data=")
         return args
-    if ("checkpoint" in args) == ("data" in args):
+    if "checkpoint" in args and "population" not in args and population_members(args["checkpoint"]):
+        args["population"] = args.pop("checkpoint")  # a population's folder: every member
+    if "population" in args:
+        if "checkpoint" in args or "data" in args:
+            raise ConfigError("population= is a mode of its own; give it without checkpoint=")
+        extra = sorted(set(args) - set(POPULATION_KEYS))
+        if extra:
+            raise ConfigError(
+                f"population= takes {', '.join(POPULATION_KEYS)}; not {', '.join(extra)}"
+            )
+    elif ("checkpoint" in args) == ("data" in args):
         raise ConfigError("give exactly one of checkpoint=RUN_DIR or data=PATH")
     if "data" in args and "baseline" in args:
         raise ConfigError("baseline= compares two agents; it needs checkpoint=, not data=")
@@ -200,17 +223,31 @@ def _probe(argv: list[str]) -> int:
         out = args.get("out", "noise_sweep")
         content = full_sweep([r for r in args["sweep"].split(",") if r], out,
                              seed=args.get("seed", 0))  # fmt: skip
-        print(f"recorded cells: noise ratio {content['recorded_noise']['noise_ratio_median']:.2f}")
+        recorded = content["recorded_noise"]["noise_ratio_median"]
+        print(f"recorded cells: noise ratio rho = {recorded:.2f}")
         for name, rho in content["signature_up_to_noise"].items():
+            where = (
+                "at no noise level swept"
+                if rho is None
+                else f"up to rho = {rho:.2f} ({rho / recorded:.2f} x the recorded rho)"
+            )
             print(
-                f"{name}: signature (both median p over splits < 0.01; descriptive, not a "
-                f"test) up to noise ratio {rho}"
+                f"{name}: signature (split-half and tau-RP median p over splits < 0.01; "
+                f"descriptive, not a test) {where}"
             )
         need = content["trials_needed_at_recorded_noise"]["trials_needed"]
-        print(f"trials per magnitude needed at the recorded noise (tabular pair): {need}")
+        shown = "more than the largest count tried" if need is None else str(need)
+        print(f"trials per magnitude needed at the recorded noise (tabular pair): {shown}")
         print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
         return 0
+    if "population" in args:
+        return _probe_population(args)
     slope = args.get("slope", "linear")
+    from tqdm import tqdm
+
+    # a bar over the two stages (tens of seconds each), on a terminal only, cleared after
+    stages = tqdm(total=2, desc="probe", unit="stage", disable=None, leave=False)
+    stages.set_postfix_str("analysis (split halves, decoding)")
     if "data" in args:
         result = probe_data(
             args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0), slope=slope
@@ -231,8 +268,12 @@ def _probe(argv: list[str]) -> int:
             "slope": slope,
         }
         result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
+    stages.update()
+    stages.set_postfix_str("figures")
     out = default_out(args, run_dir)
     paths = write_report(result, out)
+    stages.update()
+    stages.close()
     print(headline(result))
     if isinstance(result.get("baseline"), dict) and "split_half" in result["baseline"]:
         print(headline(result["baseline"]))
@@ -249,6 +290,40 @@ def _probe(argv: list[str]) -> int:
     print(f"wrote {paths[0]} and {len(paths) - 1} figure(s) in {out}")
     if args.get("report") == "true" and "split_half" in result:
         print(f"wrote {write_markdown_report(result, out, paths, seed=args.get('seed', 0))}")
+    return 0
+
+
+def _probe_population(args: dict[str, Any]) -> int:
+    from agent.core.device import resolve_device
+    from agent.probes.population import probe_population
+
+    summary = probe_population(
+        args["population"],
+        args.get("baseline"),
+        out=args.get("out"),
+        device=str(resolve_device(args.get("device", "cpu"))),
+        trials=args.get("trials"),
+        response_noise=args.get("noise"),
+        n_splits=args.get("splits"),
+        seed=args.get("seed", 0),
+    )
+    stats = summary["across_members"]
+    keys = ["split_half_r", "tau_rp_r", "reversal_spread_rel_sd", "decode_w1"]
+    if "spread_ratio" in stats:
+        keys.append("spread_ratio")
+
+    def shown(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"{len(summary['members'])} members: median [q25, q75] (min..max)")
+    for key in keys:
+        s = stats[key]
+        print(
+            f"  {key:24s} {shown(s['median'])} [{shown(s['q25'])}, {shown(s['q75'])}] "
+            f"({shown(s['min'])}..{shown(s['max'])})"
+        )
+    out = args.get("out") or args["population"]
+    print(f"wrote population_probe.json and population_probe.png in {out}")
     return 0
 
 
@@ -284,3 +359,7 @@ def _study(args: dict[str, Any], argv: list[str]) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -2,6 +2,7 @@
 
 dopa-train agent=qrdqn env=cartpole seed=3
 dopa-train -m seed=1,2,3 [hydra/launcher=local|slurm]
+dopa-train -m +search=qrdqn agent=qrdqn      # Optuna search (conf/search/, the optuna extra)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from agent.algos import register_configs
 from agent.cli.common import (
     CONF_DIR,
     KeepHydraRecord,
+    check_default_run_dir,
     check_group_choices,
     check_override_keys,
     check_path_parts,
@@ -33,12 +35,13 @@ register_configs()
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 @one_line_errors
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float:
     from agent.loop.train import main_entry  # torch loads after the config is known to be valid
 
     if not _CHECKED_BEFORE_HYDRA:  # a multirun job, or a command with Hydra flags
         check_config(cfg)
-    main_entry(cfg)
+    # the final evaluation return: what a sweeper optimises (hydra/sweeper=optuna, conf/search/)
+    return float(main_entry(cfg)["eval_return_mean"])
 
 
 _CHECKED_BEFORE_HYDRA = False
@@ -86,6 +89,7 @@ def main() -> None:
     check_override_keys(sys.argv, run_schema(sys.argv), groups=config_groups())
     check_path_parts(sys.argv)
     check_run_dir_override(sys.argv)
+    check_default_run_dir(sys.argv)
     sys.argv = add_env_kwargs(sys.argv)
     global _CHECKED_BEFORE_HYDRA
     _CHECKED_BEFORE_HYDRA = check_before_hydra(sys.argv)

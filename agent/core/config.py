@@ -97,6 +97,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept
     log_every_env_steps: int = 1_000  # TensorBoard / console scalars period
     progress: bool = True  # tqdm progress bar on the console
+    # one greedy episode to RUN_DIR/videos/step_<N>.mp4 every N env steps (0: none; the video
+    # extra; envs without rendering, the lab tasks, warn once and record nothing)
+    video_every_env_steps: int = 0
     # S independent agents in one process (seeds seed..seed+S-1), or a list of their seeds:
     # agent/learn/population.py; 1 = the ordinary single run
     population: Any = 1
@@ -208,6 +211,9 @@ def validate(cfg: Config | DictConfig) -> None:
             raise ConfigError(f"{key} must be a positive integer, got {value}")
     if a.learning_starts < 0:
         raise ConfigError(f"agent.learning_starts must be >= 0, got {a.learning_starts}")
+    if t.video_every_env_steps < 0:
+        every = t.video_every_env_steps
+        raise ConfigError(f"train.video_every_env_steps must be >= 0 (0: no videos), got {every}")
     for key in ("eps_start", "eps_end", "eps_eval"):
         v = getattr(a, key)
         if not 0.0 <= v <= 1.0:

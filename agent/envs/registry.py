@@ -66,6 +66,8 @@ class EnvFamily:
     display_id:    the env's name in results (the game on Atari, the gymnasium id otherwise).
     evaluation_extras: extra fields of ``eval.json`` from the env config and the mean return
                    (Atari: the human-normalised score).
+    window:        episodes can be played in a gymnasium window (``render_mode="human"``,
+                   ``dopa-enjoy``); the others are written to a video.
     cap_episode_steps: ``cap_episode_steps(env_cfg, n)`` sets the env config so that episodes
                    are cut (truncated) at ``n`` agent steps; the default passes gymnasium's
                    ``max_episode_steps`` to ``gymnasium.make``.
@@ -89,6 +91,7 @@ class EnvFamily:
     population: bool = False
     display_id: Callable[[Any], str] = lambda env_cfg: str(env_cfg.id)
     evaluation_extras: Callable[[Any, float], dict[str, Any]] | None = None
+    window: bool = False
     cap_episode_steps: Callable[[Any, int], None] = lambda env_cfg, n: _gym_cap(env_cfg, n)
 
     def __post_init__(self) -> None:

@@ -228,6 +228,42 @@ class Progress(Hook):
             run.logger.progress(state.env_steps)
 
 
+class Video(Periodic):
+    """One greedy episode rendered to ``RUN_DIR/videos/step_<N>.mp4`` every
+    ``train.video_every_env_steps`` (:func:`agent.learn.evaluate.record_video`: its own env and
+    seed, so training's random streams are untouched). An env that cannot render says so once
+    and records nothing more."""
+
+    def __init__(self, every: int, start_step: int) -> None:
+        super().__init__(every, start_step)
+        self.unsupported = False
+        import importlib.util
+
+        from agent.core.errors import ConfigError
+
+        if importlib.util.find_spec("moviepy") is None:  # before training, not at the first video
+            raise ConfigError(
+                "train.video_every_env_steps needs moviepy: pip install 'dopa-rl[video]'"
+            )
+
+    def enabled(self, state: TrainState) -> bool:
+        return not self.unsupported
+
+    def fire(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
+        from agent.learn.evaluate import VideoUnsupported, record_video
+
+        folder = run.run_dir / "videos"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"step_{state.env_steps}.mp4"
+        try:
+            record_video(run.learner, run.cfg, path, run.cfg.agent.eps_eval, run.cfg.seed)
+        except VideoUnsupported as err:
+            self.unsupported = True
+            log.warning("train.video_every_env_steps: %s; no videos", err)
+            return
+        log.info("video at env step %d: %s", state.env_steps, path)
+
+
 class Checkpointing(Periodic):
     """A checkpoint every interval (not when the run stops now: ``finish`` writes that one)."""
 

@@ -17,6 +17,9 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,6 +46,31 @@ def _append_csv(path: Path, header: list[str]) -> tuple[IO[str], Any]:
     return f, writer
 
 
+# the population member whose hooks run now: its log lines start with its folder name
+_member: ContextVar[str | None] = ContextVar("dopa_member", default=None)
+
+
+class _MemberPrefix(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        label = _member.get()
+        if label and not str(record.msg).startswith(label):
+            record.msg = f"{label}: {record.msg}"
+        return True
+
+
+@contextmanager
+def member_logs(label: str) -> Iterator[None]:
+    """Prefix the ``agent`` logger's lines with ``label`` (a population member's folder name)
+    while the block runs."""
+    if not any(isinstance(f, _MemberPrefix) for f in log.filters):
+        log.addFilter(_MemberPrefix())
+    token = _member.set(label)
+    try:
+        yield
+    finally:
+        _member.reset(token)
+
+
 def start_wandb(run_dir: Path, cfg: Any) -> Any:
     """Start a Weights & Biases run that syncs the TensorBoard events (``logger.wandb=true``).
     Imported only when asked: wandb is an optional dependency."""
@@ -51,7 +79,7 @@ def start_wandb(run_dir: Path, cfg: Any) -> Any:
     try:
         import wandb
     except ImportError:
-        raise ConfigError("logger.wandb=true needs wandb: pip install wandb") from None
+        raise ConfigError("logger.wandb=true needs wandb: pip install 'dopa-rl[wandb]'") from None
     lc = cfg.logger
     from agent.core.config import to_container
 

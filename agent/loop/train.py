@@ -14,6 +14,7 @@ divergence detection and logging. The loop's state is a typed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -153,6 +154,11 @@ def start_members(cfg: Any, run_dir: Path, cohort: Cohort) -> list[dict[str, Any
             if cohort.stopped[k]:  # finished before the restart: its summary stands
                 summaries[k] = population_train.read_summary(r.run_dir)
         r.open_logger(s.env_steps, progress=cfg.train.progress and k == first_live)
+        if cohort.population is not None and k == first_live and r.logger is not None:
+            # the one bar names the members (its return and eval columns are this member's)
+            names = [f"m{j}/s{m.cfg.seed}" for j, m in enumerate(runs)]
+            shown = ",".join(names[:4]) + (",…" if len(names) > 4 else "")
+            r.logger.bar.set_description(f"population of {len(runs)} [{shown}; ret: {names[k]}]")
         s.start_clock(cohort.updates)
     cohort.side_jobs = [side_jobs(r, s) for r, s in zip(runs, states, strict=True)]
     return summaries
@@ -169,6 +175,12 @@ def side_jobs(run: Run, state: TrainState) -> list[Hook]:
             t.eval_every_env_steps, state.env_steps
         ),
         hooks.Checkpointing(t.checkpoint_every_env_steps, state.env_steps),
+        # greedy episodes as videos while training (none unless asked for)
+        *(
+            [hooks.Video(t.video_every_env_steps, state.env_steps)]
+            if t.video_every_env_steps
+            else []
+        ),
     ]
 
 
@@ -231,19 +243,29 @@ def run(
         summary = summaries[0]
         assert summary is not None
         return summary
+    with contextlib.suppress(OSError):  # the root's checkpoints are its members': no empty folder
+        (run_dir / "checkpoints").rmdir()  # left by the writability check (removed only if empty)
     return population_train.write_population_summary(run_dir, cfg, seeds, runs, summaries)
 
 
 def main_entry(cfg: Any) -> dict[str, Any]:
     """Entry point for scripts/train.py: the run dir is Hydra's output dir."""
     from hydra.core.hydra_config import HydraConfig
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run(cfg, run_dir, handle_signals=True)
+    with logging_redirect_tqdm():  # log lines print above the progress bar, not glued to it
+        summary = run(cfg, run_dir, handle_signals=True)
     shown = ("algo", "env_id", "env_steps", "eval_return_mean", "solved_at_env_step", "wall_s")
-    print(json.dumps({k: summary[k] for k in shown}))
-    print(f"run dir: {run_dir}")
-    print("tensorboard: tensorboard --logdir", run_dir / "tb")
+    if "member_dirs" in summary:  # a population: its members' TensorBoard runs side by side
+        shown = ("algo", "env_id", "population", "env_steps", "eval_return_mean", "wall_s")
+        print(json.dumps({k: summary[k] for k in shown}))
+        print(f"run dir: {run_dir} (members: {', '.join(summary['member_dirs'])})")
+        print("tensorboard: tensorboard --logdir", run_dir)
+    else:
+        print(json.dumps({k: summary[k] for k in shown}))
+        print(f"run dir: {run_dir}")
+        print("tensorboard: tensorboard --logdir", run_dir / "tb")
     if not math.isfinite(summary["eval_return_mean"]):
         log.warning("final evaluation return is not finite")
     return summary

@@ -220,6 +220,8 @@ def _decode_figure(result: dict[str, Any]) -> Any:
     if "decoded_reward" in result:
         spaces.append(("decoded_reward", "true_distribution_reward", "reward (µl)"))
     fig, axes = plt.subplots(1, len(spaces), figsize=(6.5 * len(spaces), 4.8), squeeze=False)
+    # one colour per distribution in every panel
+    colours: dict[str, Any] = {}
     for ax, (key, truth_key, unit) in zip(axes[0], spaces, strict=True):
         truth = result[truth_key]
         decodes = {f"{short_label(result)} (pipeline)": _plottable(result[key]["samples"])}
@@ -234,9 +236,13 @@ def _decode_figure(result: dict[str, Any]) -> Any:
         w1 = result[key].get("wasserstein1")
         g1 = result[key].get("references", {}).get("gaussian", {}).get("wasserstein1")
         space = "reward space" if key == "decoded_reward" else "utility axis"
-        title = f"decoded, {space}: W1 {_f(w1)} vs Gaussian {_f(g1)}"
+        title = f"decoded, {space}\nW1 to the truth {_f(w1)} vs Gaussian {_f(g1)} (lower is better)"
+        for name in decodes:
+            colours.setdefault(name, f"C{len(colours)}")
+        # rewards are volumes: no density below 0 µl
+        lower = 0.0 if key == "decoded_reward" and min(truth["values"]) >= 0 else None
         figures.plot_decoded(truth["values"], truth["probs"], decodes, title=title,
-                             xlabel=unit, ax=ax)  # fmt: skip
+                             xlabel=unit, ax=ax, colours=colours, lower=lower)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -331,6 +337,12 @@ def headline(result: dict[str, Any]) -> str:
         f"cross-validated r(tau_B, RP_A) = {_f(avr['r'])} "
         f"(median p over splits {_f(avr['p'], '.2g')}, descriptive), "
         f"decode W1 = {_f(result['decoded']['wasserstein1'], '.4g')} (utility axis)"
+        + (
+            f", {_f(result['decoded_reward']['wasserstein1'], '.4g')} (reward, µl)"
+            if "decoded_reward" in result
+            else ""
+        )
+        + " (W1: lower is better)"
     )
 
 

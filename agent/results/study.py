@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -53,7 +54,9 @@ def train_pair(
         run_dir = root / name
         # A run dir with a checkpoint would be resumed; the demo always starts afresh.
         shutil.rmtree(run_dir, ignore_errors=True)
-        cfg = compose(f"agent={name}", f"seed={seed}", "train.progress=false",
+        # the training bar on a terminal; none in a log file or a captured test
+        bar = "true" if sys.stderr.isatty() else "false"
+        cfg = compose(f"agent={name}", f"seed={seed}", f"train.progress={bar}",
                       f"train.population={population}", *overrides)  # fmt: skip
         start = time.perf_counter()
         summary = run(cfg, run_dir)

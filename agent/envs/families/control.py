@@ -26,5 +26,6 @@ CONTROL = register(
         evaluation=EvalProtocol(epsilon=0.0),
         config_keys=("id", "kwargs"),
         population=True,
+        window=True,
     )
 )
