@@ -2,8 +2,11 @@
 
     dopa-probe checkpoint=RUN_DIR [baseline=OTHER_RUN_DIR] [out=DIR]
                [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
-               [scale=auto|X] [states=N] [response=gradient|measured]
+               [scale=auto|X] [response=gradient|measured]
                [slope=linear|hill] [report=true]
+               in a task (not a lab task): [cues=N] [cue_at=E:T,...] [episodes=N]
+               [rollouts=N] [rollout_eps=X] [horizon=N] [bins=N] [protocol=all|recorded]
+               [parallel=N] [states=N]
     dopa-probe data=dabney2020|PATH [out=DIR] [splits=N] [seed=N] [slope=linear|hill]
                [report=true]
     dopa-probe sweep=RUN[,RUN...] [out=DIR] [seed=N]
@@ -21,9 +24,19 @@ recorded cells' trial counts and signal-to-noise ratio; a number: noise × rewar
 network instead of its own loss gradient. ``slope=hill`` fits saturating curves for τ.
 ``report=true`` also writes ``report.md`` (every number and figure, side by side with the
 recorded cells and the null models, in the order of the paper's figures). ``scale`` divides the
-errors of quantile-Huber units before clipping (``auto``: no unit saturates). On any other env
-(control, Atari) the probe reads the units over ``states`` visited states instead ("beyond the
-paper": τ against mean standardised reversal point, spread vs ``baseline``).
+errors of quantile-Huber units before clipping (``auto``: no unit saturates).
+
+On any other task (control, MinAtar, Atari) ``checkpoint=`` runs the in-task protocol
+(agent/probes/in_task.py): the agent plays ``episodes`` (3) evaluation episodes; ``cues`` (8)
+cue states come from the top decile of its head's spread (or ``cue_at=episode:step,...``);
+from each, the cloned env is rolled forward ``rollouts`` (215) times with the agent's policy
+(greedy; ``rollout_eps`` adds policy noise) for up to ``horizon`` steps (default: until
+gamma^t < 0.001); each discounted return is one trial for every unit, binned into ``bins`` (7)
+magnitudes, and the paper's pipeline runs unchanged per cue state, decoding against the
+rollouts' empirical distribution. ``baseline=`` (a classical run) is probed at the same cue
+states. ``protocol=recorded``: 40 units, 215 trials, 7 magnitudes, the recorded SNR.
+``states=N`` adds the older state probe (units read at N visited states, no outcomes) as a
+labelled extra. A family that cannot clone its state gives one error line.
 
 (``python scripts/probe.py`` in a checkout is the same command; ``--help`` prints this text.)
 
@@ -63,11 +76,23 @@ KEYS = {
     "slope": str,
     "report": str,
     "sweep": str,
+    "cues": int,
+    "cue_at": str,
+    "episodes": int,
+    "rollouts": int,
+    "rollout_eps": float,
+    "horizon": int,
+    "bins": int,
+    "protocol": str,
+    "parallel": int,
 }
+IN_TASK = ("cues", "cue_at", "episodes", "rollouts", "rollout_eps", "horizon", "bins",
+           "protocol", "parallel")  # fmt: skip
 CHOICES = {
     "response": ("gradient", "measured"),
     "slope": ("linear", "hill"),
     "report": ("true", "false"),
+    "protocol": ("all", "recorded"),
 }
 
 
@@ -102,9 +127,18 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         raise ConfigError("baseline= compares two agents; it needs checkpoint=, not data=")
     from agent.probes.noise import parse_noise, parse_trials
 
-    for key in ("splits", "states"):
+    if "data" in args and any(k in args for k in IN_TASK + ("states",)):
+        raise ConfigError(f"{', '.join(k for k in IN_TASK if k in args) or 'states'}= probe an "
+                          "agent in its task; they need checkpoint=")  # fmt: skip
+    for key in ("splits", "states", "cues", "episodes", "rollouts", "horizon", "parallel"):
         if key in args and args[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+    if "rollout_eps" in args and not 0.0 <= args["rollout_eps"] <= 1.0:
+        raise ConfigError(f"rollout_eps must be in [0, 1], got {args['rollout_eps']}")
+    if "bins" in args and args["bins"] < 2:
+        raise ConfigError(f"bins must be an integer >= 2, got {args['bins']}")
+    if "cue_at" in args:
+        args["cue_at"] = _cue_list(args["cue_at"])
     if "trials" in args:
         args["trials"] = parse_trials(args["trials"])
     if "noise" in args:
@@ -118,6 +152,19 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
                 f"scale must be 'auto' or a positive number, got '{args['scale']}'"
             ) from None
     return args
+
+
+def _cue_list(text: str) -> list[tuple[int, int]]:
+    """``"0:12,1:40"`` → [(0, 12), (1, 40)] (episode:step of the evaluation episodes)."""
+    out = []
+    for item in (t for t in text.split(",") if t):
+        e, sep, t = item.partition(":")
+        if not (sep and e.strip().isdigit() and t.strip().isdigit()):
+            raise ConfigError(f"cue_at takes episode:step pairs such as 0:12,1:40, got '{item}'")
+        out.append((int(e), int(t)))
+    if not out:
+        raise ConfigError("cue_at needs at least one episode:step pair")
+    return out
 
 
 def _scale(value: str | None) -> float | str | None:
@@ -166,6 +213,9 @@ def _probe(argv: list[str]) -> int:
         run_dir = None
     else:
         from agent.core.device import resolve_device
+        from agent.core.threads import configure_torch_threads
+
+        configure_torch_threads()
 
         kwargs = {
             "trials": args.get("trials"),
@@ -173,16 +223,21 @@ def _probe(argv: list[str]) -> int:
             "splits": args.get("splits"),
             "seed": args.get("seed", 0),
             "scale": _scale(args.get("scale")),
-            "states": args.get("states", 256),
+            "states": args.get("states"),
             "device": str(resolve_device(args.get("device", "cpu"))),
             "response": args.get("response", "gradient"),
             "slope": slope,
+            "in_task": {
+                ("cue_list" if k == "cue_at" else k): args[k] for k in IN_TASK if k in args
+            },
         }
         result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
     out = default_out(args, run_dir)
     paths = write_report(result, out)
     print(headline(result))
-    if isinstance(result.get("baseline"), dict) and "split_half" in result["baseline"]:
+    if isinstance(result.get("baseline"), dict) and (
+        "split_half" in result["baseline"] or "summary" in result["baseline"]
+    ):
         print(headline(result["baseline"]))
     note = result.get("response_model", {}).get("saturation_note")
     if note:
