@@ -125,3 +125,14 @@ def test_env_that_cannot_clone_says_so() -> None:
     unknown = SimpleNamespace(family="mujoco")
     with pytest.raises(ConfigError, match="cannot clone and restore its state"):
         make_cloneable_env(unknown)
+
+
+def test_time_limit_can_be_lifted_for_rollouts() -> None:
+    env = CopyClone(GymVecEnv("Acrobot-v1", 1, kwargs={"max_episode_steps": 10}))
+    env.reset(seed=0)
+    snapshot = env.clone()
+    limited = _rollout(env, np.zeros(50, dtype=int))
+    env.restore(snapshot, time_limit=False)
+    unlimited = _rollout(env, np.zeros(50, dtype=int))
+    assert len(limited) == 10 and len(unlimited) == 50
+    assert _same(limited[:9], unlimited[:9])

@@ -135,8 +135,8 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
     if "rollout_eps" in args and not 0.0 <= args["rollout_eps"] <= 1.0:
         raise ConfigError(f"rollout_eps must be in [0, 1], got {args['rollout_eps']}")
-    if "bins" in args and args["bins"] < 2:
-        raise ConfigError(f"bins must be an integer >= 2, got {args['bins']}")
+    if "bins" in args and args["bins"] < 3:
+        raise ConfigError(f"bins must be an integer >= 3, got {args['bins']}")
     if "cue_at" in args:
         args["cue_at"] = _cue_list(args["cue_at"])
     if "trials" in args:

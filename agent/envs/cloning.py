@@ -30,9 +30,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from agent.core.errors import ConfigError
+
+_NO_LIMIT = 2**62  # a time limit never reached
 
 # Families whose envs can be cloned here, and why the others cannot. A gymnasium env of the
 # control family can clone when it deep-copies (pure Python); checked per id when built.
@@ -66,9 +69,14 @@ class CloneableEnv(ABC):
         """The env's full state now (random generators included), as an opaque snapshot."""
 
     @abstractmethod
-    def restore(self, snapshot: Any, reseed: int | None = None) -> np.ndarray:
+    def restore(
+        self, snapshot: Any, reseed: int | None = None, time_limit: bool = True
+    ) -> np.ndarray:
         """Put back ``snapshot``; returns the observation to act on. ``reseed=None`` keeps the
-        snapshot's random stream (the same future), a number gives a fresh stream from it."""
+        snapshot's random stream (the same future), a number gives a fresh stream from it.
+        ``time_limit=False`` lifts the env's episode time limit from there on: agents
+        bootstrap through time-limit truncations, so the return their units predict has
+        none (the caller bounds the rollout instead)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -109,13 +117,21 @@ class CopyClone(CloneableEnv):
     def clone(self) -> Any:
         return (copy.deepcopy(self.vec), None if self._obs is None else self._obs.copy())
 
-    def restore(self, snapshot: Any, reseed: int | None = None) -> np.ndarray:
+    def restore(
+        self, snapshot: Any, reseed: int | None = None, time_limit: bool = True
+    ) -> np.ndarray:
         vec, obs = snapshot
         self.vec = copy.deepcopy(vec)
         self._obs = obs.copy()
-        if reseed is not None:
-            for env in self.vec.envs:
+        for env in self.vec.envs:
+            if reseed is not None:
                 reseed_gym_env(env, reseed)
+            if not time_limit:
+                layer = env
+                while hasattr(layer, "env"):
+                    if isinstance(layer, gym.wrappers.TimeLimit):
+                        layer._max_episode_steps = _NO_LIMIT
+                    layer = layer.env
         return self._obs.copy()
 
     def close(self) -> None:
@@ -254,7 +270,11 @@ class AleClone(CloneableEnv):
             dict(self._rng.bit_generator.state),
         )
 
-    def restore(self, snapshot: Any, reseed: int | None = None) -> np.ndarray:
+    def restore(
+        self, snapshot: Any, reseed: int | None = None, time_limit: bool = True
+    ) -> np.ndarray:
+        # ALE's frame cap is set at load time; at 108,000 frames (30 minutes) it is rarely the
+        # end of a probed rollout, so time_limit=False changes nothing here.
         snap: _AleSnapshot = snapshot
         self.ale.restoreState(snap.ale)
         self._frames = snap.frames.copy()

@@ -12,9 +12,11 @@ each discounted return G is one trial. Steps:
    says the return ahead is most uncertain, or the states the user lists (episode:step).
 2. **Outcomes.** From each cue state, ``rollouts`` rollouts: restore the snapshot with a fresh
    random stream each time, take the greedy action the units are read at, then follow the
-   agent's policy (greedy, or ε = ``rollout_eps``) until the episode ends or ``horizon``
-   steps (truncated rollouts are counted); G = Σₜ γᵗ rₜ with the *training* rewards (clipped
-   on Atari when so trained), the quantity the head learned.
+   agent's policy (greedy, or ε = ``rollout_eps``) until the episode terminates or ``horizon``
+   steps (rollouts cut there are counted); G = Σₜ γᵗ rₜ with the *training* rewards (clipped
+   on Atari when so trained), the quantity the head learned. Rollouts run past the env's
+   time limit (CartPole's 500 steps): the agents bootstrap through time-limit truncations,
+   so the return their units predict has no such limit.
 3. **Trials.** Each rollout is one trial: every unit responds to its G with the configured
    response model (:func:`agent.probes.agent_cells.unit_responses`: the unit's loss gradient;
    ``response="measured"``: its change after one gradient step through the network, measured
@@ -156,7 +158,7 @@ def sample_returns(
         batch = envs[: len(idx)]
         obs = np.stack(
             [
-                env.restore(snapshot, reseed=_rollout_seed(seed, cue, m))
+                env.restore(snapshot, reseed=_rollout_seed(seed, cue, m), time_limit=False)
                 for env, m in zip(batch, idx, strict=True)
             ]
         )
@@ -183,10 +185,13 @@ def sample_returns(
 
 def bin_outcomes(returns: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Equal-count bins of the sampled returns: (bin of each rollout [M], mean G of each bin
-    [K], frequency of each bin [K]). Ties never straddle bins, so K ≤ ``n_bins``."""
+    [K], frequency of each bin [K]). Equal returns share a bin, placed by the midpoint of
+    their ranks, so a return with most of the mass never swallows a rare one beside it:
+    two or more distinct returns always give two or more bins (``n_bins`` ≥ 3)."""
     g = np.asarray(returns, dtype=float)
-    first_rank = np.searchsorted(np.sort(g), g, side="left")  # ties share their first rank
-    raw = np.minimum(first_rank * n_bins // g.size, n_bins - 1)
+    uniq, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    midpoint = np.cumsum(counts) - counts / 2.0  # mid-rank of each distinct return
+    raw = np.minimum((midpoint * n_bins / g.size).astype(int), n_bins - 1)[inverse]
     labels, index = np.unique(raw, return_inverse=True)
     values = np.array([g[index == k].mean() for k in range(labels.size)])
     probs = np.bincount(index, minlength=labels.size) / g.size
@@ -417,8 +422,8 @@ def probe_in_task(
         raise ConfigError(f"response must be 'gradient' or 'measured', got {response!r}")
     if protocol == "recorded":
         bins, rollouts = 7, max(rollouts, RECORDED_TRIALS)
-    if rollouts < 2 * bins or bins < 2:
-        raise ConfigError(f"rollouts ({rollouts}) must be at least twice bins ({bins}), bins >= 2")
+    if rollouts < 2 * bins or bins < 3:
+        raise ConfigError(f"rollouts ({rollouts}) must be at least twice bins ({bins}), bins >= 3")
     if not 0.0 <= rollout_eps <= 1.0:
         raise ConfigError(f"rollout_eps must be in [0, 1], got {rollout_eps}")
     gamma = float(cfg.agent.gamma)
