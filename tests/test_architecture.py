@@ -196,3 +196,128 @@ def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
         assert saved["agent"]["toy_scale"] == 0.5
     finally:
         algos._REGISTRY.pop("toy", None)
+
+
+def test_no_comparison_of_env_family_names_outside_envs() -> None:
+    """Only ``agent/envs/`` knows the families by name: everything else asks the family's
+    record (``family_of(cfg.env).lab_task`` …), so a new family is one file, not a hunt."""
+    from agent.envs import registry
+
+    families = "|".join(registry.names())
+    compared = re.compile(
+        rf"""\w*family\w*\s*(==|!=|\bin\b)[^#]*["']({families})["']"""
+        rf"""|["']({families})["']\s*(==|!=)\s*[\w.]*family"""
+    )
+    offenders = []
+    for path in (ROOT / "agent").rglob("*.py"):
+        if "envs" in path.relative_to(ROOT / "agent").parts[:1]:
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if compared.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert not offenders, offenders
+    # the check itself finds what it is for
+    assert compared.search('if cfg.env.family == "lab":')
+    assert compared.search('when = "final" if env_family in ("atari", "x") else "always"')
+
+
+TOY_FAMILY = '''
+"""Toy family for the test: a corridor of 4 cells; action 1 moves right, 0 stays; reaching the
+end pays 1 and ends the episode; 20 steps truncate it. Observations: one-hot positions."""
+
+import numpy as np
+
+from agent.envs.base import VecEnv, VecStep
+from agent.envs.registry import EnvFamily, register
+
+LENGTH, LIMIT = 4, 20
+
+
+class Corridor(VecEnv):
+    def __init__(self, num_envs):
+        self.env_id, self.num_envs, self.num_actions = "toy/Corridor", num_envs, 2
+        self.observation_shape, self.observation_dtype = (LENGTH,), np.dtype(np.float32)
+        self.pos = np.zeros(num_envs, dtype=np.int64)
+        self.t = np.zeros(num_envs, dtype=np.int64)
+        self.ret = np.zeros(num_envs)
+
+    def _obs(self):
+        return np.eye(LENGTH, dtype=np.float32)[self.pos]
+
+    def reset(self, seed=None):
+        self.pos[:], self.t[:], self.ret[:] = 0, 0, 0.0
+        return self._obs()
+
+    def step(self, actions):
+        self.pos = np.minimum(self.pos + (np.asarray(actions) == 1), LENGTH - 1)
+        self.t += 1
+        terminated = self.pos == LENGTH - 1
+        truncated = (self.t >= LIMIT) & ~terminated
+        reward = terminated.astype(np.float32)
+        self.ret += reward
+        final_obs = self._obs()
+        done = terminated | truncated
+        returns, lengths = self.ret[done].tolist(), self.t[done].tolist()
+        self.pos[done], self.t[done], self.ret[done] = 0, 0, 0.0
+        return VecStep(self._obs(), reward, terminated, truncated, final_obs, returns, lengths)
+
+
+register(
+    EnvFamily(
+        name="toy_corridor",
+        summary="a 4-cell corridor (test only)",
+        make=lambda env_cfg, num_envs, evaluation, render: Corridor(num_envs),
+        observation="vector",
+        torso="mlp",
+    )
+)
+'''
+
+
+def test_a_new_env_family_is_one_file(tmp_path: Path) -> None:
+    """A toy family written as one module trains, checkpoints and evaluates through the
+    ordinary entry points (``env.family=toy_corridor``), without touching any other file."""
+    from agent.envs import registry
+
+    module_path = tmp_path / "toy_family.py"
+    module_path.write_text(textwrap.dedent(TOY_FAMILY))
+    spec = importlib.util.spec_from_file_location("toy_family", module_path)
+    assert spec is not None and spec.loader is not None
+    try:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        overrides = [
+            "agent=qrdqn",
+            "env.family=toy_corridor",
+            "train.total_env_steps=400",
+            "agent.learning_starts=100",
+            "train.eval_every_env_steps=400",
+            "train.eval_episodes=2",
+            "train.progress=false",
+            "train.stop_when_solved=false",
+        ]
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        from agent.learn.evaluate import evaluate
+        from agent.loop.train import run
+
+        summary = run(cfg, tmp_path / "run")
+        assert summary["updates"] > 0
+        result = evaluate(tmp_path / "run", episodes=2, device="cpu")
+        assert result["env_id"] == "toy/Corridor" and len(result["returns"]) == 2
+        # a key that does not apply to the family fails at start-up
+        from agent.core.errors import ConfigError
+
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            bad = compose("config", overrides=[*overrides, "env.game=pong"])
+        with pytest.raises(ConfigError, match="env.game does not apply to env.family=toy"):
+            run(bad, tmp_path / "bad")
+    finally:
+        registry._REGISTRY.pop("toy_corridor", None)
+
+
+def test_unknown_env_family_names_close_matches() -> None:
+    from agent.core.errors import ConfigError
+    from agent.envs import registry
+
+    with pytest.raises(ConfigError, match="unknown env.family 'atary'.*did you mean atari"):
+        registry.get("atary")

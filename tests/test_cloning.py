@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from types import SimpleNamespace
 
@@ -122,9 +123,16 @@ def test_env_that_cannot_clone_says_so() -> None:
         gym.register("test/Locked-v0", entry_point=_LockedEnv)
     with pytest.raises(ConfigError, match="cannot clone its state"):
         CopyClone(GymVecEnv("test/Locked-v0", 1))
-    unknown = SimpleNamespace(family="mujoco")
-    with pytest.raises(ConfigError, match="cannot clone and restore its state"):
-        make_cloneable_env(unknown)
+    from agent.envs.registry import get, register
+
+    control = get("control")
+    try:
+        register(dataclasses.replace(control, can_clone=False, clone_state=None,
+                                     restore_state=None))  # fmt: skip
+        with pytest.raises(ConfigError, match="cannot clone and restore its state"):
+            make_cloneable_env(SimpleNamespace(family="control", id="CartPole-v1", kwargs={}))
+    finally:
+        register(control)
 
 
 def test_time_limit_can_be_lifted_for_rollouts() -> None:

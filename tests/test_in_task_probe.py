@@ -118,10 +118,19 @@ def test_bins_keep_ties_together() -> None:
 
 
 def test_a_family_that_cannot_clone_is_refused() -> None:
+    import dataclasses
+
+    from agent.envs.registry import get, register
+
     learner, cfg, _ = _tabular_agent()
-    cfg.env.family = "mujoco"
-    with pytest.raises(ConfigError, match="cannot clone and restore its state"):
-        probe_in_task(learner, cfg, cues=1, rollouts=20)
+    control = get("control")
+    try:
+        register(dataclasses.replace(control, can_clone=False, clone_state=None,
+                                     restore_state=None))  # fmt: skip
+        with pytest.raises(ConfigError, match="cannot clone and restore its state"):
+            probe_in_task(learner, cfg, cues=1, rollouts=20)
+    finally:
+        register(control)
 
 
 def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -184,8 +193,9 @@ def test_cli_refuses_a_family_that_cannot_clone(tmp_path: Path) -> None:
     _train(tmp_path / "er", "agent=erdqn", *TINY_CARTPOLE)
     # the registry of families that can clone, with the control family taken off
     code = (
-        "import sys; import agent.envs.cloning as c; c.CLONEABLE_FAMILIES['control'] = False; "
-        "from agent.cli.probe import main; sys.exit(main(sys.argv[1:]))"
+        "import sys, dataclasses; from agent.envs.registry import get, register; "
+        "register(dataclasses.replace(get('control'), can_clone=False, clone_state=None, "
+        "restore_state=None)); from agent.cli.probe import main; sys.exit(main(sys.argv[1:]))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, f"checkpoint={tmp_path / 'er'}", f"out={tmp_path / 'q'}"],

@@ -19,14 +19,16 @@ needs the env's whole state, including the generator that draws its future rando
 ``restore(snapshot)`` reproduces the rollout that followed the clone bit for bit (same
 observations, rewards); ``restore(snapshot, reseed=k)`` puts back the same state with a
 different random stream, so that M rollouts from one cue state sample its return
-distribution. Families declare whether they can clone (:func:`cloning_support`); asking a
-family that cannot is a ``ConfigError`` (one ``error:`` line at the command line).
+distribution. Families declare in their registry record whether they can clone
+(``EnvFamily.can_clone``, ``clone_state``/``restore_state``, ``clone_env``); asking a family
+that cannot is a ``ConfigError`` (one ``error:`` line at the command line).
 """
 
 from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,16 +39,15 @@ from agent.core.errors import ConfigError
 
 _NO_LIMIT = 2**62  # a time limit never reached
 
-# Families whose envs can be cloned here, and why the others cannot. A gymnasium env of the
-# control family can clone when it deep-copies (pure Python); checked per id when built.
-CLONEABLE_FAMILIES = {"control": True, "lab": True, "minatar": True, "atari": True}
-
 
 def cloning_support(env_cfg: Any) -> str | None:
-    """None if envs of ``env_cfg``'s family can clone their state, else the reason."""
-    family = str(env_cfg.family)
-    if not CLONEABLE_FAMILIES.get(family, False):
-        return f"env family '{family}' cannot clone and restore its state"
+    """None if envs of ``env_cfg``'s family can clone their state (its registry record's
+    ``can_clone``), else the reason."""
+    from agent.envs.registry import family_of
+
+    family = family_of(env_cfg)
+    if not family.can_clone:
+        return f"env family '{family.name}' cannot clone and restore its state"
     return None
 
 
@@ -85,54 +86,77 @@ class CloneableEnv(ABC):
 # ----------------------------------------------------------------------------- gymnasium
 
 
-class CopyClone(CloneableEnv):
-    """A one-env ``VecEnv`` in Python (``GymVecEnv``): clones are deep copies of it."""
+def gym_clone_state(vec: Any, index: int) -> Any:
+    """The state of env ``index`` of a ``GymVecEnv``: a deep copy of the gymnasium env (every
+    wrapper, every generator) and the vector env's row for it."""
+    return (
+        copy.deepcopy(vec.envs[index]),
+        vec._obs[index].copy(),
+        float(vec._returns[index]),
+        int(vec._lengths[index]),
+    )
 
-    def __init__(self, vec: Any) -> None:
+
+def gym_restore_state(vec: Any, index: int, state: Any) -> None:
+    """Put back :func:`gym_clone_state`'s state into env ``index`` (a fresh copy of it)."""
+    env, obs, returns, length = state
+    vec.envs[index] = copy.deepcopy(env)
+    vec._obs[index] = obs
+    vec._returns[index] = returns
+    vec._lengths[index] = length
+
+
+class CopyClone(CloneableEnv):
+    """A one-env ``VecEnv`` of a gymnasium-based family, cloned by its family's
+    ``clone_state``/``restore_state`` (deep copies, :func:`gym_clone_state`)."""
+
+    def __init__(
+        self,
+        vec: Any,
+        clone_state: Callable[[Any, int], Any] = gym_clone_state,
+        restore_state: Callable[[Any, int, Any], None] = gym_restore_state,
+    ) -> None:
         if vec.num_envs != 1:
             raise ValueError("CopyClone takes a VecEnv of one env")
         self.vec = vec
+        self._clone_state, self._restore_state = clone_state, restore_state
         self.num_actions = int(vec.num_actions)
         self.observation_shape = tuple(vec.observation_shape)
-        self._obs: np.ndarray | None = None
         try:
-            copy.deepcopy(vec)
+            clone_state(vec, 0)
         except Exception as err:  # e.g. Box2D or MuJoCo state held in C objects
+            first = str(err).splitlines()[0] if str(err) else ""
             raise ConfigError(
                 f"env '{vec.env_id}' cannot clone its state (a deep copy fails: "
-                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+                f"{type(err).__name__}: {first})"
             ) from None
 
     def reset(self, seed: int | None = None) -> np.ndarray:
-        self._obs = self.vec.reset(seed=seed)[0]
-        return self._obs.copy()
+        return np.array(self.vec.reset(seed=seed)[0])
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool]:
         out = self.vec.step(np.array([int(action)]))
         done = bool(out.terminated[0] or out.truncated[0])
         # the last observation of the episode, not the autoreset's first one
-        self._obs = out.obs[0]
         return out.final_obs[0].copy(), float(out.reward[0]), done
 
     def clone(self) -> Any:
-        return (copy.deepcopy(self.vec), None if self._obs is None else self._obs.copy())
+        return self._clone_state(self.vec, 0)
 
     def restore(
         self, snapshot: Any, reseed: int | None = None, time_limit: bool = True
     ) -> np.ndarray:
-        vec, obs = snapshot
-        self.vec = copy.deepcopy(vec)
-        self._obs = obs.copy()
-        for env in self.vec.envs:
-            if reseed is not None:
-                reseed_gym_env(env, reseed)
-            if not time_limit:
-                layer = env
-                while hasattr(layer, "env"):
-                    if isinstance(layer, gym.wrappers.TimeLimit):
-                        layer._max_episode_steps = _NO_LIMIT
-                    layer = layer.env
-        return self._obs.copy()
+        self._restore_state(self.vec, 0, snapshot)
+        env = self.vec.envs[0]
+        if reseed is not None:
+            reseed_gym_env(env, reseed)
+        if not time_limit:
+            layer = env
+            while hasattr(layer, "env"):
+                if isinstance(layer, gym.wrappers.TimeLimit):
+                    layer._max_episode_steps = _NO_LIMIT
+                layer = layer.env
+        return np.array(self.vec._obs[0])
 
     def close(self) -> None:
         self.vec.close()
@@ -291,28 +315,37 @@ class AleClone(CloneableEnv):
 # ----------------------------------------------------------------------------- factory
 
 
+def ale_clone_env(env_cfg: Any, seed: int) -> AleClone:
+    """One cloneable Atari emulator with the config's protocol (the atari family's
+    ``clone_env``: ALE's C++ vector env cannot copy one of its envs)."""
+    return AleClone(
+        env_cfg.game,
+        seed=seed,
+        sticky_action_prob=env_cfg.sticky_action_prob,
+        frame_skip=env_cfg.frame_skip,
+        frame_stack=env_cfg.frame_stack,
+        noop_max=env_cfg.noop_max,
+        episodic_life=env_cfg.episodic_life,
+        full_action_space=env_cfg.full_action_space,
+        max_episode_frames=env_cfg.max_episode_frames,
+        clip_rewards=env_cfg.clip_rewards,
+    )
+
+
 def make_cloneable_env(env_cfg: Any, *, seed: int = 0) -> CloneableEnv:
     """One env of ``env_cfg`` that can clone its state, with the *training* variant's
     rewards and episode ends (what a head's units predict: clipped rewards and life-loss
-    ends on Atari when so configured). ConfigError if the family or env cannot clone."""
+    ends on Atari when so configured). The family's ``clone_env`` builds it where the
+    family has one (Atari), else its one-env ``VecEnv`` with its ``clone_state`` /
+    ``restore_state``. ConfigError if the family or env cannot clone."""
+    from agent.envs.registry import family_of
+
     reason = cloning_support(env_cfg)
     if reason is not None:
         raise ConfigError(f"{reason}; the in-task probe needs an env that can")
-    if env_cfg.family == "atari":
-        if not env_cfg.game:
-            raise ConfigError("env.game must name an ALE ROM for env.family=atari, e.g. pong")
-        return AleClone(
-            env_cfg.game,
-            seed=seed,
-            sticky_action_prob=env_cfg.sticky_action_prob,
-            frame_skip=env_cfg.frame_skip,
-            frame_stack=env_cfg.frame_stack,
-            noop_max=env_cfg.noop_max,
-            episodic_life=env_cfg.episodic_life,
-            full_action_space=env_cfg.full_action_space,
-            max_episode_frames=env_cfg.max_episode_frames,
-            clip_rewards=env_cfg.clip_rewards,
-        )
-    from agent.envs import make_env
-
-    return CopyClone(make_env(env_cfg, num_envs=1, evaluation=False))
+    family = family_of(env_cfg)
+    if family.clone_env is not None:
+        return family.clone_env(env_cfg, seed)
+    assert family.clone_state is not None and family.restore_state is not None
+    vec = family.make(env_cfg, 1, False, False)
+    return CopyClone(vec, family.clone_state, family.restore_state)

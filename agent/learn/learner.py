@@ -28,14 +28,19 @@ class Learner:
         num_actions: int,
         device: torch.device | str,
         seed: int = 0,
+        default_torso: str = "auto",
     ) -> None:
+        """``default_torso``: the torso ``agent.torso=auto`` builds (the env family's; ``auto``
+        picks from the observation shape)."""
         self.cfg = agent_cfg
         self.device = device = torch.device(device)
         self.algo = algos.make(agent_cfg, device)
         self.name = self.algo.name
         self.num_actions = num_actions
         torch.manual_seed(seed)  # network initialisation
-        self.online = build_network(agent_cfg, obs_shape, num_actions, self.algo.build_head)
+        self.online = build_network(
+            agent_cfg, obs_shape, num_actions, self.algo.build_head, default_torso
+        )
         self.online.to(device)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)

@@ -26,14 +26,13 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from agent.core.errors import ConfigError
+from agent.envs import family_of, registry
 from agent.learn.learner import Learner
 from agent.nn.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
 from agent.replay.buffer import Batch
 
 #: agents whose population update is written and tested (tests/test_population.py)
 SUPPORTED_AGENTS = ("dqn", "qrdqn", "iqn", "erdqn", "c51", "classical")
-#: env families a population runs on (Atari: one ALE pool and frame replay per member, untested)
-SUPPORTED_FAMILIES = ("control", "lab")
 
 
 def population_seeds(population: Any, seed: int) -> list[int]:
@@ -66,10 +65,11 @@ def check_supported(cfg: Any) -> None:
             f"train.population > 1 does not support agent={cfg.agent.name} yet "
             f"(supported: {', '.join(SUPPORTED_AGENTS)})"
         )
-    if cfg.env.family not in SUPPORTED_FAMILIES:
+    if not family_of(cfg.env).population:  # declared by each family (agent/envs/families/)
+        supported = [n for n in registry.names() if registry.get(n).population]
         raise ConfigError(
             f"train.population > 1 does not support env.family={cfg.env.family} yet "
-            f"(supported: {', '.join(SUPPORTED_FAMILIES)})"
+            f"(supported: {', '.join(supported)})"
         )
     if cfg.agent.update_mode not in ("auto", "eager"):
         raise ConfigError(

@@ -25,6 +25,7 @@ import torch
 
 from agent.core.config import to_container
 from agent.core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
+from agent.envs import family_of
 from agent.learn.evaluate import evaluate_policy
 from agent.loop.unit_values import log_unit_values, probe_states
 from agent.replay.buffer import Batch
@@ -295,7 +296,7 @@ def evaluation_result(
     states = probe_states(run.run_dir, obs, cfg.logger.probe_states)
     if states is not None:  # the greedy action's return distribution at fixed states
         log_unit_values(run.learner, run.logger, states, env_step)
-    if cfg.env.family == "lab" and cfg.probe.enabled:
+    if family_of(cfg.env).lab_task and cfg.probe.enabled:
         from agent.probes.agent_cells import log_probe
 
         log_probe(cfg, run.learner, run.logger, env_step)
@@ -354,11 +355,12 @@ def _params_finite(run: Run) -> bool:
 
 def replay_in_checkpoint(cfg: Any, final: bool) -> bool:
     """Whether a checkpoint holds the replay: ``checkpoint.replay`` and ``replay_when``
-    (``final``: pre-emption and the end only; ``auto``: that on Atari, every one otherwise)."""
+    (``final``: pre-emption and the end only; ``auto``: the family's checkpoint policy, final
+    on Atari, every one otherwise)."""
     c = cfg.checkpoint
     when = c.replay_when
     if when == "auto":
-        when = "final" if cfg.env.family == "atari" else "always"
+        when = "always" if family_of(cfg.env).replay_in_periodic_checkpoints else "final"
     return bool(c.replay) and (final or when == "always")
 
 

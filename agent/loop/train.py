@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agent import algos
+from agent import algos, envs
 from agent.core.config import to_container
 from agent.core.device import configure_backends, resolve_device
 from agent.core.threads import configure_torch_threads
@@ -128,7 +128,15 @@ def build(cfg: Any, run_dir: Path) -> Run:
     eval_env = make_env(
         cfg.env, num_envs=min(cfg.env.eval_num_envs, t.eval_episodes), evaluation=True
     )
-    learner = Learner(cfg.agent, env.observation_shape, env.num_actions, device, seed=cfg.seed)
+    family = envs.family_of(cfg.env)
+    learner = Learner(
+        cfg.agent,
+        env.observation_shape,
+        env.num_actions,
+        device,
+        seed=cfg.seed,
+        default_torso=family.torso,
+    )
     if precision == "bf16":
         learner.use_bf16_torso()
     threshold = t.solve_threshold if t.solve_threshold is not None else env.reward_threshold
@@ -198,6 +206,7 @@ def run(
     return the summary. ``handle_signals=True`` (the CLI) turns SIGTERM/SIGUSR1/SIGUSR2 into a
     checkpoint and exit code 3; library callers keep their own handlers by default."""
     algos.validate(cfg)
+    envs.validate(cfg)
     if isinstance(cfg, DictConfig):  # plain dataclasses: attribute reads in the hot loop are cheap
         cfg = OmegaConf.to_object(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()

@@ -244,10 +244,13 @@ def build_network(
     obs_shape: tuple[int, ...],
     num_actions: int,
     build_head: Callable[[int, int, bool], Head],
+    default_torso: str = "auto",
 ) -> QNetwork:
-    """Torso from ``agent.torso`` plus the algorithm's head ``build_head(features, actions,
-    image)`` (``image``: the torso is convolutional, for heads that add layers on images)."""
-    torso = build_torso(agent_cfg.torso, obs_shape, list(agent_cfg.hidden))
+    """Torso from ``agent.torso`` (``auto``: ``default_torso``, the env family's) plus the
+    algorithm's head ``build_head(features, actions, image)`` (``image``: the torso is
+    convolutional, for heads that add layers on images)."""
+    torso_name = default_torso if agent_cfg.torso == "auto" else agent_cfg.torso
+    torso = build_torso(torso_name, obs_shape, list(agent_cfg.hidden))
     image = not isinstance(torso, MLPTorso)
     head = build_head(torso.out_features, num_actions, image)
     unit_hidden = int(getattr(agent_cfg, "unit_hidden", 0))

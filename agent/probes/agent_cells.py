@@ -41,6 +41,7 @@ import torch
 from agent.algos.base import UnitReadout
 from agent.algos.c51 import categorical_quantiles  # noqa: F401  (re-exported for the probes)
 from agent.core.errors import ConfigError
+from agent.envs import family_of
 from agent.probes.analysis import analyse_population, jsonable, population, split_half
 from agent.probes.decoding import decode_report, reference_decodes, score_decode
 from agent.probes.noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
@@ -585,7 +586,7 @@ def probe_states(
     obs = collect_states(cfg, learner, n_states, seed)
     result = state_reversal_points(learner, obs)
     result["source"] = f"states:{learner.name}"
-    result["env_id"] = cfg.env.game if cfg.env.family == "atari" else cfg.env.id
+    result["env_id"] = family_of(cfg.env).display_id(cfg.env)
     if baseline is not None:
         b_learner, _ = baseline
         # The same states for both populations, so the spreads are comparable.

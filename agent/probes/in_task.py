@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from agent.core.errors import ConfigError
+from agent.envs import family_of
 from agent.envs.cloning import CloneableEnv, make_cloneable_env
 from agent.probes.agent_cells import LabTask, _decode, read_units, split_example, unit_responses
 from agent.probes.analysis import analyse_population, jsonable, population
@@ -446,7 +447,7 @@ def probe_in_task(
         jsonable(
             {
                 "protocol": "in-task",
-                "env_id": cfg.env.game if cfg.env.family == "atari" else cfg.env.id,
+                "env_id": family_of(cfg.env).display_id(cfg.env),
                 "settings": settings,
                 "cue_selection": (
                     "user-given (episode:step)"

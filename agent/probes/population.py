@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from agent.core.errors import ConfigError
+from agent.envs import family_of
 from agent.probes.agent_cells import probe_learner, summary_row
 
 #: the across-member statistics reported for every headline number
@@ -69,7 +70,7 @@ def probe_members(dirs: list[Path], *, device: str = "cpu", **kwargs: Any) -> li
     results = []
     for d in dirs:
         learner, cfg, _ = load_agent(d, device)
-        if cfg.env.family != "lab":
+        if not family_of(cfg.env).lab_task:
             raise ConfigError(f"population probes need lab-task runs; '{d}' is {cfg.env.id}")
         result = probe_learner(learner, cfg, **kwargs)
         result["run_dir"], result["seed"] = str(d), int(cfg.seed)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from agent.core.errors import ConfigError, DataError
+from agent.envs import family_of
 
 # ----------------------------------------------------------------------------- probes
 
@@ -45,14 +46,14 @@ def probe_run(
     b_learner = b_folder = None
     if baseline is not None:
         b_learner, b_cfg, b_folder = load_agent(baseline, device)
-        if (b_cfg.env.family == "lab") != (cfg.env.family == "lab"):
+        if family_of(b_cfg.env).lab_task != family_of(cfg.env).lab_task:
             raise ConfigError("checkpoint and baseline must both be lab-task runs, or neither")
-        if cfg.env.family != "lab" and _env_name(b_cfg) != _env_name(cfg):
+        if not family_of(cfg.env).lab_task and _env_name(b_cfg) != _env_name(cfg):
             raise ConfigError(
                 f"baseline was trained on {_env_name(b_cfg)}, the checkpoint on "
                 f"{_env_name(cfg)}: the in-task probe compares agents at the same cue states"
             )
-    if cfg.env.family == "lab":
+    if family_of(cfg.env).lab_task:
         if in_task:
             raise ConfigError(f"{', '.join(in_task)}= are for tasks other than the lab tasks")
         kwargs: dict[str, Any] = dict(
@@ -90,7 +91,7 @@ def probe_run(
 
 
 def _env_name(cfg: Any) -> str:
-    return f"{cfg.env.family}:{cfg.env.game if cfg.env.family == 'atari' else cfg.env.id}"
+    return f"{cfg.env.family}:{family_of(cfg.env).display_id(cfg.env)}"
 
 
 def probe_checkpoint(

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from agent.envs import family_of
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -180,7 +182,7 @@ def full_sweep(
     probs = None
     for run in runs:
         learner, cfg, _ = load_agent(run, "cpu")
-        if cfg.env.family != "lab" or "Magnitude" not in str(cfg.env.id):
+        if not family_of(cfg.env).lab_task or "Magnitude" not in str(cfg.env.id):
             raise ConfigError(f"{run}: the noise sweep needs a variable-magnitude run")
         from agent.probes.agent_cells import lab_task
 
