@@ -292,6 +292,9 @@ def probe_cue(
                 "unit_values": readout.values,
                 "unit_taus": readout.taus,
                 "unit_index": keep,
+                # units predicting beyond every sampled return reverse at the axis' edge
+                "units_above_all_returns": float(np.mean(readout.values > g.max())),
+                "units_below_all_returns": float(np.mean(readout.values < g.min())),
                 "mean_responses": population(table).mean_responses(),
                 "split_example": split_example(table, values, seed),
                 "response_model": {
@@ -340,6 +343,8 @@ def summarise(cues: Sequence[dict[str, Any]], alpha: float = 0.01) -> dict[str, 
         ),
         "exact_decode_w1": values(lambda c: c["decoded_exact_units"]["wasserstein1"]),
         "return_sd": values(lambda c: c["reversal_spread"]["reward_sd"]),
+        "units_above_all_returns": values(lambda c: c["units_above_all_returns"]),
+        "units_below_all_returns": values(lambda c: c["units_below_all_returns"]),
     }
     out: dict[str, Any] = {"n_cues": len(cues)}
     for name, v in rows.items():

@@ -352,7 +352,9 @@ def headline(result: dict[str, Any]) -> str:
             f"{_f(sm['split_half_r']['median'])}, cross-validated r(tau_B, RP_A) = "
             f"{_f(sm['tau_rp_r']['median'])}, both p < 0.01 in {_f(sm[key], '.0%')} of cues, "
             f"decode W1 = {_f(sm['decode_w1']['median'], '.4g')} vs Gaussian "
-            f"{_f(sm['gaussian_w1']['median'], '.4g')} (discounted return)"
+            f"{_f(sm['gaussian_w1']['median'], '.4g')} (discounted return); units above every "
+            f"sampled return: {_f(sm['units_above_all_returns']['median'], '.0%')}, below: "
+            f"{_f(sm['units_below_all_returns']['median'], '.0%')}"
         )
     if "mean_standardized_rp" in result:
         return (
