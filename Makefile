@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,atari,video,slurm
+EXTRAS ?= dev,atari,video,slurm,minatar
 STAMP := $(VENV)/.installed-stamp
 # tests run in parallel, one worker per core (pytest-xdist); most are single-threaded Python.
 # --dist loadfile: each test file runs on one worker, so a module-scoped fixture (a trained agent)
