@@ -33,10 +33,12 @@ def _same(a: list, b: list) -> bool:
 
 
 def _minatar() -> CloneableEnv:
-    minatar_gym = pytest.importorskip("minatar.gym")
-    if "MinAtar/Breakout-v1" not in gym.registry:
-        minatar_gym.register_envs()
-    return CopyClone(GymVecEnv("MinAtar/Breakout-v1", 1))
+    pytest.importorskip("minatar")
+    cfg = SimpleNamespace(
+        family="minatar", game="breakout", sticky_action_prob=0.1, max_episode_frames=None,
+        kwargs={},
+    )  # fmt: skip
+    return make_cloneable_env(cfg)
 
 
 def _envs() -> dict[str, object]:

@@ -106,6 +106,26 @@ def gym_restore_state(vec: Any, index: int, state: Any) -> None:
     vec._lengths[index] = length
 
 
+def minatar_clone_state(vec: Any, index: int) -> Any:
+    """The state of game ``index`` of a ``MinAtarVecEnv``: a deep copy of the MinAtar
+    ``Environment`` (its game, sticky action and the generator both share) and its row."""
+    return (
+        copy.deepcopy(vec.games[index]),
+        vec._obs[index].copy(),
+        float(vec._returns[index]),
+        int(vec._lengths[index]),
+    )
+
+
+def minatar_restore_state(vec: Any, index: int, state: Any) -> None:
+    """Put back :func:`minatar_clone_state`'s state into game ``index``."""
+    game, obs, returns, length = state
+    vec.games[index] = copy.deepcopy(game)
+    vec._obs[index] = obs
+    vec._returns[index] = returns
+    vec._lengths[index] = length
+
+
 class CopyClone(CloneableEnv):
     """A one-env ``VecEnv`` of a gymnasium-based family, cloned by its family's
     ``clone_state``/``restore_state`` (deep copies, :func:`gym_clone_state`)."""
@@ -147,15 +167,19 @@ class CopyClone(CloneableEnv):
         self, snapshot: Any, reseed: int | None = None, time_limit: bool = True
     ) -> np.ndarray:
         self._restore_state(self.vec, 0, snapshot)
-        env = self.vec.envs[0]
-        if reseed is not None:
-            reseed_gym_env(env, reseed)
-        if not time_limit:
+        for env in getattr(self.vec, "envs", []):  # gymnasium
+            if reseed is not None:
+                reseed_gym_env(env, reseed)
             layer = env
-            while hasattr(layer, "env"):
+            while not time_limit and hasattr(layer, "env"):
                 if isinstance(layer, gym.wrappers.TimeLimit):
                     layer._max_episode_steps = _NO_LIMIT
                 layer = layer.env
+        for game in getattr(self.vec, "games", []):  # MinAtar
+            if reseed is not None:
+                game.seed(reseed)  # the game and its sticky actions share this generator
+            if not time_limit:
+                self.vec.max_episode_frames = None
         return np.array(self.vec._obs[0])
 
     def close(self) -> None:
