@@ -213,27 +213,34 @@ def test_a_rare_return_keeps_a_bin_of_its_own() -> None:
     assert values.tolist() == [3.0, 7.0] and index[0] == 0 and (index[1:] == 1).all()
 
 
-def test_atari_in_task_probe_runs_on_cpu_with_a_few_steps(tmp_path: Path) -> None:
-    """A tiny Atari run probed in its task: cue states from its episodes, rollouts of the
-    cloned emulator with sticky actions, the pipeline (the returns of so short a horizon are
-    often all zero, which the probe counts as skipped cues)."""
-    pytest.importorskip("ale_py")
+@pytest.mark.parametrize("family", ["atari", "minatar"])
+def test_image_task_in_task_probe_runs_on_cpu_with_a_few_steps(tmp_path: Path, family: str) -> None:
+    """A tiny Atari (or MinAtar) run probed in its task: cue states from its episodes,
+    rollouts of the cloned emulator with sticky actions, the pipeline (the returns of so short
+    a horizon are often all zero, which the probe counts as skipped cues)."""
+    pytest.importorskip("ale_py" if family == "atari" else "minatar")
     from helpers import make_cfg
 
     from agent.loop.train import run
     from agent.probes.report import probe_run
 
+    env = (
+        ["env=atari", "env.game=breakout", "env.max_episode_frames=400"]
+        if family == "atari"
+        else ["env=minatar", "env.game=breakout"]
+    )
     overrides = [
-        "agent=erdqn", "env=atari", "env.game=breakout", "env.num_envs=2",
-        "env.eval_num_envs=1", "env.max_episode_frames=400", "train.total_env_steps=40",
-        "train.eval_every_env_steps=1000000", "train.checkpoint_every_env_steps=40",
-        "train.progress=false", "agent.learning_starts=20", "agent.train_every=4",
-        "agent.batch_size=8", "agent.replay_size=1000", "agent.num_units=9",
+        "agent=erdqn", *env, "env.num_envs=2", "env.eval_num_envs=1",
+        "train.total_env_steps=40", "train.eval_every_env_steps=1000000",
+        "train.checkpoint_every_env_steps=40", "train.progress=false",
+        "agent.learning_starts=20", "agent.train_every=4", "agent.batch_size=8",
+        "agent.replay_size=1000", "agent.num_units=9",
     ]  # fmt: skip
     run(make_cfg(*overrides), tmp_path)
     settings = {"cues": 2, "episodes": 1, "rollouts": 12, "horizon": 15, "bins": 3, "parallel": 4}
     result, _, cfg, _ = probe_run(tmp_path, splits=5, in_task=settings)
     assert result["protocol"] == "in-task" and result["env_id"] == "breakout"
-    assert len(result["cues"]) + len(result["skipped_deterministic_cues"]) == 2
+    # the top decile of a short episode's states may hold a single state
+    assert len(result["cues"]) + len(result["skipped_deterministic_cues"]) in (1, 2)
     for cue in result["cues"]:
         assert len(cue["reversal_points"]) == 9
