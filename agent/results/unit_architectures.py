@@ -32,14 +32,23 @@ def measure_lab_run(run: Path, draws: int) -> list[dict[str, Any]]:
     """Measured-response probe of one lab run over ``draws`` noise draws."""
     from agent.learn.evaluate import load_agent
     from agent.probes.agent_cells import probe_learner
+    from agent.probes.analysis import zero_crossing_reversal_point
 
     learner, cfg, _ = load_agent(run)
     rows = []
     for draw in range(draws):
         res = probe_learner(learner, cfg, seed=draw, response="measured", extras=False)
         sh, avr = res["split_half"], res["asymmetry_vs_reversal"]
+        # How much of the code survives, noise-free: each unit's measured mean response crosses
+        # zero somewhere on the axis; with its own gradient alone that is its value θᵢ.
+        axis = np.asarray(res["utility_axis"], dtype=float)
+        means = np.asarray(res["measured_response"]["measured_mean_responses"], dtype=float)
+        crossing = np.array([zero_crossing_reversal_point(m, axis) for m in means])
+        values = np.asarray(res["unit_values"], dtype=float)
         rows.append(
             {
+                "crossing_spread_kept": float(np.std(crossing) / np.std(values)),
+                "crossing_vs_value_r": float(np.corrcoef(crossing, values)[0, 1]),
                 "own_r2": res["measured_response"]["own_gradient_r2_median"],
                 "tau_est_vs_configured_r": res["measured_response"][
                     "tau_estimated_vs_configured_r"
@@ -93,6 +102,8 @@ def study(runs: list[Path], draws: int) -> dict[str, Any]:
         table[name] = {
             "lab_seeds": len({r["run"] for r in lab}),
             "own_r2": _stats([r["own_r2"] for r in lab]),
+            "crossing_spread_kept": _stats([r["crossing_spread_kept"] for r in lab]),
+            "crossing_vs_value_r": _stats([r["crossing_vs_value_r"] for r in lab]),
             "tau_est_vs_configured_r": _stats([r["tau_est_vs_configured_r"] for r in lab]),
             "tau_rp_r": _stats([r["tau_rp_r"] for r in lab]),
             "detection_probability": (float(np.mean([r["both"] for r in lab])) if lab else None),
@@ -119,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "unit_architectures.json").write_text(json.dumps(table, indent=1))
     for name, row in table.items():
         print(
-            f"{name}: own R² {row['own_r2']['median']} {row['own_r2']['range']}, "
+            f"{name}: own R² {row['own_r2']['median']} {row['own_r2']['range']}, crossing "
+            f"spread kept {row['crossing_spread_kept']['median']}, "
             f"detection {row['detection_probability']} (n={row['detection_n']}, "
             f"{row['lab_seeds']} seeds), solved {row['solved']}/{row['solve_runs']} at env steps "
             f"{row['solve_env_steps']['median']} {row['solve_env_steps']['range']}, wall s "
