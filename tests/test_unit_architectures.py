@@ -86,3 +86,12 @@ def test_measured_responses_of_a_detached_head_are_the_units_own() -> None:
         summary = _measured_summary(measured, own, taus, [None] * len(taus))
         r2[name] = summary["own_gradient_r2_median"]
     assert r2["detach"] > 0.99 and r2["detach"] > r2["shared"]
+
+
+def test_study_groups_runs_by_head() -> None:
+    from pathlib import Path
+
+    from agent.results.unit_architectures import variant
+
+    assert variant(Path("/x/lab_detach_s2")) == "detach"
+    assert variant(Path("cp_unit16_s0")) == "unit16"
