@@ -363,16 +363,16 @@ def summarise(cues: Sequence[dict[str, Any]], alpha: float = 0.01) -> dict[str, 
 
 def _probe_agent(
     learner: Any,
-    cfg: Any,
     cues: Sequence[CueState],
     envs: Sequence[CloneableEnv],
     settings: dict[str, Any],
     *,
     seed: int,
 ) -> dict[str, Any]:
-    """Rollouts and the pipeline at every cue state for one agent."""
+    """Rollouts and the pipeline at every cue state for one agent (its own γ: the return
+    its units predict)."""
     results, skipped = [], []
-    gamma = float(cfg.agent.gamma)
+    gamma = float(learner.cfg.gamma)
     for c, cue in enumerate(cues):
         x = torch.as_tensor(cue.observation[None], device=learner.device)
         action = int(learner.q_values(learner.online, x).argmax())
@@ -389,6 +389,7 @@ def _probe_agent(
             response=settings["response"], protocol=settings["protocol"],
         )  # fmt: skip
         res["truncated_fraction"] = cut
+        res["gamma"] = gamma
         results.append(res)
     return {
         "source": f"in_task:{learner.name}",
@@ -447,7 +448,7 @@ def probe_in_task(
                             max_steps=max_steps, seed=seed)  # fmt: skip
     chosen = choose_cues(states, cues, given=cue_list)
     pool = [env] + [make_cloneable_env(cfg.env, seed=seed + 1 + k) for k in range(parallel - 1)]
-    result = _probe_agent(learner, cfg, chosen, pool, settings, seed=seed)
+    result = _probe_agent(learner, chosen, pool, settings, seed=seed)
     result.update(
         jsonable(
             {
@@ -475,7 +476,7 @@ def probe_in_task(
         )
     )
     if baseline is not None:
-        result["baseline"] = _probe_agent(baseline, cfg, chosen, pool, settings, seed=seed)
+        result["baseline"] = _probe_agent(baseline, chosen, pool, settings, seed=seed)
     for e in pool:
         e.close()
     return result
