@@ -13,6 +13,7 @@ from agent.learn.learner import Learner
 from agent.replay.buffer import Batch
 
 SMALL_CNN = (2, 36, 36)  # the smallest input the Nature CNN's strides accept
+NUM_ACTIONS = 3  # make_learner's action count: batches must hold actions below it
 
 
 def make_learner(name: str, obs_shape: tuple[int, ...], device: str, **overrides) -> Learner:
@@ -21,8 +22,10 @@ def make_learner(name: str, obs_shape: tuple[int, ...], device: str, **overrides
     fields.update(overrides)
     if name == "iqn":
         fields.update(iqn_num_taus=8, iqn_num_taus_act=4, iqn_embedding_dim=16)
+    if name == "c51":  # its support defaults to ${env.value_min}, absent from an agent config
+        fields.update(v_min=-10.0, v_max=10.0)
     cfg = OmegaConf.structured(make_config(name, **fields))
-    return Learner(cfg, obs_shape, 3, torch.device(device), seed=0)
+    return Learner(cfg, obs_shape, NUM_ACTIONS, torch.device(device), seed=0)
 
 
 def make_batches(obs_shape: tuple[int, ...], count: int, size: int, device: str) -> list[Batch]:
@@ -37,7 +40,7 @@ def make_batches(obs_shape: tuple[int, ...], count: int, size: int, device: str)
     for _ in range(count):
         b = Batch(
             obs=obs(),
-            action=torch.randint(0, 3, (size,), generator=g),
+            action=torch.randint(0, NUM_ACTIONS, (size,), generator=g),
             reward=torch.randn(size, generator=g),
             discount=0.99 * (torch.rand(size, generator=g) > 0.1).float(),
             next_obs=obs(),
@@ -108,8 +111,34 @@ def test_compile_matches_eager(name: str, obs_shape: tuple[int, ...]) -> None:
 @pytest.mark.parametrize("name", names())
 @pytest.mark.parametrize("obs_shape", [(4,), (4, 84, 84)], ids=["mlp", "nature_cnn"])
 def test_cudagraph_matches_eager(name: str, obs_shape: tuple[int, ...]) -> None:
-    # 7 updates with target sync every 2: the graph keeps reading the synced target net
-    compare_modes(name, obs_shape, "cudagraph", "cuda", steps=7, atol=2e-4)
+    """7 updates with target sync every 2 (the graph keeps reading the synced target net),
+    against eager with the graph's Adam arithmetic (``eager_capturable``). On the CPU the
+    emulated graph matches it exactly (tests/test_graph_check.py), so what remains on a GPU is
+    kernel numerics: the bound is 2e-4 or 4x how far eager departs from itself under another
+    cuDNN algorithm (deterministic against benchmark-chosen), whichever is larger. Adam
+    turns tiny gradient differences of near-zero gradients into lr-sized steps, so the
+    convolutions' noise can exceed 2e-4 after a few updates (the H200 run: Nature CNN only)."""
+    from agent.learn.graph_check import compare_step_by_step
+
+    batches = make_batches(obs_shape, 7, 16, "cuda")
+
+    def make() -> Learner:
+        return make_learner(name, obs_shape, "cuda")
+
+    graphed = compare_step_by_step(make, batches, "eager_capturable", "cudagraph", 2e-4, 2e-4)
+    if graphed.first is None:
+        return
+    noise = compare_step_by_step(
+        make,
+        batches,
+        "eager_capturable",
+        "eager_capturable",
+        cudnn={"benchmark": True, "deterministic": False},
+        reference_cudnn={"benchmark": False, "deterministic": True},
+    )
+    bound = [max(2e-4, 4 * n) for n in noise.max_abs_per_update]
+    within = all(g <= b for g, b in zip(graphed.max_abs_per_update, bound, strict=True))
+    assert within, {"graphed": graphed.as_dict(), "eager_noise": noise.as_dict()}
 
 
 @pytest.mark.cuda

@@ -66,10 +66,14 @@ def assert_batches_equal(a: Batch, b: Batch) -> None:
         assert torch.equal(x, y), f"{field} differs"
 
 
-def feed(env: FakeAtari, buffers, steps: int, rng: np.random.Generator) -> None:
+def feed(
+    env: FakeAtari, buffers, steps: int, rng: np.random.Generator, num_actions: int = 6
+) -> None:
+    """``steps`` steps of ``env`` with random actions in ``[0, num_actions)`` (a learner that
+    trains on the batches needs its own action count here)."""
     for _ in range(steps):
         obs = env.obs
-        action = rng.integers(0, 6, env.num_envs)
+        action = rng.integers(0, num_actions, env.num_envs)
         reward, terminated, truncated, final, _ = env.step()
         for buf in buffers:
             buf.add(obs, action, reward, terminated, truncated, final)

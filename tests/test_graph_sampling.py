@@ -70,14 +70,16 @@ def test_fixed_shape_frame_replay_matches_fixed_shape_replay(n_step: int):
         assert_batches_equal(frame.sample_fixed_shape(256), plain.sample_fixed_shape(256))
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("kind", ["frame", "plain"])
-def test_sampling_captured_with_the_update_follows_eager(kind: str):
+def sampling_in_graph_sequence(kind: str, device: str) -> None:
     """GraphedSampleUpdate (sampling + update in one graph) draws the batches and makes the
     updates that eager ``sample_fixed_shape`` + ``Learner.update`` make, across a side-ring
-    growth (recapture) and new steps between replays."""
-    from test_compiled import assert_same_learners, make_learner
+    growth (recapture) and new steps between replays. On the CPU it runs under
+    ``emulated_cuda_graphs`` (same capture, warm-up and restore; ops replayed from a record).
+
+    The H200 run's device-side "index out of bounds" came from this test's data, not from the
+    sampler: the stream held actions 0..5 for a 3-action learner, and the loss's gather by
+    action read past the head. On the CPU the same gather raises an IndexError."""
+    from test_compiled import NUM_ACTIONS, assert_same_learners, make_learner
 
     from agent.learn.compiled import GraphedSampleUpdate
 
@@ -86,15 +88,52 @@ def test_sampling_captured_with_the_update_follows_eager(kind: str):
     env.shape = shape
     env.obs = np.zeros((3, *shape), dtype=np.uint8)
     env.obs[:, -1] = env.rng.integers(1, 256, shape[1:], dtype=np.uint8)
-    graphed_replay, eager_replay = (make(kind, 3, "cuda", shape) for _ in range(2))
-    graphed_learner, eager_learner = (make_learner("qrdqn", shape, "cuda") for _ in range(2))
+    graphed_replay, eager_replay = (make(kind, 3, device, shape) for _ in range(2))
+    graphed_learner, eager_learner = (make_learner("qrdqn", shape, device) for _ in range(2))
     update = GraphedSampleUpdate(graphed_learner, graphed_replay, 16)
     rng = np.random.default_rng(2)
     for _ in range(6):
-        feed(env, (graphed_replay, eager_replay), 5, rng)
+        feed(env, (graphed_replay, eager_replay), 5, rng, num_actions=NUM_ACTIONS)
         for _ in range(3):
             batch, _ = update()
             expected = eager_replay.sample_fixed_shape(16)
             assert_batches_equal(batch, expected)
+            assert int(batch.action.max()) < NUM_ACTIONS
             eager_learner.update(expected)
-    assert_same_learners(graphed_learner, eager_learner, atol=1e-4, rtol=1e-4)
+    atol = 1e-4 if device == "cuda" else 1e-5  # CPU: capturable against default Adam rounding
+    assert_same_learners(graphed_learner, eager_learner, atol=atol, rtol=atol)
+
+
+@pytest.mark.parametrize("kind", ["frame", "plain"])
+def test_sampling_in_graph_on_the_cpu_at_the_gpu_tests_sizes(kind: str):
+    """The CUDA test below, emulated on the CPU: every index the graph computes is in bounds
+    (the CPU checks each one), and the graphed updates follow the eager ones."""
+    from agent.learn.graph_check import emulated_cuda_graphs
+
+    with emulated_cuda_graphs():
+        sampling_in_graph_sequence(kind, "cpu")
+
+
+def test_actions_past_the_head_fail_on_the_cpu():
+    """What broke the CUDA test: a batch with actions past the learner's head. The CPU says so
+    with an IndexError (CUDA: a device-side assert that poisons the process)."""
+    from test_compiled import make_learner
+
+    shape = (4, 36, 36)
+    env = FakeAtari(3, 4, seed=5)
+    env.shape = shape
+    env.obs = np.zeros((3, *shape), dtype=np.uint8)
+    env.obs[:, -1] = env.rng.integers(1, 256, shape[1:], dtype=np.uint8)
+    replay = make("frame", 3, "cpu", shape)
+    feed(env, (replay,), 8, np.random.default_rng(2), num_actions=6)
+    batch = replay.sample_fixed_shape(64)
+    assert int(batch.action.max()) >= 3
+    with pytest.raises(IndexError, match="out of bounds"):
+        make_learner("qrdqn", shape, "cpu").update(batch)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["frame", "plain"])
+def test_sampling_captured_with_the_update_follows_eager(kind: str):
+    sampling_in_graph_sequence(kind, "cuda")

@@ -196,3 +196,23 @@ def test_second_writer_is_refused_and_stale_lock_record_is_taken_over(tmp_path):
     (tmp_path / LOCK_FILE).write_text("pid 999999 on elsewhere\n")  # a dead holder's record
     run(make_cfg(*SHORT, "train.total_env_steps=8"), tmp_path)
     assert _state(tmp_path)["step"] == 8
+
+
+def test_resume_without_replay_waits_for_learning_starts_again(tmp_path, caplog):
+    """A checkpoint without replay (checkpoint.replay=false) refills from empty: no update
+    until learning_starts new transitions, then the same ratio (issue 26 item 8)."""
+    from agent.loop.train import updates_due
+
+    cfg = make_cfg(*SHORT, "train.total_env_steps=200", "checkpoint.replay=false")
+    run(cfg, tmp_path)
+    first = _state(tmp_path)
+    done_before = first["learner"]["updates"]
+    assert done_before == updates_due(cfg.agent, 200) > 0
+    with caplog.at_level(logging.INFO, logger="agent"):
+        run(make_cfg(*SHORT, "train.total_env_steps=400", "checkpoint.replay=false"), tmp_path)
+    assert "resume without replay: updates wait" in caplog.text
+    state = _state(tmp_path)
+    assert state["counters"]["refill_from"] == [200, done_before]
+    # 200 new steps with learning_starts=100: the schedule of a fresh run's first 200 steps
+    assert state["learner"]["updates"] == done_before + updates_due(cfg.agent, 200)
+    assert state["learner"]["updates"] < updates_due(cfg.agent, 400)

@@ -4,11 +4,11 @@ finished runs across seeds (the library is :mod:`agent.results.aggregate`)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from agent.cli.common import unwritable
 from agent.results import aggregate as agg
 
 USAGE = "usage: dopa-aggregate runs=DIR [DIR...] [out=FILE] [score=train|posthoc] [reps=N] [seed=N]"
@@ -69,9 +69,48 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             raise UsageError(f"unknown key '{key}'; {USAGE}")
     if not args["runs"]:
         raise UsageError(f"no run folders given; {USAGE}")
-    if args["reps"] < 1:
-        raise UsageError(f"reps must be >= 1, got {args['reps']}")
+    if not 1 <= args["reps"] <= MAX_REPS:
+        raise UsageError(
+            f"reps must be in [1, {MAX_REPS}], got {args['reps']} (bootstrap intervals settle "
+            "within a few thousand replications)"
+        )
+    if not 0 <= args["seed"] <= MAX_SEED:
+        raise UsageError(f"seed must be in [0, {MAX_SEED}], got {args['seed']}")
     return args
+
+
+MAX_REPS = 100_000  # rliable's own examples use 2,000 to 50,000
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds below 2**32
+# what aggregate reads in a run folder, and the run's other own files: never an output
+RUN_FILES = (
+    "summary.json",
+    "eval.json",
+    "evals.csv",
+    "config.json",
+    "population.json",
+    "scalars.csv",
+    "train.log",
+)
+
+
+def overwritten_input(outputs: list[Path], run_dirs: list[Path]) -> Path | None:
+    """The first output that would replace a run's own file (``out=RUN/summary.json``)."""
+    runs = {d.resolve() for d in run_dirs}
+    for out in outputs:
+        target = out.resolve()
+        if target.parent in runs and target.name in RUN_FILES:
+            return out
+        if any(
+            target.is_relative_to(d / sub) for d in runs for sub in (".hydra", "checkpoints", "tb")
+        ):
+            return out
+    return None
+
+
+def bootstrap_bytes(run_dirs: int, reps: int, curve_steps: int) -> int:
+    """Peak bytes of the bootstrap, roughly: every replication resamples the runs at every
+    curve step, float64, a few arrays at a time."""
+    return 4 * 8 * reps * max(run_dirs, 1) * max(curve_steps, 1)
 
 
 def output_path(out: str | None) -> Path:
@@ -82,18 +121,6 @@ def output_path(out: str | None) -> Path:
     if path.suffix != ".json":
         path = path / "aggregate.json" if path.is_dir() else path.with_suffix(".json")
     return path
-
-
-def unwritable(folder: Path) -> str | None:
-    """Why ``folder`` cannot be created or written (checked before the bootstrap runs)."""
-    existing = folder.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"'{existing}' is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"'{existing}' is not writable"
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     runs, skipped = agg.load_runs(run_dirs, args["score"])
-    curves, no_curve = agg.load_curves(run_dirs)
+    curve_notes: list[str] = []
+    curves, no_curve = agg.load_curves(run_dirs, curve_notes)
     if not runs and not curves:
         source = "eval.json return_mean" if args["score"] == "posthoc" else "summary.json"
         print(
@@ -128,6 +156,28 @@ def main(argv: list[str] | None = None) -> int:
     problem = unwritable(out.parent)
     if problem:
         print(f"error: cannot write {out}: {problem}", file=sys.stderr)
+        return 2
+    outputs = [out, out.with_suffix(".png")]
+    outputs += [out.with_name(out.stem + "_curves.csv"), out.with_name(out.stem + "_curves.png")]
+    clash = overwritten_input(outputs, run_dirs)
+    if clash is not None:
+        print(
+            f"error: out= would overwrite {clash}, a run's own file; choose another out=",
+            file=sys.stderr,
+        )
+        return 2
+    from agent.core.limits import gib, memory_room
+
+    steps = max((len(c["steps"]) for c in curves), default=1)
+    need = bootstrap_bytes(len(run_dirs), args["reps"], steps)
+    room, source = memory_room()
+    if room is not None and need > room:
+        print(
+            f"error: reps={args['reps']} over {len(run_dirs)} runs and {steps} curve steps "
+            f"needs about {gib(need)}, more than the {gib(room)} this process may take "
+            f"({source}); use fewer reps",
+            file=sys.stderr,
+        )
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     result = agg.aggregate(runs, args["reps"], args["seed"])
@@ -142,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     if runs:
         result["figure"] = str(figure)
         agg.plot(result, figure)
-    notes: list[str] = []
+    notes: list[str] = list(curve_notes)
+    # a run that cannot be read is named, not folded into an unknown/unknown group
+    notes += [f"{x['dir']}: {x['why']}; skipped" for x in skipped if "summary.json" in x["why"]]
     if curves:
-        curve_stats, notes = agg.aggregate_curves(curves, reps=args["reps"], seed=args["seed"])
+        curve_stats, seed_notes = agg.aggregate_curves(curves, reps=args["reps"], seed=args["seed"])
+        notes += seed_notes
         csv_path = out.with_name(out.stem + "_curves.csv")
         png_path = out.with_name(out.stem + "_curves.png")
         agg.write_curves_csv(curve_stats, csv_path)

@@ -138,18 +138,71 @@ def config_groups() -> list[str]:
     return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 
 
+# Hydra's flags that take the next argument as their value (not an override)
+_FLAGS_WITH_VALUE = (
+    *("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir"),
+    *("-c", "--cfg", "-p", "--package", "--experimental-rerun"),
+)
+# --info takes a value only when one of these follows it
+_INFO_FLAGS = ("-i", "--info")
+_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def override_args(argv: list[str]) -> list[str]:
+    """The KEY=VALUE arguments of a command line (Hydra's flags and their values left out)."""
+    args: list[str] = []
+    skip = False
+    previous = ""
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg in _FLAGS_WITH_VALUE:
+            skip = True
+        elif previous in _INFO_FLAGS and arg in _INFO_VALUES:
+            pass
+        elif not arg.startswith("-"):
+            args.append(arg)
+        previous = arg
+    return args
+
+
+def parse_overrides(argv: list[str]) -> list[Any]:
+    """Hydra's own parser, run before Hydra: a malformed override fails in one line (Hydra's
+    message spans four, and names no fix). The two mistakes seen in practice: a value with a
+    space that the shell split in two (``hydra.run.dir=my dir``), and a character Hydra's
+    grammar only takes inside quotes (``hydra.run.dir=/tmp/ü``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    overrides = []
+    for arg in override_args(argv):
+        try:
+            overrides.extend(parser.parse_overrides([arg]))
+        except Exception:  # noqa: BLE001 - Hydra's parser raises several kinds
+            if "=" not in arg:
+                fail(
+                    f"'{_shown(arg)}' is not a KEY=VALUE override (a value with spaces needs "
+                    "quotes around the whole argument: \"hydra.run.dir='my dir'\")"
+                )
+            key, _, value = arg.partition("=")
+            fail(
+                f"cannot parse override '{_shown(arg)}': quote the value for Hydra, "
+                f"e.g. \"{_shown(key)}='{_shown(value)}'\""
+            )
+    return overrides
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """A user's text for an error line: printable, one line, bounded."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean if len(clean) <= limit else clean[:limit] + "..."
+
+
 def check_override_keys(argv: list[str], schema: Any, groups: Iterable[str] = ()) -> None:
     """Fail in one line (exit 2, with a "did you mean") on an override of a key the schema does
     not have, with or without ``+``: Hydra adds a ``+key`` silently, so a typo there would
     otherwise be ignored, and its own message for a plain typo suggests adding the ``+``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        overrides = OverridesParser.create().parse_overrides(
-            [a for a in argv[1:] if not a.startswith("-")]
-        )
-    except Exception:  # malformed syntax: Hydra's own parser reports it
-        return
+    overrides = parse_overrides(argv)
     from omegaconf import DictConfig, OmegaConf
 
     if not isinstance(schema, DictConfig):
@@ -196,6 +249,10 @@ def check_run_dir_override(argv: list[str]) -> None:
         key, sep, value = arg.partition("=")
         if not sep or key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir"):
             continue
+        if not value.strip():
+            fail(f"{key} is empty (it would write the run into the current folder)")
+        if not value.isprintable():
+            fail(f"{key}='{_shown(value)}' holds a control character (newline, tab ...)")
         path = Path(value).expanduser().absolute()
         existing = path
         while not existing.exists() and existing != existing.parent:
@@ -204,3 +261,92 @@ def check_run_dir_override(argv: list[str]) -> None:
             fail(f"{key}='{value}' lies under '{existing}', which is a file, not a folder")
         if not os.access(existing, os.W_OK | os.X_OK):
             fail(f"{key}='{value}': cannot write in '{existing}'")
+
+
+# Config keys whose values become part of a run dir's path (conf/config.yaml interpolates them
+# into hydra.run.dir and hydra.sweep.subdir): each must be a registered name. The env and
+# experiment choices are checked by check_group_choices, the seed is an integer.
+PATH_NAME_KEYS = ("agent.name",)
+
+
+def check_path_parts(argv: list[str]) -> None:
+    """Fail in one line, before Hydra creates any folder, on a value that would become a path
+    part and is not a known name (``agent.name=../../x`` made Hydra create its run dir outside
+    ``runs/`` before the trainer refused the unknown agent)."""
+    from agent import algos
+
+    known = algos.names()
+    for override in parse_overrides(argv):
+        key = override.key_or_group.lstrip("+~")
+        if key not in PATH_NAME_KEYS or override.is_delete():
+            continue
+        if override.is_sweep_override():
+            values = [str(v) for v in override.sweep_string_iterator()]
+        else:
+            values = [str(override.value())]
+        for value in values:
+            if value not in known:
+                fail(
+                    f"unknown {key} '{_shown(value)}'; expected one of {', '.join(known)} "
+                    "(it names the run dir)"
+                )
+
+
+def explicit_run_dir(argv: list[str]) -> Path | None:
+    """The ``hydra.run.dir=`` of a single run's command line, if given."""
+    if any(a in ("-m", "--multirun") for a in argv[1:]):
+        return None
+    for override in parse_overrides(argv):
+        if (
+            override.key_or_group.lstrip("+") == "hydra.run.dir"
+            and not override.is_sweep_override()
+        ):
+            return Path(str(override.value())).expanduser()
+    return None
+
+
+class KeepHydraRecord:
+    """Hydra writes ``RUN_DIR/.hydra/{config,hydra,overrides}.yaml`` before the trainer has read
+    the config. When the trainer then refuses the command (exit 2: a changed key on resume, a
+    value found bad only inside the job), the run dir's record of the command that made it
+    must stay as it was: this holds the previous files' bytes and puts them back."""
+
+    NAMES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+    MAX_BYTES = 16 << 20  # Hydra's records are kilobytes; anything larger is not one
+
+    def __init__(self, run_dir: Path | None) -> None:
+        self.folder = None if run_dir is None else run_dir / ".hydra"
+        self.saved: dict[str, bytes | None] = {}
+        if self.folder is not None and self.folder.is_dir():
+            for name in self.NAMES:
+                file = self.folder / name
+                regular = file.is_file() and not file.is_symlink()
+                if regular and file.stat().st_size <= self.MAX_BYTES:
+                    self.saved[name] = file.read_bytes()
+                elif not file.exists() and not file.is_symlink():
+                    self.saved[name] = None
+
+    def __enter__(self) -> KeepHydraRecord:
+        return self
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        if not (isinstance(err, SystemExit) and err.code == 2) or self.folder is None:
+            return
+        for name, data in self.saved.items():
+            file = self.folder / name
+            if data is None:
+                file.unlink(missing_ok=True)
+            else:
+                file.write_bytes(data)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written in, or None (checked before long work)."""
+    existing = folder.expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"'{existing}' is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"'{existing}' is not writable"
+    return None

@@ -22,10 +22,15 @@ class EvalArgs:
     checkpoint: str = MISSING  # a run dir (its newest checkpoint) or RUN_DIR/checkpoints/<step>
     episodes: int = 10  # greedy evaluation episodes
     epsilon: float | None = None  # ε of the evaluation policy (null: the agent's agent.eps_eval)
-    seed: int = 12345  # seed of the evaluation envs and of ε draws
+    # seed of the evaluation envs and of ε draws (null: training's, the run's seed + 10000)
+    seed: int | None = None
     video: bool = False  # also record one episode to video.mp4 (needs the video extra)
     out: str | None = None  # folder for eval.json (null: the current folder)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # cut episodes at this many agent steps (null: the env's own cap, as in training)
+    max_episode_steps: int | None = None
+    progress: bool = True  # a progress bar of episodes and steps on stderr
+    torch_threads: int = 0  # 0: one per allowed CPU the load leaves free (agent/core/threads.py)
 
 
 ConfigStore.instance().store(name="evaluate", node=EvalArgs)
@@ -34,8 +39,13 @@ ConfigStore.instance().store(name="evaluate", node=EvalArgs)
 @hydra.main(config_path=None, config_name="evaluate", version_base="1.3")
 @one_line_errors
 def _hydra_main(args: EvalArgs) -> None:
+    from agent.core.errors import ConfigError
+    from agent.core.threads import configure_torch_threads
     from agent.learn.evaluate import evaluate
 
+    if args.torch_threads < 0:
+        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {args.torch_threads}")
+    configure_torch_threads(args.torch_threads)
     result = evaluate(
         args.checkpoint,
         episodes=args.episodes,
@@ -44,6 +54,8 @@ def _hydra_main(args: EvalArgs) -> None:
         video=args.video,
         out=args.out if args.out is not None else os.getcwd(),
         device=args.device,
+        max_episode_steps=args.max_episode_steps,
+        progress=args.progress,
     )
     summary = {k: result[k] for k in ("algo", "env_id", "episodes", "return_mean", "return_std")}
     print(json.dumps(summary))

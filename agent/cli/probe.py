@@ -10,6 +10,18 @@
     dopa-probe data=dabney2020|PATH [out=DIR] [splits=N] [seed=N] [slope=linear|hill]
                [report=true]
     dopa-probe sweep=RUN[,RUN...] [out=DIR] [seed=N]
+    dopa-probe study=RUN[,RUN...] [draws=50] [out=DIR] [seed=N] [units=40]
+               [responses=gradient,measured] [decode=true|false]
+
+study: the detection study (agent/probes/detection.py): per agent x response model, and for
+the recorded cells, the probability that split-half reliability, cross-validated tau-RP and
+both are significant (r > 0, p < 0.01) under the recorded protocol (40 units, each with a
+recorded cell's SNR and trial counts), with 95 % intervals over seeds x draws, an
+across-seed test and a permutation contrast with the classical agent. Runs are dirs or globs
+of variable-magnitude runs; a population run counts as one run per member; the heads need
+``units`` units (default 40; fewer only when asked for with units=N). An earlier study's
+``unit_responses.json`` can be given instead of runs. Writes detection.json, detection.md,
+detection.png and unit_responses.json into out (default ./detection_study).
 
 sweep: the noise sweep (agent/probes/sweep.py) of variable-magnitude runs' units, tabular
 distributional and classical populations and the recorded cells as a point: split-half r,
@@ -55,6 +67,7 @@ Writes ``probe.json`` and ``probe_*.png``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from agent.cli.common import one_line_errors, wants_help
@@ -76,6 +89,11 @@ KEYS = {
     "slope": str,
     "report": str,
     "sweep": str,
+    "study": str,
+    "draws": int,
+    "units": int,
+    "responses": str,
+    "decode": str,
     "cues": int,
     "cue_at": str,
     "episodes": int,
@@ -88,12 +106,18 @@ KEYS = {
 }
 IN_TASK = ("cues", "cue_at", "episodes", "rollouts", "rollout_eps", "horizon", "bins",
            "protocol", "parallel")  # fmt: skip
+#: split halves and visited states: a few hundred settle the medians (probe.splits defaults
+#: to 100); 10**8 splits hung for hours or ran out of memory
+MAX_COUNTS = {"splits": 100_000, "states": 1_000_000}
+MAX_SEED = 2**32 - 1  # numpy's seeds
 CHOICES = {
     "response": ("gradient", "measured"),
     "slope": ("linear", "hill"),
     "report": ("true", "false"),
     "protocol": ("all", "recorded"),
+    "decode": ("true", "false"),
 }
+STUDY_KEYS = {"study", "draws", "units", "responses", "decode", "out", "seed"}
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -117,6 +141,18 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             raise ConfigError(f"{key} must be one of {', '.join(options)}, got '{args[key]}'")
     if "data" in args and "response" in args:
         raise ConfigError("response= chooses how agent units respond; it needs checkpoint=")
+    if "study" in args:
+        extra = sorted(set(args) - STUDY_KEYS)
+        if extra:
+            raise ConfigError(
+                f"study= takes draws, units, responses, decode, out and seed, not {extra[0]}"
+            )
+        for key in ("draws", "units"):
+            if key in args and args[key] < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+        return args
+    if any(k in args for k in ("draws", "units", "responses", "decode")):
+        raise ConfigError("draws=, units=, responses= and decode= belong to study=")
     if "sweep" in args:
         if "checkpoint" in args or "data" in args:
             raise ConfigError("sweep= is a mode of its own; give it without checkpoint= or data=")
@@ -130,7 +166,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     if "data" in args and any(k in args for k in IN_TASK + ("states",)):
         raise ConfigError(f"{', '.join(k for k in IN_TASK if k in args) or 'states'}= probe an "
                           "agent in its task; they need checkpoint=")  # fmt: skip
-    for key in ("splits", "states", "cues", "episodes", "rollouts", "horizon", "parallel"):
+    for key in ("cues", "episodes", "rollouts", "horizon", "parallel"):
         if key in args and args[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
     if "rollout_eps" in args and not 0.0 <= args["rollout_eps"] <= 1.0:
@@ -139,6 +175,19 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         raise ConfigError(f"bins must be an integer >= 3, got {args['bins']}")
     if "cue_at" in args:
         args["cue_at"] = _cue_list(args["cue_at"])
+    for key in ("splits", "states"):
+        if key in args and not 1 <= args[key] <= MAX_COUNTS[key]:
+            raise ConfigError(
+                f"{key} must be an integer in [1, {MAX_COUNTS[key]}], got {args[key]}"
+            )
+    if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
+    if "out" in args:
+        from agent.cli.common import unwritable
+
+        problem = unwritable(Path(args["out"]))
+        if problem:  # checked before the analysis, which may take minutes
+            raise ConfigError(f"cannot write in out={args['out']}: {problem}")
     if "trials" in args:
         args["trials"] = parse_trials(args["trials"])
     if "noise" in args:
@@ -192,6 +241,8 @@ def _probe(argv: list[str]) -> int:
         write_report,
     )
 
+    if "study" in args:
+        return _study(args, argv)
     if "sweep" in args:
         from agent.results.study import full_sweep
 
@@ -200,7 +251,10 @@ def _probe(argv: list[str]) -> int:
                              seed=args.get("seed", 0))  # fmt: skip
         print(f"recorded cells: noise ratio {content['recorded_noise']['noise_ratio_median']:.2f}")
         for name, rho in content["signature_up_to_noise"].items():
-            print(f"{name}: signature (both median p < 0.01) up to noise ratio {rho}")
+            print(
+                f"{name}: signature (both median p over splits < 0.01; descriptive, not a "
+                f"test) up to noise ratio {rho}"
+            )
         need = content["trials_needed_at_recorded_noise"]["trials_needed"]
         print(f"trials per magnitude needed at the recorded noise (tabular pair): {need}")
         print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
@@ -239,12 +293,49 @@ def _probe(argv: list[str]) -> int:
         "split_half" in result["baseline"] or "summary" in result["baseline"]
     ):
         print(headline(result["baseline"]))
+    dropped = result.get("dropped_cells") or []
+    if dropped:
+        names = ", ".join(d["cell"] for d in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        print(
+            f"note: {len(dropped)} cell(s) dropped, too few trials or magnitudes ({names}; e.g. "
+            f"{dropped[0]['why']}); probe.json lists each with why"
+        )
     note = result.get("response_model", {}).get("saturation_note")
     if note:
         print(f"note: {note}")
     print(f"wrote {paths[0]} and {len(paths) - 1} figure(s) in {out}")
     if args.get("report") == "true" and "split_half" in result:
         print(f"wrote {write_markdown_report(result, out, paths, seed=args.get('seed', 0))}")
+    return 0
+
+
+def _study(args: dict[str, Any], argv: list[str]) -> int:
+    import json
+    from pathlib import Path
+
+    from agent.core.threads import configure_torch_threads
+    from agent.probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
+    from agent.probes.detection_report import headline_lines, write_detection
+
+    configure_torch_threads()
+    out = Path(args.get("out", "detection_study"))
+    runs = expand_runs(args["study"])
+    models = [m for m in args.get("responses", "gradient,measured").split(",") if m]
+    n_units = args.get("units", N_UNITS)
+    groups = groups_from_runs(runs, models, n_units)
+    content = detection_study(
+        groups,
+        draws=args.get("draws", 50),
+        n_units=n_units,
+        seed=args.get("seed", 0),
+        decode=args.get("decode", "true") == "true",
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "unit_responses.json").write_text(json.dumps([g.to_json() for g in groups]) + "\n")
+    paths = write_detection(content, out, command="dopa-probe " + " ".join(argv))
+    for line in headline_lines(content):
+        print(line)
+    print(f"wrote {', '.join(p.name for p in paths)} and unit_responses.json in {out}")
     return 0
 
 

@@ -15,11 +15,15 @@ from omegaconf import DictConfig
 from agent.algos import register_configs
 from agent.cli.common import (
     CONF_DIR,
+    KeepHydraRecord,
     check_group_choices,
     check_override_keys,
+    check_path_parts,
     check_run_dir_override,
     config_groups,
+    explicit_run_dir,
     one_line_errors,
+    override_args,
     run_schema,
     wants_help,
 )
@@ -32,7 +36,43 @@ register_configs()
 def _hydra_main(cfg: DictConfig) -> None:
     from agent.loop.train import main_entry  # torch loads after the config is known to be valid
 
+    if not _CHECKED_BEFORE_HYDRA:  # a multirun job, or a command with Hydra flags
+        check_config(cfg)
     main_entry(cfg)
+
+
+_CHECKED_BEFORE_HYDRA = False
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values and resource estimates (memory, env count) of a composed config; ConfigError."""
+    from agent import algos
+    from agent.learn.resources import check_resources
+
+    algos.validate(cfg)
+    check_resources(cfg)  # from estimates, before any large allocation
+
+
+@one_line_errors
+def check_before_hydra(argv: list[str]) -> bool:
+    """Compose the run's config and check it before Hydra creates the run dir, so a refused
+    command (a bad value, a run too large for this machine) leaves nothing behind. Commands
+    with Hydra flags (multirun sweeps, another config name, ``--cfg``) and those whose
+    composition fails here are checked inside each job instead."""
+    if any(a.startswith("-") for a in argv[1:]):  # -m, --config-name, --cfg job ...
+        return False
+    from hydra import compose, initialize_config_dir
+
+    overrides = [
+        a for a in override_args(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))
+    ]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except Exception:  # noqa: BLE001 - Hydra reports its own composition errors when it runs
+        return False
+    check_config(cfg)
+    return True
 
 
 def main() -> None:
@@ -44,8 +84,20 @@ def main() -> None:
         sys.exit(0)
     check_group_choices(sys.argv)
     check_override_keys(sys.argv, run_schema(sys.argv), groups=config_groups())
+    check_path_parts(sys.argv)
     check_run_dir_override(sys.argv)
-    _hydra_main()
+    sys.argv = add_env_kwargs(sys.argv)
+    global _CHECKED_BEFORE_HYDRA
+    _CHECKED_BEFORE_HYDRA = check_before_hydra(sys.argv)
+    with KeepHydraRecord(explicit_run_dir(sys.argv)):
+        _hydra_main()
+
+
+def add_env_kwargs(argv: list[str]) -> list[str]:
+    """``env.kwargs.KEY=V`` sets a gymnasium keyword whether or not the env's config already
+    names it (Hydra wants ``+`` for a new key and ``=`` for an existing one; env.kwargs is
+    free-form, so ``++``, add-or-override, is what the user means)."""
+    return [f"++{arg}" if arg.startswith("env.kwargs.") and "=" in arg else arg for arg in argv]
 
 
 if __name__ == "__main__":

@@ -112,6 +112,9 @@ class TrainConfig:
     # with the overlapped loop and a CUDA-graph update: sample inside the update's graph
     # (agent.learn.compiled.GraphedSampleUpdate); off until measured on a GPU (docs/benchmarks.md)
     sample_in_graph: bool = False
+    # start even when the memory or env-count estimate exceeds what this process may use
+    # (agent/learn/resources.py refuses such a run at start-up otherwise)
+    allow_large: bool = False
 
 
 REPLAY_WHEN = ("auto", "always", "final")
@@ -242,6 +245,10 @@ def validate(cfg: Config | DictConfig) -> None:
     if t.overlap not in OVERLAP_MODES:
         modes = ", ".join(OVERLAP_MODES)
         raise ConfigError(f"train.overlap must be one of {modes}, got '{t.overlap}'")
+    if t.overlap == "on" and t.population != 1:
+        # the population loop (agent/loop/population_train.py) is synchronous: say so rather
+        # than run without the overlap that was asked for
+        raise ConfigError("train.overlap=on is not supported with train.population yet; use auto")
     if cfg.checkpoint.replay_when not in REPLAY_WHEN:
         raise ConfigError(
             f"checkpoint.replay_when must be one of {', '.join(REPLAY_WHEN)}, "
@@ -258,6 +265,8 @@ def validate(cfg: Config | DictConfig) -> None:
 # overflow deep in numpy/torch; each is far beyond any setting this library's tasks use.
 MAX_SEED = 2**31 - 1  # the trainer adds offsets (eval seed + 10 000, env i + i) below 2**32
 MAX_LAYER_UNITS = 1 << 16  # one hidden layer, num_units, IQN embedding or τ samples
+MAX_POPULATION = 1 << 20  # members: far beyond any machine (the estimate refuses sooner)
+MAX_SPLITS = 100_000  # split halves: a few hundred settle the medians
 MAX_LAYER_WEIGHTS = 1 << 28  # one weight matrix: 1 GiB of float32, before Adam's 2 copies
 
 
@@ -311,12 +320,45 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
             f"agent.hidden {hidden} with agent.num_units={a.num_units} makes a weight matrix "
             f"over {MAX_LAYER_WEIGHTS} entries"
         )
+    if cfg.probe.splits > MAX_SPLITS:
+        raise ConfigError(f"probe.splits must be <= {MAX_SPLITS}, got {cfg.probe.splits}")
     if cfg.torch_threads < 0:
         raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {cfg.torch_threads}")
     if e.num_threads < 0:
         raise ConfigError(f"env.num_threads must be >= 0 (0: ALE picks), got {e.num_threads}")
     check_seed(cfg.seed)
+    check_population_seeds(t.population, cfg.seed)
     check_device(cfg.device)
+    render_mode = dict(e.kwargs or {}).get("render_mode")
+    if render_mode not in (None, "rgb_array"):
+        raise ConfigError(
+            f"env.kwargs.render_mode must be rgb_array or unset, got '{render_mode}' (training "
+            "steps many envs headless; videos render rgb_array frames themselves)"
+        )
+
+
+def check_population_seeds(population: Any, seed: int) -> None:
+    """Every member's seed in [0, MAX_SEED] (``evaluate`` and ``probe`` refuse others): S
+    members take seed..seed+S-1, a list its own seeds. Other malformed values are left to
+    ``agent.learn.population.population_seeds``."""
+    if isinstance(population, bool):
+        return
+    if isinstance(population, int):
+        if population > MAX_POPULATION:
+            raise ConfigError(f"train.population must be <= {MAX_POPULATION}, got {population}")
+        if population >= 1 and seed + population - 1 > MAX_SEED:
+            raise ConfigError(
+                f"train.population={population} with seed={seed} gives member seeds up to "
+                f"{seed + population - 1}, over the maximum {MAX_SEED}"
+            )
+        return
+    if isinstance(population, str) or not hasattr(population, "__iter__"):
+        return
+    for value in population:  # a list or an OmegaConf ListConfig
+        if type(value) is int and not 0 <= value <= MAX_SEED:
+            raise ConfigError(
+                f"train.population seeds must be integers in [0, {MAX_SEED}], got {value}"
+            )
 
 
 RECORDED = "recorded"  # probe noise and trial counts matched to the recorded cells

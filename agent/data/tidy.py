@@ -22,6 +22,50 @@ PACKAGED_TABLE = Path(__file__).with_name("dabney2020_variable_magnitude.csv")
 NAMED_TABLES = {"dabney2020": PACKAGED_TABLE}
 
 
+#: Largest |value| of a number column: squares and sums of squares of thousands of trials stay
+#: finite in float64 (1e300-scaled responses overflowed into the reported numbers).
+MAX_ABS_VALUE = 1e100
+#: Trials a cell needs at each of its magnitudes: the split-half analysis puts at least one in
+#: each half; with one trial a "split-half r" and a reversal point are noise read as signal.
+MIN_TRIALS_PER_MAGNITUDE = 2
+#: Cells a population analysis needs (a τ–reversal-point correlation of fewer is meaningless).
+MIN_CELLS = 3
+
+
+def screen_cells(
+    table: pd.DataFrame, source: str = "cell table", min_trials: int = MIN_TRIALS_PER_MAGNITUDE
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Keep the cells that can support the analysis: recorded at two magnitudes or more, with at
+    least ``min_trials`` trials at each. Returns the kept rows and, for every dropped cell,
+    why; raises DataError when fewer than MIN_CELLS cells remain."""
+    counts = table.groupby(["cell", "magnitude"], sort=False).size()
+    dropped: list[dict[str, str]] = []
+    bad: set[object] = set()
+    for cell, per_magnitude in counts.groupby(level=0, sort=False):
+        few = per_magnitude[per_magnitude < min_trials]
+        if len(per_magnitude) < 2:
+            why = f"recorded at {len(per_magnitude)} magnitude(s); a reversal point needs two"
+        elif len(few):
+            magnitude = few.index[0][1]
+            why = (
+                f"{int(few.iloc[0])} trial(s) at magnitude {magnitude:g}; needs >= {min_trials} "
+                "at each magnitude for split halves"
+            )
+        else:
+            continue
+        bad.add(cell)
+        dropped.append({"cell": str(cell), "why": why})
+    kept = table[~table["cell"].isin(bad)] if bad else table
+    remaining = kept["cell"].nunique()
+    if remaining < MIN_CELLS:
+        example = f" (e.g. cell {dropped[0]['cell']}: {dropped[0]['why']})" if dropped else ""
+        raise DataError(
+            f"{source}: {remaining} cell(s) can support the analysis, it needs >= {MIN_CELLS}; "
+            f"{len(dropped)} dropped{example}"
+        )
+    return kept.reset_index(drop=True), dropped
+
+
 def resolve_table(name_or_path: str | Path) -> Path:
     """A shipped data set's name (``dabney2020``) → its file; anything else is a path."""
     return NAMED_TABLES.get(str(name_or_path), Path(name_or_path))
@@ -79,6 +123,13 @@ def validate_table(table: pd.DataFrame, source: str = "cell table") -> pd.DataFr
         out["baseline"] = _numeric(out, "baseline", source)
     if "trial" in out.columns:
         out["trial"] = _numeric(out, "trial", source).astype(int)
+    for column in ("magnitude", "response", *(["baseline"] if "baseline" in out.columns else [])):
+        largest = float(out[column].abs().max())
+        if largest > MAX_ABS_VALUE:
+            raise DataError(
+                f"{source}: column '{column}' reaches {largest:.3g}, beyond the {MAX_ABS_VALUE:g} "
+                "the analysis computes with in float64 without overflow; rescale it (spikes/s, µl)"
+            )
     n_mag = out["magnitude"].nunique()
     if n_mag < 2:
         raise DataError(

@@ -166,9 +166,10 @@ class GraphedUpdate:
 
     mode = "cudagraph"
     warmup_steps = 3
+    require_cuda = True  # False only under agent.learn.graph_check.emulated_cuda_graphs
 
     def __init__(self, learner: Any) -> None:
-        if torch.device(learner.device).type != "cuda":
+        if self.require_cuda and torch.device(learner.device).type != "cuda":
             resolve_update_mode("cudagraph", learner.device)  # raises the ConfigError
         if not isinstance(learner.optimizer, torch.optim.Adam):
             raise ConfigError("update mode 'cudagraph' supports the Adam optimiser only")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +24,48 @@ from agent.store.checkpoint import load_checkpoint
 
 
 def evaluate_policy(
-    learner: Learner, env: VecEnv, episodes: int, epsilon: float, seed: int
+    learner: Learner,
+    env: VecEnv,
+    episodes: int,
+    epsilon: float,
+    seed: int,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> list[float]:
     """Returns of the first ``episodes`` episodes finished by a batch of eval envs.
 
     Acting uses a generator of its own, seeded with ``seed``, so evaluating never shifts the
-    training random stream."""
+    training random stream. ``on_step(episodes finished, steps taken)`` after each batched step
+    (a progress bar)."""
     obs = env.reset(seed=seed)
     generator = torch.Generator(device=learner.device)
     generator.manual_seed(seed)
     returns: list[float] = []
+    steps = 0
     while len(returns) < episodes:
         x = torch.as_tensor(obs, device=learner.device)
         actions = learner.act(x, epsilon, generator).cpu().numpy()
         step = env.step(actions)
         returns.extend(step.episode_returns)
         obs = step.obs
+        steps += 1
+        if on_step is not None:
+            on_step(min(len(returns), episodes), steps)
     return returns[:episodes]
+
+
+def cap_episodes(cfg: Any, max_episode_steps: int) -> None:
+    """Cut every episode of ``cfg``'s env at ``max_episode_steps`` agent steps (truncation, as
+    the env's own time limit does): ALE counts frames (``env.max_episode_frames``, frame_skip
+    per step), gymnasium ids take ``max_episode_steps`` in ``gymnasium.make``."""
+    if type(max_episode_steps) is not int or max_episode_steps < 1:
+        raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps}")
+    keys = envs.family_of(cfg.env).config_keys  # what the family's config can cap
+    if "frame_skip" in keys:  # Atari: frames, frame_skip per step
+        cfg.env.max_episode_frames = max_episode_steps * int(cfg.env.frame_skip)
+    elif "max_episode_frames" in keys:  # MinAtar: one frame per step
+        cfg.env.max_episode_frames = max_episode_steps
+    else:
+        cfg.env.kwargs["max_episode_steps"] = max_episode_steps
 
 
 def load_agent(
@@ -82,14 +109,22 @@ def evaluate(
     *,
     episodes: int = 10,
     epsilon: float | None = None,
-    seed: int = 12345,
+    seed: int | None = None,
     video: bool = False,
     out: str | Path | None = None,
     device: str = "auto",
+    max_episode_steps: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Run ``episodes`` evaluation episodes; write ``eval.json`` (and ``video.mp4``) to ``out``
     (default: the run dir that holds the checkpoint; the CLI passes the current folder).
     Returns the result dict (``eval_json``: where it was written).
+
+    By default the evaluation is training's own (``agent.loop.hooks.evaluate``): the same eval
+    envs (``min(episodes, env.eval_num_envs)`` of them, unclipped rewards, the env's episode
+    cap), ε = ``agent.eps_eval`` and seed ``seed + 10000`` of the run's config.
+    ``max_episode_steps`` cuts episodes shorter (a weak Atari agent that never serves plays a
+    108,000-frame episode); ``progress`` shows a bar of episodes and steps on stderr.
 
     ``video=true`` on an env that cannot render (the lab tasks) still writes ``eval.json`` and
     says so in one warning line; the result's ``video`` is then null."""
@@ -97,17 +132,33 @@ def evaluate(
         raise ConfigError(f"episodes must be a positive integer, got {episodes}")
     if epsilon is not None and not (math.isfinite(epsilon) and 0.0 <= epsilon <= 1.0):
         raise ConfigError(f"epsilon must be in [0, 1], got {epsilon}")
-    check_seed(seed)
+    if seed is not None:
+        check_seed(seed)
     check_device(device)
     if out is not None:
         _check_out_dir(Path(out))
     dev = resolve_device(device)
     learner, cfg, folder = load_agent(checkpoint, dev)
+    if max_episode_steps is not None:
+        cap_episodes(cfg, max_episode_steps)
     eps = cfg.agent.eps_eval if epsilon is None else epsilon
+    seed = int(cfg.seed) + 10_000 if seed is None else seed  # training's evaluation seed
     env = make_env(cfg.env, num_envs=min(episodes, cfg.env.eval_num_envs), evaluation=True)
-    returns = evaluate_policy(learner, env, episodes, eps, seed=seed)
-    env_id = env.env_id  # the name summary.json uses (ALE/Pong, not pong)
-    env.close()
+    from tqdm import tqdm
+
+    bar = tqdm(total=episodes, unit="episode", disable=not progress, file=sys.stderr)
+
+    def show(done: int, steps: int) -> None:
+        bar.update(done - bar.n)
+        if steps % 100 == 0:
+            bar.set_postfix(steps=steps * env.num_envs, refresh=False)
+
+    try:
+        returns = evaluate_policy(learner, env, episodes, eps, seed=seed, on_step=show)
+    finally:
+        bar.close()
+        env_id = env.env_id  # the name summary.json uses (ALE/Pong, not pong)
+        env.close()
     run_dir = folder.parent.parent
     out_dir = Path(out) if out is not None else run_dir
     try:
@@ -120,6 +171,8 @@ def evaluate(
         "env_id": env_id,
         "episodes": episodes,
         "epsilon": eps,
+        "seed": seed,
+        "max_episode_steps": max_episode_steps,
         "returns": returns,
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),

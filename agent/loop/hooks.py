@@ -50,6 +50,9 @@ class TrainState:
     solved_at_env_step: int | None = None
     solved_wall_s: float | None = None
     last_eval: dict[str, Any] | None = None
+    # [env step, updates] of a resume whose checkpoint held no replay: updates wait for
+    # learning_starts new transitions from there (agent.loop.train.updates_due)
+    refill_from: list[int] | None = None
     # this process only
     stop: bool = field(default=False, metadata={"saved": False})
     epsilon: float = field(default=1.0, metadata={"saved": False})
@@ -405,4 +408,15 @@ def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
     obs = resume.restore(
         Path(source), run.cfg, run.env, run.learner, run.replay, counters, run.device
     )
-    return TrainState.from_counters(counters), obs
+    state = TrainState.from_counters(counters)
+    if len(run.replay) == 0 and run.cfg.agent.learning_starts > 0:
+        # a replay-less checkpoint: updating at the full ratio on the first few transitions
+        # would overfit them; wait for learning_starts again, then keep the same ratio
+        state.refill_from = [state.env_steps, run.learner.updates]
+        log.info(
+            "resume without replay: updates wait until the replay holds learning_starts=%d "
+            "new transitions (env step %d)",
+            run.cfg.agent.learning_starts,
+            state.env_steps + run.cfg.agent.learning_starts,
+        )
+    return state, obs

@@ -163,7 +163,11 @@ def overlapped_loop(
         if evaluation is not None:
             evaluation.send(run)  # (and the eval envs, while an evaluation runs)
         next_steps = state.env_steps + env.num_envs
-        due = updates_due(a, next_steps) if replay.can_sample() else learner.updates
+        due = (
+            updates_due(a, next_steps, state.refill_from)
+            if replay.can_sample()
+            else learner.updates
+        )
         while learner.updates < due:  # … while the learner updates (replay without step t)
             if run.sample_update is not None:  # one graph replay: sampling and update
                 batch, metrics = run.sample_update()

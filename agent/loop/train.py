@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,14 @@ def epsilon_at(agent_cfg: Any, env_step: int) -> float:
     return agent_cfg.eps_start + frac * (agent_cfg.eps_end - agent_cfg.eps_start)
 
 
-def updates_due(agent_cfg: Any, env_step: int) -> int:
+def updates_due(agent_cfg: Any, env_step: int, refill_from: list[int] | None = None) -> int:
     """Total updates that should have happened by ``env_step`` (a pure function of the step, so
-    a resumed run does exactly the updates the uninterrupted one does)."""
+    a resumed run does exactly the updates the uninterrupted one does). ``refill_from`` =
+    [env step, updates] of a resume without replay (``TrainState.refill_from``): from there the
+    schedule starts again, ``learning_starts`` included, on top of the updates already done."""
+    if refill_from is not None:
+        start_step, start_updates = refill_from
+        return start_updates + updates_due(agent_cfg, env_step - start_step)
     if env_step < agent_cfg.learning_starts:
         return 0
     rounds = (env_step - agent_cfg.learning_starts) // agent_cfg.train_every + 1
@@ -186,7 +191,11 @@ def train_loop(run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hoo
             state.episodes += 1
             logger.episode(state.env_steps, ret, length)
 
-        due = updates_due(a, state.env_steps) if replay.can_sample() else learner.updates
+        due = (
+            updates_due(a, state.env_steps, state.refill_from)
+            if replay.can_sample()
+            else learner.updates
+        )
         while learner.updates < due:
             batch = replay.sample(a.batch_size)
             metrics = run.update(batch)
@@ -218,7 +227,10 @@ def run(
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )
-    with signals as received, run_dir_lock(run_dir):  # one writer per run dir
+    with run_dir_lock(run_dir), ExitStack() as handlers:  # one writer per run dir
+        # Built and restored before the pre-emption handlers go in: a signal meanwhile ends
+        # the process at once (its default action, or a launcher's requeue) instead of after
+        # a start-up of any length; nothing has been trained or written yet.
         r = build(cfg, run_dir)
         try:
             check_disk_space(
@@ -228,6 +240,7 @@ def run(
         except BaseException:
             r.close()
             raise
+        received = handlers.enter_context(signals)
         with open(run_dir / "config.json", "w") as f:
             json.dump(to_container(cfg), f, indent=1)
         t = cfg.train

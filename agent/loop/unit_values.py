@@ -24,15 +24,18 @@ PROBE_STATES_FILE = "probe_states.npy"
 
 
 def probe_states(run_dir: Path, obs: np.ndarray | None, count: int) -> np.ndarray | None:
-    """The run's probe states: those saved in ``run_dir``, else the first ``count`` rows of
-    ``obs`` (saved now). None when neither exists."""
+    """The run's probe states: the first ``count`` of those saved in ``run_dir``, else the
+    first ``count`` rows of ``obs`` (saved now). None when neither exists or ``count`` is 0
+    (``logger.probe_states`` may change on resume: a logging change)."""
+    if count <= 0:
+        return None
     path = run_dir / PROBE_STATES_FILE
     if path.is_file():
         try:
-            return np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False)[:count]
         except (OSError, ValueError):
             pass  # unreadable: collect again
-    if obs is None or count <= 0:
+    if obs is None:
         return None
     states = np.array(obs[:count])
     np.save(path, states, allow_pickle=False)

@@ -15,11 +15,23 @@ than-predicted outcome is a positive response, as for a dopamine neuron):
   inverse CDF on the support) and these pseudo-units get the linear asymmetric response;
 - DQN: one unit, τ = ½, Huber TD gradient ``clip(u, −κ, κ)/2``.
 
-Each (unit, magnitude) is presented ``trials`` times and Gaussian noise of SD
-``response_noise × reward SD`` is added, so the units' responses form the same tidy table
-(cell, magnitude, response, trial) as recorded neurons and the paper's pipeline
-(:func:`agent.probes.analysis.analyse_population`) runs unchanged; without noise split halves
-would be identical and their correlation meaningless.
+What this builds in: with this (default, "gradient") response model the asymmetry the
+pipeline estimates is the configured τᵢ plus noise; only the reversal point (the unit's
+learned value at the cue) is an outcome of training. ``response="measured"``
+(:mod:`agent.probes.measured`) measures both through the shared network instead. Every probe
+output names its model under ``response_model``.
+
+Each (unit, magnitude) is presented ``trials`` times (default ``"recorded"``: the recorded
+cells' median count per magnitude) with Gaussian noise added. The default noise,
+``"recorded"``, gives every unit the recorded cells' median signal-to-noise ratio: SD =
+ρ × the SD of the unit's own mean responses across magnitudes (ρ ≈ 1.02,
+:mod:`agent.probes.noise`); a number gives SD = ``response_noise × reward SD`` for every
+unit. The units' responses then form the same tidy table (cell, magnitude, response, trial)
+as recorded neurons and the paper's pipeline (:func:`agent.probes.analysis.analyse_population`)
+runs unchanged; without noise split halves would be identical and their correlation
+meaningless. The detection study (:mod:`agent.probes.detection`) goes further: 40 units, each
+with a recorded cell's own SNR and trial counts and the cells' magnitude-dependent noise, over
+training seeds × noise draws.
 
 Beyond the paper (:func:`probe_states`): on any task, a unit's value at a state is the reversal
 point of its TD error for the return from that state. Over a batch of visited states the
@@ -285,6 +297,10 @@ def probe_learner(
         table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd,
         slope=slope,
     )  # fmt: skip
+    from agent.probes.detection import RESPONSE_NOTES
+
+    model["response"] = response
+    model["what_is_configured"] = RESPONSE_NOTES[response]
     if measured is not None:
         result["measured_response"] = jsonable(
             _measured_summary(measured, own, readout.taus, result["asymmetries"])
@@ -455,14 +471,14 @@ def log_probe(cfg: Any, learner: Any, logger: Any, env_step: int) -> dict[str, A
             np.asarray(result["mean_responses"], dtype=float),
             result["reversal_points"],
             result["asymmetries"],
-            title=f"{learner.name}: mean responses",
+            title=f"{learner.name} (own-gradient response): mean responses",
             xlabel="utility − reversal point (utility)",
             ylabel="response (utility)",
         ),
         "probe/asymmetry_vs_reversal": figures.plot_asymmetry_vs_reversal(
             result["reversal_points"],
             result["asymmetries"],
-            title=f"{learner.name}: τ vs RP",
+            title=f"{learner.name} (own-gradient response, τ configured): τ vs RP",
             cross_validated=result["asymmetry_vs_reversal"],
             xlim=(min(result["utility_axis"]), max(result["utility_axis"])),
             xlabel="reversal point (utility)",

@@ -219,6 +219,53 @@ def reference_decodes(
     }
 
 
+#: the fair references of :func:`fair_references`, in the order reports show them
+FAIR_REFERENCES = ("gaussian", "gamma", "lognormal", "exponential", "true_expectiles")
+
+
+def fair_references(
+    true_values: Sequence[float] | np.ndarray,
+    true_probs: Sequence[float] | np.ndarray,
+    taus: Sequence[float] | np.ndarray,
+    n_samples: int = 1000,
+    seed: int = 0,
+    restarts: int = 2,
+) -> dict[str, np.ndarray]:
+    """References a decode must beat to say more than "mean and spread" (issue 22, item 3).
+
+    The continuous distributions moment-matched to the truth (mean and variance; the
+    exponential matches the mean only), each as ``n_samples`` equally spaced quantiles
+    ((i − ½)/n, deterministic, so no sampling noise favours the decode): ``gaussian``,
+    ``gamma``, ``lognormal``, ``exponential``. The gamma, lognormal and exponential need a
+    positive support (reward in µl); with a non-positive mean they are left out.
+    ``true_expectiles``: the decode (same imputation, same bounds) of the true distribution's
+    own τ-expectiles at ``taus``, i.e. what the decode gives from perfect (RP, τ) pairs: its
+    ceiling.
+    """
+    from agent.probes.tabular import expectiles
+
+    v = np.asarray(true_values, dtype=np.float64)
+    p = np.asarray(true_probs, dtype=np.float64)
+    p = p / p.sum()
+    mean = float(v @ p)
+    var = float(((v - mean) ** 2) @ p)
+    q = (np.arange(n_samples) + 0.5) / n_samples
+    out = {"gaussian": stats.norm.ppf(q, mean, np.sqrt(var))}
+    if mean > 0 and var > 0:
+        out["gamma"] = stats.gamma.ppf(q, mean**2 / var, scale=var / mean)
+        sigma2 = np.log1p(var / mean**2)
+        out["lognormal"] = stats.lognorm.ppf(q, np.sqrt(sigma2), scale=mean * np.exp(-sigma2 / 2))
+        out["exponential"] = stats.expon.ppf(q, scale=mean)
+    t = np.asarray(taus, dtype=np.float64)
+    t = t[np.isfinite(t) & (t > 0) & (t < 1)]
+    if t.size >= 2:
+        e = expectiles(list(v), list(p), list(t))
+        dec = decode_distribution(e, t, (float(v.min()), float(v.max())), restarts=restarts,
+                                  seed=seed)  # fmt: skip
+        out["true_expectiles"] = np.asarray(dec["samples"])
+    return out
+
+
 def decode_report(
     expectiles: Sequence[float] | np.ndarray,
     taus: Sequence[float] | np.ndarray,

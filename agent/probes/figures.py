@@ -106,7 +106,7 @@ def plot_asymmetry_vs_reversal(
     if cross_validated and cross_validated.get("r") is not None:
         cv = cross_validated
         ax.plot([], [], " ", label=(
-            f"cross-validated r(τ_B, RP_A) = {cv['r']:.2f}, median p = {cv['p']:.2g}\n"
+            f"cross-validated r(τ_B, RP_A) = {cv['r']:.2f}, median p {cv['p']:.2g} (descriptive)\n"
             f"(median over {cv.get('n_splits', '?')} random splits)"
         ))  # fmt: skip
     ax.axhline(0.5, color="0.5", lw=0.8, ls=":")

@@ -81,3 +81,73 @@ def own_gradient_responses(learner: Any, values: np.ndarray, targets: np.ndarray
         (g,) = torch.autograd.grad(loss, pred)
         out[:, m] = -g[0].numpy()
     return out
+
+
+def response_decomposition(
+    learner: Any, observation: np.ndarray, targets: np.ndarray, action: int = 0
+) -> dict[str, Any]:
+    """Each unit's measured response split into its own part and the shared-torso part.
+
+    To first order the response to outcome y is r(y) = −J Jᵀ g(y), with J = ∂θ/∂w at the
+    pre-outcome state and gᵢ(y) = ∂L/∂θᵢ (the loss is a sum over units, so gᵢ depends on unit
+    i's own error only). Unit i's **own** part is −(J Jᵀ)ᵢᵢ·gᵢ(y): its own error through its
+    own parameters (the diagonal of J Jᵀ); the **other** part is −Σ_{j≠i} (J Jᵀ)ᵢⱼ·gⱼ(y): the
+    other units' errors through the shared torso. Over the outcomes, var(r) = var(own) +
+    var(other) + 2·cov(own, other); the fractions of each unit's response variance are
+    returned (they sum to 1), with their medians over units, and the R² of the first-order
+    sum against the finite-step measurement (:func:`measured_responses`).
+    """
+    if not learner.algo.measurable:
+        raise ConfigError(f"no per-unit loss to decompose for '{learner.name}'")
+    device = learner.device
+    x = torch.as_tensor(np.asarray(observation)[None], device=device)
+    net = learner.online
+    params = [p for p in net.parameters() if p.requires_grad]
+    theta = net(x)[0, action]  # [N]
+    rows = []
+    for i in range(theta.numel()):
+        grads = torch.autograd.grad(theta[i], params, retain_graph=True, allow_unused=True)
+        rows.append(
+            torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                    for g, p in zip(grads, params, strict=True)
+                ]
+            )  # fmt: skip
+        )
+    jac = torch.stack(rows).double()  # [N, P]
+    ntk = (jac @ jac.T).cpu().numpy()  # [N, N] = J Jᵀ
+    values = theta.detach().double().cpu().numpy()
+    g = -own_gradient_responses(learner, values, targets)  # [N, M] = ∂L/∂θᵢ per outcome
+    own = -np.diag(ntk)[:, None] * g
+    total = -ntk @ g
+    other = total - own
+    var = total.var(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f_own = own.var(axis=1) / var
+        f_other = other.var(axis=1) / var
+        f_cross = 2 * np.mean((own - own.mean(1, keepdims=True))
+                              * (other - other.mean(1, keepdims=True)), axis=1) / var  # fmt: skip
+    measured = measured_responses(learner, observation, targets, action=action)
+    resid = measured - total
+    r2 = 1 - float(np.sum(resid**2)) / float(
+        np.sum((measured - measured.mean(1, keepdims=True)) ** 2)
+    )
+    return {
+        "own_fraction": f_own,
+        "other_fraction": f_other,
+        "cross_fraction": f_cross,
+        "own_fraction_median": float(np.nanmedian(f_own)),
+        "other_fraction_median": float(np.nanmedian(f_other)),
+        "cross_fraction_median": float(np.nanmedian(f_cross)),
+        "first_order_r2": r2,
+        "own": own,
+        "other": other,
+        "measured": measured,
+        "note": (
+            "first-order split of each measured response r(y) = -J J^T dL/dtheta: own = the "
+            "unit's own error through its own parameters (diagonal of J J^T), other = the "
+            "other units' errors through the shared torso; fractions of each unit's response "
+            "variance over the outcomes (own + other + cross = 1)"
+        ),
+    }

@@ -164,7 +164,10 @@ def probe_population(
     with open(out_dir / "population_probe.json", "w") as f:
         json.dump(summary, f, indent=1)
     name = results[0].get("source", "agent") if results else "agent"
-    fig = plot_population(results, summary, title=f"{name}: {len(results)} members")
+    model = results[0].get("response_model", {}).get("response", "gradient") if results else ""
+    fig = plot_population(
+        results, summary, title=f"{name}: {len(results)} members, {model} response model"
+    )
     fig.savefig(out_dir / "population_probe.png", dpi=110)
     import matplotlib.pyplot as plt
 

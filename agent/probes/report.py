@@ -111,10 +111,10 @@ def probe_data(
     extras: bool = True,
 ) -> dict[str, Any]:
     """probe.json content for recorded cells (tidy table or a folder of .mat files)."""
-    from agent.data.tidy import load_cell_table
+    from agent.data.tidy import load_cell_table, screen_cells
 
     # Read (and validate) first: a malformed table fails before torch and scipy are imported.
-    table = load_cell_table(path)
+    table, dropped = screen_cells(load_cell_table(path), str(path))
     from agent.probes.agent_cells import split_example
     from agent.probes.analysis import analyse_population, jsonable, population
     from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
@@ -150,6 +150,7 @@ def probe_data(
         {"values": result["magnitudes"], "probs": probs, "unit": "µl"}
     )
     result.update(jsonable(overlay))
+    result["dropped_cells"] = dropped  # too few trials or magnitudes to support the analysis
     return result
 
 
@@ -190,7 +191,11 @@ def short_label(result: dict[str, Any]) -> str:
     kind, _, rest = source.partition(":")
     if kind == "data":
         return f"recorded cells ({Path(rest).name})"
-    if kind in ("agent", "states"):
+    if kind == "agent":
+        model = result.get("response_model", {}).get("response")
+        suffix = {"gradient": " (own-gradient response)", "measured": " (measured response)"}
+        return f"{AGENT_LABELS.get(rest, rest)} units{suffix.get(model, '')}"
+    if kind == "states":
         return f"{AGENT_LABELS.get(rest, rest)} units"
     return source
 
@@ -363,12 +368,16 @@ def headline(result: dict[str, Any]) -> str:
         )
     sh, avr = result["split_half"], result["asymmetry_vs_reversal"]
     spread = result["reversal_spread"]
+    model = result.get("response_model", {}).get("response")
     return (
-        f"{result['source']}: {len(result['cells'])} cells, "
+        f"{result['source']}{f' ({model} response model)' if model else ''}: "
+        f"{len(result['cells'])} cells, "
         f"RP spread SD = {_f(spread['std'], '.4g')} "
         f"({_f(spread['std_rel_reward_sd'], '.3g')} x reward SD), "
-        f"split-half r(RP_A, RP_B) = {_f(sh['r'])} (median p = {_f(sh['p'], '.2g')}), "
-        f"cross-validated r(tau_B, RP_A) = {_f(avr['r'])} (median p = {_f(avr['p'], '.2g')}), "
+        f"split-half r(RP_A, RP_B) = {_f(sh['r'])} "
+        f"(median p over splits {_f(sh['p'], '.2g')}, descriptive), "
+        f"cross-validated r(tau_B, RP_A) = {_f(avr['r'])} "
+        f"(median p over splits {_f(avr['p'], '.2g')}, descriptive), "
         f"decode W1 = {_f(result['decoded']['wasserstein1'], '.4g')} (utility axis)"
     )
 
@@ -436,6 +445,12 @@ def write_markdown_report(
         f"{model.get('trials_per_magnitude', 'as recorded')}). Every r is the median over "
         "random splits of the trials (cross-validated) unless marked 'all trials'.",
         "",
+        f"Response model: {model.get('what_is_configured', 'recorded neurons')}.",
+        "",
+        "Numbers here are one seed and one noise draw: an example, not a result. Detection "
+        "probabilities over training seeds × noise draws come from `dopa-probe study=` "
+        "(docs/detection/).",
+        "",
         "## 1. Reversal points are diverse (paper Fig. 2)",
         "",
         head,
@@ -447,7 +462,8 @@ def write_markdown_report(
         "",
         head,
         _row("split-half r(RP_A, RP_B), median", res, lambda r: r["split_half"]["r"], ".3f"),
-        _row("  median p", res, lambda r: r["split_half"]["p"], ".2g"),
+        _row("  median p over splits (descriptive, not a test)", res,
+             lambda r: r["split_half"]["p"], ".2g"),
         _row("  fraction of splits p < 0.01", res,
              lambda r: r["split_half"]["fraction_p_below_0.01"], ".2f"),
         _row("same vs diverse RP: held-out accuracy gain", res,
@@ -458,7 +474,8 @@ def write_markdown_report(
         head,
         _row("cross-validated r(τ_B, RP_A), median", res,
              lambda r: r["asymmetry_vs_reversal"]["r"], ".3f"),
-        _row("  median p", res, lambda r: r["asymmetry_vs_reversal"]["p"], ".2g"),
+        _row("  median p over splits (descriptive, not a test)", res,
+             lambda r: r["asymmetry_vs_reversal"]["p"], ".2g"),
         _row("  fraction of splits p < 0.01", res,
              lambda r: r["asymmetry_vs_reversal"]["fraction_p_below_0.01"], ".2f"),
         _row("all-trials r (not cross-validated)", res,

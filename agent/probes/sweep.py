@@ -11,7 +11,9 @@ noisy trials are drawn and the cross-validated statistics of docs/science.md §3
   to a classical reference population's spread at the same noise.
 
 A population "shows the signature" at a noise level when both median p's are below 0.01 and
-both r's are positive, as for the recorded cells.
+both r's are positive, as for the recorded cells. This is a descriptive summary of the
+median over splits and draws, not a test and not a detection probability: those come from
+the detection study (:mod:`agent.probes.detection`, ``dopa-probe study=``).
 """
 
 from __future__ import annotations

@@ -57,6 +57,8 @@ class Replay(Protocol):
         obs_device: torch.Tensor | None = None,
     ) -> None: ...
 
+    def __len__(self) -> int: ...  # transitions stored
+
     def can_sample(self) -> bool: ...
 
     def sample(self, batch_size: int) -> Batch: ...
@@ -120,6 +122,43 @@ def n_step_window_at(
     terminated = buffer.terminated[last, env]
     discount = (buffer.gamma ** steps.float()) * (~terminated).float()
     return NStepWindow(offset, env, rows, steps, last, reward, discount)
+
+
+class StagedWrites:
+    """Host → device writes of replay adds without stalls: on a device other than the CPU each
+    field goes through its own staging buffer on the host (pinned when CUDA is available) and
+    one ``non_blocking`` copy straight into its ring slot, so an add queues its copies behind
+    the updates already launched instead of waiting for them (a pageable ``torch.as_tensor(x,
+    device=cuda)`` copies synchronously). Before a staging buffer is refilled, the event of its
+    last copy is waited on; the training loops read the actions back each iteration, which
+    completes every earlier copy, so that wait is free there. On the CPU: plain copies."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.staged = device.type != "cpu"
+        self.pin = device.type == "cuda" and torch.cuda.is_available()
+        self._host: dict[str, torch.Tensor] = {}
+        self._events: dict[str, Any] = {}
+
+    def write(self, dest: torch.Tensor, name: str, values: Any) -> None:
+        """``dest[...] = values`` (a numpy array or number), one copy per call."""
+        if not self.staged:
+            dest.copy_(torch.as_tensor(values))
+            return
+        host = self._host.get(name)
+        if host is None or host.shape != dest.shape:
+            host = torch.empty(dest.shape, dtype=dest.dtype)
+            self._host[name] = host.pin_memory() if self.pin else host
+            host = self._host[name]
+        event = self._events.get(name)
+        if event is not None:
+            event.synchronize()  # the last copy from this buffer has finished
+        np.copyto(host.numpy(), values, casting="unsafe")
+        dest.copy_(host, non_blocking=True)
+        if self.pin:
+            event = self._events.get(name) or torch.cuda.Event()  # type: ignore[no-untyped-call]
+            event.record()
+            self._events[name] = event
 
 
 class DeviceCounters:
@@ -204,6 +243,7 @@ class ReplayBuffer:
         self.generator.manual_seed(seed)
         self.discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=self.device)
         self._counters: DeviceCounters | None = None  # sample_fixed_shape's, made on first use
+        self._writes = StagedWrites(self.device)
 
     def __len__(self) -> int:
         return self.size * self.num_envs
@@ -220,14 +260,16 @@ class ReplayBuffer:
     ) -> None:
         """Store one batched step (one row). ``next_obs`` is ``VecStep.final_obs``;
         ``obs_device``: ``obs`` already on the device (the copy acting read), not uploaded again."""
-        row = self.pos
-        dev = self.device
-        self.obs[row] = obs_device if obs_device is not None else torch.as_tensor(obs, device=dev)
-        self.next_obs[row] = torch.as_tensor(next_obs, device=dev)
-        self.action[row] = torch.as_tensor(action, device=dev)
-        self.reward[row] = torch.as_tensor(reward, device=dev)
-        self.terminated[row] = torch.as_tensor(terminated, device=dev)
-        self.done[row] = torch.as_tensor(np.logical_or(terminated, truncated), device=dev)
+        row, w = self.pos, self._writes
+        if obs_device is not None:
+            self.obs[row] = obs_device
+        else:
+            w.write(self.obs[row], "obs", obs)
+        w.write(self.next_obs[row], "next_obs", next_obs)
+        w.write(self.action[row], "action", action)
+        w.write(self.reward[row], "reward", reward)
+        w.write(self.terminated[row], "terminated", terminated)
+        w.write(self.done[row], "done", np.logical_or(terminated, truncated))
         self.pos = (self.pos + 1) % self.rows
         self.size = min(self.size + 1, self.rows)
 

@@ -44,6 +44,7 @@ from agent.replay.buffer import (
     Batch,
     DeviceCounters,
     NStepWindow,
+    StagedWrites,
     check_ring,
     draw_fixed_shape,
     n_step_window_at,
@@ -115,6 +116,7 @@ class FrameReplayBuffer:
         self.discounts = gamma ** torch.arange(n_step, dtype=torch.float32, device=dev)
         self._ages = torch.arange(stack - 1, -1, -1, device=dev)  # frame j is S-1-j steps old
         self._counters: DeviceCounters | None = None  # sample_fixed_shape's, made on first use
+        self._writes = StagedWrites(dev)  # one pinned buffer and async copy per field (CUDA)
 
     def __len__(self) -> int:
         return self.size * self.num_envs
@@ -168,23 +170,23 @@ class FrameReplayBuffer:
                 "FrameReplayBuffer: an episode's first observation is not zero-padded "
                 "(older frames of the stack are non-zero); use ReplayBuffer for this env"
             )
-        t, dev = self.total, self.device
+        t, w = self.total, self._writes
         slot = t % self.frame_rows
         row = self.pos
         # only the newest frames cross to the device: a quarter of the stacks' bytes
         if obs_device is not None:
             self.frames[slot] = obs_device[:, -1]
         else:
-            self.frames[slot] = torch.as_tensor(np.ascontiguousarray(obs[:, -1]), device=dev)
-        self.start[slot] = torch.as_tensor(start, device=dev)
+            w.write(self.frames[slot], "obs", obs[:, -1])
+        w.write(self.start[slot], "start", start)
         # Provisional newest frame of obs[t + 1] for the not-done rows (overwritten next add,
         # with the same values in those rows), so the newest step's next_obs is complete.
-        newest_next = torch.as_tensor(np.ascontiguousarray(next_obs[:, -1]), device=dev)
-        self.frames[(t + 1) % self.frame_rows] = newest_next
-        self.action[row] = torch.as_tensor(action, device=dev)
-        self.reward[row] = torch.as_tensor(reward, device=dev)
-        self.terminated[row] = torch.as_tensor(terminated, device=dev)
-        self.done[row] = torch.as_tensor(done, device=dev)
+        newest_next = self.frames[(t + 1) % self.frame_rows]
+        w.write(newest_next, "next_obs", next_obs[:, -1])
+        w.write(self.action[row], "action", action)
+        w.write(self.reward[row], "reward", reward)
+        w.write(self.terminated[row], "terminated", terminated)
+        w.write(self.done[row], "done", done)
         self.total = t + 1
         self.pos = (self.pos + 1) % self.rows
         self.size = min(self.size + 1, self.rows)

@@ -266,21 +266,58 @@ CURVE_COLUMNS = (
 )
 
 
-def read_eval_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
+def _read_evals_csv(path: Path, notes: list[str]) -> dict[int, float]:
+    """The rows of one ``evals.csv``, each validated: a last line without its newline (a run
+    killed while writing it: ``1000,1`` of ``1000,12``) and rows whose step is not a
+    non-negative integer or whose return is not a number are dropped, each with a note."""
+    by_step: dict[int, float] = {}
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as err:
+        notes.append(f"{path}: unreadable ({err.strerror}); no curve from it")
+        return by_step
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        notes.append(
+            f"{path}: last line '{lines[-1][:40]}' has no newline (a partial write); dropped"
+        )
+        lines = lines[:-1]
+    reader = csv.DictReader(lines)
+    if reader.fieldnames is None or not {"env_step", "return_mean"} <= set(reader.fieldnames):
+        if lines:
+            notes.append(f"{path}: no env_step and return_mean columns; no curve from it")
+        return by_step
+    bad = 0
+    for row in reader:
+        step, value = (row.get("env_step") or "").strip(), (row.get("return_mean") or "").strip()
+        try:
+            number = float(value)
+        except ValueError:
+            bad += 1
+            continue
+        if not (step.isascii() and step.isdigit()) or None in row:  # None: extra fields
+            bad += 1
+            continue
+        by_step[int(step)] = number
+    if bad:
+        notes.append(f"{path}: {bad} malformed row(s) dropped")
+    return by_step
+
+
+def read_eval_curve(
+    run_dir: Path, notes: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, str] | None:
     """(env steps, eval return means, source) of one run's training evaluations, or None.
 
     ``evals.csv`` first; TensorBoard's ``eval/return_mean`` for runs older than it. A resumed
-    run may repeat a step: the last row for a step wins."""
+    run may repeat a step: the last row for a step wins. Rows dropped as malformed are
+    described in ``notes``."""
+    notes = [] if notes is None else notes
     by_step: dict[int, float] = {}
     source = EVALS_CSV
     path = run_dir / EVALS_CSV
     if path.is_file():
-        try:
-            with open(path, newline="") as f:
-                for row in csv.DictReader(f):
-                    by_step[int(row["env_step"])] = float(row["return_mean"])
-        except (OSError, KeyError, ValueError, TypeError):
-            by_step = {}
+        by_step = _read_evals_csv(path, notes)
     if not by_step and (run_dir / "tb").is_dir():
         by_step, source = _tensorboard_curve(run_dir / "tb"), "tensorboard"
     by_step = {k: v for k, v in by_step.items() if math.isfinite(v)}
@@ -302,23 +339,34 @@ def _tensorboard_curve(tb_dir: Path) -> dict[int, float]:
     return {int(e.step): float(e.value) for e in acc.Scalars("eval/return_mean")}
 
 
-def load_curves(run_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """One record per run with a training-evaluation curve: algo, env, seed, steps, returns."""
+def load_curves(
+    run_dirs: list[Path], notes: list[str] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """One record per run with a training-evaluation curve: algo, env, seed, steps, returns.
+
+    A run whose ``summary.json`` does not say its algorithm and env is skipped and named (its
+    curve cannot be grouped: it used to be drawn as ``unknown/unknown``)."""
     from agent.envs.hns import game_key
 
     curves, skipped = [], []
     for run_dir in run_dirs:
-        summary = _load_json(run_dir / "summary.json") or {}
-        curve = read_eval_curve(run_dir)
+        summary = _load_json(run_dir / "summary.json")
+        if summary is None:
+            skipped.append({"dir": str(run_dir), "why": "summary.json is not a JSON object"})
+            continue
+        if not summary.get("algo") or not summary.get("env_id"):
+            skipped.append({"dir": str(run_dir), "why": "summary.json names no algo or env_id"})
+            continue
+        curve = read_eval_curve(run_dir, notes)
         if curve is None:
             skipped.append({"dir": str(run_dir), "why": f"no {EVALS_CSV} or eval scalars"})
             continue
-        env_name = str(summary.get("env_id") or "unknown")
+        env_name = str(summary["env_id"])
         steps, returns, source = curve
         curves.append(
             {
                 "dir": str(run_dir),
-                "algo": str(summary.get("algo") or "unknown"),
+                "algo": str(summary["algo"]),
                 "env": game_key(env_name) or env_name,
                 "seed": summary.get("seed"),
                 "steps": steps,

@@ -35,8 +35,17 @@ def compose(*overrides: str) -> Any:
         return hydra_compose("config", overrides=["experiment=dabney2020", *overrides])
 
 
-def train_pair(root: Path, seed: int = 1, overrides: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Train both agents from scratch into ``root/<agent>``; returns their run dirs."""
+#: training seeds per agent in ``make run`` (one process each, ``train.population``) and the
+#: units per head (the recorded protocol draws 40)
+DEMO_SEEDS = 3
+DEMO_UNITS = 40
+
+
+def train_pair(
+    root: Path, seed: int = 1, overrides: tuple[str, ...] = (), population: int = 1
+) -> dict[str, Path]:
+    """Train both agents from scratch into ``root/<agent>``; returns their run dirs (with
+    ``population`` > 1, population run dirs of that many seeds ``seed, seed + 1, …``)."""
     from agent.loop.train import run
 
     runs = {}
@@ -44,15 +53,31 @@ def train_pair(root: Path, seed: int = 1, overrides: tuple[str, ...] = ()) -> di
         run_dir = root / name
         # A run dir with a checkpoint would be resumed; the demo always starts afresh.
         shutil.rmtree(run_dir, ignore_errors=True)
-        cfg = compose(f"agent={name}", f"seed={seed}", "train.progress=false", *overrides)
+        cfg = compose(f"agent={name}", f"seed={seed}", "train.progress=false",
+                      f"train.population={population}", *overrides)  # fmt: skip
         start = time.perf_counter()
         summary = run(cfg, run_dir)
+        updates = summary.get("updates", summary.get("members", [{}])[0].get("updates"))
         print(
-            f"trained {name:9s} {summary['env_steps']} env steps, {summary['updates']} updates "
-            f"in {time.perf_counter() - start:.0f} s  → {run_dir}"
+            f"trained {name:9s} {population} seed(s) x {summary['env_steps']} env steps, "
+            f"{updates} updates each in {time.perf_counter() - start:.0f} s  → {run_dir}"
         )
         runs[name] = run_dir
     return runs
+
+
+def demo_detection(
+    runs: dict[str, Path], out: Path, *, draws: int = 20, n_units: int = DEMO_UNITS
+) -> dict[str, Any]:
+    """The detection study (agent/probes/detection.py) of the demo's few seeds: own-gradient
+    responses, no decode; writes detection.json/.md/.png into ``out``."""
+    from agent.probes.detection import detection_study, expand_runs, groups_from_runs
+    from agent.probes.detection_report import write_detection
+
+    groups = groups_from_runs(expand_runs([str(r) for r in runs.values()]), ("gradient",), n_units)
+    content = detection_study(groups, draws=draws, n_units=n_units, decode=False)
+    write_detection(content, out, command=f"make run (demo: {draws} draws, gradient responses)")
+    return content
 
 
 def _cell(value: Any, spec: str) -> str:
@@ -87,9 +112,9 @@ def comparison_rows(
         row("RP spread SD / reward SD", "reversal_spread_rel_sd", ".3f"),
         ("  distributional / classical", _cell(ratio, ".1f") + "x", "", ""),
         row("split-half r(RP_A, RP_B), median", "split_half_r", ".3f"),
-        row("  median p", "split_half_p", ".2g"),
+        row("  median p over splits (descr.)", "split_half_p", ".2g"),
         row("cross-val. r(tau_B, RP_A), median", "tau_rp_r", ".3f"),
-        row("  median p", "tau_rp_p", ".2g"),
+        row("  median p over splits (descr.)", "tau_rp_p", ".2g"),
         row("decode W1, utility axis", "decode_w1", ".3f"),
         row("  moment-matched Gaussian W1", "gaussian_w1", ".3f"),
         row("decode W1, reward (µl)", "decode_reward_w1", ".3f"),
@@ -209,7 +234,7 @@ def full_sweep(
     rec = recorded_noise()
     fig = figures.plot_noise_sweep(sweep, point, rec.ratio, title=(
         f"Noise sweep ({rec.summary()['trials_per_cell']} trials per unit as recorded; "
-        f"median of {draws} draws)"))  # fmt: skip
+        f"median of {draws} draws; agents: own-gradient responses, τ configured)"))  # fmt: skip
     figures.save_figure(fig, out / "probe_noise_sweep.png")
     content = jsonable({
         "recorded_noise": rec.summary(),

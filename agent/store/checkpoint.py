@@ -174,8 +174,18 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    folders = [p for p in root.iterdir() if is_step_name(p.name) and p.is_dir()]
+    # a writer only ever renames real folders into place: a symlinked step folder (perhaps
+    # to somewhere outside the run dir) is never read as a checkpoint, nor pruned through
+    folders = [
+        p for p in root.iterdir() if is_step_name(p.name) and p.is_dir() and not p.is_symlink()
+    ]
     return sorted(folders, key=lambda p: int(p.name))
+
+
+def _leaves_run_dir(root: Path, name: str) -> bool:
+    """Whether ``root/name`` is a symlink whose target lies outside the run dir."""
+    folder = root / name
+    return folder.is_symlink() and not folder.resolve().is_relative_to(root.parent.resolve())
 
 
 def _read_latest(root: Path) -> str | CheckpointError | None:
@@ -240,6 +250,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
     name = _read_latest(root)
+    if isinstance(name, str) and _leaves_run_dir(root, name):
+        raise CheckpointError(f"'{root / name}' is a symlink that leaves the run dir; refused")
     if isinstance(name, str) and (root / name).is_dir():
         return root / name
     if name is None:
@@ -266,7 +278,7 @@ def has_checkpoint(run_dir: str | Path) -> bool:
         return False
     name = _read_latest(root)
     if isinstance(name, str) and (root / name).is_dir():
-        return True
+        return True  # (one that leaves the run dir is refused when resolved)
     return _newest_complete(root) is not None
 
 

@@ -41,6 +41,7 @@ SAFE_CHANGES = (
     "train.",
     "probe.",
     "checkpoint.",
+    "logger.",  # what is reported beside TensorBoard (CSV, W&B, probe-state histograms)
     "agent.lr",
     "agent.adam_eps",
     "agent.max_grad_norm",
@@ -121,8 +122,8 @@ def reconcile_config(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if unsafe:
         raise ConfigError(
             f"cannot resume with a changed {', '.join(unsafe)}: it changes what the "
-            "checkpoint's weights or replay mean; keep the old value, or start a new "
-            "hydra.run.dir (optionally from this checkpoint with resume=PATH)"
+            "checkpoint's weights or replay mean, so no resume (resume=PATH included) can "
+            "carry it over; keep the old value, or train afresh in a new hydra.run.dir"
         )
     return [c for c in changes if not c.startswith("resume ")]
 

@@ -26,6 +26,8 @@ COUNTER_KEYS = (
     "solved_wall_s",
     "last_eval",
 )
+# counters that checkpoints written before they existed lack
+OPTIONAL_COUNTER_KEYS = ("refill_from",)
 REQUIRED_STEMS = ("model", "target", "optimizer", "rng")
 
 
@@ -86,7 +88,8 @@ def validate_train_state(
         raise CheckpointError(f"{c.where}: rng tensors are incomplete")
 
     counters = c.dict(state.get("counters"), "counters")
-    if sorted(counters) != sorted(COUNTER_KEYS):
+    required = [k for k in counters if k not in OPTIONAL_COUNTER_KEYS]
+    if sorted(required) != sorted(COUNTER_KEYS):
         c.fail("counters", f"an object with keys {', '.join(COUNTER_KEYS)}", sorted(counters))
     env_steps = c.int(counters["env_steps"], "counters.env_steps")
     if env_steps != step:
@@ -103,6 +106,12 @@ def validate_train_state(
         c.int(ev["env_step"], "counters.last_eval.env_step", hi=env_steps)
         c.float(ev["return_mean"], "counters.last_eval.return_mean")
         c.float(ev["return_std"], "counters.last_eval.return_std", lo=0.0)
+    refill = counters.get("refill_from")
+    if refill is not None:  # [env step, updates] of a resume without replay
+        if not isinstance(refill, list) or len(refill) != 2:
+            c.fail("counters.refill_from", "[env step, updates]", refill)
+        c.int(refill[0], "counters.refill_from[0]", hi=env_steps)
+        c.int(refill[1], "counters.refill_from[1]")
 
     learner = c.dict(state.get("learner"), "learner")
     c.int(learner.get("updates"), "learner.updates")

@@ -1,0 +1,952 @@
+"""The detection study: how often a population shows the paper's two findings under the
+recorded protocol, over training seeds × simulated recordings (docs/science.md §4, issue 22).
+
+A *finding* is detected in one simulated recording when its Pearson correlation across the
+40 units is positive with a two-sided p < α (α = 0.01):
+
+- split-half reliability r(RP_A, RP_B) of the reversal points from two random halves;
+- cross-validated optimism r(τ_B, RP_A): asymmetry from half B against reversal point from A.
+
+**The recorded protocol** (measured on the 40 recorded cells, :func:`recorded_protocol`).
+Every simulated recording draws 40 units from the population's head (without replacement;
+fewer units is an error unless asked for) and pairs each unit with one recorded cell drawn at
+random: the unit gets that cell's noise ratio ρ_c (trial SD / SD of its own mean responses,
+as :mod:`agent.probes.noise`) and that cell's trial count at each magnitude. The recorded
+cells' trial SD grows with reward magnitude (measured, Friedman test over cells); the
+simulated noise SD follows the cells' median profile across magnitudes, normalised so that
+the pooled SD is still ρ_c × the unit's response spread. Noise is Gaussian.
+
+**A draw** is one simulated recording (one noise realisation) analysed once, with one
+random split of its trials into halves (within each magnitude, ⌊n/2⌋ trials to half A, as
+:func:`agent.probes.analysis.stratified_halves`). For the recorded cells a draw is one random
+split of the recorded trials; a second row resamples each half's trials with replacement
+(within cell × magnitude) after the split, as a new recording of the same size would.
+
+The median r or p over many splits of *one* recording is a smoother, different quantity: it
+is reported as a descriptive number only, never as a detection probability.
+
+Everything below the per-group loop is batched over draws and units (numpy), so the full
+study (8 seeds × 50 draws × 6 groups) runs in seconds, not hours.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from agent.core.errors import ConfigError, DataError
+from agent.probes.analysis import _criterion, _rp_from_criterion, population
+
+ALPHA = 0.01
+N_UNITS = 40
+FINDINGS = ("split_half", "tau_rp")
+#: draws analysed at once (bounds memory: chunk × units × magnitudes × max trials)
+CHUNK = 64
+#: splits of one recording for the descriptive "median over splits" numbers
+DESCRIPTIVE_SPLITS = 50
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+@dataclass(frozen=True)
+class RecordedProtocol:
+    """What every simulated recording copies from the recorded cells."""
+
+    ratios: np.ndarray  # [C] each recorded cell's noise ratio ρ
+    counts: np.ndarray  # [C, K] each recorded cell's trials per magnitude
+    sd_profile: np.ndarray  # [K] relative trial SD per magnitude (pooled = 1)
+    profile_p: float  # Friedman test of SD against magnitude, across cells
+    profile_used: bool  # whether the profile is applied (p < ALPHA), else flat
+
+    @property
+    def n_magnitudes(self) -> int:
+        return int(self.counts.shape[1])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n_cells": int(self.ratios.size),
+            "noise_ratio_median": float(np.median(self.ratios)),
+            "noise_ratio_range": [float(self.ratios.min()), float(self.ratios.max())],
+            "trials_per_magnitude_median": [int(v) for v in np.median(self.counts, axis=0)],
+            "noise_sd_profile": [float(v) for v in self.sd_profile],
+            "noise_sd_profile_friedman_p": self.profile_p,
+            "noise_sd_profile_used": self.profile_used,
+            "definition": (
+                "each simulated unit is paired with one recorded cell drawn at random: that "
+                "cell's noise ratio rho (pooled within-magnitude trial SD / SD of its mean "
+                "responses) times the unit's own response spread, and that cell's trial count "
+                "at each magnitude; the SD at magnitude k is scaled by the recorded cells' "
+                "median relative SD at k (pooled over magnitudes = 1) when the cells' SD "
+                "depends on magnitude (Friedman test p < 0.01)"
+            ),
+        }
+
+
+def recorded_protocol(table: pd.DataFrame | None = None) -> RecordedProtocol:
+    """The protocol measured on a recorded table (default: the committed 40 cells)."""
+    if table is None:
+        return _packaged_protocol()
+    return _measure_protocol(table)
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_protocol() -> RecordedProtocol:
+    from agent.data.tidy import PACKAGED_TABLE, load_cell_table
+
+    return _measure_protocol(load_cell_table(PACKAGED_TABLE))
+
+
+def _measure_protocol(table: pd.DataFrame) -> RecordedProtocol:
+    from agent.probes.noise import noise_ratios
+
+    g = table.groupby(["cell", "magnitude"])["response"]
+    counts = g.count().unstack().fillna(0)
+    sd = g.std(ddof=1).unstack()
+    dof = (counts - 1).clip(lower=0)
+    pooled = np.sqrt((dof * sd**2).sum(axis=1) / dof.sum(axis=1))
+    relative = sd.div(pooled, axis=0).dropna()
+    profile_p = math.nan
+    if len(relative) >= 3 and relative.shape[1] >= 3:
+        profile_p = float(scipy.stats.friedmanchisquare(*relative.to_numpy().T).pvalue)
+    profile = relative.median(axis=0).to_numpy(dtype=float)
+    used = bool(math.isfinite(profile_p) and profile_p < ALPHA)
+    if used:
+        # Pooled over magnitudes (weighted by the median trial dof) the profile is 1, so ρ keeps
+        # its meaning: pooled within-magnitude SD / response spread.
+        w = np.maximum(np.median(counts.to_numpy(), axis=0) - 1, 0)
+        profile = profile / math.sqrt(float(w @ profile**2) / float(w.sum()))
+    else:
+        profile = np.ones(counts.shape[1])
+    ratios = noise_ratios(table).reindex(counts.index).to_numpy(dtype=float)
+    return RecordedProtocol(
+        ratios=ratios,
+        counts=counts.to_numpy(dtype=int),
+        sd_profile=profile,
+        profile_p=profile_p,
+        profile_used=used,
+    )
+
+
+# ----------------------------------------------------------------------------- batched core
+
+
+def simulate_recordings(
+    mean: np.ndarray,
+    protocol: RecordedProtocol,
+    n_draws: int,
+    n_units: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n_draws`` noisy recordings of ``n_units`` units of a population with noise-free mean
+    responses ``mean`` [N, K]; returns responses [D, U, K, L] and a validity mask (trial
+    slot ℓ of unit u at magnitude k exists) of the same shape, L the largest recorded count."""
+    mean = np.asarray(mean, dtype=float)
+    n, k = mean.shape
+    if k != protocol.n_magnitudes:
+        raise DataError(
+            f"the population has {k} magnitudes, the recorded cells {protocol.n_magnitudes}"
+        )
+    if n < n_units:
+        raise DataError(f"the head has {n} units, fewer than the {n_units} the protocol draws")
+    units = np.argsort(rng.random((n_draws, n)), axis=1)[:, :n_units]  # [D, U] no replacement
+    cells = rng.integers(protocol.ratios.size, size=(n_draws, n_units))  # [D, U]
+    mu = mean[units]  # [D, U, K]
+    spread = mu.std(axis=-1)  # the unit's own response spread across magnitudes
+    sd = (protocol.ratios[cells] * spread)[..., None] * protocol.sd_profile  # [D, U, K]
+    counts = protocol.counts[cells]  # [D, U, K]
+    slots = int(protocol.counts.max())
+    valid = np.arange(slots) < counts[..., None]
+    noise = rng.standard_normal((n_draws, n_units, k, slots))
+    resp = np.where(valid, mu[..., None] + sd[..., None] * noise, 0.0)
+    return resp, valid
+
+
+def trial_layout(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    """A tidy table's trials as arrays: responses [C, K, L], validity [C, K, L], the
+    magnitudes [K] and the cells (order of appearance)."""
+    pop = population(table)
+    k = pop.n_magnitudes
+    counts = np.stack([np.bincount(m, minlength=k) for m in pop.mag_index])
+    slots = int(counts.max())
+    resp = np.zeros((len(pop.cells), k, slots))
+    valid = np.zeros_like(resp, dtype=bool)
+    for c, (mags, r) in enumerate(pop.cell_trials()):
+        order = np.argsort(mags, kind="stable")
+        mags, r = mags[order], r[order]
+        slot = np.arange(mags.size) - np.searchsorted(mags, mags)  # index within magnitude
+        resp[c, mags, slot] = r
+        valid[c, mags, slot] = True
+    return resp, valid, pop.magnitudes, pop.cells
+
+
+def split_trials(
+    resp: np.ndarray, valid: np.ndarray, rng: np.random.Generator, bootstrap: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One random stratified split per leading index: within every (unit, magnitude) the
+    ⌊n/2⌋ trials with the lowest random keys form half A.
+
+    Returns (responses, in_a, in_b) with the trials reordered so that half A holds slots
+    0..⌊n/2⌋−1 and half B the next ⌈n/2⌉ slots. ``bootstrap``: each half's trials are then
+    resampled with replacement within the half (a new recording of the same size).
+    """
+    keys = np.where(valid, rng.random(resp.shape), np.inf)
+    order = np.argsort(keys, axis=-1)
+    resp = np.take_along_axis(resp, order, axis=-1)
+    n = valid.sum(axis=-1, keepdims=True)
+    n_a = n // 2
+    slot = np.arange(resp.shape[-1])
+    in_a = slot < n_a
+    in_b = (slot >= n_a) & (slot < n)
+    if bootstrap:
+        u = rng.random(resp.shape)
+        idx = np.where(in_a, np.floor(u * n_a), n_a + np.floor(u * (n - n_a)))
+        idx = np.where(in_a | in_b, idx, 0).astype(int)
+        resp = np.take_along_axis(resp, idx, axis=-1)
+    return resp, in_a, in_b
+
+
+def reversal_points(
+    resp: np.ndarray, mask: np.ndarray, axis: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The paper's count-criterion reversal point [...] of the trials selected by ``mask``
+    (responses [..., K, L]); :func:`agent.probes.analysis.reversal_point`, batched."""
+    pos = ((resp > 0) & mask).sum(axis=-1)
+    neg = ((resp < 0) & mask).sum(axis=-1)
+    return _rp_from_criterion(_criterion(pos, neg), axis, rng)
+
+
+def asymmetries(resp: np.ndarray, mask: np.ndarray, axis: np.ndarray, rp: np.ndarray) -> np.ndarray:
+    """Trial-level τ = α⁺/(α⁺ + α⁻) [...] around ``rp`` [...] of the selected trials;
+    :func:`agent.probes.analysis.trial_asymmetry` (linear slopes), batched."""
+    counts = mask.sum(axis=-1).astype(float)  # [..., K]
+    sums = np.where(mask, resp, 0.0).sum(axis=-1)
+    x = axis - rp[..., None]
+    slopes = []
+    for side in (x >= 0, x <= 0):
+        sel = side & (counts > 0)
+        sxx = np.where(sel, counts * x**2, 0.0).sum(axis=-1)
+        sxy = np.where(sel, x * sums, 0.0).sum(axis=-1)  # Σ_m n_m·x_m·r̄_m = Σ_m x_m·Σr
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slopes.append(np.where(sxx > 0, sxy / sxx, np.nan))
+    denom = slopes[0] + slopes[1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.isfinite(denom) & (denom != 0), slopes[0] / denom, np.nan)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r and two-sided p across the last axis over finite pairs (as
+    scipy.stats.pearsonr); NaN where fewer than 3 pairs or no variance."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = ok.sum(axis=-1)
+    nn = np.maximum(n, 1)
+    mx = np.where(ok, x, 0.0).sum(axis=-1, keepdims=True) / nn[..., None]
+    my = np.where(ok, y, 0.0).sum(axis=-1, keepdims=True) / nn[..., None]
+    dx = np.where(ok, x - mx, 0.0)
+    dy = np.where(ok, y - my, 0.0)
+    sxx, syy = (dx**2).sum(axis=-1), (dy**2).sum(axis=-1)
+    good = (n >= 3) & (sxx > 0) & (syy > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip((dx * dy).sum(axis=-1) / np.sqrt(sxx * syy), -1.0, 1.0)
+        df = np.maximum(n - 2, 1)
+        t = r * np.sqrt(df / np.maximum(1.0 - r**2, 1e-300))
+    p = 2.0 * scipy.stats.t.sf(np.abs(t), df)
+    return np.where(good, r, np.nan), np.where(good, p, np.nan)
+
+
+@dataclass(frozen=True)
+class HalvesResult:
+    """Per draw [B]: split-half and cross-validated τ–RP r and p."""
+
+    split_half_r: np.ndarray
+    split_half_p: np.ndarray
+    tau_rp_r: np.ndarray
+    tau_rp_p: np.ndarray
+    # the same with Spearman's rank correlation (robust to outlying units)
+    split_half_rank_r: np.ndarray
+    split_half_rank_p: np.ndarray
+    tau_rp_rank_r: np.ndarray
+    tau_rp_rank_p: np.ndarray
+
+
+def analyse_halves(
+    resp: np.ndarray,
+    in_a: np.ndarray,
+    in_b: np.ndarray,
+    axis: np.ndarray,
+    rng: np.random.Generator,
+) -> HalvesResult:
+    """The paper's cross-validation of recordings [B, U, K, L] split into halves A and B:
+    RP_A, RP_B and τ_B per unit; r(RP_A, RP_B) and r(τ_B, RP_A) across units per recording."""
+    rp_a = reversal_points(resp, in_a, axis, rng)
+    rp_b = reversal_points(resp, in_b, axis, rng)
+    tau_b = asymmetries(resp, in_b, axis, rp_b)
+    return HalvesResult(
+        *pearson(rp_a, rp_b), *pearson(rp_a, tau_b),
+        *pearson(*_ranks(rp_a, rp_b)), *pearson(*_ranks(rp_a, tau_b)),
+    )  # fmt: skip
+
+
+def _ranks(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks along the last axis of the jointly finite pairs (others NaN): Pearson
+    on them is Spearman's rank correlation, with its usual t-approximation p."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    out = []
+    for v in (x, y):
+        ranked = scipy.stats.rankdata(np.where(ok, v, np.inf), axis=-1)
+        out.append(np.where(ok, ranked, np.nan))
+    return out[0], out[1]
+
+
+def all_trial_pairs(
+    resp: np.ndarray, valid: np.ndarray, axis: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(RP, τ) of every unit from all its trials (what the decode reads)."""
+    rp = reversal_points(resp, valid, axis, rng)
+    return rp, asymmetries(resp, valid, axis, rp)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def detected(r: np.ndarray, p: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
+    """A finding is detected when its correlation is positive with two-sided p < α."""
+    return (np.nan_to_num(p, nan=1.0) < alpha) & (np.nan_to_num(r, nan=0.0) > 0)
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval of k successes out of n."""
+    ci = scipy.stats.binomtest(int(k), int(n)).proportion_ci(level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def wilson(p: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion p at a (possibly fractional) sample size n."""
+    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    denom = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def design_effect(hits: np.ndarray) -> float:
+    """Kish design effect 1 + (m − 1)·ICC of binary outcomes [S, m] clustered by seed (rows),
+    with the one-way ANOVA estimate of the intra-class correlation (negative ICC → 0)."""
+    s, m = hits.shape
+    if s < 2 or m < 2:
+        return 1.0
+    x = hits.astype(float)
+    p_s = x.mean(axis=1)
+    msb = m * float(np.sum((p_s - p_s.mean()) ** 2)) / (s - 1)
+    msw = float(np.sum(m * p_s * (1 - p_s))) / (s * (m - 1))
+    denom = msb + (m - 1) * msw
+    icc = (msb - msw) / denom if denom > 0 else 0.0
+    return 1.0 + (m - 1) * min(max(icc, 0.0), 1.0)
+
+
+def detection_probability(hits: np.ndarray, level: float = 0.95) -> dict[str, Any]:
+    """Detection probability of hits [S seeds, D draws] with a 95 % interval.
+
+    The interval is the wider (union) of the Clopper–Pearson interval of k of n = S·D and a
+    Wilson interval at the cluster-effective sample size n / deff (seeds as clusters, Kish
+    design effect from the intra-class correlation of the hits): never narrower than the
+    binomial interval, and wider when seeds differ more than draws do.
+    """
+    hits = np.asarray(hits, dtype=bool)
+    k, n = int(hits.sum()), int(hits.size)
+    p = k / n
+    lo, hi = clopper_pearson(k, n, level)
+    deff = design_effect(hits)
+    if deff > 1.0:
+        w_lo, w_hi = wilson(p, n / deff, level)
+        lo, hi = min(lo, w_lo), max(hi, w_hi)
+    return {"p": p, "ci": [lo, hi], "k": k, "n": n, "design_effect": deff}
+
+
+def across_seed_test(per_seed_r: np.ndarray) -> dict[str, float | None]:
+    """Each seed one observation: Fisher z of its median r over draws, two-sided one-sample
+    t-test against 0; the sign test (binomial, seeds with median r > 0) beside it."""
+    r = np.asarray(per_seed_r, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size < 2:
+        return {"t_p": None, "sign_p": None, "mean_z": None}
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
+    t_p = float(scipy.stats.ttest_1samp(z, 0.0).pvalue) if np.ptp(z) > 0 else None
+    nonzero = z[z != 0]
+    sign_p = (
+        float(scipy.stats.binomtest(int((nonzero > 0).sum()), nonzero.size).pvalue)
+        if nonzero.size
+        else None
+    )
+    return {"t_p": t_p, "sign_p": sign_p, "mean_z": float(z.mean())}
+
+
+def permutation_p(
+    a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None = None, max_exact: int = 20000
+) -> float | None:
+    """Two-sided permutation p of the difference in means of per-seed values ``a`` and ``b``
+    (seeds exchanged between the groups): exact over all relabelings when there are at most
+    ``max_exact``, else 20,000 random ones (plus the observed). None with fewer than 2 seeds
+    in a group."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size < 2 or b.size < 2:
+        return None
+    pooled = np.concatenate([a, b])
+    n, na = pooled.size, a.size
+    observed = abs(a.mean() - b.mean())
+    if math.comb(n, na) <= max_exact:
+        in_a = _relabelings(n, na)
+    else:
+        rng = np.random.default_rng(0) if rng is None else rng
+        keys = rng.random((20000, n))
+        in_a = np.argsort(np.argsort(keys, axis=1), axis=1) < na
+        in_a = np.vstack([np.arange(n) < na, in_a])
+    diff = (in_a @ pooled) / na - (~in_a @ pooled) / (n - na)
+    return float(np.mean(np.abs(diff) >= observed - 1e-12))
+
+
+@functools.lru_cache(maxsize=8)
+def _relabelings(n: int, na: int) -> np.ndarray:
+    """Every way [comb(n, na), n] of choosing which ``na`` of ``n`` seeds form group a."""
+    idx = np.array(list(combinations(range(n), na)))
+    in_a = np.zeros((len(idx), n), dtype=bool)
+    np.put_along_axis(in_a, idx, True, axis=1)
+    in_a.setflags(write=False)
+    return in_a
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+@dataclass(frozen=True)
+class UnitGroup:
+    """Noise-free mean responses of one kind of population over training seeds."""
+
+    name: str  # e.g. "erdqn/gradient"
+    agent: str  # e.g. "erdqn" (the contrast pairs groups of one response model)
+    response_model: str  # "gradient" | "measured"
+    axis: np.ndarray  # [K] utility of each magnitude
+    magnitudes: np.ndarray  # [K]
+    probs: np.ndarray  # [K]
+    seeds: list[int]
+    responses: list[np.ndarray]  # per seed [N, K]
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        from agent.probes.analysis import jsonable
+
+        return jsonable(
+            {
+                "name": self.name, "agent": self.agent, "response_model": self.response_model,
+                "axis": self.axis, "magnitudes": self.magnitudes, "probs": self.probs,
+                "seeds": self.seeds, "responses": self.responses, "note": self.note,
+                "extra": self.extra,
+            }
+        )  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> UnitGroup:
+        return cls(
+            name=d["name"], agent=d["agent"], response_model=d["response_model"],
+            axis=np.asarray(d["axis"], float), magnitudes=np.asarray(d["magnitudes"], float),
+            probs=np.asarray(d["probs"], float), seeds=[int(s) for s in d["seeds"]],
+            responses=[np.asarray(r, float) for r in d["responses"]], note=d.get("note", ""),
+            extra=d.get("extra", {}),
+        )  # fmt: skip
+
+
+#: how the study presents quantile-Huber units with the gradient model (as the noise sweep)
+SCALED = "; quantile-Huber units' errors are scaled first so that no response saturates"
+RESPONSE_NOTES = {
+    "gradient": (
+        "gradient response model: each unit's own loss gradient |tau_i - 1{u<0}|*u at the "
+        "pre-outcome state; the asymmetry the pipeline estimates is the configured tau_i "
+        "plus noise: only the reversal point (the unit's learned value) is an outcome of "
+        "training"
+    ),
+    "measured": (
+        "measured response model: the change of each unit's value after one plain gradient "
+        "step (eta = 1e-3) on the agent's own loss (QR-DQN: its quantile Huber, which may "
+        "saturate) against the single outcome, through the "
+        "shared torso, / eta; both reversal point and asymmetry are measured, and each "
+        "unit's response mixes in the other units' errors (see the decomposition)"
+    ),
+    "recorded": "recorded VTA dopamine cells (Dabney et al. 2020), trials as recorded",
+}
+
+
+def _rng(seed: int, *keys: str | int) -> np.random.Generator:
+    words = [int(seed)] + [zlib.crc32(str(k).encode()) for k in keys]
+    return np.random.default_rng(words)
+
+
+def _draws(
+    mean: np.ndarray,
+    protocol: RecordedProtocol,
+    axis: np.ndarray,
+    n_draws: int,
+    n_units: int,
+    rng: np.random.Generator,
+) -> HalvesResult:
+    """``n_draws`` simulated recordings of one population, each split and analysed once."""
+    parts = []
+    for start in range(0, n_draws, CHUNK):
+        resp, valid = simulate_recordings(mean, protocol, min(CHUNK, n_draws - start), n_units, rng)
+        resp, in_a, in_b = split_trials(resp, valid, rng)
+        parts.append(analyse_halves(resp, in_a, in_b, axis, rng))
+    return _concat(parts)
+
+
+def _concat(parts: list[HalvesResult]) -> HalvesResult:
+    return HalvesResult(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in HalvesResult.__dataclass_fields__)
+    )
+
+
+def _recorded_draws(
+    resp: np.ndarray,
+    valid: np.ndarray,
+    axis: np.ndarray,
+    n_draws: int,
+    rng: np.random.Generator,
+    bootstrap: bool,
+) -> HalvesResult:
+    parts = []
+    for start in range(0, n_draws, CHUNK):
+        b = min(CHUNK, n_draws - start)
+        shape = (b, *resp.shape)
+        r, in_a, in_b = split_trials(
+            np.broadcast_to(resp, shape), np.broadcast_to(valid, shape), rng, bootstrap
+        )
+        parts.append(analyse_halves(r, in_a, in_b, axis, rng))
+    return _concat(parts)
+
+
+def _descriptive(res: HalvesResult) -> dict[str, float]:
+    """Median r and p over the splits of one recording (descriptive, not a test)."""
+
+    def med(v: np.ndarray) -> float:
+        v = v[np.isfinite(v)]
+        return float(np.median(v)) if v.size else math.nan
+
+    return {
+        "split_half_r": med(res.split_half_r),
+        "split_half_p": med(res.split_half_p),
+        "tau_rp_r": med(res.tau_rp_r),
+        "tau_rp_p": med(res.tau_rp_p),
+    }
+
+
+def _spread(values: Sequence[float]) -> dict[str, float | None]:
+    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return {"median": None, "min": None, "max": None}
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+
+
+def _group_summary(
+    per_seed: list[HalvesResult], alpha: float
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Detection probabilities with intervals and the across-seed tests of one group."""
+    hits = {
+        "split_half": np.stack([detected(h.split_half_r, h.split_half_p, alpha) for h in per_seed]),
+        "tau_rp": np.stack([detected(h.tau_rp_r, h.tau_rp_p, alpha) for h in per_seed]),
+    }
+    hits["both"] = hits["split_half"] & hits["tau_rp"]
+    out: dict[str, Any] = {}
+    for name, h in hits.items():
+        d = detection_probability(h)
+        out[f"p_detect_{name}"] = d["p"]
+        out[f"p_detect_{name}_ci"] = d["ci"]
+        out[f"p_detect_{name}_count"] = [d["k"], d["n"]]
+        out[f"p_detect_{name}_design_effect"] = d["design_effect"]
+    medians = {
+        f: np.array([np.nanmedian(getattr(h, f"{f}_r")) if np.isfinite(getattr(h, f"{f}_r")).any()
+                     else np.nan for h in per_seed])
+        for f in FINDINGS
+    }  # fmt: skip
+    tests = {f: across_seed_test(medians[f]) for f in FINDINGS}
+    ps = [tests[f]["t_p"] for f in FINDINGS]
+    out["across_seed_p"] = None if any(p is None for p in ps) else max(ps)  # type: ignore[type-var]
+    for f in FINDINGS:
+        out[f"across_seed_p_{f}"] = tests[f]["t_p"]
+        out[f"across_seed_sign_p_{f}"] = tests[f]["sign_p"]
+        out[f"{f}_r_per_seed_median"] = _spread(list(medians[f]))
+    # Robustness: the same detection with Spearman's rank correlation. Under the recorded
+    # protocol the units' noise differs 10-fold, so a few noisy units have outlying reversal
+    # points and Pearson's p is anti-conservative (see the classical groups' rates).
+    rank_sh = np.stack(
+        [detected(h.split_half_rank_r, h.split_half_rank_p, alpha) for h in per_seed]
+    )
+    rank_tr = np.stack([detected(h.tau_rp_rank_r, h.tau_rp_rank_p, alpha) for h in per_seed])
+    for name, h in (("split_half", rank_sh), ("tau_rp", rank_tr), ("both", rank_sh & rank_tr)):
+        d = detection_probability(h)
+        out[f"rank_p_detect_{name}"] = d["p"]
+        out[f"rank_p_detect_{name}_ci"] = d["ci"]
+        out[f"rank_p_detect_{name}_count"] = [d["k"], d["n"]]
+    per_seed_both = hits["both"].mean(axis=1)
+    out["p_detect_both_per_seed"] = [float(v) for v in per_seed_both]
+    return out, {"both": per_seed_both}
+
+
+# ----------------------------------------------------------------------------- decode
+
+
+def decode_summary(
+    rp: np.ndarray,
+    tau: np.ndarray,
+    axis: np.ndarray,
+    magnitudes: np.ndarray,
+    probs: np.ndarray,
+    seed: int = 0,
+    restarts: int = 2,
+) -> dict[str, Any]:
+    """Reward-space decode of one recording's (RP, τ) pairs (as the paper's Fig. 5) and the
+    fair references' W1 to the truth (:func:`agent.probes.decoding.fair_references`)."""
+    from agent.probes.decoding import decode_distribution, fair_references, score_decode
+    from agent.probes.pipeline import utility_to_reward
+
+    ok = np.isfinite(rp) & np.isfinite(tau) & (tau > 0) & (tau < 1)
+    if ok.sum() < 2:
+        return {"wasserstein1": None, "references": {}, "cells_used": int(ok.sum())}
+    e = utility_to_reward(rp[ok], axis, magnitudes)
+    bounds = (float(magnitudes.min()), float(magnitudes.max()))
+    dec = decode_distribution(e, tau[ok], bounds, restarts=restarts, seed=seed)
+    refs = fair_references(magnitudes, probs, tau[ok], seed=seed, restarts=restarts)
+    return {
+        "wasserstein1": score_decode(dec["samples"], magnitudes, probs)["wasserstein1"],
+        "identifiable": bool(dec["identifiable"]),
+        "references": {
+            k: score_decode(v, magnitudes, probs)["wasserstein1"] for k, v in refs.items()
+        },
+        "cells_used": int(ok.sum()),
+    }
+
+
+def _decode_over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    w = [r["wasserstein1"] for r in rows]
+    out: dict[str, Any] = {"space": "reward (µl)", "wasserstein1": _spread(w), "beats": {}}
+    names = sorted({k for r in rows for k in r["references"]})
+    for name in names:
+        pairs = [(r["wasserstein1"], r["references"].get(name)) for r in rows]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        out["beats"][name] = {
+            "reference_w1": _spread([b for _, b in pairs]),
+            "fraction_of_seeds_beaten": float(np.mean([a < b for a, b in pairs]))
+            if pairs
+            else None,
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def study_group(
+    group: UnitGroup,
+    protocol: RecordedProtocol,
+    *,
+    draws: int,
+    n_units: int = N_UNITS,
+    alpha: float = ALPHA,
+    seed: int = 0,
+    decode: bool = True,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Detection study of one group; returns its detection.json entry and the per-seed
+    probability of detecting both findings (for the contrast with classical)."""
+    per_seed, descriptive, decodes = [], [], []
+    for s, mean in zip(group.seeds, group.responses, strict=True):
+        rng = _rng(seed, group.name, s)
+        per_seed.append(_draws(mean, protocol, group.axis, draws, n_units, rng))
+        # Descriptive: one recording, many splits (a smoother quantity, not a detection test).
+        resp, valid = simulate_recordings(mean, protocol, 1, n_units, rng)
+        shape = (DESCRIPTIVE_SPLITS, *resp.shape[1:])
+        r, in_a, in_b = split_trials(
+            np.broadcast_to(resp[0], shape), np.broadcast_to(valid[0], shape), rng
+        )
+        descriptive.append(_descriptive(analyse_halves(r, in_a, in_b, group.axis, rng)))
+        if decode:
+            rp, tau = all_trial_pairs(resp[0], valid[0], group.axis, rng)
+            decodes.append(
+                decode_summary(rp, tau, group.axis, group.magnitudes, group.probs, seed=s)
+            )
+    out, per_seed_stats = _group_summary(per_seed, alpha)
+    out = {
+        "n_seeds": len(group.seeds),
+        "n_draws": draws,
+        "n_units": n_units,
+        "seeds": group.seeds,
+        "agent": group.agent,
+        "response_model": group.response_model,
+        "response_model_note": group.note or RESPONSE_NOTES.get(group.response_model, ""),
+        **out,
+        "median_over_splits_of_one_recording": {
+            "note": f"descriptive only (a smoother quantity, not a test): per seed one "
+            f"simulated recording, median over {DESCRIPTIVE_SPLITS} random splits; median "
+            "(range) over seeds",
+            **{k: _spread([d[k] for d in descriptive]) for k in descriptive[0]},
+        },
+        **group.extra,
+    }
+    if decode:
+        out["decode"] = _decode_over_seeds(decodes)
+    return out, per_seed_stats["both"]
+
+
+def study_recorded(
+    table: pd.DataFrame | None = None,
+    *,
+    draws: int,
+    alpha: float = ALPHA,
+    seed: int = 0,
+    decode: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """The recorded cells: a draw is one random split of the recorded trials; a second entry
+    resamples each half with replacement after the split (trial bootstrap)."""
+    from agent.probes.analysis import utility_axis
+
+    if table is None:
+        from agent.data.tidy import PACKAGED_TABLE, load_cell_table
+
+        table = load_cell_table(PACKAGED_TABLE)
+    pop = population(table)
+    _, axis = utility_axis(pop, "empirical")
+    resp, valid, mags, cells = trial_layout(pop)
+    out = {}
+    for name, boot in (("recorded cells", False), ("recorded cells (trial bootstrap)", True)):
+        res = _recorded_draws(resp, valid, axis, draws, _rng(seed, name), boot)
+        summary, _ = _group_summary([res], alpha)
+        entry: dict[str, Any] = {
+            "n_seeds": 1,
+            "n_draws": draws,
+            "n_units": len(cells),
+            "agent": "recorded",
+            "response_model": "recorded",
+            "response_model_note": RESPONSE_NOTES["recorded"],
+            "draw": (
+                "one random split of the recorded trials, each half resampled with "
+                "replacement within cell x magnitude (a new recording of the same size)"
+                if boot
+                else "one random split of the recorded trials (the interval is over "
+                "splits of one recording, not over recordings)"
+            ),
+            **summary,
+            "across_seed_p": None,
+            "vs_classical_p": None,
+            "note": "one recording (one 'seed'): no across-seed test or permutation contrast",
+        }
+        if not boot:
+            entry["median_over_splits_of_one_recording"] = {
+                "note": f"descriptive only: median over the {draws} random splits of the recording",
+                **{k: _spread([v]) for k, v in _descriptive(res).items()},
+            }
+        if decode and not boot:
+            counts = valid.sum(axis=(0, 2)).astype(float)
+            rp, tau = all_trial_pairs(resp, valid, axis, _rng(seed, "decode"))
+            entry["decode"] = _decode_over_seeds(
+                [decode_summary(rp, tau, axis, mags, counts / counts.sum(), seed=seed)]
+            )
+        out[name] = entry
+    return out
+
+
+def detection_study(
+    groups: Sequence[UnitGroup],
+    *,
+    draws: int,
+    n_units: int = N_UNITS,
+    alpha: float = ALPHA,
+    seed: int = 0,
+    recorded: bool = True,
+    decode: bool = True,
+    baseline_agent: str = "classical",
+    protocol: RecordedProtocol | None = None,
+) -> dict[str, Any]:
+    """The whole study: every group, the recorded cells, the contrasts with classical."""
+    if draws < 1:
+        raise ConfigError(f"draws must be a positive integer, got {draws}")
+    if not groups and not recorded:
+        raise ConfigError("the detection study needs at least one group of units")
+    protocol = recorded_protocol() if protocol is None else protocol
+    results: dict[str, Any] = {}
+    per_seed_both: dict[str, np.ndarray] = {}
+    for g in groups:
+        results[g.name], per_seed_both[g.name] = study_group(
+            g, protocol, draws=draws, n_units=n_units, alpha=alpha, seed=seed, decode=decode
+        )
+    for g in groups:
+        base = f"{baseline_agent}/{g.response_model}"
+        if g.agent == baseline_agent or base not in per_seed_both:
+            results[g.name]["vs_classical_p"] = None
+            continue
+        results[g.name]["vs_classical_p"] = permutation_p(
+            per_seed_both[g.name], per_seed_both[base]
+        )
+        results[g.name]["vs_classical_note"] = (
+            f"two-sided permutation test over seeds (exact when possible) of the difference "
+            f"in mean per-seed P(both) against {base}"
+        )
+    if recorded:
+        results.update(study_recorded(draws=draws, alpha=alpha, seed=seed, decode=decode))
+    from agent.probes.analysis import jsonable
+
+    return jsonable(
+        {
+            "alpha": alpha,
+            "detection_rule": (
+                f"a finding is detected in one recording when its Pearson r across units is "
+                f"positive with two-sided p < {alpha}; 'both' needs split-half and tau-RP"
+            ),
+            "interval": (
+                "95 %: the union of the Clopper-Pearson interval of k of n (seeds x draws) and "
+                "a Wilson interval at n / deff, deff = 1 + (draws - 1) * ICC (seeds as "
+                "clusters, one-way ANOVA ICC of the hits)"
+            ),
+            "across_seed_test": (
+                "each seed one observation: Fisher z of its median r over draws, two-sided "
+                "one-sample t-test against 0 per finding; across_seed_p = the larger of the "
+                "two (both findings); sign tests beside"
+            ),
+            "protocol": protocol.summary(),
+            "seed": seed,
+            "groups": results,
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- from runs
+
+
+def expand_runs(spec: str | Sequence[str]) -> list[Any]:
+    """Run dirs from ``RUN[,RUN…]`` (dirs or globs); a population run counts as one run per
+    member. Errors (ConfigError): nothing given, a glob matching nothing, a missing dir, a
+    dir with neither members nor a checkpoint."""
+    import glob
+    from pathlib import Path
+
+    from agent.probes.population import member_dirs
+
+    items = [s for s in (spec.split(",") if isinstance(spec, str) else spec) if s]
+    if not items:
+        raise ConfigError("study= needs at least one run dir or glob (RUN[,RUN...])")
+    dirs: list[Path] = []
+    for item in items:
+        if any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item))
+            if not matches:
+                raise ConfigError(f"'{item}' matches no run dir")
+        elif not Path(item).exists():
+            raise ConfigError(f"run dir '{item}' does not exist")
+        else:
+            matches = [item]
+        for m in matches:
+            if Path(m).is_file() and m.endswith(".json"):
+                dirs.append(Path(m))  # saved unit responses of an earlier study
+            else:
+                dirs.extend(member_dirs(m))
+    return dirs
+
+
+MODELS = ("gradient", "measured")
+
+
+def groups_from_runs(
+    runs: Sequence[Any], models: Sequence[str] = MODELS, n_units: int = N_UNITS
+) -> list[UnitGroup]:
+    """Noise-free responses of every run's units to the variable-magnitude outcomes, one group
+    per (agent, response model), seeds in order; saved ``unit_responses.json`` files are
+    read back as they are."""
+    import json
+    from pathlib import Path
+
+    from agent.envs import family_of
+    from agent.learn.evaluate import load_agent
+    from agent.probes.agent_cells import _resolve_scale, lab_task, read_units, unit_responses
+
+    bad = [m for m in models if m not in MODELS]
+    if bad or not models:
+        raise ConfigError(f"responses must be among {', '.join(MODELS)}, got {','.join(models)}")
+    collected: dict[str, dict[str, Any]] = {}
+    saved: list[UnitGroup] = []
+    for run in runs:
+        if Path(run).is_file():
+            try:
+                saved += [UnitGroup.from_json(g) for g in json.loads(Path(run).read_text())]
+            except (ValueError, KeyError, TypeError) as err:
+                raise DataError(f"{run}: not a unit_responses.json of the study ({err})") from None
+            continue
+        learner, cfg, _ = load_agent(run, "cpu")
+        if not family_of(cfg.env).lab_task or "Magnitude" not in str(cfg.env.id):
+            raise ConfigError(
+                f"{run}: the detection study needs a variable-magnitude lab-task run, not "
+                f"{cfg.env.id}"
+            )
+        task = lab_task(cfg)
+        readout = read_units(learner, task.observation[None, :])[0]
+        if readout.values.size < n_units:
+            raise ConfigError(
+                f"{run}: its head has {readout.values.size} units, fewer than the {n_units} "
+                f"the recorded protocol draws (train with agent.num_units>={n_units}, or ask "
+                f"for fewer with units={readout.values.size})"
+            )
+        for model in models:
+            if model == "gradient":
+                scale = _resolve_scale(readout, task.values, "auto")
+                mean, _ = unit_responses(readout, task.values, scale)
+                decomposition = None
+            else:
+                from agent.probes.measured import response_decomposition
+
+                if not learner.algo.measurable:
+                    raise ConfigError(
+                        f"{run}: '{learner.name}' has no per-unit loss, so no measured "
+                        "responses; use responses=gradient"
+                    )
+                decomposition = response_decomposition(learner, task.observation, task.values)
+                mean = decomposition["measured"]
+            key = f"{learner.name}/{model}"
+            g = collected.setdefault(key, {"agent": learner.name, "model": model, "task": task,
+                                           "seeds": [], "responses": [], "decomp": []})  # fmt: skip
+            g["seeds"].append(int(cfg.seed))
+            g["responses"].append(mean)
+            if decomposition is not None:
+                g["decomp"].append(decomposition)
+    groups = list(saved)
+    for key, g in collected.items():
+        task = g["task"]
+        extra: dict[str, Any] = {}
+        if g["decomp"]:
+            extra["decomposition"] = {
+                "note": g["decomp"][0]["note"],
+                **{
+                    k: _spread([d[f"{k}_median"] for d in g["decomp"]])
+                    for k in ("own_fraction", "other_fraction", "cross_fraction")
+                },
+                "first_order_r2": _spread([d["first_order_r2"] for d in g["decomp"]]),
+                "summary": "median over units per seed; median (range) over seeds",
+            }
+        groups.append(
+            UnitGroup(
+                name=key,
+                agent=g["agent"],
+                response_model=g["model"],
+                axis=task.values,
+                magnitudes=task.magnitudes,
+                probs=task.probs,
+                seeds=g["seeds"],
+                responses=g["responses"],
+                note=RESPONSE_NOTES[g["model"]] + (SCALED if g["model"] == "gradient" else ""),
+                extra=extra,
+            )
+        )
+    return groups
