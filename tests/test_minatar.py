@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from helpers import make_cfg
 
 pytest.importorskip("minatar")
 
@@ -22,8 +21,7 @@ from agent.envs.families.minatar import GAMES, MinAtarVecEnv, game_name  # noqa:
 
 
 def compose_cfg(*overrides: str):  # noqa: ANN201
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=["env=minatar", *overrides])
+    return make_cfg("env=minatar", *overrides)
 
 
 @pytest.mark.parametrize("game", GAMES)
@@ -51,6 +49,16 @@ def test_steps_match_the_reference_game_channels_first(game: str) -> None:
             ref.reset()
         obs = step.obs
     assert episodes > 0 or game == "freeway"
+
+
+def test_render_frame_colours_each_occupied_cell() -> None:
+    env = MinAtarVecEnv("breakout", 1)
+    env.reset(seed=0)
+    frame = env.render_frame()
+    assert frame is not None and frame.shape == (160, 160, 3) and frame.dtype == np.uint8
+    occupied = env.games[0].state().any(axis=2)
+    lit = frame[::16, ::16].any(axis=2)
+    np.testing.assert_array_equal(lit, occupied)
 
 
 def test_episode_cap_truncates_and_bootstraps() -> None:

@@ -70,6 +70,9 @@ class EnvFamily:
     display_id:    the env's name in results (the game on Atari, the gymnasium id otherwise).
     evaluation_extras: extra fields of ``eval.json`` from the env config and the mean return
                    (Atari: the human-normalised score).
+    cap_episode_steps: ``cap_episode_steps(env_cfg, n)`` sets the env config so that episodes
+                   are cut (truncated) at ``n`` agent steps; the default passes gymnasium's
+                   ``max_episode_steps`` to ``gymnasium.make``.
     """
 
     name: str
@@ -91,6 +94,7 @@ class EnvFamily:
     population: bool = False
     display_id: Callable[[Any], str] = lambda env_cfg: str(env_cfg.id)
     evaluation_extras: Callable[[Any, float], dict[str, Any]] | None = None
+    cap_episode_steps: Callable[[Any, int], None] = lambda env_cfg, n: _gym_cap(env_cfg, n)
 
     def __post_init__(self) -> None:
         if self.observation not in OBSERVATIONS:
@@ -101,6 +105,10 @@ class EnvFamily:
         unknown = sorted(set(self.config_keys) - known)
         if unknown:
             raise ValueError(f"{self.name}: config_keys {unknown} are not EnvConfig fields")
+
+
+def _gym_cap(env_cfg: Any, max_episode_steps: int) -> None:
+    env_cfg.kwargs["max_episode_steps"] = max_episode_steps
 
 
 _REGISTRY: dict[str, EnvFamily] = {}

@@ -55,17 +55,11 @@ def evaluate_policy(
 
 def cap_episodes(cfg: Any, max_episode_steps: int) -> None:
     """Cut every episode of ``cfg``'s env at ``max_episode_steps`` agent steps (truncation, as
-    the env's own time limit does): ALE counts frames (``env.max_episode_frames``, frame_skip
-    per step), gymnasium ids take ``max_episode_steps`` in ``gymnasium.make``."""
+    the env's own time limit does), the way the env family sets it (ALE counts frames,
+    gymnasium ids take ``max_episode_steps`` in ``gymnasium.make``)."""
     if type(max_episode_steps) is not int or max_episode_steps < 1:
         raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps}")
-    keys = envs.family_of(cfg.env).config_keys  # what the family's config can cap
-    if "frame_skip" in keys:  # Atari: frames, frame_skip per step
-        cfg.env.max_episode_frames = max_episode_steps * int(cfg.env.frame_skip)
-    elif "max_episode_frames" in keys:  # MinAtar: one frame per step
-        cfg.env.max_episode_frames = max_episode_steps
-    else:
-        cfg.env.kwargs["max_episode_steps"] = max_episode_steps
+    envs.family_of(cfg.env).cap_episode_steps(cfg.env, max_episode_steps)
 
 
 def load_agent(
@@ -120,9 +114,9 @@ def evaluate(
     (default: the run dir that holds the checkpoint; the CLI passes the current folder).
     Returns the result dict (``eval_json``: where it was written).
 
-    By default the evaluation is training's own (``agent.loop.hooks.evaluate``): the same eval
-    envs (``min(episodes, env.eval_num_envs)`` of them, unclipped rewards, the env's episode
-    cap), ε = ``agent.eps_eval`` and seed ``seed + 10000`` of the run's config.
+    By default the evaluation is training's own (``agent.loop.hooks.evaluate_in_training``):
+    the same eval envs (``min(episodes, env.eval_num_envs)`` of them, unclipped rewards, the
+    env's episode cap), ε = ``agent.eps_eval`` and seed ``seed + 10000`` of the run's config.
     ``max_episode_steps`` cuts episodes shorter (a weak Atari agent that never serves plays a
     108,000-frame episode); ``progress`` shows a bar of episodes and steps on stderr.
 

@@ -57,9 +57,10 @@ from agent.core.errors import ConfigError
 from agent.envs import family_of
 from agent.envs.cloning import CloneableEnv, make_cloneable_env
 from agent.probes.agent_cells import LabTask, _decode, read_units, split_example, unit_responses
-from agent.probes.analysis import analyse_population, jsonable, population
+from agent.probes.analysis import analyse_population, jsonable
 from agent.probes.decoding import decode_report
 from agent.probes.noise import noise_sd, parse_noise
+from agent.probes.trials import population
 
 RECORDED_UNITS = 40  # cells in the recorded population (Dabney et al. 2020)
 RECORDED_TRIALS = 215  # their median trials per cell (agent/probes/noise.py)

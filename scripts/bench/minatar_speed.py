@@ -90,10 +90,11 @@ def update_rate(run: Any, seconds: float) -> float:
 
 def loop_rate(run: Any, state: Any, obs: np.ndarray, stop: StopAt, seconds: float):  # noqa: ANN201
     """Agent steps/s of the training loop for ``seconds``; returns (rate, obs)."""
-    # updates done by update_rate count as done: restart the schedule from here
-    run.learner.updates = int(
-        (state.env_steps - run.cfg.agent.learning_starts) // run.cfg.agent.train_every
-    )
+    # the updates update_rate did are extra: put the count back on the loop's schedule (the
+    # updates due by this step), so the loop neither skips nor catches up on updates
+    a = run.cfg.agent
+    rounds = (state.env_steps - a.learning_starts) // a.train_every + 1
+    run.learner.updates = int(rounds * a.gradient_steps)
     steps0, t0 = state.env_steps, time.perf_counter()
     state.stop = False
     stop.deadline = t0 + seconds

@@ -69,6 +69,11 @@ def _restore_state(env: Any, index: int, state: Any) -> None:
     env.restore(state)
 
 
+def cap_episode_steps(env_cfg: Any, max_episode_steps: int) -> None:
+    """ALE counts emulator frames: ``frame_skip`` of them per agent step."""
+    env_cfg.max_episode_frames = max_episode_steps * int(env_cfg.frame_skip)
+
+
 ATARI = register(
     EnvFamily(
         name="atari",
@@ -101,5 +106,6 @@ ATARI = register(
         clone_env=_clone_env,
         display_id=lambda env_cfg: str(env_cfg.game),
         evaluation_extras=evaluation_extras,
+        cap_episode_steps=cap_episode_steps,
     )
 )

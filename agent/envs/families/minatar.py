@@ -134,6 +134,19 @@ class MinAtarVecEnv(VecEnv):
                 self._obs[i] = final_obs[i]
         return VecStep(self._obs.copy(), reward, terminated, truncated, final_obs, returns, lengths)
 
+    def render_frame(self) -> np.ndarray | None:
+        """Env 0 as RGB, one colour per channel (MinAtar's cubehelix palette, black where
+        empty), each cell 16×16 pixels."""
+        from matplotlib import colormaps
+
+        state = self.games[0].state()  # [H, W, C] bool
+        channels = state.shape[-1]
+        palette = colormaps["cubehelix"](np.linspace(0.15, 0.85, channels))[:, :3]
+        colours = np.vstack([np.zeros(3), palette])
+        index = np.amax(state * np.arange(1, channels + 1), axis=2)  # last channel wins
+        rgb = (colours[index] * 255).astype(np.uint8)
+        return np.kron(rgb, np.ones((16, 16, 1), dtype=np.uint8))
+
     # -- exact state for a bit-exact resume --------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """JSON-able state of every game: its attributes, the sticky action and the generator
@@ -262,6 +275,11 @@ def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:
     )
 
 
+def cap_episode_steps(env_cfg: Any, max_episode_steps: int) -> None:
+    """One MinAtar frame is one agent step."""
+    env_cfg.max_episode_frames = max_episode_steps
+
+
 MINATAR = register(
     EnvFamily(
         name="minatar",
@@ -276,6 +294,8 @@ MINATAR = register(
         restore_state=minatar_restore_state,
         evaluation=EvalProtocol(epsilon=0.001, max_episode_steps=108_000),
         config_keys=("game", "sticky_action_prob", "max_episode_frames", "kwargs"),
+        video_fps=lambda env_cfg: 10,
+        cap_episode_steps=cap_episode_steps,
         display_id=lambda env_cfg: game_name(env_cfg.game),
     )
 )
