@@ -271,6 +271,29 @@ def check_run_dir_override(argv: list[str]) -> None:
             fail(f"{key}='{value}': cannot write in '{existing}'")
 
 
+def check_default_run_dir(argv: list[str]) -> None:
+    """Without ``hydra.run.dir=`` (``hydra.sweep.dir=`` with ``-m``), the default run dir's root
+    (``runs/``, ``multirun/``: conf/config.yaml) must be writable, or Hydra fails with a
+    traceback before the trainer can say anything: a ``runs/`` mounted into a container from a
+    host folder of another uid is the usual case."""
+    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
+    used = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if any(a.partition("=")[0].lstrip("+") == used for a in argv[1:]):
+        return  # check_run_dir_override checks it
+    root = Path("multirun" if multirun else "runs").absolute()
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"the run dir's root '{root}' lies under '{existing}', which is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(
+            f"the run dir (default under '{root}'): cannot write in '{existing}' (owned by uid "
+            f"{existing.stat().st_uid}, this process runs as uid {os.getuid()}); give a writable "
+            "hydra.run.dir= or run as its owner"
+        )
+
+
 # Config keys whose values become part of a run dir's path (conf/config.yaml interpolates them
 # into hydra.run.dir and hydra.sweep.subdir): each must be a registered name. The env and
 # experiment choices are checked by check_group_choices, the seed is an integer.

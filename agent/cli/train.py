@@ -16,6 +16,7 @@ from agent.algos import register_configs
 from agent.cli.common import (
     CONF_DIR,
     KeepHydraRecord,
+    check_default_run_dir,
     check_group_choices,
     check_override_keys,
     check_path_parts,
@@ -86,6 +87,7 @@ def main() -> None:
     check_override_keys(sys.argv, run_schema(sys.argv), groups=config_groups())
     check_path_parts(sys.argv)
     check_run_dir_override(sys.argv)
+    check_default_run_dir(sys.argv)
     sys.argv = add_env_kwargs(sys.argv)
     global _CHECKED_BEFORE_HYDRA
     _CHECKED_BEFORE_HYDRA = check_before_hydra(sys.argv)
