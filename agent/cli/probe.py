@@ -2,8 +2,11 @@
 
     dopa-probe checkpoint=RUN_DIR [baseline=OTHER_RUN_DIR] [out=DIR]
                [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
-               [scale=auto|X] [states=N] [response=gradient|measured]
+               [scale=auto|X] [response=gradient|measured]
                [slope=linear|hill] [report=true]
+               in a task (not a lab task): [cues=N] [cue_at=E:T,...] [episodes=N]
+               [rollouts=N] [rollout_eps=X] [horizon=N] [bins=N] [protocol=all|recorded]
+               [parallel=N] [states=N]
     dopa-probe data=dabney2020|PATH [out=DIR] [splits=N] [seed=N] [slope=linear|hill]
                [report=true]
     dopa-probe sweep=RUN[,RUN...] [out=DIR] [seed=N]
@@ -42,9 +45,19 @@ recorded cells' trial counts and signal-to-noise ratio; a number: noise × rewar
 network instead of its own loss gradient. ``slope=hill`` fits saturating curves for τ.
 ``report=true`` also writes ``report.md`` (every number and figure, side by side with the
 recorded cells and the null models, in the order of the paper's figures). ``scale`` divides the
-errors of quantile-Huber units before clipping (``auto``: no unit saturates). On any other env
-(control, Atari) the probe reads the units over ``states`` visited states instead ("beyond the
-paper": τ against mean standardised reversal point, spread vs ``baseline``).
+errors of quantile-Huber units before clipping (``auto``: no unit saturates).
+
+On any other task (control, MinAtar, Atari) ``checkpoint=`` runs the in-task protocol
+(agent/probes/in_task.py): the agent plays ``episodes`` (3) evaluation episodes; ``cues`` (8)
+cue states come from the top decile of its head's spread (or ``cue_at=episode:step,...``);
+from each, the cloned env is rolled forward ``rollouts`` (215) times with the agent's policy
+(greedy; ``rollout_eps`` adds policy noise) for up to ``horizon`` steps (default: until
+gamma^t < 0.001); each discounted return is one trial for every unit, binned into ``bins`` (7)
+magnitudes, and the paper's pipeline runs unchanged per cue state, decoding against the
+rollouts' empirical distribution. ``baseline=`` (a classical run) is probed at the same cue
+states. ``protocol=recorded``: 40 units, 215 trials, 7 magnitudes, the recorded SNR.
+``states=N`` adds the older state probe (units read at N visited states, no outcomes) as a
+labelled extra. A family that cannot clone its state gives one error line.
 
 (``python scripts/probe.py`` in a checkout is the same command; ``--help`` prints this text.)
 
@@ -92,9 +105,20 @@ KEYS = {
     "responses": str,
     "decode": str,
     "population": str,
+    "cues": int,
+    "cue_at": str,
+    "episodes": int,
+    "rollouts": int,
+    "rollout_eps": float,
+    "horizon": int,
+    "bins": int,
+    "protocol": str,
+    "parallel": int,
 }
 # the keys the population mode takes (agent/probes/population.py)
 POPULATION_KEYS = ("population", "baseline", "out", "trials", "noise", "splits", "seed", "device")
+IN_TASK = ("cues", "cue_at", "episodes", "rollouts", "rollout_eps", "horizon", "bins",
+           "protocol", "parallel")  # fmt: skip
 #: split halves and visited states: a few hundred settle the medians (probe.splits defaults
 #: to 100); 10**8 splits hung for hours or ran out of memory
 MAX_COUNTS = {"splits": 100_000, "states": 1_000_000}
@@ -103,6 +127,7 @@ CHOICES = {
     "response": ("gradient", "measured"),
     "slope": ("linear", "hill"),
     "report": ("true", "false"),
+    "protocol": ("all", "recorded"),
     "decode": ("true", "false"),
 }
 STUDY_KEYS = {"study", "draws", "units", "responses", "decode", "out", "seed"}
@@ -170,6 +195,18 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         raise ConfigError("baseline= compares two agents; it needs checkpoint=, not data=")
     from agent.probes.noise import parse_noise, parse_trials
 
+    if "data" in args and any(k in args for k in IN_TASK + ("states",)):
+        raise ConfigError(f"{', '.join(k for k in IN_TASK if k in args) or 'states'}= probe an "
+                          "agent in its task; they need checkpoint=")  # fmt: skip
+    for key in ("cues", "episodes", "rollouts", "horizon", "parallel"):
+        if key in args and args[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+    if "rollout_eps" in args and not 0.0 <= args["rollout_eps"] <= 1.0:
+        raise ConfigError(f"rollout_eps must be in [0, 1], got {args['rollout_eps']}")
+    if "bins" in args and args["bins"] < 3:
+        raise ConfigError(f"bins must be an integer >= 3, got {args['bins']}")
+    if "cue_at" in args:
+        args["cue_at"] = _cue_list(args["cue_at"])
     for key in ("splits", "states"):
         if key in args and not 1 <= args[key] <= MAX_COUNTS[key]:
             raise ConfigError(
@@ -188,6 +225,19 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
                 f"scale must be 'auto' or a positive number, got '{args['scale']}'"
             ) from None
     return args
+
+
+def _cue_list(text: str) -> list[tuple[int, int]]:
+    """``"0:12,1:40"`` → [(0, 12), (1, 40)] (episode:step of the evaluation episodes)."""
+    out = []
+    for item in (t for t in text.split(",") if t):
+        e, sep, t = item.partition(":")
+        if not (sep and e.strip().isdigit() and t.strip().isdigit()):
+            raise ConfigError(f"cue_at takes episode:step pairs such as 0:12,1:40, got '{item}'")
+        out.append((int(e), int(t)))
+    if not out:
+        raise ConfigError("cue_at needs at least one episode:step pair")
+    return out
 
 
 def _scale(value: str | None) -> float | str | None:
@@ -255,6 +305,9 @@ def _probe(argv: list[str]) -> int:
         run_dir = None
     else:
         from agent.core.device import resolve_device
+        from agent.core.threads import configure_torch_threads
+
+        configure_torch_threads()
 
         kwargs = {
             "trials": args.get("trials"),
@@ -262,10 +315,13 @@ def _probe(argv: list[str]) -> int:
             "splits": args.get("splits"),
             "seed": args.get("seed", 0),
             "scale": _scale(args.get("scale")),
-            "states": args.get("states", 256),
+            "states": args.get("states"),
             "device": str(resolve_device(args.get("device", "cpu"))),
             "response": args.get("response", "gradient"),
             "slope": slope,
+            "in_task": {
+                ("cue_list" if k == "cue_at" else k): args[k] for k in IN_TASK if k in args
+            },
         }
         result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
     stages.update()
@@ -275,7 +331,9 @@ def _probe(argv: list[str]) -> int:
     stages.update()
     stages.close()
     print(headline(result))
-    if isinstance(result.get("baseline"), dict) and "split_half" in result["baseline"]:
+    if isinstance(result.get("baseline"), dict) and (
+        "split_half" in result["baseline"] or "summary" in result["baseline"]
+    ):
         print(headline(result["baseline"]))
     dropped = result.get("dropped_cells") or []
     if dropped:

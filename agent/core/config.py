@@ -59,6 +59,12 @@ class AgentConfig:
     max_grad_norm: float | None = 10.0  # global gradient-norm clip (null: none)
     double_dqn: bool = False  # the online net picks the bootstrap action
     update_mode: str = "auto"  # auto | eager | compile | cudagraph (agent/learn/compiled.py)
+    # Units that keep their own code through a shared torso (beyond the paper, docs/results.md):
+    # head_detach: the units learn on a stop-gradient of the torso's features and the torso
+    # learns from a separate scalar value head's TD loss on the mean (the units' loss never
+    # reaches it); unit_hidden=K: every unit gets a hidden layer of K of its own (0: none).
+    head_detach: bool = False
+    unit_hidden: int = 0
 
 
 @dataclass
@@ -305,6 +311,10 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
     if any(type(h) is not int or not 0 < h <= MAX_LAYER_UNITS for h in hidden):
         raise ConfigError(
             f"agent.hidden must list layer sizes in [1, {MAX_LAYER_UNITS}], got {hidden}"
+        )
+    if not 0 <= a.unit_hidden <= MAX_LAYER_UNITS:
+        raise ConfigError(
+            f"agent.unit_hidden must be in [0, {MAX_LAYER_UNITS}], got {a.unit_hidden}"
         )
     for key in ("num_units", "iqn_embedding_dim", "iqn_num_taus", "iqn_num_taus_act"):
         value = getattr(a, key, 0)

@@ -52,6 +52,10 @@ class EnvFamily:
                    of its envs, random generator included (the in-task probe rolls out from
                    cloned states): ``clone_state(vec_env, index)`` → state,
                    ``restore_state(vec_env, index, state)``.
+    clone_env:     ``clone_env(env_cfg, seed)`` → one env that clones itself
+                   (agent/envs/cloning.py ``CloneableEnv``), for families whose ``VecEnv``
+                   cannot copy one of its envs (Atari's C++ vector env); None: the probe
+                   clones env 0 of a one-env ``VecEnv`` with ``clone_state``/``restore_state``.
     video_fps:     frames per second of a rendered episode for this env config; None: the
                    family cannot render.
     replay_in_periodic_checkpoints: what ``checkpoint.replay_when=auto`` means: true saves
@@ -83,6 +87,7 @@ class EnvFamily:
     can_clone: bool = False
     clone_state: Callable[[VecEnv, int], Any] | None = None
     restore_state: Callable[[VecEnv, int, Any], None] | None = None
+    clone_env: Callable[[Any, int], Any] | None = None
     video_fps: Callable[[Any], int] | None = None
     replay_in_periodic_checkpoints: bool = True
     evaluation: EvalProtocol = field(default_factory=EvalProtocol)

@@ -99,7 +99,12 @@ class Learner:
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The batch mean of the algorithm's per-sample loss, and its metric."""
         loss = self.algo.loss(self.online, self.target, batch, self.generator).mean()
-        return loss, {f"loss/{self.algo.loss_name}": loss.detach()}
+        metrics = {f"loss/{self.algo.loss_name}": loss.detach()}
+        if self.online.value_head is not None:
+            value = value_loss(self, batch).mean()
+            metrics["loss/value_head"] = value.detach()
+            loss = loss + value
+        return loss, metrics
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step; returns detached metric tensors (no host sync)."""
@@ -152,6 +157,18 @@ class Learner:
         load_optimizer_state(self.optimizer, tensors["optimizer"], meta["optimizer"])
         self.generator.set_state(tensors["rng"]["learner_generator"].cpu())
         self.updates = int(meta["updates"])
+
+
+def value_loss(learner: Learner, batch: Batch) -> torch.Tensor:
+    """The torso's own learning signal under ``agent.head_detach``: a scalar TD loss
+    ½·(V(x, a) − y)², y = r + γⁿ·Q̄(x', a*) with Q̄ the mean of the target network's units (the
+    algorithm's Q read-out) and a* its greedy action, per sample [B]. Only this reaches the
+    torso; the units learn on a stop-gradient of its features."""
+    v = learner.online.values(batch.obs).gather(1, batch.action[:, None])[:, 0]
+    with torch.no_grad():
+        q_next = learner.q_values(learner.target, batch.next_obs).max(dim=1).values
+        y = batch.reward + batch.discount * q_next
+    return 0.5 * (v - y) ** 2
 
 
 def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:

@@ -187,6 +187,9 @@ class Population:
         device: torch.device | str,
         seeds: list[int],
     ) -> None:
+        if getattr(agent_cfg, "head_detach", False):
+            # its value-head loss lives in Learner.loss, which the stacked update does not run
+            raise ConfigError("agent.head_detach is not supported by population training")
         self.cfg = agent_cfg
         self.device = torch.device(device)
         self.seeds = list(seeds)

@@ -50,6 +50,25 @@ def evaluation_extras(env_cfg: Any, return_mean: float) -> dict[str, Any]:
     }
 
 
+def _clone_env(env_cfg: Any, seed: int) -> Any:
+    from agent.envs.cloning import ale_clone_env
+
+    return ale_clone_env(env_cfg, seed)
+
+
+def _clone_state(env: Any, index: int) -> Any:
+    """The state of a cloneable emulator (``clone_env``'s; the C++ vector env has none)."""
+    if index != 0 or not hasattr(env, "clone"):
+        raise ConfigError("Atari states are cloned from clone_env's emulator, not the vector env")
+    return env.clone()
+
+
+def _restore_state(env: Any, index: int, state: Any) -> None:
+    if index != 0 or not hasattr(env, "restore"):
+        raise ConfigError("Atari states are restored into clone_env's emulator")
+    env.restore(state)
+
+
 def cap_episode_steps(env_cfg: Any, max_episode_steps: int) -> None:
     """ALE counts emulator frames: ``frame_skip`` of them per agent step."""
     env_cfg.max_episode_frames = max_episode_steps * int(env_cfg.frame_skip)
@@ -79,6 +98,12 @@ ATARI = register(
             "num_threads",
         ),
         steps_outside_python=True,
+        # one ALE emulator with the same preprocessing clones its state (RNG included; sticky
+        # actions drawn in Python): agent/envs/cloning.py
+        can_clone=True,
+        clone_state=_clone_state,
+        restore_state=_restore_state,
+        clone_env=_clone_env,
         display_id=lambda env_cfg: str(env_cfg.game),
         evaluation_extras=evaluation_extras,
         cap_episode_steps=cap_episode_steps,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.envs.base import VecEnv
+from agent.envs.cloning import gym_clone_state, gym_restore_state
 from agent.envs.registry import EnvFamily, EvalProtocol, register
 
 
@@ -22,6 +23,11 @@ CONTROL = register(
         make=make,
         observation="vector",
         torso="mlp",
+        # in-process gymnasium envs deep-copy (Box2D and MuJoCo ids fail the copy with a
+        # clear error when the in-task probe asks)
+        can_clone=True,
+        clone_state=gym_clone_state,
+        restore_state=gym_restore_state,
         video_fps=lambda env_cfg: 50,
         evaluation=EvalProtocol(epsilon=0.0),
         config_keys=("id", "kwargs"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.envs.base import VecEnv
+from agent.envs.cloning import gym_clone_state, gym_restore_state
 from agent.envs.registry import EnvFamily, EvalProtocol, register
 
 
@@ -23,6 +24,11 @@ LAB = register(
         make=make,
         observation="vector",
         torso="mlp",
+        # in-process gymnasium envs deep-copy (Box2D and MuJoCo ids fail the copy with a
+        # clear error when the in-task probe asks)
+        can_clone=True,
+        clone_state=gym_clone_state,
+        restore_state=gym_restore_state,
         lab_task=True,
         evaluation=EvalProtocol(epsilon=0.0),
         config_keys=("id", "kwargs"),

@@ -27,6 +27,7 @@ import numpy as np
 
 from agent.core.errors import ConfigError
 from agent.envs.base import VecEnv, VecStep
+from agent.envs.cloning import minatar_clone_state, minatar_restore_state
 from agent.envs.registry import EnvFamily, EvalProtocol, register
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
@@ -287,6 +288,10 @@ MINATAR = register(
         make=make,
         observation="image",
         torso="minatar_cnn",
+        # the games are plain Python and numpy: deep copies clone them (agent/envs/cloning.py)
+        can_clone=True,
+        clone_state=minatar_clone_state,
+        restore_state=minatar_restore_state,
         evaluation=EvalProtocol(epsilon=0.001, max_episode_steps=108_000),
         config_keys=("game", "sticky_action_prob", "max_episode_frames", "kwargs"),
         video_fps=lambda env_cfg: 10,
