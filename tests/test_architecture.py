@@ -56,10 +56,22 @@ def runtime_imports(path: Path) -> set[str]:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped.update(id(n) for child in node.body for n in ast.walk(child))
     found: set[str] = set()
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:  # relative: inside the package
+            base = ".".join(package[: len(package) - node.level + 1])
+            if node.module:
+                found.add(f"{base}.{node.module}")
+                continue
+            for alias in node.names:  # `from .. import algos`: a submodule, or a name of base
+                sub = ROOT.joinpath(*base.split("."), alias.name)
+                is_module = sub.is_dir() or sub.with_suffix(".py").is_file()
+                found.add(f"{base}.{alias.name}" if is_module else base)
+        elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("agent"))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("agent"):
             if node.module == "agent":  # `from agent import algos`
