@@ -409,3 +409,16 @@ def test_exactly_one_loop_body_adds_to_replay() -> None:
     """Single, overlapped and population runs store their steps in one place (the loop body of
     ``agent/loop/body.py``), so they cannot drift apart in what they store."""
     assert replay_adders() == {"agent.loop.body": 1}
+
+
+def test_no_sys_path_edits() -> None:
+    """Scripts and tests import the installed package; none edits ``sys.path`` to find it."""
+    edits = [
+        f"{path.relative_to(ROOT)}:{lineno}"
+        for folder in ("agent", "scripts", "tests")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for lineno, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"sys\.path\.(insert|append|extend)|sys\.path\s*[+]?=", line)
+        and "re.search" not in line
+    ]
+    assert not edits, edits
