@@ -142,10 +142,24 @@ def test_wandb_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
     from agent.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="pip install wandb"):
+    with pytest.raises(ConfigError, match="needs wandb: pip install"):
         start_wandb(tmp_path, cfg)
 
 
 def test_flatten_hparams() -> None:
     flat = flatten_hparams({"agent": {"lr": 1e-3, "hidden": [64, 64]}, "resume": None})
     assert flat == {"agent.lr": 1e-3, "agent.hidden": "[64, 64]", "resume": "null"}
+
+
+def test_a_resumed_run_drops_csv_rows_past_its_checkpoint(tmp_path: Path) -> None:
+    """Rows written after the checkpoint a run resumes from are written again by the resumed
+    run: they are dropped when it starts, with a last row cut short by a kill (issue 24)."""
+    from agent.loop.logging import EVALS_CSV, RunLogger
+
+    evals = tmp_path / EVALS_CSV
+    evals.write_text(
+        "env_step,return_mean,return_std,episodes\n100,1,0,2\n200,2,0,2\n300,3,0,2\n40"
+    )
+    logger = RunLogger(tmp_path, 1000, 200, progress=False, scalars_csv=False)
+    logger.close()
+    assert evals.read_text() == "env_step,return_mean,return_std,episodes\n100,1,0,2\n200,2,0,2\n"
