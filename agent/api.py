@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import ConfigError
-from agent.store.population_root import population_members
+from .core.errors import ConfigError
+from .store.population_root import population_members
 
 __all__ = ["Agent", "Units", "evaluate", "load"]
 
@@ -116,7 +116,7 @@ class Agent:
 
     def units(self, obs: Any) -> Units:
         """The greedy action's unit values as the algorithm reads them out, with their τ."""
-        from agent.loop.unit_values import greedy_units
+        from .loop.unit_values import greedy_units
 
         x, single = self._batch(obs)
         values, taus, representation = greedy_units(self.learner, x.cpu().numpy())
@@ -139,10 +139,10 @@ def load(run_or_checkpoint: str | Path, device: str = "cpu") -> Agent:
     """Open a run dir (its newest checkpoint) or one checkpoint folder.
 
     ``device``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``."""
-    from agent.core.config import check_device
-    from agent.core.device import resolve_device
-    from agent.envs import make_env
-    from agent.learn.evaluate import load_agent
+    from .core.config import check_device
+    from .core.device import resolve_device
+    from .envs import make_env
+    from .learn.evaluate import load_agent
 
     check_device(device)
     learner, cfg, folder = load_agent(_one_run(run_or_checkpoint), resolve_device(device))
@@ -171,7 +171,7 @@ def evaluate(
     A population root evaluates every member into ``out/<member folder>/eval.json`` and
     returns ``{"members": [result, …], "return_median": …}``; ``out=RUN`` puts each member's
     ``eval.json`` in its own folder, where ``dopa-aggregate score=posthoc`` reads it."""
-    from agent.learn.evaluate import evaluate as evaluate_checkpoint
+    from .learn.evaluate import evaluate as evaluate_checkpoint
 
     target = Path(out) if out is not None else Path(os.getcwd())
     kwargs: dict[str, Any] = {

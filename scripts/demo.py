@@ -4,7 +4,7 @@
     python scripts/demo.py [seed=N] [out=runs/demo]
 """
 
-from agent.cli.demo import entry
+from dopa_rl.cli.demo import entry
 
 if __name__ == "__main__":
     entry()

@@ -7,7 +7,7 @@
 
 import sys
 
-from agent.cli.probe import main
+from dopa_rl.cli.probe import main
 
 if __name__ == "__main__":
     # run= is this script's older name for population=

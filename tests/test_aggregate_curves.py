@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from agent.cli import aggregate as cli
-from agent.results import aggregate as agg
+from dopa_rl.cli import aggregate as cli
+from dopa_rl.results import aggregate as agg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,7 +146,7 @@ def test_three_seeds_are_labelled_a_range_not_a_ci(tmp_path: Path) -> None:
         fake_run(sweep, f"{seed}_dqn", "dqn", seed, [(100, 5.0), (200, 50.0 * seed)])
     out = tmp_path / "agg.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli.aggregate", f"runs={sweep}", f"out={out}", "reps=200"],
+        [sys.executable, "-m", "dopa_rl.cli.aggregate", f"runs={sweep}", f"out={out}", "reps=200"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT
+from dopa_rl.api import Agent, evaluate, load
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.loop.train import run
 from helpers import TINY, make_cfg
-
-from agent.api import Agent, evaluate, load
-from agent.core.errors import ConfigError
-from agent.loop.train import run
 
 SMALL = [
     "device=cpu",
@@ -102,14 +101,44 @@ def test_enjoy_writes_a_video_in_the_current_folder(trained: Path, tmp_path: Pat
     env = {
         k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")
     }
-    cmd = [sys.executable, "-m", "agent.cli.enjoy", str(trained)]
+    cmd = [sys.executable, "-m", "dopa_rl.cli.enjoy", str(trained)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     video = tmp_path / f"enjoy_{trained.name}_ep0.mp4"
     assert video.stat().st_size > 0 and str(video) in proc.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "agent.cli.enjoy", str(tmp_path / "nothing")],
+        [sys.executable, "-m", "dopa_rl.cli.enjoy", str(tmp_path / "nothing")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert [x for x in bad.stderr.splitlines() if x.startswith("error:")], bad.stderr
+
+
+@pytest.mark.parametrize("shadow", ["module", "package"])
+def test_the_api_works_beside_a_users_own_agent(trained: Path, tmp_path: Path, shadow: str) -> None:
+    """The package installs as ``dopa_rl`` and imports itself relatively, so a user's folder
+    holding its own ``agent.py`` (or ``agent/``), common in RL code, cannot shadow it."""
+    import subprocess
+    import sys
+
+    if shadow == "module":
+        (tmp_path / "agent.py").write_text("class Agent:\n    pass\n")
+    else:
+        (tmp_path / "agent").mkdir()
+        (tmp_path / "agent" / "__init__.py").write_text("raise ImportError('the user agent')\n")
+    script = (
+        "import numpy as np, agent\n"
+        "from dopa_rl.api import load\n"
+        f"a = load({str(trained)!r})\n"
+        "print(a.predict(np.zeros(4, dtype=np.float32)))\n"
+        if shadow == "module"
+        else "import numpy as np\n"
+        "from dopa_rl.api import load\n"
+        f"a = load({str(trained)!r})\n"
+        "print(a.predict(np.zeros(4, dtype=np.float32)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() in ("0", "1")

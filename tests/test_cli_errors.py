@@ -8,9 +8,8 @@ import sys
 
 import pytest
 from conftest import ROOT
+from dopa_rl.loop.train import run
 from helpers import TINY, make_cfg
-
-from agent.loop.train import run
 
 
 def cli(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -189,9 +188,8 @@ def _resigned_copy(trained_run, tmp_path, edit_state=None, edit_model=None):
     import json
     import shutil
 
+    from dopa_rl.store import checkpoint as ckpt
     from safetensors.torch import load_file, save_file
-
-    from agent.store import checkpoint as ckpt
 
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)

@@ -9,10 +9,9 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 import pytest
-
-from agent.core.errors import ConfigError
-from agent.envs.cloning import AleClone, CloneableEnv, CopyClone, make_cloneable_env
-from agent.envs.control import GymVecEnv
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.envs.cloning import AleClone, CloneableEnv, CopyClone, make_cloneable_env
+from dopa_rl.envs.control import GymVecEnv
 
 
 def _rollout(env: CloneableEnv, actions: np.ndarray) -> list[tuple[np.ndarray, float, bool]]:
@@ -91,7 +90,7 @@ def test_reseeded_restores_sample_different_futures(name: str) -> None:
 def test_ale_clone_sees_what_training_sees() -> None:
     """Without sticky actions and no-ops (whose draws come from other generators) the
     cloneable emulator's observations and rewards equal the training AtariVecEnv's."""
-    from agent.envs.atari import AtariVecEnv
+    from dopa_rl.envs.atari import AtariVecEnv
 
     vec = AtariVecEnv("breakout", 1, sticky_action_prob=0.0, noop_max=0, clip_rewards=False)
     one = AleClone("breakout", seed=3, sticky_action_prob=0.0, noop_max=0, clip_rewards=False)
@@ -125,7 +124,7 @@ def test_env_that_cannot_clone_says_so() -> None:
         gym.register("test/Locked-v0", entry_point=_LockedEnv)
     with pytest.raises(ConfigError, match="cannot clone its state"):
         CopyClone(GymVecEnv("test/Locked-v0", 1))
-    from agent.envs.registry import get, register
+    from dopa_rl.envs.registry import get, register
 
     control = get("control")
     try:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from agent.envs.hns import (
+from dopa_rl.envs.hns import (
     ATARI_57,
     REFERENCE_SCORES,
     aggregate_scores,
@@ -91,7 +90,7 @@ def test_aggregate_scores_numpy_backend() -> None:
 
 
 def test_aggregate_scores_rliable_agrees_with_numpy() -> None:
-    from agent.envs.hns import _rliable_bootstrap
+    from dopa_rl.envs.hns import _rliable_bootstrap
 
     if _rliable_bootstrap() is None:
         pytest.skip("rliable does not import here (e.g. arch 7 under pandas 3)")

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from dopa_rl.algos import make_config
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.learn.learner import Learner
+from dopa_rl.probes.in_task import bin_outcomes, probe_in_task
+from dopa_rl.probes.tabular import expectiles
 from torch import nn
-
-from agent.algos import make_config
-from agent.core.errors import ConfigError
-from agent.learn.learner import Learner
-from agent.probes.in_task import bin_outcomes, probe_in_task
-from agent.probes.tabular import expectiles
 
 # A cue state after which one reward is drawn, at the step, from a known distribution.
 VALUES = np.array([0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0])
@@ -120,7 +119,7 @@ def test_bins_keep_ties_together() -> None:
 def test_a_family_that_cannot_clone_is_refused() -> None:
     import dataclasses
 
-    from agent.envs.registry import get, register
+    from dopa_rl.envs.registry import get, register
 
     learner, cfg, _ = _tabular_agent()
     control = get("control")
@@ -193,9 +192,9 @@ def test_cli_refuses_a_family_that_cannot_clone(tmp_path: Path) -> None:
     _train(tmp_path / "er", "agent=erdqn", *TINY_CARTPOLE)
     # the registry of families that can clone, with the control family taken off
     code = (
-        "import sys, dataclasses; from agent.envs.registry import get, register; "
+        "import sys, dataclasses; from dopa_rl.envs.registry import get, register; "
         "register(dataclasses.replace(get('control'), can_clone=False, clone_state=None, "
-        "restore_state=None)); from agent.cli.probe import main; sys.exit(main(sys.argv[1:]))"
+        "restore_state=None)); from dopa_rl.cli.probe import main; sys.exit(main(sys.argv[1:]))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, f"checkpoint={tmp_path / 'er'}", f"out={tmp_path / 'q'}"],
@@ -219,10 +218,9 @@ def test_image_task_in_task_probe_runs_on_cpu_with_a_few_steps(tmp_path: Path, f
     rollouts of the cloned emulator with sticky actions, the pipeline (the returns of so short
     a horizon are often all zero, which the probe counts as skipped cues)."""
     pytest.importorskip("ale_py" if family == "atari" else "minatar")
+    from dopa_rl.loop.train import run
+    from dopa_rl.probes.report import probe_run
     from helpers import make_cfg
-
-    from agent.loop.train import run
-    from agent.probes.report import probe_run
 
     env = (
         ["env=atari", "env.game=breakout", "env.max_episode_frames=400"]

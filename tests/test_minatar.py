@@ -12,12 +12,11 @@ from helpers import make_cfg
 
 pytest.importorskip("minatar")
 
+from dopa_rl import algos  # noqa: E402
+from dopa_rl.core.errors import ConfigError  # noqa: E402
+from dopa_rl.envs import family_of  # noqa: E402
+from dopa_rl.envs.families.minatar import GAMES, MinAtarVecEnv, game_name  # noqa: E402
 from minatar import Environment  # noqa: E402
-
-from agent import algos  # noqa: E402
-from agent.core.errors import ConfigError  # noqa: E402
-from agent.envs import family_of  # noqa: E402
-from agent.envs.families.minatar import GAMES, MinAtarVecEnv, game_name  # noqa: E402
 
 
 def compose_cfg(*overrides: str):  # noqa: ANN201
@@ -106,7 +105,7 @@ def test_game_names_and_config_errors() -> None:
     assert family.torso == "minatar_cnn" and family.observation == "image"
     assert cfg.env.sticky_action_prob == 0.1 and cfg.agent.eps_eval == family.evaluation.epsilon
     assert cfg.env.max_episode_frames == family.evaluation.max_episode_steps
-    from agent.loop.train import run
+    from dopa_rl.loop.train import run
 
     with pytest.raises(ConfigError, match="env.frame_skip does not apply"):
         run(compose_cfg("env.frame_skip=2"), Path("/nonexistent/never-written"))
@@ -127,9 +126,9 @@ def test_every_agent_trains_on_minatar(agent: str, tmp_path: Path) -> None:
         "train.checkpoint_every_env_steps=400",
         "torch_threads=1",
     )
-    from agent.learn.evaluate import evaluate, load_agent
-    from agent.loop.train import run
-    from agent.nn.networks import MinAtarTorso
+    from dopa_rl.learn.evaluate import evaluate, load_agent
+    from dopa_rl.loop.train import run
+    from dopa_rl.nn.networks import MinAtarTorso
 
     summary = run(cfg, tmp_path)
     assert summary["algo"] == agent and summary["updates"] >= 50

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dopa_rl.learn.learner import Learner
+from dopa_rl.learn.population import Population
 from helpers import make_cfg
 from omegaconf import OmegaConf
 from test_population import random_batch, small
-
-from agent.learn.learner import Learner
-from agent.learn.population import Population
 
 
 def rel_diff(member: torch.nn.Module, single: torch.nn.Module) -> float:

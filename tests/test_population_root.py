@@ -27,7 +27,7 @@ LAB = [
 
 def cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", f"agent.cli.{module}", *args],
+        [sys.executable, "-m", f"dopa_rl.cli.{module}", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -82,14 +82,14 @@ def test_evaluate_takes_the_root(trained, tmp_path: Path) -> None:
     assert "2 members: median return" in proc.stdout
     for member in ("member_0_s1", "member_1_s2"):  # out/<member>/eval.json, like one run's
         assert json.loads((tmp_path / member / "eval.json").read_text())["episodes"] == 2
-    from agent.api import load
+    from dopa_rl.api import load
 
     with pytest.raises(Exception, match="population of 2 members.*member_0_s1"):
         load(root)
 
 
 def test_probe_takes_the_root(trained, tmp_path: Path) -> None:
-    from agent.cli.probe import parse_args
+    from dopa_rl.cli.probe import parse_args
 
     root, _ = trained
     # checkpoint= on a population's folder is the population mode

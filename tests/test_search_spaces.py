@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 from conftest import ROOT
+from dopa_rl import algos
+from dopa_rl.algos import register_configs
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-from agent import algos
-from agent.algos import register_configs
 
 
 @pytest.mark.parametrize("agent", sorted(algos.names()))

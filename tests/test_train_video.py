@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.loop.train import run
 from helpers import TINY, make_cfg
-
-from agent.core.errors import ConfigError
-from agent.loop.train import run
 
 
 def test_videos_every_n_env_steps(tmp_path: Path) -> None:

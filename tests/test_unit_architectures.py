@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from agent.algos import make_config
-from agent.core.errors import ConfigError
-from agent.learn.learner import Learner
-from agent.nn.networks import PerUnitHiddenHead
-from agent.replay.buffer import Batch
+from dopa_rl.algos import make_config
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.learn.learner import Learner
+from dopa_rl.nn.networks import PerUnitHiddenHead
+from dopa_rl.replay.buffer import Batch
 
 
 def _learner(**fields: object) -> Learner:
@@ -71,8 +70,8 @@ def test_measured_responses_of_a_detached_head_are_the_units_own() -> None:
     """Through a shared torso a unit's measured response mixes in the others' errors; with
     the head detached only the common-mode value-head step remains, so each unit's response
     is explained by its own error gradient (R² ≈ 1)."""
-    from agent.probes.agent_cells import _measured_summary
-    from agent.probes.measured import measured_responses, own_gradient_responses
+    from dopa_rl.probes.agent_cells import _measured_summary
+    from dopa_rl.probes.measured import measured_responses, own_gradient_responses
 
     obs = np.array([0.3, -0.2, 0.5, 0.1], dtype=np.float32)
     targets = np.linspace(-2.0, 2.0, 7)
@@ -91,7 +90,7 @@ def test_measured_responses_of_a_detached_head_are_the_units_own() -> None:
 def test_study_groups_runs_by_head() -> None:
     from pathlib import Path
 
-    from agent.results.unit_architectures import variant
+    from dopa_rl.results.unit_architectures import variant
 
     assert variant(Path("/x/lab_detach_s2")) == "detach"
     assert variant(Path("cp_unit16_s0")) == "unit16"

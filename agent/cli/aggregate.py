@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli.common import unwritable
-from agent.results import aggregate as agg
+from ..results import aggregate as agg
+from .common import unwritable
 
 USAGE = "usage: dopa-aggregate runs=DIR [DIR...] [out=FILE] [score=train|posthoc] [reps=N] [seed=N]"
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from agent.core.limits import gib, memory_room
+    from ..core.limits import gib, memory_room
 
     steps = max((len(c["steps"]) for c in curves), default=1)
     need = bootstrap_bytes(len(run_dirs), args["reps"], steps)

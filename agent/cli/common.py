@@ -57,7 +57,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from agent.core.errors import TrainingDiverged, UserError
+        from ..core.errors import TrainingDiverged, UserError
 
         try:
             return fn(*args, **kwargs)
@@ -125,8 +125,8 @@ def run_schema(argv: list[str]) -> Any:
     """The run config schema with the chosen agent's own keys (``agent/algos/<name>.py``)."""
     from omegaconf import OmegaConf
 
-    from agent import algos
-    from agent.core.config import Config
+    from .. import algos
+    from ..core.config import Config
 
     schema = OmegaConf.structured(Config)
     schema.agent = OmegaConf.structured(algos.config_class(chosen_agent(argv)))
@@ -304,7 +304,7 @@ def check_path_parts(argv: list[str]) -> None:
     """Fail in one line, before Hydra creates any folder, on a value that would become a path
     part and is not a known name (``agent.name=../../x`` made Hydra create its run dir outside
     ``runs/`` before the trainer refused the unknown agent)."""
-    from agent import algos
+    from .. import algos
 
     known = algos.names()
     for override in parse_overrides(argv):

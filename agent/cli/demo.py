@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from agent.cli import common as _cli
-from agent.core.errors import ConfigError
+from ..core.errors import ConfigError
+from . import common as _cli
 
 
 @_cli.one_line_errors
@@ -40,12 +40,12 @@ def main(argv: list[str]) -> int:
         seed = int(opts["seed"])
     except ValueError:
         raise ConfigError(f"seed must be an integer, got '{opts['seed']}'") from None
-    from agent.probes.detection_report import headline_lines
-    from agent.probes.noise import recorded_noise
-    from agent.probes.population import member_dirs
-    from agent.probes.report import probe_checkpoint, write_report
-    from agent.probes.sweep import signature_threshold
-    from agent.results.study import (
+    from ..probes.detection_report import headline_lines
+    from ..probes.noise import recorded_noise
+    from ..probes.population import member_dirs
+    from ..probes.report import probe_checkpoint, write_report
+    from ..probes.sweep import signature_threshold
+    from ..results.study import (
         DEMO_SEEDS,
         DEMO_UNITS,
         comparison_rows,

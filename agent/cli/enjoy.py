@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli.common import one_line_errors, wants_help
-from agent.core.errors import ConfigError
+from ..core.errors import ConfigError
+from .common import one_line_errors, wants_help
 
 KEYS = {"episodes": int, "window": str, "out": str, "seed": int, "epsilon": float, "device": str}
 
@@ -61,7 +61,7 @@ def play_in_window(agent: Any, episodes: int, seed: int, epsilon: float) -> list
     """Episodes in a gymnasium window (``render_mode="human"``): control envs only."""
     import gymnasium as gym
 
-    from agent.envs import family_of
+    from ..envs import family_of
 
     cfg = agent.config
     if not family_of(cfg.env).window:
@@ -86,9 +86,9 @@ def play_in_window(agent: Any, episodes: int, seed: int, epsilon: float) -> list
 @one_line_errors
 def run(argv: list[str]) -> int:
     args = parse_args(argv)
-    from agent.api import load
-    from agent.core.threads import configure_torch_threads
-    from agent.learn.evaluate import VideoUnsupported, record_video
+    from ..api import load
+    from ..core.threads import configure_torch_threads
+    from ..learn.evaluate import VideoUnsupported, record_video
 
     agent = load(args["run"], device=args["device"])
     configure_torch_threads(0)
@@ -96,7 +96,7 @@ def run(argv: list[str]) -> int:
     if not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"epsilon must be in [0, 1], got {epsilon}")
     window = args["window"] == "true" or (args["window"] == "auto" and has_display())
-    from agent.envs import family_of
+    from ..envs import family_of
 
     window = window and (args["window"] == "true" or family_of(agent.config.env).window)
     if window:

@@ -15,7 +15,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from agent.cli.common import check_override_keys, fail, one_line_errors, wants_help
+from .common import check_override_keys, fail, one_line_errors, wants_help
 
 
 @dataclass
@@ -42,9 +42,9 @@ ConfigStore.instance().store(name="evaluate", node=EvalArgs)
 @hydra.main(config_path=None, config_name="evaluate", version_base="1.3")
 @one_line_errors
 def _hydra_main(args: EvalArgs) -> None:
-    from agent.api import evaluate
-    from agent.core.errors import ConfigError
-    from agent.core.threads import configure_torch_threads
+    from ..api import evaluate
+    from ..core.errors import ConfigError
+    from ..core.threads import configure_torch_threads
 
     if args.torch_threads < 0:
         raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {args.torch_threads}")
@@ -80,7 +80,7 @@ def _hydra_main(args: EvalArgs) -> None:
 def main() -> None:
     prog = os.path.basename(sys.argv[0]) or "dopa-evaluate"
     if wants_help(sys.argv[1:]):
-        from agent.cli.help import evaluate_help
+        from .help import evaluate_help
 
         print(evaluate_help(prog, EvalArgs))
         sys.exit(0)

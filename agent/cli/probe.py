@@ -79,9 +79,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli.common import one_line_errors, wants_help
-from agent.core.errors import ConfigError
-from agent.store.population_root import population_members
+from ..core.errors import ConfigError
+from ..store.population_root import population_members
+from .common import one_line_errors, wants_help
 
 KEYS = {
     "checkpoint": str,
@@ -156,7 +156,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
     if "out" in args:
-        from agent.cli.common import unwritable
+        from .common import unwritable
 
         problem = unwritable(Path(args["out"]))
         if problem:  # checked before the analysis, which may take minutes
@@ -193,7 +193,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         raise ConfigError("give exactly one of checkpoint=RUN_DIR or data=PATH")
     if "data" in args and "baseline" in args:
         raise ConfigError("baseline= compares two agents; it needs checkpoint=, not data=")
-    from agent.probes.noise import parse_noise, parse_trials
+    from ..probes.noise import parse_noise, parse_trials
 
     if "data" in args and any(k in args for k in IN_TASK + ("states",)):
         raise ConfigError(f"{', '.join(k for k in IN_TASK if k in args) or 'states'}= probe an "
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 @one_line_errors
 def _probe(argv: list[str]) -> int:
     args = parse_args(argv)
-    from agent.probes.report import (
+    from ..probes.report import (
         default_out,
         headline,
         probe_checkpoint,
@@ -268,7 +268,7 @@ def _probe(argv: list[str]) -> int:
     if "study" in args:
         return _study(args, argv)
     if "sweep" in args:
-        from agent.results.study import full_sweep
+        from ..results.study import full_sweep
 
         out = args.get("out", "noise_sweep")
         content = full_sweep([r for r in args["sweep"].split(",") if r], out,
@@ -304,8 +304,8 @@ def _probe(argv: list[str]) -> int:
         )
         run_dir = None
     else:
-        from agent.core.device import resolve_device
-        from agent.core.threads import configure_torch_threads
+        from ..core.device import resolve_device
+        from ..core.threads import configure_torch_threads
 
         configure_torch_threads()
 
@@ -352,8 +352,8 @@ def _probe(argv: list[str]) -> int:
 
 
 def _probe_population(args: dict[str, Any]) -> int:
-    from agent.core.device import resolve_device
-    from agent.probes.population import probe_population
+    from ..core.device import resolve_device
+    from ..probes.population import probe_population
 
     summary = probe_population(
         args["population"],
@@ -389,9 +389,9 @@ def _study(args: dict[str, Any], argv: list[str]) -> int:
     import json
     from pathlib import Path
 
-    from agent.core.threads import configure_torch_threads
-    from agent.probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
-    from agent.probes.detection_report import headline_lines, write_detection
+    from ..core.threads import configure_torch_threads
+    from ..probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
+    from ..probes.detection_report import headline_lines, write_detection
 
     configure_torch_threads()
     out = Path(args.get("out", "detection_study"))

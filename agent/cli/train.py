@@ -13,8 +13,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from agent.algos import register_configs
-from agent.cli.common import (
+from ..algos import register_configs
+from .common import (
     CONF_DIR,
     KeepHydraRecord,
     check_default_run_dir,
@@ -36,7 +36,7 @@ register_configs()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 @one_line_errors
 def _hydra_main(cfg: DictConfig) -> float:
-    from agent.loop.train import main_entry  # torch loads after the config is known to be valid
+    from ..loop.train import main_entry  # torch loads after the config is known to be valid
 
     if not _CHECKED_BEFORE_HYDRA:  # a multirun job, or a command with Hydra flags
         check_config(cfg)
@@ -49,8 +49,8 @@ _CHECKED_BEFORE_HYDRA = False
 
 def check_config(cfg: DictConfig) -> None:
     """Values and resource estimates (memory, env count) of a composed config; ConfigError."""
-    from agent import algos
-    from agent.learn.resources import check_resources
+    from .. import algos
+    from ..learn.resources import check_resources
 
     algos.validate(cfg)
     check_resources(cfg)  # from estimates, before any large allocation
@@ -81,7 +81,7 @@ def check_before_hydra(argv: list[str]) -> bool:
 def main() -> None:
     prog = os.path.basename(sys.argv[0]) or "dopa-train"
     if wants_help(sys.argv[1:]):
-        from agent.cli.help import train_help
+        from .help import train_help
 
         print(train_help(prog, sys.argv[1:]))
         sys.exit(0)

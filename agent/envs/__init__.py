@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import agent.envs.families  # noqa: F401  (registers the built-in families)
-from agent.envs.base import VecEnv, VecStep
-from agent.envs.registry import EnvFamily, family_of, validate
+from . import families  # noqa: F401  (registers the built-in families)
+from .base import VecEnv, VecStep
+from .registry import EnvFamily, family_of, validate
 
 __all__ = ["EnvFamily", "VecEnv", "VecStep", "family_of", "make_env", "validate"]
 

@@ -35,7 +35,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agent.core.errors import ConfigError
+from ..core.errors import ConfigError
 
 _NO_LIMIT = 2**62  # a time limit never reached
 
@@ -43,7 +43,7 @@ _NO_LIMIT = 2**62  # a time limit never reached
 def cloning_support(env_cfg: Any) -> str | None:
     """None if envs of ``env_cfg``'s family can clone their state (its registry record's
     ``can_clone``), else the reason."""
-    from agent.envs.registry import family_of
+    from .registry import family_of
 
     family = family_of(env_cfg)
     if not family.can_clone:
@@ -236,7 +236,7 @@ class AleClone(CloneableEnv):
     ) -> None:
         import ale_py
 
-        from agent.envs.atari import rom_name
+        from .atari import rom_name
 
         rom = rom_name(game)
         self.game = rom
@@ -362,7 +362,7 @@ def make_cloneable_env(env_cfg: Any, *, seed: int = 0) -> CloneableEnv:
     ends on Atari when so configured). The family's ``clone_env`` builds it where the
     family has one (Atari), else its one-env ``VecEnv`` with its ``clone_state`` /
     ``restore_state``. ConfigError if the family or env cannot clone."""
-    from agent.envs.registry import family_of
+    from .registry import family_of
 
     reason = cloning_support(env_cfg)
     if reason is not None:

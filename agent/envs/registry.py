@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.core.config import EnvConfig, suggest
-from agent.core.errors import ConfigError
+from ..core.config import EnvConfig, suggest
+from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from agent.envs.base import VecEnv
+    from .base import VecEnv
 
 OBSERVATIONS = ("vector", "image", "frame_stack")
 

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent import envs
-from agent.algos import from_container, validate
-from agent.core.config import check_device, check_seed
-from agent.core.device import resolve_device
-from agent.core.errors import CheckpointError, ConfigError
-from agent.envs import VecEnv, make_env
-from agent.learn.learner import Learner
-from agent.store.checkpoint import load_checkpoint
+from .. import envs
+from ..algos import from_container, validate
+from ..core.config import check_device, check_seed
+from ..core.device import resolve_device
+from ..core.errors import CheckpointError, ConfigError
+from ..envs import VecEnv, make_env
+from ..store.checkpoint import load_checkpoint
+from .learner import Learner
 
 
 def evaluate_policy(

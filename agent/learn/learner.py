@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from agent import algos
-from agent.nn.networks import QNetwork, build_network
-from agent.replay.buffer import Batch
-from agent.store.schema import OPTIMIZER_DEVICE_KEYS
+from .. import algos
+from ..nn.networks import QNetwork, build_network
+from ..replay.buffer import Batch
+from ..store.schema import OPTIMIZER_DEVICE_KEYS
 
 
 class Learner:

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from agent.core.errors import ConfigError
-from agent.envs import family_of, registry
-from agent.learn.learner import Learner
-from agent.nn.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
-from agent.replay.buffer import Batch
+from ..core.errors import ConfigError
+from ..envs import family_of, registry
+from ..nn.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
+from ..replay.buffer import Batch
+from .learner import Learner
 
 #: agents whose population update is written and tested (tests/test_population.py)
 SUPPORTED_AGENTS = ("dqn", "qrdqn", "iqn", "erdqn", "c51", "classical")

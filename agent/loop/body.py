@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from agent.learn.population import Population
-from agent.loop import hooks
-from agent.loop.hooks import DivergenceWatch, Hook, MetricSums, next_multiple
-from agent.loop.logging import member_logs
-from agent.loop.overlap import BackgroundEvaluation, HostDeviceLink
-from agent.loop.run import Run, TrainState, epsilon_at, updates_due
-from agent.replay.buffer import Batch
+from ..learn.population import Population
+from ..replay.buffer import Batch
+from . import hooks
+from .hooks import DivergenceWatch, Hook, MetricSums, next_multiple
+from .logging import member_logs
+from .overlap import BackgroundEvaluation, HostDeviceLink
+from .run import Run, TrainState, epsilon_at, updates_due
 
 
 @dataclass

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
-from agent.envs import family_of
-from agent.learn.evaluate import evaluate_policy
-from agent.loop.run import Run, TrainState
-from agent.loop.unit_values import fixed_states, log_unit_values
-from agent.replay.buffer import Batch
-from agent.store.resume import resolve_source
-from agent.store.run_state import RunObjects, restore_run_state, save_run_state
+from ..core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
+from ..envs import family_of
+from ..learn.evaluate import evaluate_policy
+from ..replay.buffer import Batch
+from ..store.resume import resolve_source
+from ..store.run_state import RunObjects, restore_run_state, save_run_state
+from .run import Run, TrainState
+from .unit_values import fixed_states, log_unit_values
 
 log = logging.getLogger("agent")
 
@@ -239,7 +239,7 @@ class Video(Periodic):
         self.unsupported = False
         import importlib.util
 
-        from agent.core.errors import ConfigError
+        from ..core.errors import ConfigError
 
         if importlib.util.find_spec("moviepy") is None:  # before training, not at the first video
             raise ConfigError(
@@ -250,7 +250,7 @@ class Video(Periodic):
         return not self.unsupported
 
     def fire(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
-        from agent.learn.evaluate import VideoUnsupported, record_video
+        from ..learn.evaluate import VideoUnsupported, record_video
 
         folder = run.run_dir / "videos"
         folder.mkdir(exist_ok=True)
@@ -340,7 +340,7 @@ def evaluation_result(
     if states is not None:  # the greedy action's return distribution at fixed states
         log_unit_values(run.learner, run.logger, states, env_step)
     if family_of(cfg.env).lab_task and cfg.probe.enabled:
-        from agent.probes.agent_cells import log_probe
+        from ..probes.agent_cells import log_probe
 
         log_probe(cfg, run.learner, run.logger, env_step)
     return result

@@ -97,14 +97,14 @@ def member_logs(label: str) -> Iterator[None]:
 def start_wandb(run_dir: Path, cfg: Any) -> Any:
     """Start a Weights & Biases run that syncs the TensorBoard events (``logger.wandb=true``).
     Imported only when asked: wandb is an optional dependency."""
-    from agent.core.errors import ConfigError
+    from ..core.errors import ConfigError
 
     try:
         import wandb
     except ImportError:
         raise ConfigError("logger.wandb=true needs wandb: pip install 'dopa-rl[wandb]'") from None
     lc = cfg.logger
-    from agent.core.config import to_container
+    from ..core.config import to_container
 
     return wandb.init(
         project=lc.wandb_project,

@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.config import OVERLAP_MODES
-from agent.core.errors import ConfigError
-from agent.envs import registry as env_families
-from agent.loop.hooks import Evaluation, MemberDivergence, evaluation_result
-from agent.loop.run import Run, TrainState
+from ..core.config import OVERLAP_MODES
+from ..core.errors import ConfigError
+from ..envs import registry as env_families
+from .hooks import Evaluation, MemberDivergence, evaluation_result
+from .run import Run, TrainState
 
 
 def overlap_enabled(mode: str, device: torch.device, env_family: str, deterministic: bool) -> bool:

@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import CheckpointError, ConfigError
-from agent.envs import VecEnv, make_env
-from agent.learn.population import Population, population_seeds
-from agent.loop import hooks
-from agent.loop.run import Run, TrainState, make_replay
-from agent.store.checkpoint import has_checkpoint, list_checkpoints, prune_checkpoints
-from agent.store.population_root import root_summary, write_root_summary
+from ..core.errors import CheckpointError, ConfigError
+from ..envs import VecEnv, make_env
+from ..learn.population import Population, population_seeds
+from ..store.checkpoint import has_checkpoint, list_checkpoints, prune_checkpoints
+from ..store.population_root import root_summary, write_root_summary
+from . import hooks
+from .run import Run, TrainState, make_replay
 
 log = logging.getLogger("agent")
 

@@ -26,21 +26,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agent import algos, envs
-from agent.core.config import to_container
-from agent.core.device import configure_backends, resolve_device
-from agent.core.threads import configure_torch_threads
-from agent.envs import make_env
-from agent.learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, make_update_fn
-from agent.learn.learner import Learner
-from agent.learn.population import check_supported, population_seeds
-from agent.loop import hooks, population_train
-from agent.loop.body import Cohort, train_cohort
-from agent.loop.hooks import Hook
-from agent.loop.overlap import BackgroundEvaluation, overlap_enabled
-from agent.loop.run import Run, TrainState, make_replay, make_summary
-from agent.store.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
-from agent.store.runlock import run_dir_lock
+from .. import algos, envs
+from ..core.config import to_container
+from ..core.device import configure_backends, resolve_device
+from ..core.threads import configure_torch_threads
+from ..envs import make_env
+from ..learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, make_update_fn
+from ..learn.learner import Learner
+from ..learn.population import check_supported, population_seeds
+from ..store.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
+from ..store.runlock import run_dir_lock
+from . import hooks, population_train
+from .body import Cohort, train_cohort
+from .hooks import Hook
+from .overlap import BackgroundEvaluation, overlap_enabled
+from .run import Run, TrainState, make_replay, make_summary
 
 log = logging.getLogger("agent")
 

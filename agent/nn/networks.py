@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agent.core.errors import ConfigError
+from ..core.errors import ConfigError
 
 
 class Torso(nn.Module):

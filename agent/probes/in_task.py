@@ -53,14 +53,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import ConfigError
-from agent.envs import family_of
-from agent.envs.cloning import CloneableEnv, make_cloneable_env
-from agent.probes.agent_cells import LabTask, _decode, read_units, split_example, unit_responses
-from agent.probes.analysis import analyse_population, jsonable
-from agent.probes.decoding import decode_report
-from agent.probes.noise import noise_sd, parse_noise
-from agent.probes.trials import population
+from ..core.errors import ConfigError
+from ..envs import family_of
+from ..envs.cloning import CloneableEnv, make_cloneable_env
+from .agent_cells import LabTask, _decode, read_units, split_example, unit_responses
+from .analysis import analyse_population, jsonable
+from .decoding import decode_report
+from .noise import noise_sd, parse_noise
+from .trials import population
 
 RECORDED_UNITS = 40  # cells in the recorded population (Dabney et al. 2020)
 RECORDED_TRIALS = 215  # their median trials per cell (agent/probes/noise.py)
@@ -222,7 +222,7 @@ def probe_cue(
     decode_restarts: int = 3,
 ) -> dict[str, Any]:
     """The paper's pipeline on one cue state: each rollout's G a trial for every unit."""
-    from agent.probes.agent_cells import _resolve_scale
+    from .agent_cells import _resolve_scale
 
     obs = cue.observation
     action = int(
@@ -237,7 +237,7 @@ def probe_cue(
     index, values, probs = bin_outcomes(g, bins)
     scale = _resolve_scale(readout, g, huber_scale)
     if response == "measured":
-        from agent.probes.measured import measured_responses
+        from .measured import measured_responses
 
         by_bin = measured_responses(learner, obs, values, action=action)[keep]  # [N, K]
         trial_mean, saturated = by_bin[:, index], 0.0

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import ConfigError
+from ..core.errors import ConfigError
 
 #: What each response model of the probe puts in, in words (probe.json, detection.json).
 RESPONSE_NOTES = {

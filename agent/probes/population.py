@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.errors import ConfigError
-from agent.envs import family_of
-from agent.probes.agent_cells import probe_learner, summary_row
-from agent.store.population_root import population_members
+from ..core.errors import ConfigError
+from ..envs import family_of
+from ..store.population_root import population_members
+from .agent_cells import probe_learner, summary_row
 
 #: the across-member statistics reported for every headline number
 STAT_KEYS = ("median", "q25", "q75", "min", "max", "n")
@@ -60,7 +60,7 @@ def across(values: list[float | None]) -> dict[str, float | int | None]:
 def probe_members(dirs: list[Path], *, device: str = "cpu", **kwargs: Any) -> list[dict[str, Any]]:
     """``probe_learner`` on the newest checkpoint of each run dir (lab tasks only); each result
     gains ``run_dir`` and ``seed``."""
-    from agent.learn.evaluate import load_agent
+    from ..learn.evaluate import load_agent
 
     results = []
     for d in dirs:

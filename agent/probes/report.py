@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.errors import ConfigError, DataError
-from agent.envs import family_of
+from ..core.errors import ConfigError, DataError
+from ..envs import family_of
 
 # ----------------------------------------------------------------------------- probes
 
@@ -38,8 +38,8 @@ def probe_run(
     run dir). A lab task runs the lab protocol; any other task the in-task protocol
     (agent/probes/in_task.py, settings ``in_task``) and, with ``states``, the state probe as
     a labelled extra."""
-    from agent.learn.evaluate import load_agent
-    from agent.probes.agent_cells import probe_learner, probe_states
+    from ..learn.evaluate import load_agent
+    from .agent_cells import probe_learner, probe_states
 
     learner, cfg, folder = load_agent(run, device)
     run_dir = folder.parent.parent
@@ -65,7 +65,7 @@ def probe_run(
             result["baseline"] = probe_learner(b_learner, b_cfg, **kwargs)
             result["baseline"]["checkpoint"] = str(b_folder)
     else:
-        from agent.probes.in_task import probe_in_task
+        from .in_task import probe_in_task
 
         if trials is not None:
             raise ConfigError("trials= is for lab tasks; in a task each rollout is a trial "
@@ -111,14 +111,14 @@ def probe_data(
     extras: bool = True,
 ) -> dict[str, Any]:
     """probe.json content for recorded cells (tidy table or a folder of .mat files)."""
-    from agent.data.tidy import load_cell_table, screen_cells
+    from ..data.tidy import load_cell_table, screen_cells
 
     # Read (and validate) first: a malformed table fails before torch and scipy are imported.
     table, dropped = screen_cells(load_cell_table(path), str(path))
-    from agent.probes.agent_cells import split_example
-    from agent.probes.analysis import analyse_population, jsonable
-    from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
-    from agent.probes.trials import population
+    from .agent_cells import split_example
+    from .analysis import analyse_population, jsonable
+    from .pipeline import pipeline_decodes, robustness_and_overlay
+    from .trials import population
 
     pop = population(table)
     if len(pop.cells) < 3:
@@ -131,7 +131,7 @@ def probe_data(
     # recordings, the task's probabilities), on the utility axis and in reward units.
     decodes = pipeline_decodes(result, probs, seed=seed)
     # The paper's concave utility of each magnitude, for the simulation overlay.
-    from agent.envs.lab_tasks import VariableMagnitudeTask
+    from ..envs.lab_tasks import VariableMagnitudeTask
 
     utility = VariableMagnitudeTask(utility="concave").utility(result["magnitudes"])
     overlay = robustness_and_overlay(result, probs, utility, seed=seed, robustness=extras)
@@ -164,7 +164,7 @@ def default_out(args: dict[str, Any], run_dir: Path | None) -> Path:
         return Path(args["out"])
     if run_dir is not None:
         return run_dir
-    from agent.data.tidy import NAMED_TABLES
+    from ..data.tidy import NAMED_TABLES
 
     # in the current folder, never beside the input (the package's own data, or read-only)
     data = str(args["data"])
@@ -221,8 +221,8 @@ def _decode_figure(result: dict[str, Any]) -> Any:
     exact-unit reference, the baseline's and the moment-matched Gaussian."""
     import matplotlib.pyplot as plt
 
-    from agent.probes import figures
-    from agent.probes.decoding import reference_decodes
+    from . import figures
+    from .decoding import reference_decodes
 
     spaces = [("decoded", "true_distribution", axis_unit(result))]
     if "decoded_reward" in result:
@@ -257,7 +257,7 @@ def _decode_figure(result: dict[str, Any]) -> Any:
 
 def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
     """Write ``probe.json`` and the figures into ``out``; returns the written paths."""
-    from agent.probes import figures
+    from . import figures
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -300,7 +300,7 @@ def _population_figures(result: dict[str, Any], out: Path, stem: str) -> list[Pa
     its baseline), as ``{stem}_*.png``."""
     import matplotlib.pyplot as plt
 
-    from agent.probes import figures
+    from . import figures
 
     paths: list[Path] = []
     populations = [("", result)]
@@ -411,10 +411,10 @@ def _row(name: str, results: list[dict[str, Any] | None], get: Any, spec: str) -
 
 def comparison_populations(seed: int = 0, splits: int = 100) -> dict[str, dict[str, Any]]:
     """The recorded cells and the paper's two null models at the recorded SNR, analysed."""
-    from agent.data.tidy import PACKAGED_TABLE
-    from agent.envs.lab_tasks import VariableMagnitudeTask
-    from agent.probes import tabular
-    from agent.probes.analysis import analyse_population
+    from ..data.tidy import PACKAGED_TABLE
+    from ..envs.lab_tasks import VariableMagnitudeTask
+    from . import tabular
+    from .analysis import analyse_population
 
     env = VariableMagnitudeTask(utility="concave")
     m, p = env.magnitudes, env.probabilities

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.core.progress import progress
-from agent.probes.analysis import split_half
-from agent.probes.noise import noisy_trials, recorded_noise
-from agent.probes.trials import population, reversal_point
+from ..core.progress import progress
+from .analysis import split_half
+from .noise import noisy_trials, recorded_noise
+from .trials import population, reversal_point
 
 #: Noise levels ρ of the default sweep (the recorded median is about 1).
 DEFAULT_LEVELS = (0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
@@ -220,7 +220,7 @@ def learner_population(
 
     Quantile-Huber units are scaled so that no response saturates (``"auto"``), so every
     population is compared on linear responses."""
-    from agent.probes.agent_cells import _resolve_scale, lab_task, read_units, unit_responses
+    from .agent_cells import _resolve_scale, lab_task, read_units, unit_responses
 
     task = lab_task(cfg)
     readout = read_units(learner, task.observation[None, :])[0]
@@ -238,7 +238,7 @@ def tabular_populations(
 ) -> dict[str, MeanPopulation]:
     """Tabular expectile-TD (τ ~ U(0.02, 0.98)) and classical-TD populations of ``n_cells``
     trained on the same outcome distribution (axis values, ``probs``) as ``like``."""
-    from agent.probes import tabular
+    from . import tabular
 
     task = tabular.TabularTask.single_state(like.axis, probs)
     dist = tabular.train_distributional_td(

@@ -91,7 +91,7 @@ def find_run_dirs(roots: list[str]) -> list[Path]:
     """Every folder under ``roots`` (the roots included) that holds a ``summary.json``; a
     population root's summary (across its members) stands for its member folders, so each
     member counts once."""
-    from agent.store.population_root import is_population_summary, population_members
+    from ..store.population_root import is_population_summary, population_members
 
     found: set[Path] = set()
     for root in roots:
@@ -143,7 +143,7 @@ def load_runs(
 
     ``score="train"`` reads the final training evaluation (``summary.json``);
     ``score="posthoc"`` reads ``evaluate.py``'s ``eval.json`` (runs without one are skipped)."""
-    from agent.envs.hns import game_key
+    from ..envs.hns import game_key
 
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(SCORES)}, got '{score}'")
@@ -197,7 +197,7 @@ def _seed_order(run: dict[str, Any]) -> tuple[int, Any]:
 
 def aggregate(runs: list[dict[str, Any]], reps: int, seed: int) -> dict[str, Any]:
     """HNS aggregates per algo over Atari games; raw-return aggregates per (env, algo)."""
-    from agent.envs.hns import aggregate_scores, human_normalized_score
+    from ..envs.hns import aggregate_scores, human_normalized_score
 
     grouped: dict[tuple[bool, str], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -515,7 +515,7 @@ def load_curves(
 
     A run whose ``summary.json`` does not say its algorithm and env is skipped and named (its
     curve cannot be grouped: it used to be drawn as ``unknown/unknown``)."""
-    from agent.envs.hns import game_key
+    from ..envs.hns import game_key
 
     curves, skipped = [], []
     for run_dir in run_dirs:

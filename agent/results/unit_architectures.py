@@ -30,9 +30,9 @@ def variant(run: Path) -> str:
 
 def measure_lab_run(run: Path, draws: int) -> list[dict[str, Any]]:
     """Measured-response probe of one lab run over ``draws`` noise draws."""
-    from agent.learn.evaluate import load_agent
-    from agent.probes.agent_cells import probe_learner
-    from agent.probes.analysis import zero_crossing_reversal_point
+    from ..learn.evaluate import load_agent
+    from ..probes.agent_cells import probe_learner
+    from ..probes.analysis import zero_crossing_reversal_point
 
     learner, cfg, _ = load_agent(run)
     rows = []
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     opts = dict(a.split("=", 1) for a in argv if "=" in a)
     runs = [Path(a) for a in argv if "=" not in a]
-    from agent.core.threads import configure_torch_threads
+    from ..core.threads import configure_torch_threads
 
     configure_torch_threads()
     table = study(runs, int(opts.get("draws", 5)))

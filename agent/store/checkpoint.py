@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from agent.core.errors import CheckpointError
-from agent.store.population_root import members_hint
+from ..core.errors import CheckpointError
+from .population_root import members_hint
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"

@@ -1,13 +1,13 @@
 """MinAtar training at its loop's limit: env-only, update-only and end-to-end rates, one run.
 
-Builds the run with ``agent.loop.train.build`` from the same Hydra config training uses
+Builds the run with ``dopa_rl.loop.train.build`` from the same Hydra config training uses
 (``env=minatar`` plus ``--preset``, default ``experiment=minatar``), and prints one JSON line
 per figure:
 
 * ``env``: agent steps/s of the vector of MinAtar envs alone (random actions, no acting);
 * ``update``: updates/s of the config's update alone (replay sample + loss + Adam step; batch,
   network and loss of the config), on a replay prefilled by the loop;
-* ``loop``: agent steps/s of ``agent.loop.train.train_loop`` after the prefill (acting, env
+* ``loop``: agent steps/s of ``dopa_rl.loop.train.train_loop`` after the prefill (acting, env
   steps, replay writes and updates at the config's replay ratio);
 * ``limit``: what those two allow together: an agent step costs ``1/env`` seconds of env
   stepping and ``1/(update × train_every)`` seconds of updates, so without overlap the limit is
@@ -34,14 +34,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from dopa_rl.algos import register_configs
+from dopa_rl.envs import make_env
+from dopa_rl.loop import hooks
+from dopa_rl.loop.hooks import Hook
+from dopa_rl.loop.train import build, train_loop
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-from agent.algos import register_configs
-from agent.envs import make_env
-from agent.loop import hooks
-from agent.loop.hooks import Hook
-from agent.loop.train import build, train_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 

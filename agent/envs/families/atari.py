@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.core.errors import ConfigError
-from agent.envs.base import VecEnv
-from agent.envs.registry import EnvFamily, EvalProtocol, register
+from ...core.errors import ConfigError
+from ..base import VecEnv
+from ..registry import EnvFamily, EvalProtocol, register
 
 
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:
     try:
-        from agent.envs.atari import AtariVecEnv
+        from ..atari import AtariVecEnv
     except ImportError as err:
         raise ConfigError(
             f"env.family=atari needs ale-py: pip install 'dopa-rl[atari]' ({err})"
@@ -37,7 +37,7 @@ def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:
 
 def evaluation_extras(env_cfg: Any, return_mean: float) -> dict[str, Any]:
     """The game, its sticky-action probability and the human-normalised score."""
-    from agent.envs.hns import human_normalized_score
+    from ..hns import human_normalized_score
 
     try:
         hns: float | None = float(human_normalized_score(env_cfg.game, return_mean))
@@ -51,7 +51,7 @@ def evaluation_extras(env_cfg: Any, return_mean: float) -> dict[str, Any]:
 
 
 def _clone_env(env_cfg: Any, seed: int) -> Any:
-    from agent.envs.cloning import ale_clone_env
+    from ..cloning import ale_clone_env
 
     return ale_clone_env(env_cfg, seed)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.envs.base import VecEnv
-from agent.envs.cloning import gym_clone_state, gym_restore_state
-from agent.envs.registry import EnvFamily, EvalProtocol, register
+from ..base import VecEnv
+from ..cloning import gym_clone_state, gym_restore_state
+from ..registry import EnvFamily, EvalProtocol, register
 
 
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001
-    from agent.envs.control import GymVecEnv
+    from ..control import GymVecEnv
 
     return GymVecEnv(env_cfg.id, num_envs, kwargs=dict(env_cfg.kwargs), render=render)
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.errors import ConfigError
-from agent.envs.base import VecEnv, VecStep
-from agent.envs.cloning import minatar_clone_state, minatar_restore_state
-from agent.envs.registry import EnvFamily, EvalProtocol, register
+from ...core.errors import ConfigError
+from ..base import VecEnv, VecStep
+from ..cloning import minatar_clone_state, minatar_restore_state
+from ..registry import EnvFamily, EvalProtocol, register
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 NUM_ACTIONS = 6  # MinAtar's full action set: no-op, left, up, right, down, fire
