@@ -196,3 +196,78 @@ def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
         assert saved["agent"]["toy_scale"] == 0.5
     finally:
         algos._REGISTRY.pop("toy", None)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every ``agent`` module and the ``agent`` modules it imports at run time (lazy imports
+    inside functions included: a cycle through one still ties the two modules together)."""
+    modules = {module_name(p): p for p in (ROOT / "agent").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in runtime_imports(path):
+            # `from agent.x import y` may name a module agent.x.y or a name inside agent.x
+            target = imported if imported in modules else imported.rsplit(".", 1)[0]
+            if target in modules and target != name and target != "agent":
+                targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycle_among_agent_modules() -> None:
+    """No two agent modules import each other, directly or through others (``if
+    TYPE_CHECKING`` imports aside): each module can be read and tested after the ones it uses."""
+    cycle = find_cycle(import_graph())
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def replay_adders() -> dict[str, int]:
+    """Modules outside ``agent/replay`` that call ``<something replay>.add(…)``, with the count."""
+    found: dict[str, int] = {}
+    for path in sorted((ROOT / "agent").rglob("*.py")):
+        if path.parent.name == "replay":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "add"
+                and "replay" in ast.unparse(node.func.value).lower()
+            ):
+                name = module_name(path)
+                found[name] = found.get(name, 0) + 1
+    return found
+
+
+def test_exactly_one_loop_body_adds_to_replay() -> None:
+    """Single, overlapped and population runs store their steps in one place (the loop body of
+    ``agent/loop/body.py``), so they cannot drift apart in what they store."""
+    assert replay_adders() == {"agent.loop.body": 1}

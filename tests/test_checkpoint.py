@@ -225,3 +225,42 @@ def test_lab_task_resume_is_bit_exact(tmp_path):
     b, folder = final_weights(tmp_path / "split")
     assert folder.name == "1600"
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_new_state_field_is_one_part(tmp_path, monkeypatch):
+    """Adding a field to a run's state is one ``Part`` in agent/store/run_state.py: a toy field
+    (a number kept on the learner) is saved in state.json, checked and restored on resume, and a
+    crafted value is refused in one line before anything is loaded."""
+    from agent.learn.learner import Learner
+    from agent.store import run_state
+
+    class ToyField(run_state.Part):
+        name = "toy"
+
+        def save(self, objs, tensors, state):
+            state["toy"] = getattr(objs.learner, "toy", 0) + 1  # counts the saves
+
+        def check(self, c, state, tensors, objs):
+            c.int(state.get("toy"), "toy", lo=1)
+
+        def restore(self, objs, tensors, state):
+            objs.learner.toy = state["toy"]
+
+    monkeypatch.setattr(run_state, "PARTS", (*run_state.PARTS, ToyField()))
+    monkeypatch.setattr(Learner, "toy", 0, raising=False)
+    common = [*TINY, "train.checkpoint_every_env_steps=200"]
+    run(make_cfg(*common, "train.total_env_steps=400"), tmp_path)
+    _, state, _ = ckpt.load_checkpoint(tmp_path)
+    assert state["toy"] == 1  # each save in a fresh process starts from 0 on a fresh learner
+    run(make_cfg(*common), tmp_path)  # resume: restored 1, saved 2 at step 600
+    _, state, _ = ckpt.load_checkpoint(tmp_path)
+    assert state["step"] == 600 and state["toy"] == 2
+
+    folder = ckpt.resolve_checkpoint(tmp_path)
+    body = json.loads((folder / "state.json").read_text())
+    body.pop("state_hash")
+    body["toy"] = -5
+    body["state_hash"] = ckpt._json_hash(body)  # a re-signed, crafted state
+    (folder / "state.json").write_text(json.dumps(body))
+    with pytest.raises(CheckpointError, match="toy must be an integer >= 1, got -5"):
+        run(make_cfg(*common, "train.total_env_steps=800"), tmp_path)

@@ -609,6 +609,14 @@ def test_any_agent_name_outside_the_registry_is_refused_before_hydra(name, capsy
     assert all(v in algos.names() for v in values)
 
 
+def test_hydra_flags_and_their_values_are_not_overrides() -> None:
+    from agent.cli.common import override_args
+
+    argv = ["train.py", "hydra/launcher=slurm", "--cfg", "hydra", "-cn", "config", "a=1"]
+    argv += ["--info", "defaults", "-m", "b=1,2", "-sc", "install=bash", "--info", "c=3"]
+    assert override_args(argv) == ["hydra/launcher=slurm", "a=1", "b=1,2", "c=3"]
+
+
 def test_the_limits_the_estimates_compare_with_are_readable() -> None:
     """Some memory figure on Linux (MemAvailable or the cgroup's room), and CPUs >= 1."""
     from agent.core.limits import memory_room

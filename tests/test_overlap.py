@@ -11,9 +11,11 @@ from helpers import TINY, make_cfg
 from agent.core.errors import ConfigError
 from agent.learn.compiled import act_fixed_shape
 from agent.loop import hooks
+from agent.loop.body import train_loop
 from agent.loop.hooks import Hook
 from agent.loop.overlap import overlap_enabled
-from agent.loop.train import build, run, train_loop, updates_due
+from agent.loop.run import updates_due
+from agent.loop.train import build, run
 
 
 class Record(Hook):

@@ -190,6 +190,8 @@ def test_population_resume_after_a_kill_gives_the_same_weights(tmp_path: Path, m
     [
         (["train.population=0"], "train.population must be a positive integer"),
         (["train.population=2", "env=atari"], "env.family=atari"),
+        (["train.population=2", "train.overlap=on"], "train.overlap=on"),
+        (["train.population=2", "precision=bf16"], "precision=bf16"),
     ],
 )
 def test_bad_population_is_one_error_line_and_exit_2(tmp_path: Path, args, fragment) -> None:

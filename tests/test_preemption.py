@@ -201,7 +201,7 @@ def test_second_writer_is_refused_and_stale_lock_record_is_taken_over(tmp_path):
 def test_resume_without_replay_waits_for_learning_starts_again(tmp_path, caplog):
     """A checkpoint without replay (checkpoint.replay=false) refills from empty: no update
     until learning_starts new transitions, then the same ratio (issue 26 item 8)."""
-    from agent.loop.train import updates_due
+    from agent.loop.run import updates_due
 
     cfg = make_cfg(*SHORT, "train.total_env_steps=200", "checkpoint.replay=false")
     run(cfg, tmp_path)

@@ -76,14 +76,14 @@ def test_tensorboard_shows_units_lr_config_and_hparams(tiny_run: tuple[Path, dic
     assert np.load(run_dir / "probe_states.npy").shape == (4, 4)  # CartPole observations
 
 
-def test_probe_states_are_kept_across_a_resume(tmp_path: Path) -> None:
-    from agent.loop.unit_values import probe_states
+def test_fixed_states_are_kept_across_a_resume(tmp_path: Path) -> None:
+    from agent.loop.unit_values import fixed_states
 
-    first = probe_states(tmp_path, np.arange(12.0).reshape(6, 2), 4)
-    again = probe_states(tmp_path, np.zeros((6, 2)), 4)
+    first = fixed_states(tmp_path, np.arange(12.0).reshape(6, 2), 4)
+    again = fixed_states(tmp_path, np.zeros((6, 2)), 4)
     assert first is not None and again is not None
     assert again.tolist() == first.tolist() == np.arange(8.0).reshape(4, 2).tolist()
-    assert probe_states(tmp_path / "fresh", None, 4) is None  # nothing saved, no obs
+    assert fixed_states(tmp_path / "fresh", None, 4) is None  # nothing saved, no obs
 
 
 def test_recent_return_is_na_before_any_episode(

@@ -140,29 +140,37 @@ def config_groups() -> list[str]:
 
 # Hydra's flags that take the next argument as their value (not an override)
 _FLAGS_WITH_VALUE = (
-    *("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir"),
-    *("-c", "--cfg", "-p", "--package", "--experimental-rerun"),
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "-c",
+    "--cfg",
+    "-p",
+    "--package",
+    "-sc",
+    "--shell-completion",
+    "--experimental-rerun",
 )
-# --info takes a value only when one of these follows it
-_INFO_FLAGS = ("-i", "--info")
-_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+# --info takes an optional value, one of these
+_INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 
 
 def override_args(argv: list[str]) -> list[str]:
     """The KEY=VALUE arguments of a command line (Hydra's flags and their values left out)."""
     args: list[str] = []
     skip = False
-    previous = ""
+    after_info = False
     for arg in argv[1:]:
-        if skip:
-            skip = False
+        if skip or (after_info and arg in _INFO_CHOICES):
+            skip = after_info = False
         elif arg in _FLAGS_WITH_VALUE:
             skip = True
-        elif previous in _INFO_FLAGS and arg in _INFO_VALUES:
-            pass
         elif not arg.startswith("-"):
             args.append(arg)
-        previous = arg
+        after_info = arg in ("-i", "--info")
     return args
 
 

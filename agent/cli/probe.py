@@ -114,6 +114,15 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     for key, options in CHOICES.items():
         if key in args and args[key] not in options:
             raise ConfigError(f"{key} must be one of {', '.join(options)}, got '{args[key]}'")
+    # every mode (checkpoint, data, sweep, study)
+    if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
+    if "out" in args:
+        from agent.cli.common import unwritable
+
+        problem = unwritable(Path(args["out"]))
+        if problem:  # checked before the analysis, which may take minutes
+            raise ConfigError(f"cannot write in out={args['out']}: {problem}")
     if "data" in args and "response" in args:
         raise ConfigError("response= chooses how agent units respond; it needs checkpoint=")
     if "study" in args:
@@ -143,14 +152,6 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             raise ConfigError(
                 f"{key} must be an integer in [1, {MAX_COUNTS[key]}], got {args[key]}"
             )
-    if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
-        raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
-    if "out" in args:
-        from agent.cli.common import unwritable
-
-        problem = unwritable(Path(args["out"]))
-        if problem:  # checked before the analysis, which may take minutes
-            raise ConfigError(f"cannot write in out={args['out']}: {problem}")
     if "trials" in args:
         args["trials"] = parse_trials(args["trials"])
     if "noise" in args:

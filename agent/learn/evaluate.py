@@ -112,9 +112,9 @@ def evaluate(
     (default: the run dir that holds the checkpoint; the CLI passes the current folder).
     Returns the result dict (``eval_json``: where it was written).
 
-    By default the evaluation is training's own (``agent.loop.hooks.evaluate``): the same eval
-    envs (``min(episodes, env.eval_num_envs)`` of them, unclipped rewards, the env's episode
-    cap), ε = ``agent.eps_eval`` and seed ``seed + 10000`` of the run's config.
+    By default the evaluation is training's own (``agent.loop.hooks.evaluate_in_training``):
+    the same eval envs (``min(episodes, env.eval_num_envs)`` of them, unclipped rewards, the
+    env's episode cap), ε = ``agent.eps_eval`` and seed ``seed + 10000`` of the run's config.
     ``max_episode_steps`` cuts episodes shorter (a weak Atari agent that never serves plays a
     108,000-frame episode); ``progress`` shows a bar of episodes and steps on stderr.
 

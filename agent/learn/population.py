@@ -60,7 +60,8 @@ def population_seeds(population: Any, seed: int) -> list[int]:
 
 
 def check_supported(cfg: Any) -> None:
-    """ConfigError for a population of an agent, env family or update mode not supported yet."""
+    """ConfigError for a population of an agent, env family, precision or update mode not
+    supported yet (``train.overlap=on``: refused with the config, agent/core/config.py)."""
     if cfg.agent.name not in SUPPORTED_AGENTS:
         raise ConfigError(
             f"train.population > 1 does not support agent={cfg.agent.name} yet "
@@ -70,6 +71,11 @@ def check_supported(cfg: Any) -> None:
         raise ConfigError(
             f"train.population > 1 does not support env.family={cfg.env.family} yet "
             f"(supported: {', '.join(SUPPORTED_FAMILIES)})"
+        )
+    if cfg.precision == "bf16":
+        raise ConfigError(
+            "train.population > 1 does not support precision=bf16 yet (the stacked networks "
+            "run in float32; use precision=auto, tf32 or fp32)"
         )
     if cfg.agent.update_mode not in ("auto", "eager"):
         raise ConfigError(

@@ -1,10 +1,13 @@
-"""The training loop's state and its side jobs (hooks): logging, evaluation with solve
-detection, checkpointing, pre-emption, divergence detection, and save/restore.
+"""The loop's side jobs (hooks) and what they share: logging, evaluation with solve detection,
+checkpointing, divergence detection (``DivergenceWatch``), the metric sums of a log period
+(``MetricSums``), pre-emption (``checkpoint_and_exit``), and a member's save and restore
+(the parts of its state: :mod:`agent.store.run_state`).
 
-Each hook runs after every loop iteration (``after_step``) and acts when its interval is due,
-in the order the loop lists them: log → evaluate (may stop a solved run) → checkpoint →
-pre-emption. They read and write :class:`TrainState`, the loop's only state besides the
-objects it was built from (``agent.loop.train.Run``).
+Each hook runs after every iteration of the loop body (:mod:`agent.loop.body`), once per live
+member, and acts when its interval is due, in the order the conductor lists them: progress →
+log → evaluate (may stop a solved member) → checkpoint. They read and write the member's
+:class:`~agent.loop.run.TrainState`, the loop's only state besides the objects it was built from
+(:class:`~agent.loop.run.Run`).
 """
 
 from __future__ import annotations
@@ -16,68 +19,21 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from agent.core.config import to_container
 from agent.core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
 from agent.learn.evaluate import evaluate_policy
-from agent.loop.unit_values import log_unit_values, probe_states
+from agent.loop.run import Run, TrainState
+from agent.loop.unit_values import fixed_states, log_unit_values
 from agent.replay.buffer import Batch
-from agent.store import resume
-from agent.store.checkpoint import save_checkpoint
 from agent.store.resume import resolve_source
-
-if TYPE_CHECKING:
-    from agent.loop.train import Run
+from agent.store.run_state import RunObjects, restore_run_state, save_run_state
 
 log = logging.getLogger("agent")
-
-
-@dataclass
-class TrainState:
-    """Counters of one run. The fields up to ``last_eval`` are saved in every checkpoint
-    (``counters`` in state.json); the rest belong to this process."""
-
-    env_steps: int = 0
-    episodes: int = 0
-    wall_s: float = 0.0  # training wall time over all processes of this run
-    solved_at_env_step: int | None = None
-    solved_wall_s: float | None = None
-    last_eval: dict[str, Any] | None = None
-    # [env step, updates] of a resume whose checkpoint held no replay: updates wait for
-    # learning_starts new transitions from there (agent.loop.train.updates_due)
-    refill_from: list[int] | None = None
-    # this process only
-    stop: bool = field(default=False, metadata={"saved": False})
-    epsilon: float = field(default=1.0, metadata={"saved": False})
-    obs: np.ndarray | None = field(default=None, metadata={"saved": False})
-    clock_start: float = field(default=0.0, metadata={"saved": False})
-    session_start: float = field(default=0.0, metadata={"saved": False})
-    session_start_steps: int = field(default=0, metadata={"saved": False})
-    session_start_updates: int = field(default=0, metadata={"saved": False})
-
-    def counters(self) -> dict[str, Any]:
-        """The saved fields, as stored in a checkpoint."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("saved", 1)}
-
-    @classmethod
-    def from_counters(cls, counters: dict[str, Any]) -> TrainState:
-        names = {f.name for f in fields(cls) if f.metadata.get("saved", 1)}
-        return cls(**{k: v for k, v in counters.items() if k in names})
-
-    def start_clock(self, updates: int) -> None:
-        now = time.perf_counter()
-        self.clock_start = now - self.wall_s  # wall_s keeps counting across resumes
-        self.session_start = now
-        self.session_start_steps, self.session_start_updates = self.env_steps, updates
-
-    def tick(self) -> None:
-        self.wall_s = time.perf_counter() - self.clock_start
 
 
 def next_multiple(step: int, every: int) -> int:
@@ -87,7 +43,7 @@ def next_multiple(step: int, every: int) -> int:
 class Hook:
     """A side job of the loop; ``after_step`` runs after every iteration."""
 
-    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+    def after_step(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
         raise NotImplementedError
 
 
@@ -98,7 +54,7 @@ class Periodic(Hook):
         self.every = every
         self.next = next_multiple(start_step, every)
 
-    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+    def after_step(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
         if state.env_steps >= self.next and self.enabled(state):
             self.next = next_multiple(state.env_steps, self.every)
             self.fire(run, state, divergence)
@@ -106,14 +62,15 @@ class Periodic(Hook):
     def enabled(self, state: TrainState) -> bool:
         return True
 
-    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+    def fire(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
         raise NotImplementedError
 
 
 class DivergenceWatch:
-    """Keeps the statistics of the first batch whose loss was non-finite, on the device and
-    without a host sync per update, so that a divergence is reported with the batch that went
-    bad rather than the last one of the log period."""
+    """Keeps, for each of the S members updated together, the statistics of the first batch
+    whose loss was non-finite, on the device and without a host sync per update, so that a
+    divergence is reported with the batch that went bad rather than the last one of the log
+    period. Per update: the statistics [S, F] of the S batches in one pass."""
 
     FIELDS = (
         "reward_min",
@@ -125,35 +82,83 @@ class DivergenceWatch:
         "nonfinite_obs",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = 1) -> None:
+        self.size = size
         self.first_bad: torch.Tensor | None = None
         self.seen: torch.Tensor | None = None
 
-    def observe(self, batch: Batch, metrics: dict[str, torch.Tensor]) -> None:
-        bad = metrics["loss/nonfinite"] > 0
-        reward = batch.reward
+    def observe(self, batches: list[Batch], metrics: dict[str, torch.Tensor]) -> None:
+        """``batches``: one per member; ``metrics["loss/nonfinite"]``: a scalar (S = 1) or [S]."""
+        bad = metrics["loss/nonfinite"].reshape(-1) > 0  # [S]
+        reward = _stack([b.reward for b in batches])
         parts = [
-            reward.min(),
-            reward.max(),
-            batch.discount.min(),
-            (~torch.isfinite(reward)).sum().to(reward.dtype),
+            reward.amin(1),
+            reward.amax(1),
+            _stack([b.discount for b in batches]).amin(1),
+            (~torch.isfinite(reward)).sum(1).to(reward.dtype),
         ]
-        if batch.obs.is_floating_point():  # frames (uint8) cannot hold non-finite values
-            obs = batch.obs
-            parts += [obs.mean(), obs.abs().max(), (~torch.isfinite(obs)).sum().to(obs.dtype)]
-        stats = torch.stack([p.float() for p in parts])
+        if batches[0].obs.is_floating_point():  # frames (uint8) cannot hold non-finite values
+            obs = _stack([b.obs for b in batches]).flatten(1)
+            parts += [obs.mean(1), obs.abs().amax(1), (~torch.isfinite(obs)).sum(1).to(obs.dtype)]
+        stats = torch.stack([p.float() for p in parts], dim=1)
         if self.first_bad is None or self.seen is None or self.first_bad.shape != stats.shape:
             self.first_bad = torch.full_like(stats, float("nan"))
-            self.seen = torch.zeros((), dtype=torch.bool, device=stats.device)
+            self.seen = torch.zeros(self.size, dtype=torch.bool, device=stats.device)
         take = bad & ~self.seen
-        self.first_bad = torch.where(take, stats, self.first_bad)
+        self.first_bad = torch.where(take[:, None], stats, self.first_bad)
         self.seen = self.seen | bad
 
-    def report(self) -> dict[str, float]:
+    def report(self, k: int = 0) -> dict[str, float]:
+        """Member k's first bad batch (empty while none was seen)."""
         if self.first_bad is None:
             return {}
-        values = self.first_bad.tolist()
-        return dict(zip(self.FIELDS, values, strict=False))
+        return dict(zip(self.FIELDS, self.first_bad[k].tolist(), strict=False))
+
+    def member(self, k: int) -> MemberDivergence:
+        return MemberDivergence(self, k)
+
+
+class MemberDivergence:
+    """Member k's row of a :class:`DivergenceWatch`: what its hooks read."""
+
+    def __init__(self, watch: DivergenceWatch, k: int) -> None:
+        self.watch, self.k = watch, k
+
+    def report(self) -> dict[str, float]:
+        return self.watch.report(self.k)
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """[S, …] from S tensors (one member: a view, no copy)."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+class MetricSums:
+    """The update metrics summed over a log period for all S members at once (scalars for one
+    member, [S] tensors for several; on the device), handed to each member's logger at log
+    time (``take``)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+        self.count += 1
+
+    def take(self, size: int) -> list[tuple[dict[str, torch.Tensor], int]]:
+        """Each member's sums and the number of updates they hold, and reset. Several members:
+        one copy to the host for all of them."""
+        if not self.count:
+            return []
+        sums, count = self.sums, self.count
+        self.sums, self.count = {}, 0
+        if size == 1:
+            return [(sums, count)]
+        keys = list(sums)
+        rows = torch.stack([sums[k] for k in keys], dim=1).cpu()  # [S, K]
+        return [(dict(zip(keys, row, strict=True)), count) for row in rows]
 
 
 def diverged(run: Run, state: TrainState, what: str, stats: dict[str, float]) -> TrainingDiverged:
@@ -176,7 +181,7 @@ def diverged(run: Run, state: TrainState, what: str, stats: dict[str, float]) ->
 class Logging(Periodic):
     """Scalars to TensorBoard and the console; stops the run on a non-finite loss."""
 
-    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+    def fire(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
         assert run.logger is not None
         frames = state.env_steps * run.env.frames_per_step
         lr = float(run.learner.optimizer.param_groups[0]["lr"])
@@ -191,8 +196,8 @@ class Evaluation(Periodic):
     """Evaluate (and probe lab tasks); the first evaluation at the solve threshold records the
     step and time and, with ``stop_when_solved``, stops the run."""
 
-    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
-        self.record(run, state, evaluate(run, state.env_steps, state.obs))
+    def fire(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
+        self.record(run, state, evaluate_in_training(run, state.env_steps, state.obs))
 
     def record(self, run: Run, state: TrainState, result: dict[str, Any]) -> None:
         """Keep an evaluation's result; the first at the solve threshold may stop the run."""
@@ -217,7 +222,7 @@ class Progress(Hook):
     """Moves the console progress bar every iteration (a counter; tqdm redraws at most twice a
     second), so short runs and Atari's long log periods still show progress."""
 
-    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+    def after_step(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
         if run.logger is not None:
             run.logger.progress(state.env_steps)
 
@@ -228,33 +233,32 @@ class Checkpointing(Periodic):
     def enabled(self, state: TrainState) -> bool:
         return not state.stop
 
-    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+    def fire(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
         state.tick()
         save(run, state, final=False)
 
 
-class Preemption(Hook):
-    """After a pre-emption signal: checkpoint, requeue under SLURM, exit with code 3."""
+def checkpoint_and_exit(
+    runs: list[Run], states: list[TrainState], live: list[int], signum: int
+) -> None:
+    """After a pre-emption signal: checkpoint every live member, requeue under SLURM, exit
+    with code 3 (``Preempted``). The members are saved one after the other: a kill between
+    two saves leaves them one checkpoint apart, which resume reconciles."""
+    for k in live:
+        states[k].tick()
+        save(runs[k], states[k])
+    step = max((states[k].env_steps for k in live), default=0)
+    log.warning(
+        "signal %s at env step %d: checkpoint written, exiting with %d to be resumed",
+        signum,
+        step,
+        EXIT_PREEMPTED,
+    )
+    requeue_if_slurm()
+    raise Preempted(EXIT_PREEMPTED)
 
-    def __init__(self, received: list[int]) -> None:
-        self.received = received
 
-    def after_step(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
-        if not self.received:
-            return
-        state.tick()
-        save(run, state)
-        log.warning(
-            "signal %s at env step %d: checkpoint written, exiting with %d to be resumed",
-            self.received[0],
-            state.env_steps,
-            EXIT_PREEMPTED,
-        )
-        requeue_if_slurm()
-        raise Preempted(EXIT_PREEMPTED)
-
-
-def evaluate(run: Run, env_step: int, obs: np.ndarray | None = None) -> dict[str, Any]:
+def evaluate_in_training(run: Run, env_step: int, obs: np.ndarray | None = None) -> dict[str, Any]:
     """Evaluate on the separate eval envs. Training waits meanwhile: the stall is bounded by
     ``eval_episodes`` episodes of at most ``env.max_episode_frames`` frames, and logged
     (``eval/wall_s`` and one line per evaluation). ``obs``: the training observations, from
@@ -295,7 +299,7 @@ def evaluation_result(
         wall_s,
         "training paused" if paused else "alongside training",
     )
-    states = probe_states(run.run_dir, obs, cfg.logger.probe_states)
+    states = fixed_states(run.run_dir, obs, cfg.logger.probe_states)
     if states is not None:  # the greedy action's return distribution at fixed states
         log_unit_values(run.learner, run.logger, states, env_step)
     if cfg.env.family == "lab" and cfg.probe.enabled:
@@ -308,7 +312,7 @@ def evaluation_result(
 def finish(run: Run, state: TrainState) -> None:
     """The final evaluation (unless one ran at this step) and the final checkpoint."""
     if state.last_eval is None or state.last_eval["env_step"] != state.env_steps:
-        state.last_eval = evaluate(run, state.env_steps, state.obs)
+        state.last_eval = evaluate_in_training(run, state.env_steps, state.obs)
     state.tick()
     save(run, state)
 
@@ -316,7 +320,7 @@ def finish(run: Run, state: TrainState) -> None:
 @contextmanager
 def preemption_signals() -> Iterator[list[int]]:
     """SIGTERM, SIGUSR1 or SIGUSR2 (what SLURM and submitit send before pre-emption or a time
-    limit) append to the yielded list, which the Preemption hook reads after each step."""
+    limit) append to the yielded list, which the loop body reads after each iteration."""
     received: list[int] = []
     handled = [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
     previous = {}
@@ -366,27 +370,22 @@ def replay_in_checkpoint(cfg: Any, final: bool) -> bool:
 
 
 def save(run: Run, state: TrainState, *, final: bool = True) -> None:
-    """Write a checkpoint of everything a bit-exact resume needs; never a diverged one.
-    ``final``: pre-emption or the end of the run (what ``checkpoint.replay_when`` reads)."""
-    cfg, learner, env, replay = run.cfg, run.learner, run.env, run.replay
+    """Write a checkpoint of everything a bit-exact resume needs (the parts:
+    :mod:`agent.store.run_state`); never a diverged one. ``final``: pre-emption or the end of
+    the run (what ``checkpoint.replay_when`` reads)."""
     if not _params_finite(run):  # never replace a good checkpoint with a diverged one
         raise diverged(run, state, "parameter", {})
-    tensors = learner.state_tensors()
-    tensors["rng"]["torch_cpu"] = torch.get_rng_state()
-    saved: dict[str, Any] = {
-        "algo": cfg.agent.name,
-        "env_id": env.env_id,
-        "config": to_container(cfg),
-        "counters": state.counters(),
-        "learner": learner.state_meta(),
-    }
-    env_state = env.get_state()
-    if env_state is not None:
-        saved["env_state"] = env_state
-    if replay_in_checkpoint(cfg, final):
-        tensors["replay"] = replay.state_tensors()
-        saved["replay"] = replay.state_meta()
-    save_checkpoint(run.run_dir, state.env_steps, tensors, saved, keep=cfg.train.keep_checkpoints)
+    cfg = run.cfg
+    objs = RunObjects(
+        cfg,
+        run.env,
+        run.learner,
+        run.replay,
+        state.counters(),
+        with_replay=replay_in_checkpoint(cfg, final),
+    )
+    keep = cfg.train.keep_checkpoints + run.keep_extra
+    save_run_state(run.run_dir, state.env_steps, objs, keep=keep)
 
 
 def restore_or_start(run: Run, resume: str | None) -> tuple[TrainState, np.ndarray]:
@@ -401,12 +400,11 @@ def restore_or_start(run: Run, resume: str | None) -> tuple[TrainState, np.ndarr
 
 
 def restore(run: Run, source: str | Path) -> tuple[TrainState, np.ndarray]:
-    """Load the checkpoint ``source`` into ``run`` (checked: :func:`agent.store.resume.restore`)."""
-    counters: dict[str, Any] = {}
-    obs = resume.restore(
-        Path(source), run.cfg, run.env, run.learner, run.replay, counters, run.device
-    )
-    state = TrainState.from_counters(counters)
+    """Load the checkpoint ``source`` into ``run`` (every part checked first:
+    :func:`agent.store.run_state.restore_run_state`); the state and observation to act on."""
+    objs = RunObjects(run.cfg, run.env, run.learner, run.replay, {})
+    obs = restore_run_state(Path(source), objs, run.device)
+    state = TrainState.from_counters(objs.counters)
     if len(run.replay) == 0 and run.cfg.agent.learning_starts > 0:
         # a replay-less checkpoint: updating at the full ratio on the first few transitions
         # would overfit them; wait for learning_starts again, then keep the same ratio

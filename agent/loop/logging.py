@@ -124,10 +124,11 @@ class RunLogger:
         self.scalar("train/episode_return", episode_return, step)
         self.scalar("train/episode_length", length, step)
 
-    def accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
-        for key, value in metrics.items():
+    def accumulate(self, sums: dict[str, torch.Tensor], count: int = 1) -> None:
+        """Add metric sums over ``count`` updates (the loop's ``MetricSums``); logged as means."""
+        for key, value in sums.items():
             self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
-        self._count += 1
+        self._count += count
 
     def recent_return(self) -> float | None:
         """Mean return of the last episodes; None before any episode has ended."""

@@ -1,7 +1,8 @@
-"""The overlapped training loop: the envs step while the learner updates.
+"""Overlapped execution of the loop body: the envs step while the learner updates.
 
-The synchronous loop (``agent.loop.train.train_loop``) takes turns: act → step the envs (the learner
-idles) → store → update (the envs idle). Here each iteration is
+The one loop body (``agent.loop.body.train_cohort``) runs in one of two ways. Synchronously
+it takes turns: act → step the envs (the learner idles) → store → update (the envs idle).
+Overlapped (``train.overlap``, one member only) each iteration is
 
     act on obs_t (weights after every update so far) → hand the actions to the envs
     (``VecEnv.step_async``: Atari steps on a thread, ALE without the GIL) → the updates due
@@ -17,24 +18,23 @@ updates after every iteration is still ``updates_due(env_steps)`` (the replay ra
 On CUDA, observations go up through a pinned host buffer with ``non_blocking`` copies, the
 actions come back through a pinned buffer with one event wait per iteration (the only host
 sync of the loop), and the device copy of the observations that acting read is the one the
-replay stores (``Replay.add(obs_device=…)``: no second upload). ``train.overlap``: ``auto`` is
+replay stores (``Replay.add(obs_device=…)``: no second upload; the synchronous body on CUDA
+goes through the same :class:`HostDeviceLink`). ``train.overlap``: ``auto`` is
 on for CUDA + Atari unless ``deterministic``; the CPU default stays synchronous and bit-exact.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from agent.core.config import OVERLAP_MODES
 from agent.core.errors import ConfigError
-from agent.loop.hooks import DivergenceWatch, Evaluation, Hook, TrainState, evaluation_result
-
-if TYPE_CHECKING:
-    from agent.loop.train import Run
+from agent.loop.hooks import Evaluation, MemberDivergence, evaluation_result
+from agent.loop.run import Run, TrainState
 
 
 def overlap_enabled(mode: str, device: torch.device, env_family: str, deterministic: bool) -> bool:
@@ -102,7 +102,7 @@ class BackgroundEvaluation(Evaluation):
         self.clock = 0.0
         self.generator: torch.Generator | None = None
 
-    def fire(self, run: Run, state: TrainState, divergence: DivergenceWatch) -> None:
+    def fire(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
         if self.active:
             return
         seed = run.cfg.seed + 10_000
@@ -137,60 +137,3 @@ class BackgroundEvaluation(Evaluation):
                 run, self.started_at, self.returns[:episodes], wall_s, paused=False
             )
             self.record(run, state, result)
-
-
-def overlapped_loop(
-    run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]
-) -> np.ndarray:
-    """``agent.loop.train.train_loop`` with env stepping overlapped with the updates."""
-    from agent.loop.train import epsilon_at, updates_due
-
-    cfg, env, learner, replay, logger = run.cfg, run.env, run.learner, run.replay, run.logger
-    assert logger is not None, "open_logger first"
-    a = cfg.agent
-    divergence = DivergenceWatch()
-    link = HostDeviceLink(run.device, env.num_envs, env.observation_shape, env.observation_dtype)
-    act = run.act or learner.act
-    evaluation = next((j for j in side_jobs if isinstance(j, BackgroundEvaluation)), None)
-    while state.env_steps < cfg.train.total_env_steps and not state.stop:
-        state.epsilon = epsilon_at(a, state.env_steps)
-        obs_device = link.upload(obs)
-        actions = link.download(act(obs_device, state.epsilon))
-        env.step_async(actions)  # the envs step from here …
-        if evaluation is not None:
-            evaluation.send(run)  # (and the eval envs, while an evaluation runs)
-        next_steps = state.env_steps + env.num_envs
-        due = (
-            updates_due(a, next_steps, state.refill_from)
-            if replay.can_sample()
-            else learner.updates
-        )
-        while learner.updates < due:  # … while the learner updates (replay without step t)
-            if run.sample_update is not None:  # one graph replay: sampling and update
-                batch, metrics = run.sample_update()
-            else:
-                batch = replay.sample(a.batch_size)
-                metrics = run.update(batch)
-            divergence.observe(batch, metrics)
-            logger.accumulate(metrics)
-        step = env.step_wait()  # … until here
-        if evaluation is not None:
-            evaluation.receive(run, state)
-        replay.add(
-            obs,
-            actions,
-            step.reward,
-            step.terminated,
-            step.truncated,
-            step.final_obs,
-            obs_device=obs_device if link.cuda else None,
-        )
-        obs = step.obs
-        state.env_steps = next_steps
-        for ret, length in zip(step.episode_returns, step.episode_lengths, strict=True):
-            state.episodes += 1
-            logger.episode(state.env_steps, ret, length)
-        state.obs = obs
-        for job in side_jobs:
-            job.after_step(run, state, divergence)
-    return obs

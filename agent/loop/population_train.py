@@ -1,12 +1,9 @@
-"""``run_population(cfg)``: ``train.population=S`` trains S independent agents in one process.
+"""The members of ``train.population=S``: S independent agents (one seed each) trained in one
+process by the one loop body (:mod:`agent.loop.body`), acting and updating through one
+:class:`~agent.learn.population.Population` that holds their stacked weights.
 
-    build S member runs (own seed, envs, eval envs, replay, logger, sub-folder)
-    and one :class:`~agent.learn.population.Population` holding their stacked weights
-    →  resume every member from its sub-folder if it has a checkpoint  →  loop:
-        act for all members in one forward pass → step each member's envs → store in its
-        replay → the updates now due, each one batched over the members → each member's
-        hooks (log, evaluate, checkpoint); pre-emption checkpoints every member
-    →  each member's final evaluation, checkpoint and summary.json
+This module builds the members, restores them and writes the population's summary; the
+conductor (``agent.loop.train.run``) runs them like a single run, through the same guards.
 
 Every member folder ``member_<k>_s<seed>/`` is an ordinary run dir (config.json, tb/,
 checkpoints/ in the single-run format, summary.json) that ``scripts/evaluate.py``,
@@ -21,23 +18,18 @@ import copy
 import json
 import logging
 import math
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from agent.core.config import to_container
-from agent.core.device import resolve_device
-from agent.core.errors import EXIT_PREEMPTED, CheckpointError, Preempted
-from agent.core.threads import configure_torch_threads
-from agent.envs import make_env
-from agent.learn.population import Population, check_supported, population_seeds
+from agent.core.errors import CheckpointError, ConfigError
+from agent.envs import VecEnv, make_env
+from agent.learn.population import Population, population_seeds
 from agent.loop import hooks
-from agent.loop.hooks import DivergenceWatch, Hook, TrainState
-from agent.replay.buffer import Batch
-from agent.store.checkpoint import has_checkpoint, list_checkpoints
+from agent.loop.run import Run, TrainState, make_replay
+from agent.store.checkpoint import has_checkpoint, list_checkpoints, prune_checkpoints
 
 log = logging.getLogger("agent")
 
@@ -55,95 +47,96 @@ def member_config(cfg: Any, seed: int) -> Any:
     return mcfg
 
 
-class PopulationWatch:
-    """:class:`~agent.loop.hooks.DivergenceWatch` for all members at once: per update, batch
-    statistics [S, F] computed in one pass; the first bad batch kept per member, on the
-    device."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.first_bad: torch.Tensor | None = None
-        self.seen: torch.Tensor | None = None
-
-    def observe(self, batches: list[Batch], metrics: dict[str, torch.Tensor]) -> None:
-        bad = metrics["loss/nonfinite"] > 0  # [S]
-        reward = torch.stack([b.reward for b in batches])
-        discount = torch.stack([b.discount for b in batches])
-        parts = [
-            reward.amin(1),
-            reward.amax(1),
-            discount.amin(1),
-            (~torch.isfinite(reward)).sum(1).to(reward.dtype),
-        ]
-        if batches[0].obs.is_floating_point():
-            obs = torch.stack([b.obs for b in batches]).flatten(1)
-            parts += [obs.mean(1), obs.abs().amax(1), (~torch.isfinite(obs)).sum(1).to(obs.dtype)]
-        stats = torch.stack([p.float() for p in parts], dim=1)
-        if self.first_bad is None or self.seen is None:
-            self.first_bad = torch.full_like(stats, float("nan"))
-            self.seen = torch.zeros(self.size, dtype=torch.bool, device=stats.device)
-        take = bad & ~self.seen
-        self.first_bad = torch.where(take[:, None], stats, self.first_bad)
-        self.seen = self.seen | bad
-
-    def member(self, k: int) -> DivergenceWatch:
-        return _MemberWatch(self, k)
-
-
-class _MemberWatch(DivergenceWatch):
-    """Member k's row of a :class:`PopulationWatch`, as the Logging hook reads it."""
-
-    def __init__(self, watch: PopulationWatch, k: int) -> None:
-        super().__init__()
-        self.watch, self.k = watch, k
-
-    def report(self) -> dict[str, float]:
-        if self.watch.first_bad is None:
-            return {}
-        return dict(zip(self.FIELDS, self.watch.first_bad[self.k].tolist(), strict=False))
+def build_members(
+    cfg: Any, run_dir: Path, seeds: list[int], device: torch.device
+) -> tuple[Population, list[Run]]:
+    """The members' runs (own seed, envs, eval envs, replay, sub-folder) around one
+    Population; on failure every env built so far is closed."""
+    t = cfg.train
+    envs: list[VecEnv] = []
+    runs: list[Run] = []
+    try:
+        size = len(seeds)
+        num_eval = min(cfg.env.eval_num_envs, t.eval_episodes)
+        for evaluation in (False, True):  # every member's training envs, then the eval envs
+            for _ in seeds:
+                num = num_eval if evaluation else cfg.env.num_envs
+                envs.append(make_env(cfg.env, num_envs=num, evaluation=evaluation))
+        env0 = envs[0]
+        pop = Population(cfg.agent, env0.observation_shape, env0.num_actions, device, seeds)
+        threshold = t.solve_threshold if t.solve_threshold is not None else env0.reward_threshold
+        for k, seed in enumerate(seeds):
+            mcfg = member_config(cfg, seed)
+            d = member_dir(run_dir, k, seed)
+            d.mkdir(parents=True, exist_ok=True)
+            env, eval_env = envs[k], envs[size + k]
+            runs.append(
+                Run(
+                    cfg=mcfg,
+                    run_dir=d,
+                    device=device,
+                    env=env,
+                    eval_env=eval_env,
+                    learner=pop.members[k],
+                    replay=make_replay(mcfg, env, device),
+                    update=pop.members[k].update,
+                    solve_threshold=None if threshold is None else float(threshold),
+                    keep_extra=1,  # pruned to train.keep_checkpoints once all have finished
+                )
+            )
+    except BaseException:
+        for e in envs:
+            e.close()
+        raise
+    return pop, runs
 
 
-class MetricSums:
-    """Per-member sums of the update metrics ([S] tensors, on the device) over a log period."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-
-    def add(self, metrics: dict[str, torch.Tensor]) -> None:
-        for key, value in metrics.items():
-            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
-        self.count += 1
-
-    def take(self) -> list[dict[str, torch.Tensor]]:
-        """Each member's period means (one host sync), and reset."""
-        if not self.count:
-            return []
-        keys = list(self.sums)
-        means = (torch.stack([self.sums[k] for k in keys], dim=1) / self.count).cpu()
-        self.sums, self.count = {}, 0
-        return [dict(zip(keys, row, strict=True)) for row in means]
+def finished(run: Run, source: Path) -> bool:
+    """Whether a member had finished before this start: its summary.json and a checkpoint are
+    there, and it reached this config's ``total_env_steps`` or stopped on solving (a larger
+    total extends the others, as it extends a single run)."""
+    summary = read_summary(run.run_dir)
+    if summary is None or not has_checkpoint(source):
+        return False
+    steps = summary.get("env_steps")
+    reached = isinstance(steps, int) and steps >= run.cfg.train.total_env_steps
+    solved = summary.get("solved_at_env_step") is not None and run.cfg.train.stop_when_solved
+    return reached or bool(solved)
 
 
-def _restore(
-    runs: list[Any], resume: str | None
+def restore_members(
+    runs: list[Run], resume: str | None
 ) -> tuple[list[TrainState], list[np.ndarray], list[bool]]:
-    """Each member's state and observation, and whether it had finished (has a summary.json).
+    """Each member's state and observation, and whether it had finished.
 
     Unfinished members restart together from the newest env step that every one of them has
-    a checkpoint for: a kill between two members' saves leaves them one checkpoint apart, and
-    the members must stay in step. ``resume`` names another population folder to start from."""
+    a checkpoint for (members keep one checkpoint more than ``keep_checkpoints`` while they
+    run, so a kill between two members' saves leaves that step), and the log says which.
+    When some unfinished member has no checkpoint at all, every one starts afresh (also said);
+    when all have checkpoints but no common step, CheckpointError: never a silent restart.
+    ``resume`` names another population folder to start from."""
     sources = [Path(resume) / r.run_dir.name if resume else r.run_dir for r in runs]
     for source in sources:
         if resume and not source.is_dir():
             raise CheckpointError(f"resume={resume} has no member folder {source.name}")
-    done = [
-        (r.run_dir / "summary.json").is_file() and has_checkpoint(s)
-        for r, s in zip(runs, sources, strict=True)
-    ]
+    done = [finished(r, s) for r, s in zip(runs, sources, strict=True)]
     live = [k for k in range(len(runs)) if not done[k]]
-    steps = [{int(p.name) for p in list_checkpoints(sources[k])} for k in live]
-    common = set.intersection(*steps) if steps else set()
+    steps = {k: {int(p.name) for p in list_checkpoints(sources[k])} for k in live}
+    common = set.intersection(*steps.values()) if steps else set()
+    newest = {runs[k].run_dir.name: max(s, default=0) for k, s in steps.items()}
+    if live and not common and all(steps.values()):
+        raise CheckpointError(
+            "the members' checkpoints share no env step (newest: "
+            + ", ".join(f"{name} {step}" for name, step in newest.items())
+            + "), so they cannot resume in step; continue from a copy with fewer members, or "
+            "start a new hydra.run.dir"
+        )
+    if live and not common and any(steps.values()):
+        log.warning(
+            "no env step that every unfinished member has a checkpoint for (newest: %s): "
+            "every member starts afresh",
+            ", ".join(f"{name} {step}" for name, step in newest.items()),
+        )
     states, obs = [], []
     for k, r in enumerate(runs):
         if done[k]:
@@ -154,95 +147,70 @@ def _restore(
             state, o = TrainState(), r.env.reset(seed=r.cfg.seed)
         states.append(state)
         obs.append(o)
-    if common:
+    if common and len(set(newest.values())) > 1:
+        log.warning(
+            "members were checkpointed at different steps (%s): all resume from the newest "
+            "common step %d",
+            ", ".join(f"{name} {step}" for name, step in newest.items()),
+            max(common),
+        )
+    elif common:
         log.info("resumed %d members at env step %d", len(live), max(common))
     return states, obs, done
 
 
-def run_population(cfg: Any, run_dir: Path, *, handle_signals: bool = False) -> dict[str, Any]:
-    """Train ``len(seeds)`` members in ``run_dir/member_<k>_s<seed>/``; returns the population
-    summary (also written to ``run_dir/population.json``)."""
-    from agent.loop.train import Run, epsilon_at, make_replay, make_summary, updates_due
-
-    seeds = population_seeds(cfg.train.population, cfg.seed)
-    check_supported(cfg)
-    device = resolve_device(cfg.device)
-    configure_torch_threads(cfg.torch_threads, deterministic=cfg.deterministic)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    t, a = cfg.train, cfg.agent
-    size = len(seeds)
-    mcfgs = [member_config(cfg, s) for s in seeds]
-    envs = [make_env(cfg.env, num_envs=cfg.env.num_envs) for _ in seeds]
-    eval_envs = [
-        make_env(cfg.env, num_envs=min(cfg.env.eval_num_envs, t.eval_episodes), evaluation=True)
-        for _ in seeds
-    ]
-    runs: list[Run] = []
+def check_run_kind(cfg: Any, run_dir: Path, seeds: list[int] | None) -> None:
+    """A run folder holds one kind of run with fixed members. Refuses (ConfigError, one line)
+    a single run (``seeds`` None) in a population's folder, a population in a single run's
+    folder, and a population whose members changed (size, seeds or their order: new members
+    would start from zero beside trained ones, and the summary would average them)."""
+    saved = _read_json(run_dir / "config.json")
+    train = saved.get("train") if saved is not None else None
+    if isinstance(train, dict) and "population" in train:
+        old_population, old_seed = train["population"], saved.get("seed") if saved else None
+        was_population = old_population != 1
+    else:  # no readable config.json: judge by the folders
+        was_population = any(has_checkpoint(d) for d in run_dir.glob("member_*_s*") if d.is_dir())
+        if not was_population and not has_checkpoint(run_dir):
+            return  # a new run dir
+        old_population = old_seed = None
+    if seeds is None:
+        if was_population:
+            raise ConfigError(
+                f"run dir '{run_dir}' holds a population (train.population={old_population}); "
+                "a single run needs its own hydra.run.dir"
+            )
+        return
+    if not was_population:
+        raise ConfigError(
+            f"run dir '{run_dir}' holds a single run; a population (train.population="
+            f"{cfg.train.population}) needs its own hydra.run.dir"
+        )
+    if old_population is None or not isinstance(old_seed, int):
+        return  # members unknown: the member folders' own checkpoints are checked on restore
     try:
-        pop = Population(a, envs[0].observation_shape, envs[0].num_actions, device, seeds)
-        threshold = t.solve_threshold if t.solve_threshold is not None else envs[0].reward_threshold
-        for k, (mcfg, seed) in enumerate(zip(mcfgs, seeds, strict=True)):
-            d = member_dir(run_dir, k, seed)
-            d.mkdir(parents=True, exist_ok=True)
-            member = pop.members[k]
-            runs.append(
-                Run(
-                    cfg=mcfg,
-                    run_dir=d,
-                    device=device,
-                    env=envs[k],
-                    eval_env=eval_envs[k],
-                    learner=member,
-                    replay=make_replay(mcfg, envs[k], device),
-                    update=member.update,
-                    solve_threshold=None if threshold is None else float(threshold),
-                )
-            )
-    except BaseException:
-        for e in envs + eval_envs:
-            e.close()
-        raise
+        old_seeds = population_seeds(old_population, old_seed)
+    except ConfigError:
+        return
+    if old_seeds != seeds:
+        raise ConfigError(
+            f"run dir '{run_dir}' holds a population with members (seeds) {old_seeds}, but the "
+            f"config now gives {seeds}: changing the members is refused (new ones would start "
+            "from zero beside trained ones); keep train.population and seed, or use a new "
+            "hydra.run.dir"
+        )
 
-    signals: AbstractContextManager[list[int]] = (
-        hooks.preemption_signals() if handle_signals else nullcontext([])
-    )
-    with signals as received:
-        try:
-            # resume=auto (the default) and never: this population's own folders
-            source = None if cfg.resume in (None, "", "auto", "never") else cfg.resume
-            states, obs_list, done = _restore(runs, source)
-            live = [k for k in range(size) if not done[k]]
-            if live:
-                pop.import_optimizer(live[0])  # the common Adam step count and update counter
-            with open(run_dir / "config.json", "w") as f:
-                json.dump(to_container(cfg), f, indent=1)
-            for r, s in zip(runs, states, strict=True):
-                with open(r.run_dir / "config.json", "w") as f:
-                    json.dump(to_container(r.cfg), f, indent=1)
-                r.open_logger(s.env_steps)
-                s.start_clock(pop.updates)
-            summaries: list[dict[str, Any] | None] = [None] * size
-            for k in range(size):
-                if done[k]:  # finished before the restart: its summary stands
-                    summaries[k] = _read_json(runs[k].run_dir / "summary.json")
-            train_population(
-                cfg,
-                pop,
-                runs,
-                states,
-                obs_list,
-                done,
-                summaries,
-                received,
-                epsilon_at,
-                updates_due,
-                make_summary,
-            )
-        finally:
-            for r in runs:
-                r.close()
-    return write_population_summary(run_dir, cfg, seeds, runs, summaries)
+
+def prune_members(runs: list[Run]) -> None:
+    """Once every member has finished: each keeps ``train.keep_checkpoints`` again."""
+    for r in runs:
+        if has_checkpoint(r.run_dir):
+            prune_checkpoints(r.run_dir, r.cfg.train.keep_checkpoints)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run dir's summary.json (None when missing or unreadable)."""
+    return _read_json(run_dir / "summary.json")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -254,112 +222,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _finish_member(run: Any, state: TrainState, make_summary: Any) -> dict[str, Any]:
-    hooks.finish(run, state)
-    summary = dict(make_summary(run, state))
-    with open(run.run_dir / "summary.json", "w") as f:
-        json.dump(summary, f, indent=1)
-    return summary
-
-
-def train_population(
-    cfg: Any,
-    pop: Population,
-    runs: list[Any],
-    states: list[TrainState],
-    obs_list: list[np.ndarray],
-    done: list[bool],
-    summaries: list[dict[str, Any] | None],
-    received: list[int],
-    epsilon_at: Any,
-    updates_due: Any,
-    make_summary: Any,
-) -> None:
-    """The population's loop; members that stop (solved) finish at once, as a single run
-    would, and from then on are carried along (stepped and updated) but no longer recorded."""
-    t, a = cfg.train, cfg.agent
-    size, device = pop.size, pop.device
-    live = [k for k in range(size) if not done[k]]
-    env_steps = states[live[0]].env_steps if live else t.total_env_steps
-    side_jobs: list[list[Hook]] = [
-        [
-            hooks.Logging(t.log_every_env_steps, s.env_steps),
-            hooks.Evaluation(t.eval_every_env_steps, s.env_steps),
-            hooks.Checkpointing(t.checkpoint_every_env_steps, s.env_steps),
-        ]
-        for s in states
-    ]
-    watch = PopulationWatch(size)
-    watches = [watch.member(k) for k in range(size)]
-    sums = MetricSums()
-    logging_every = t.log_every_env_steps
-    next_log = hooks.next_multiple(env_steps, logging_every)
-    obs = np.stack(obs_list)
-    num_envs = runs[0].env.num_envs
-    while env_steps < t.total_env_steps and not all(done):
-        epsilon = epsilon_at(a, env_steps)
-        actions = pop.act(torch.as_tensor(obs, device=device), epsilon).cpu().numpy()
-        env_steps += num_envs
-        for k, r in enumerate(runs):
-            step = r.env.step(actions[k])
-            r.replay.add(
-                obs[k], actions[k], step.reward, step.terminated, step.truncated, step.final_obs
-            )
-            obs[k] = step.obs
-            if done[k]:
-                continue
-            states[k].env_steps = env_steps
-            for ret, length in zip(step.episode_returns, step.episode_lengths, strict=True):
-                states[k].episodes += 1
-                assert r.logger is not None
-                r.logger.episode(env_steps, ret, length)
-
-        if all(r.replay.can_sample() for r in runs):
-            due = updates_due(a, env_steps)
-            while pop.updates < due:
-                batches = [r.replay.sample(a.batch_size) for r in runs]
-                metrics = pop.update(batches)
-                watch.observe(batches, metrics)
-                sums.add(metrics)
-
-        if env_steps >= next_log:  # the members' Logging hooks fire now: hand each its means
-            next_log = hooks.next_multiple(env_steps, logging_every)
-            for k, means in enumerate(sums.take()):
-                assert runs[k].logger is not None
-                runs[k].logger.accumulate(means)
-        for k in range(size):
-            if done[k]:
-                continue
-            states[k].epsilon, states[k].obs = epsilon, obs[k]
-            for job in side_jobs[k]:
-                job.after_step(runs[k], states[k], watches[k])
-            if states[k].stop:
-                summaries[k] = _finish_member(runs[k], states[k], make_summary)
-                done[k] = True
-        if received:
-            for k in range(size):
-                if not done[k]:
-                    states[k].tick()
-                    hooks.save(runs[k], states[k])
-            log.warning(
-                "signal %s at env step %d: every member checkpointed, exiting with %d",
-                received[0],
-                env_steps,
-                EXIT_PREEMPTED,
-            )
-            hooks.requeue_if_slurm()
-            raise Preempted(EXIT_PREEMPTED)
-    for k in range(size):
-        if not done[k]:
-            summaries[k] = _finish_member(runs[k], states[k], make_summary)
-            done[k] = True
-
-
 def write_population_summary(
     run_dir: Path,
     cfg: Any,
     seeds: list[int],
-    runs: list[Any],
+    runs: list[Run],
     summaries: list[dict[str, Any] | None],
 ) -> dict[str, Any]:
     """``population.json``: the members and their summaries, with the headline keys of a

@@ -1,11 +1,14 @@
-"""``run(cfg)``: the training loop, readable top to bottom.
+"""``run(cfg)``: the conductor of a training run, readable top to bottom.
 
-    build envs, learner, replay  →  resume from a checkpoint if there is one  →  loop:
-        act ε-greedily for every env at once → step the envs → store the step in replay
-        → do the updates now due → the side jobs (hooks): log, evaluate, checkpoint, pre-emption
-    →  final evaluation and checkpoint, summary.json
+    check the run dir → lock it → build the members (one, or ``train.population=S`` around
+    one Population) → check the disk → resume each member from a checkpoint or start afresh
+    → the one loop body (:mod:`agent.loop.body`): act, step, store, update, side jobs
+    → each member's final evaluation, checkpoint and summary.json (population.json for S > 1)
 
-The loop's state is a typed :class:`~agent.loop.hooks.TrainState`; the side jobs are hooks
+Single runs, overlapped runs and populations all pass the same guards here: the run-dir lock,
+the disk-space check, the precision settings, the progress bar, pre-emption signals,
+divergence detection and logging. The loop's state is a typed
+:class:`~agent.loop.run.TrainState` per member; the side jobs are hooks
 (:mod:`agent.loop.hooks`), in the spirit of DQN Zoo's ``run_loop`` and trackers.
 """
 
@@ -14,9 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from contextlib import AbstractContextManager, ExitStack, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,106 +29,35 @@ from agent import algos
 from agent.core.config import to_container
 from agent.core.device import configure_backends, resolve_device
 from agent.core.threads import configure_torch_threads
-from agent.envs import VecEnv, make_env
-from agent.learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, UpdateFn, make_update_fn
+from agent.envs import make_env
+from agent.learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, make_update_fn
 from agent.learn.learner import Learner
-from agent.loop import hooks
-from agent.loop.hooks import Hook, TrainState
-from agent.loop.logging import RunLogger, start_wandb
-from agent.loop.overlap import BackgroundEvaluation, overlap_enabled, overlapped_loop
-from agent.replay.buffer import Replay, ReplayBuffer
-from agent.replay.frames import FrameReplayBuffer
+from agent.learn.population import check_supported, population_seeds
+from agent.loop import hooks, population_train
+from agent.loop.body import Cohort, train_cohort
+from agent.loop.hooks import Hook
+from agent.loop.overlap import BackgroundEvaluation, overlap_enabled
+from agent.loop.run import Run, TrainState, make_replay, make_summary
 from agent.store.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
 from agent.store.runlock import run_dir_lock
 
 log = logging.getLogger("agent")
 
 
-def epsilon_at(agent_cfg: Any, env_step: int) -> float:
-    """Linear ε schedule from eps_start to eps_end over eps_decay_env_steps."""
-    frac = min(env_step / agent_cfg.eps_decay_env_steps, 1.0)
-    return agent_cfg.eps_start + frac * (agent_cfg.eps_end - agent_cfg.eps_start)
-
-
-def updates_due(agent_cfg: Any, env_step: int, refill_from: list[int] | None = None) -> int:
-    """Total updates that should have happened by ``env_step`` (a pure function of the step, so
-    a resumed run does exactly the updates the uninterrupted one does). ``refill_from`` =
-    [env step, updates] of a resume without replay (``TrainState.refill_from``): from there the
-    schedule starts again, ``learning_starts`` included, on top of the updates already done."""
-    if refill_from is not None:
-        start_step, start_updates = refill_from
-        return start_updates + updates_due(agent_cfg, env_step - start_step)
-    if env_step < agent_cfg.learning_starts:
-        return 0
-    rounds = (env_step - agent_cfg.learning_starts) // agent_cfg.train_every + 1
-    return rounds * agent_cfg.gradient_steps
-
-
-def make_replay(cfg: Any, env: VecEnv, device: torch.device) -> Replay:
-    """Replay by observation kind: frame stacks keep each frame once (8× less memory)."""
-    a = cfg.agent
-    replay_cls = FrameReplayBuffer if env.observation_kind == "frame_stack" else ReplayBuffer
-    obs_dtype = torch.uint8 if env.observation_dtype == np.uint8 else torch.float32
-    return replay_cls(
-        a.replay_size,
-        env.num_envs,
-        env.observation_shape,
-        obs_dtype,
-        n_step=a.n_step,
-        gamma=a.gamma,
-        device=device,
-        seed=cfg.seed + 2,
-    )
-
-
-@dataclass
-class Run:
-    """Everything one training run is built from (what the hooks act on)."""
-
-    cfg: Any
-    run_dir: Path
-    device: torch.device
-    env: VecEnv
-    eval_env: VecEnv
-    learner: Learner
-    replay: Replay
-    update: UpdateFn
-    solve_threshold: float | None
-    logger: RunLogger | None = None
-    overlap: bool = False  # train.overlap resolved (agent/loop/overlap.py)
-    act: ActFn | None = None  # acting of the overlapped loop (CUDA: a graph); None: learner.act
-    sample_update: GraphedSampleUpdate | None = None  # train.sample_in_graph
-
-    def open_logger(self, start_step: int) -> RunLogger:
-        t, lc = self.cfg.train, self.cfg.logger
-        # wandb first: it hooks TensorBoard's writer to sync its events
-        wandb_run = start_wandb(self.run_dir, self.cfg) if lc.wandb else None
-        self.logger = RunLogger(
-            self.run_dir,
-            t.total_env_steps,
-            start_step,
-            t.progress,
-            scalars_csv=lc.csv,
-            wandb_run=wandb_run,
-        )
-        self.logger.config(to_container(self.cfg))
-        return self.logger
-
-    def close(self) -> None:
-        if self.logger is not None:
-            self.logger.close()
-        self.env.close()
-        self.eval_env.close()
-
-
-def build(cfg: Any, run_dir: Path) -> Run:
-    """Envs, learner, replay and update function for ``cfg`` (the logger opens at the start
-    step: ``open_logger``)."""
+def prepare_device(cfg: Any) -> tuple[torch.device, str]:
+    """The device, torch threads, determinism and math backends of this process; returns the
+    device and the precision in use (TF32, cudnn: ``configure_backends``)."""
     device = resolve_device(cfg.device)
     configure_torch_threads(cfg.torch_threads, deterministic=cfg.deterministic)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    precision = configure_backends(device, cfg.precision, cfg.deterministic)  # TF32, cudnn
+    return device, configure_backends(device, cfg.precision, cfg.deterministic)
+
+
+def build(cfg: Any, run_dir: Path) -> Run:
+    """Envs, learner, replay and update function of a single run (the logger opens at the
+    start step: ``open_logger``)."""
+    device, precision = prepare_device(cfg)
     t = cfg.train
     env = make_env(cfg.env, num_envs=cfg.env.num_envs)
     eval_env = make_env(
@@ -163,126 +93,136 @@ def build(cfg: Any, run_dir: Path) -> Run:
     )
 
 
-def train_loop(run: Run, state: TrainState, obs: np.ndarray, side_jobs: list[Hook]) -> np.ndarray:
-    """Act, step, store, update until ``total_env_steps`` or a hook stops the run
-    (``train.overlap``: the overlapped loop of ``agent.loop.overlap`` instead)."""
-    if run.overlap:
-        return overlapped_loop(run, state, obs, side_jobs)
-    cfg, env, learner, replay, logger = run.cfg, run.env, run.learner, run.replay, run.logger
-    assert logger is not None, "open_logger first"
-    a = cfg.agent
-    divergence = hooks.DivergenceWatch()
-    while state.env_steps < cfg.train.total_env_steps and not state.stop:
-        state.epsilon = epsilon_at(a, state.env_steps)
-        actions = learner.act(torch.as_tensor(obs, device=run.device), state.epsilon).cpu().numpy()
-        step = env.step(actions)
-        replay.add(obs, actions, step.reward, step.terminated, step.truncated, step.final_obs)
-        obs = step.obs
-        state.env_steps += env.num_envs
-        for ret, length in zip(step.episode_returns, step.episode_lengths, strict=True):
-            state.episodes += 1
-            logger.episode(state.env_steps, ret, length)
+def member_seeds(cfg: Any) -> list[int] | None:
+    """The members' seeds of ``train.population=S`` (None: a single run); an agent, env or
+    execution a population does not support yet is refused here, before anything is built."""
+    if cfg.train.population == 1:
+        return None
+    seeds = population_seeds(cfg.train.population, cfg.seed)
+    check_supported(cfg)
+    return seeds
 
-        due = (
-            updates_due(a, state.env_steps, state.refill_from)
-            if replay.can_sample()
-            else learner.updates
-        )
-        while learner.updates < due:
-            batch = replay.sample(a.batch_size)
-            metrics = run.update(batch)
-            divergence.observe(batch, metrics)
-            logger.accumulate(metrics)
 
-        state.obs = obs
-        for job in side_jobs:
-            job.after_step(run, state, divergence)
-    return obs
+def build_cohort(cfg: Any, run_dir: Path, seeds: list[int] | None) -> Cohort:
+    """The members of this run, built: one run, or one per seed around one Population. Their
+    states and side jobs are filled in by ``run`` once restored."""
+    if seeds is None:
+        return Cohort([build(cfg, run_dir)], [], [])
+    device, _ = prepare_device(cfg)
+    pop, runs = population_train.build_members(cfg, run_dir, seeds, device)
+    return Cohort(runs, [], [], population=pop)
+
+
+def restore_cohort(cfg: Any, cohort: Cohort) -> list[np.ndarray]:
+    """Each member's state from its checkpoint (``resume=``, see :mod:`agent.store.resume`) or
+    afresh; fills ``cohort.states`` and ``cohort.stopped`` and returns the observations."""
+    runs = cohort.runs
+    if cohort.population is None:
+        state, obs = hooks.restore_or_start(runs[0], cfg.resume)
+        cohort.states, cohort.stopped = [state], [False]
+        return [obs]
+    # resume=auto (the default) and never: this population's own folders
+    source = None if cfg.resume in (None, "", "auto", "never") else cfg.resume
+    cohort.states, observations, cohort.stopped = population_train.restore_members(runs, source)
+    if cohort.live():  # the common Adam step count and update counter
+        cohort.population.import_optimizer(cohort.live()[0])
+    return observations
+
+
+def start_members(cfg: Any, run_dir: Path, cohort: Cohort) -> list[dict[str, Any] | None]:
+    """Write config.json (the run's and each member's), open each member's logger (one
+    progress bar: the members move in step), start the clocks and the side jobs. Returns the
+    summaries of the members that had finished before this start."""
+    with open(run_dir / "config.json", "w") as f:
+        json.dump(to_container(cfg), f, indent=1)
+    runs, states = cohort.runs, cohort.states
+    summaries: list[dict[str, Any] | None] = [None] * cohort.size
+    first_live = next(iter(cohort.live()), 0)
+    for k, (r, s) in enumerate(zip(runs, states, strict=True)):
+        if cohort.population is not None:
+            with open(r.run_dir / "config.json", "w") as f:
+                json.dump(to_container(r.cfg), f, indent=1)
+            if cohort.stopped[k]:  # finished before the restart: its summary stands
+                summaries[k] = population_train.read_summary(r.run_dir)
+        r.open_logger(s.env_steps, progress=cfg.train.progress and k == first_live)
+        s.start_clock(cohort.updates)
+    cohort.side_jobs = [side_jobs(r, s) for r, s in zip(runs, states, strict=True)]
+    return summaries
+
+
+def side_jobs(run: Run, state: TrainState) -> list[Hook]:
+    """A member's hooks, in the order they run after every iteration."""
+    t = run.cfg.train
+    return [
+        hooks.Progress(),
+        hooks.Logging(t.log_every_env_steps, state.env_steps),
+        # the overlapped loop steps its eval envs alongside training instead of pausing
+        (BackgroundEvaluation if run.overlap else hooks.Evaluation)(
+            t.eval_every_env_steps, state.env_steps
+        ),
+        hooks.Checkpointing(t.checkpoint_every_env_steps, state.env_steps),
+    ]
+
+
+def finish_member(run: Run, state: TrainState) -> dict[str, Any]:
+    """A member's final evaluation and checkpoint, and its ``summary.json``."""
+    hooks.finish(run, state)
+    summary = make_summary(run, state)
+    assert run.logger is not None
+    run.logger.hparams(to_container(run.cfg), summary)
+    with open(run.run_dir / "summary.json", "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
 
 
 def run(
     cfg: Any, run_dir: str | Path | None = None, *, handle_signals: bool = False
 ) -> dict[str, Any]:
     """Train the agent described by ``cfg`` in ``run_dir`` (default: the current folder) and
-    return the summary. ``handle_signals=True`` (the CLI) turns SIGTERM/SIGUSR1/SIGUSR2 into a
-    checkpoint and exit code 3; library callers keep their own handlers by default."""
+    return the summary (``train.population=S``: the population's, also in population.json).
+    ``handle_signals=True`` (the CLI) turns SIGTERM/SIGUSR1/SIGUSR2 into a checkpoint and exit
+    code 3; library callers keep their own handlers by default."""
     algos.validate(cfg)
     if isinstance(cfg, DictConfig):  # plain dataclasses: attribute reads in the hot loop are cheap
         cfg = OmegaConf.to_object(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
     check_run_dir_writable(run_dir)  # before anything is built or trained
-    if cfg.train.population != 1:  # S agents in one process: agent/loop/population_train.py
-        from agent.loop.population_train import run_population
-
-        return run_population(cfg, run_dir, handle_signals=handle_signals)
+    seeds = member_seeds(cfg)
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )
     with run_dir_lock(run_dir), ExitStack() as handlers:  # one writer per run dir
-        # Built and restored before the pre-emption handlers go in: a signal meanwhile ends
-        # the process at once (its default action, or a launcher's requeue) instead of after
-        # a start-up of any length; nothing has been trained or written yet.
-        r = build(cfg, run_dir)
+        population_train.check_run_kind(cfg, run_dir, seeds)
+        cohort = build_cohort(cfg, run_dir, seeds)
+        runs = cohort.runs
         try:
-            check_disk_space(
-                run_dir, 2 * checkpoint_bytes(r.learner, r.replay, cfg.checkpoint.replay)
-            )
-            state, obs = hooks.restore_or_start(r, cfg.resume)
-        except BaseException:
-            r.close()
-            raise
-        received = handlers.enter_context(signals)
-        with open(run_dir / "config.json", "w") as f:
-            json.dump(to_container(cfg), f, indent=1)
-        t = cfg.train
-        r.open_logger(state.env_steps)
-        state.start_clock(r.learner.updates)
-        side_jobs: list[Hook] = [
-            hooks.Progress(),
-            hooks.Logging(t.log_every_env_steps, state.env_steps),
-            # the overlapped loop steps its eval envs alongside training instead of pausing
-            (BackgroundEvaluation if r.overlap else hooks.Evaluation)(
-                t.eval_every_env_steps, state.env_steps
-            ),
-            hooks.Checkpointing(t.checkpoint_every_env_steps, state.env_steps),
-            hooks.Preemption(received),
-        ]
-        try:
-            obs = train_loop(r, state, obs, side_jobs)
-            hooks.finish(r, state)
-            summary = make_summary(r, state)
-            assert r.logger is not None
-            r.logger.hparams(to_container(cfg), summary)
-            with open(run_dir / "summary.json", "w") as f:
-                json.dump(summary, f, indent=1)
+            with_replay = cfg.checkpoint.replay
+            needed = sum(checkpoint_bytes(r.learner, r.replay, with_replay) for r in runs)
+            check_disk_space(run_dir, 2 * needed)
+            obs = restore_cohort(cfg, cohort)
+            # Built and restored before the pre-emption handlers go in: a signal meanwhile
+            # ends the process at once (its default action, or a launcher's requeue) instead
+            # of after a start-up of any length; nothing has been trained or written yet.
+            received = handlers.enter_context(signals)
+            summaries = start_members(cfg, run_dir, cohort)
+
+            def on_stop(k: int) -> None:
+                summaries[k] = finish_member(runs[k], cohort.states[k])
+
+            train_cohort(cohort, obs, overlap=runs[0].overlap, received=received, on_stop=on_stop)
+            for k in cohort.live():
+                on_stop(k)
+                cohort.stopped[k] = True
+            if seeds is not None:
+                population_train.prune_members(runs)
         finally:
-            r.close()
-    return summary
-
-
-def make_summary(run: Run, state: TrainState) -> dict[str, Any]:
-    """``summary.json``: what the run achieved and how fast (rates of this process only)."""
-    session_s = max(time.perf_counter() - state.session_start, 1e-9)
-    frames_per_step = run.env.frames_per_step
-    ev = state.last_eval or {"return_mean": math.nan, "return_std": math.nan}
-    return {
-        "algo": run.cfg.agent.name,
-        "env_id": run.env.env_id,
-        "seed": run.cfg.seed,
-        "env_steps": state.env_steps,
-        "env_frames": state.env_steps * frames_per_step,
-        "updates": run.learner.updates,
-        "wall_s": state.wall_s,
-        "env_frames_per_s": (state.env_steps - state.session_start_steps)
-        * frames_per_step
-        / session_s,
-        "updates_per_s": (run.learner.updates - state.session_start_updates) / session_s,
-        "eval_return_mean": ev["return_mean"],
-        "eval_return_std": ev["return_std"],
-        "solved_at_env_step": state.solved_at_env_step,
-        "solved_wall_s": state.solved_wall_s,
-        "device": str(run.device),
-    }
+            for r in runs:
+                r.close()
+    if seeds is None:
+        summary = summaries[0]
+        assert summary is not None
+        return summary
+    return population_train.write_population_summary(run_dir, cfg, seeds, runs, summaries)
 
 
 def main_entry(cfg: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 PROBE_STATES_FILE = "probe_states.npy"
 
 
-def probe_states(run_dir: Path, obs: np.ndarray | None, count: int) -> np.ndarray | None:
+def fixed_states(run_dir: Path, obs: np.ndarray | None, count: int) -> np.ndarray | None:
     """The run's probe states: the first ``count`` of those saved in ``run_dir``, else the
     first ``count`` rows of ``obs`` (saved now). None when neither exists or ``count`` is 0
     (``logger.probe_states`` may change on resume: a logging change)."""

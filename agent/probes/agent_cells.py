@@ -53,10 +53,11 @@ import torch
 from agent.algos.base import UnitReadout
 from agent.algos.c51 import categorical_quantiles  # noqa: F401  (re-exported for the probes)
 from agent.core.errors import ConfigError
-from agent.probes.analysis import analyse_population, jsonable, population, split_half
+from agent.probes.analysis import analyse_population, jsonable, split_half
 from agent.probes.decoding import decode_report, reference_decodes, score_decode
 from agent.probes.noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
 from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
+from agent.probes.trials import population
 
 if TYPE_CHECKING:
     from agent.envs.lab_tasks import VariableProbabilityTask
@@ -296,7 +297,7 @@ def probe_learner(
         table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd,
         slope=slope,
     )  # fmt: skip
-    from agent.probes.detection import RESPONSE_NOTES
+    from agent.probes.measured import RESPONSE_NOTES
 
     model["response"] = response
     model["what_is_configured"] = RESPONSE_NOTES[response]

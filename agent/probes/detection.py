@@ -44,7 +44,8 @@ import pandas as pd
 import scipy.stats
 
 from agent.core.errors import ConfigError, DataError
-from agent.probes.analysis import _criterion, _rp_from_criterion, population
+from agent.probes.measured import RESPONSE_NOTES
+from agent.probes.trials import criterion, population, rp_from_criterion
 
 ALPHA = 0.01
 N_UNITS = 40
@@ -222,7 +223,7 @@ def reversal_points(
     (responses [..., K, L]); :func:`agent.probes.analysis.reversal_point`, batched."""
     pos = ((resp > 0) & mask).sum(axis=-1)
     neg = ((resp < 0) & mask).sum(axis=-1)
-    return _rp_from_criterion(_criterion(pos, neg), axis, rng)
+    return rp_from_criterion(criterion(pos, neg), axis, rng)
 
 
 def asymmetries(resp: np.ndarray, mask: np.ndarray, axis: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -467,22 +468,6 @@ class UnitGroup:
 
 #: how the study presents quantile-Huber units with the gradient model (as the noise sweep)
 SCALED = "; quantile-Huber units' errors are scaled first so that no response saturates"
-RESPONSE_NOTES = {
-    "gradient": (
-        "gradient response model: each unit's own loss gradient |tau_i - 1{u<0}|*u at the "
-        "pre-outcome state; the asymmetry the pipeline estimates is the configured tau_i "
-        "plus noise: only the reversal point (the unit's learned value) is an outcome of "
-        "training"
-    ),
-    "measured": (
-        "measured response model: the change of each unit's value after one plain gradient "
-        "step (eta = 1e-3) on the agent's own loss (QR-DQN: its quantile Huber, which may "
-        "saturate) against the single outcome, through the "
-        "shared torso, / eta; both reversal point and asymmetry are measured, and each "
-        "unit's response mixes in the other units' errors (see the decomposition)"
-    ),
-    "recorded": "recorded VTA dopamine cells (Dabney et al. 2020), trials as recorded",
-}
 
 
 def _rng(seed: int, *keys: str | int) -> np.random.Generator:
@@ -713,7 +698,7 @@ def study_recorded(
 ) -> dict[str, dict[str, Any]]:
     """The recorded cells: a draw is one random split of the recorded trials; a second entry
     resamples each half with replacement after the split (trial bootstrap)."""
-    from agent.probes.analysis import utility_axis
+    from agent.probes.trials import utility_axis
 
     if table is None:
         from agent.data.tidy import PACKAGED_TABLE, load_cell_table

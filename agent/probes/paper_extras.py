@@ -23,16 +23,16 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from agent.probes.analysis import (
+from agent.probes.decoding import decode_distribution, score_decode
+from agent.probes.trials import (
     Population,
-    _criterion,
-    _pearson,
-    _rp_from_criterion,
+    criterion,
+    pearson,
     population,
+    rp_from_criterion,
     stratified_halves,
     utility_axis,
 )
-from agent.probes.decoding import decode_distribution, score_decode
 
 # ----------------------------------------------------------------------------- baseline
 
@@ -54,8 +54,8 @@ def baseline_relation(
         return np.array([np.nan if x is None else x for x in v], dtype=float)
 
     rp, tau, base = arr(reversal_points), arr(asymmetries), arr(baseline)
-    r_rp, p_rp = _pearson(base, rp)
-    r_tau, p_tau = _pearson(base, tau)
+    r_rp, p_rp = pearson(base, rp)
+    r_tau, p_tau = pearson(base, tau)
     return {
         "rp_vs_baseline": {"r": r_rp, "p": p_rp},
         "tau_vs_baseline": {"r": r_tau, "p": p_tau},
@@ -96,8 +96,8 @@ def same_vs_diverse(
         pos, neg = onehot * (resp > 0)[:, None], onehot * (resp < 0)[:, None]
         pos_tr[:, c], neg_tr[:, c] = train @ pos, train @ neg
         pos_te[:, c], neg_te[:, c] = ~train @ pos, ~train @ neg
-    rp_diverse = _rp_from_criterion(_criterion(pos_tr, neg_tr), u, rng)  # [S, C]
-    rp_same = _rp_from_criterion(_criterion(pos_tr.sum(1), neg_tr.sum(1)), u, rng)  # [S]
+    rp_diverse = rp_from_criterion(criterion(pos_tr, neg_tr), u, rng)  # [S, C]
+    rp_same = rp_from_criterion(criterion(pos_tr.sum(1), neg_tr.sum(1)), u, rng)  # [S]
 
     def accuracy(rp: np.ndarray) -> np.ndarray:
         above = u[None, None, :] > rp[..., None]  # [S, C, K]: predicted positive

@@ -108,8 +108,9 @@ def probe_data(
     # Read (and validate) first: a malformed table fails before torch and scipy are imported.
     table, dropped = screen_cells(load_cell_table(path), str(path))
     from agent.probes.agent_cells import split_example
-    from agent.probes.analysis import analyse_population, jsonable, population
+    from agent.probes.analysis import analyse_population, jsonable
     from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
+    from agent.probes.trials import population
 
     pop = population(table)
     if len(pop.cells) < 3:

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.probes.analysis import population, reversal_point, split_half
+from agent.probes.analysis import split_half
 from agent.probes.noise import noisy_trials, recorded_noise
+from agent.probes.trials import population, reversal_point
 
 #: Noise levels ρ of the default sweep (the recorded median is about 1).
 DEFAULT_LEVELS = (0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)

@@ -122,12 +122,18 @@ def save_checkpoint(
         os.rename(tmp, final)
         _fsync(root)
         _point_latest(root, str(step))
-    # prune the oldest, but never the folder `latest` now names (it may be older than others
-    # when a run dir is resumed from an older checkpoint)
-    for old in list_checkpoints(run_dir)[:-keep]:
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    prune_checkpoints(run_dir, keep, final)
     return final
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int, newest: Path | None = None) -> None:
+    """Delete all but the ``keep`` newest checkpoints, never ``newest`` (the folder ``latest``
+    names: it may be older than others when a run dir is resumed from an older checkpoint)."""
+    if newest is None:
+        newest = resolve_checkpoint(run_dir) if has_checkpoint(run_dir) else None
+    for old in list_checkpoints(run_dir)[:-keep]:
+        if old != newest:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _point_latest(root: Path, name: str) -> None:

@@ -1,5 +1,6 @@
 """Resuming a run: which checkpoint to continue from, what may change on resume, and the
-checks a run dir must pass before any training time is spent.
+checks a run dir must pass before any training time is spent (loading a checkpoint's parts:
+:mod:`agent.store.run_state`).
 
 ``resume=`` takes three forms:
 
@@ -24,12 +25,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from agent.core.errors import CheckpointError, ConfigError
-from agent.store.checkpoint import has_checkpoint, load_checkpoint, resolve_checkpoint
-from agent.store.schema import validate_train_state
+from agent.core.errors import ConfigError
+from agent.store.checkpoint import has_checkpoint, resolve_checkpoint
 
 log = logging.getLogger("agent")
 
@@ -134,67 +133,6 @@ def apply_optimizer_config(optimizer: torch.optim.Optimizer, agent_cfg: Any) -> 
     for group in optimizer.param_groups:
         group["lr"] = agent_cfg.lr
         group["eps"] = agent_cfg.adam_eps
-
-
-def restore(
-    source: Path,
-    cfg: Any,
-    env: Any,
-    learner: Any,
-    replay: Any,
-    counters: dict[str, Any],
-    device: torch.device,
-) -> np.ndarray:
-    """Load ``source`` into the learner, replay, env and counters; returns the obs to act on.
-
-    Every check (agent/env identity, config changes, state schema, tensor shapes) runs before
-    the env is touched, and any failure is one CheckpointError or ConfigError line."""
-    from agent.core.config import to_container
-
-    tensors, state, folder = load_checkpoint(source, device=device)
-    if state.get("algo") != cfg.agent.name or state.get("env_id") != env.env_id:
-        raise CheckpointError(
-            f"checkpoint '{folder}' is for agent={state.get('algo')} env={state.get('env_id')}, "
-            f"but the config asks for agent={cfg.agent.name} env={env.env_id}"
-        )
-    if not isinstance(state.get("config"), dict):
-        raise CheckpointError(f"checkpoint '{folder}/state.json' holds no config object")
-    # config changes first: "you changed env.num_envs" says more than the replay's row count
-    changes = reconcile_config(state["config"], to_container(cfg))
-    validate_train_state(
-        state,
-        tensors,
-        folder,
-        num_envs=env.num_envs,
-        replay_rows=replay.rows,
-        optimizer=learner.optimizer,
-    )
-    try:
-        learner.load_state(tensors, state["learner"])
-        if "replay" in tensors:
-            replay.load_state(tensors["replay"], state["replay"])
-        else:  # checkpoint.replay=false, or replay_when=final and a periodic checkpoint
-            log.warning("checkpoint '%s' holds no replay: it refills from empty", folder)
-        torch.set_rng_state(tensors["rng"]["torch_cpu"].cpu())
-        env_state = state.get("env_state")
-        if env_state is not None and hasattr(env, "set_state"):
-            env.set_state(env_state)  # validates the whole snapshot before changing anything
-    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, OverflowError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"checkpoint '{folder}' does not fit this config: {first[:200]}"
-        ) from None
-    apply_optimizer_config(learner.optimizer, cfg.agent)
-    counters.update(state["counters"])
-    log.info("resuming from %s at step %d", folder, counters["env_steps"])
-    if changes:
-        log.info("config changed on resume: %s", "; ".join(changes))
-    if env_state is not None and hasattr(env, "set_state"):
-        return np.asarray(env_state["obs"], dtype=env.observation_dtype)
-    # env families whose state lives in C++ (Atari) restart their episodes on resume, so the
-    # newest stored step ends its episode there (no n-step window across the restart)
-    replay.end_episodes()
-    return env.reset(seed=cfg.seed + counters["env_steps"])
 
 
 def check_run_dir_writable(run_dir: str | Path) -> None:

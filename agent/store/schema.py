@@ -1,9 +1,10 @@
-"""Schema of a trainer checkpoint's ``state.json``, checked before any of it is used.
+"""Field checkers for a trainer checkpoint's ``state.json``, used before any of it is loaded.
 
 ``load_checkpoint`` verifies hashes, which proves the files are the ones the writer vouched
 for; it does not prove the writer was sane (a buggy tool or an adversary can re-sign anything).
-``validate_train_state`` checks types, ranges and the lengths that must match this run's env,
-replay and optimizer, so a crafted state ends in one ``CheckpointError`` line instead of a
+Each part of a run's state (:mod:`agent.store.run_state`) checks its share with a
+:class:`Checker`: types, ranges and the lengths that must match this run's env, replay and
+optimizer, so a crafted state ends in one ``CheckpointError`` line instead of a
 ``KeyError``/``IndexError``/``TypeError`` deep inside the restore. The env snapshot itself is
 checked by the env (``GymVecEnv.set_state`` validates before it changes anything).
 """
@@ -28,10 +29,12 @@ COUNTER_KEYS = (
 )
 # counters that checkpoints written before they existed lack
 OPTIONAL_COUNTER_KEYS = ("refill_from",)
-REQUIRED_STEMS = ("model", "target", "optimizer", "rng")
 
 
-class _Checker:
+class Checker:
+    """Field checks of one checkpoint's state.json: each failure is one CheckpointError line
+    naming the field, what it must be and (briefly) what it is."""
+
     def __init__(self, folder: Path) -> None:
         self.where = f"checkpoint '{folder}/state.json'"
 
@@ -64,81 +67,9 @@ class _Checker:
 OPTIMIZER_DEVICE_KEYS = ("capturable", "fused", "foreach", "differentiable")
 
 
-def validate_train_state(
-    state: dict[str, Any],
-    tensors: dict[str, dict[str, torch.Tensor]],
-    folder: Path,
-    *,
-    num_envs: int,
-    replay_rows: int,
-    optimizer: torch.optim.Optimizer,
+def check_optimizer_meta(
+    c: Checker, meta: dict[str, Any], optimizer: torch.optim.Optimizer
 ) -> None:
-    """Raise CheckpointError (one line, naming the field) unless ``state`` is a trainer state
-    that fits a run with ``num_envs`` envs, a replay of ``replay_rows`` rows and ``optimizer``."""
-    c = _Checker(folder)
-    for key in ("algo", "env_id"):
-        if not isinstance(state.get(key), str):
-            c.fail(key, "a string", state.get(key))
-    c.dict(state.get("config"), "config")
-    step = c.int(state.get("step"), "step")
-    missing = [s for s in REQUIRED_STEMS if s not in tensors]
-    if missing:
-        raise CheckpointError(f"{c.where}: lists no {', '.join(missing)} tensors")
-    if "torch_cpu" not in tensors["rng"] or "learner_generator" not in tensors["rng"]:
-        raise CheckpointError(f"{c.where}: rng tensors are incomplete")
-
-    counters = c.dict(state.get("counters"), "counters")
-    required = [k for k in counters if k not in OPTIONAL_COUNTER_KEYS]
-    if sorted(required) != sorted(COUNTER_KEYS):
-        c.fail("counters", f"an object with keys {', '.join(COUNTER_KEYS)}", sorted(counters))
-    env_steps = c.int(counters["env_steps"], "counters.env_steps")
-    if env_steps != step:
-        c.fail("counters.env_steps", f"the checkpoint step {step}", env_steps)
-    c.int(counters["episodes"], "counters.episodes")
-    c.float(counters["wall_s"], "counters.wall_s", lo=0.0)
-    if counters["solved_at_env_step"] is not None:
-        c.int(counters["solved_at_env_step"], "counters.solved_at_env_step", hi=env_steps)
-    c.float(counters["solved_wall_s"], "counters.solved_wall_s", none=True, lo=0.0)
-    if counters["last_eval"] is not None:
-        ev = c.dict(counters["last_eval"], "counters.last_eval")
-        if sorted(ev) != ["env_step", "return_mean", "return_std"]:
-            c.fail("counters.last_eval", "an object with env_step, return_mean, return_std", ev)
-        c.int(ev["env_step"], "counters.last_eval.env_step", hi=env_steps)
-        c.float(ev["return_mean"], "counters.last_eval.return_mean")
-        c.float(ev["return_std"], "counters.last_eval.return_std", lo=0.0)
-    refill = counters.get("refill_from")
-    if refill is not None:  # [env step, updates] of a resume without replay
-        if not isinstance(refill, list) or len(refill) != 2:
-            c.fail("counters.refill_from", "[env step, updates]", refill)
-        c.int(refill[0], "counters.refill_from[0]", hi=env_steps)
-        c.int(refill[1], "counters.refill_from[1]")
-
-    learner = c.dict(state.get("learner"), "learner")
-    c.int(learner.get("updates"), "learner.updates")
-    _check_optimizer(c, c.dict(learner.get("optimizer"), "learner.optimizer"), optimizer)
-
-    if "replay" in tensors or "replay" in state:
-        if "replay" not in tensors or "replay" not in state:
-            raise CheckpointError(f"{c.where}: replay tensors and replay state must come together")
-        meta = c.dict(state["replay"], "replay")
-        rows = c.int(meta.get("rows"), "replay.rows")
-        if rows != replay_rows:
-            c.fail("replay.rows", f"{replay_rows} (this config's replay)", rows)
-        c.int(meta.get("pos"), "replay.pos", hi=rows - 1)
-        c.int(meta.get("size"), "replay.size", hi=rows)
-        for key in ("total", "side_count", "frame_stack"):  # frame replay (Atari) only
-            if key in meta:
-                c.int(meta[key], f"replay.{key}")
-
-    if "env_state" in state:
-        env_state = c.dict(state["env_state"], "env_state")
-        for key in ("envs", "obs", "returns", "lengths"):
-            value = env_state.get(key)
-            if not isinstance(value, list) or len(value) != num_envs:
-                c.fail(f"env_state.{key}", f"a list of {num_envs} entries (env.num_envs)", value)
-
-
-def _check_optimizer(c: _Checker, meta: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
     """Param groups must have this optimizer's shape: same groups, same keys, same value types,
     the same parameter ids, finite numbers."""
     live = optimizer.state_dict()["param_groups"]

@@ -1,7 +1,7 @@
 """Synchronous vs overlapped training loop, through train.py's own code path, in one run.
 
 Builds each run with ``agent.loop.train.build`` from the same Hydra config training uses (only
-``train.overlap`` differs), runs ``agent.loop.train.train_loop`` for ``--seconds`` after the replay
+``train.overlap`` differs), runs ``agent.loop.body.train_loop`` for ``--seconds`` after the replay
 prefill, and prints one JSON line per figure:
 
 * ``loop``: agent steps/s and frames/s of the timed window, per mode (``sync``, ``overlap``),
@@ -31,8 +31,9 @@ from omegaconf import OmegaConf
 
 from agent.algos import register_configs
 from agent.loop import hooks
+from agent.loop.body import train_loop
 from agent.loop.hooks import Hook
-from agent.loop.train import build, train_loop
+from agent.loop.train import build
 
 ROOT = Path(__file__).resolve().parents[2]
 
