@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,atari,video,slurm
+EXTRAS ?= dev,atari,video,slurm,optuna,minatar
 STAMP := $(VENV)/.installed-stamp
 # tests run in parallel, one worker per core (pytest-xdist); most are single-threaded Python.
 # --dist loadfile: each test file runs on one worker, so a module-scoped fixture (a trained agent)
@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean docker-check
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# build the Docker image and train, pre-empt and resume in it (scripts/docker_check.sh; needs
+# root to start a Docker daemon when none answers)
+docker-check:
+	scripts/docker_check.sh
 
 clean:
 	rm -rf $(VENV) runs multirun outputs

@@ -5,4 +5,5 @@ cannot be found by ``packages.find``, so it is listed here). Everything else is 
 
 from setuptools import find_packages, setup
 
-setup(packages=[*find_packages(include=["agent", "agent.*"]), "agent.conf"])
+PACKAGES = find_packages(include=["agent", "agent.*"])
+setup(packages=[name.replace("agent", "dopa_rl", 1) for name in PACKAGES] + ["dopa_rl.conf"])

@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agent.core.errors import UserError
-from agent.data.tidy import PACKAGED_TABLE
-from agent.data.uchida import import_folder
+from dopa_rl.core.errors import UserError
+from dopa_rl.data.tidy import PACKAGED_TABLE
+from dopa_rl.data.uchida import import_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RAW = ROOT.parent / "shared" / "data" / "dabney2020" / "variable_magnitude"

@@ -1,9 +1,9 @@
 """Train an agent: `python scripts/train.py agent=qrdqn env=cartpole seed=3` (Hydra overrides).
 
 Multirun: `python scripts/train.py -m seed=1,2,3 [hydra/launcher=slurm]`. `--help` lists every
-key. The logic is `agent.cli.train` (also the `dopa-train` console script)."""
+key. The logic is `dopa_rl.cli.train` (also the `dopa-train` console script)."""
 
-from agent.cli.train import main
+from dopa_rl.cli.train import main
 
 if __name__ == "__main__":
     main()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from conftest import ROOT
+from dopa_rl.algos import register_configs
 from hydra import compose, initialize_config_dir
-
-from agent.algos import register_configs
 
 register_configs()
 

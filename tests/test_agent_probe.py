@@ -18,17 +18,16 @@ import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
-from helpers import make_cfg
-
-from agent.envs import make_env
-from agent.learn.learner import Learner
-from agent.probes.agent_cells import (
+from dopa_rl.envs import make_env
+from dopa_rl.learn.learner import Learner
+from dopa_rl.probes.agent_cells import (
     categorical_quantiles,
     log_probe,
     probe_learner,
     probe_states,
     read_units,
 )
+from helpers import make_cfg
 
 PROBE_FIELDS = (
     "cells",
@@ -80,8 +79,8 @@ def untrained(*overrides: str) -> tuple[Learner, Any]:
 def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """ER-DQN and classical trained on the variable-magnitude task (demo settings), probed at
     the recorded cells' SNR and trial counts (the default) and at a low-noise reference."""
-    from agent.probes.report import probe_checkpoint
-    from agent.results.study import train_pair
+    from dopa_rl.probes.report import probe_checkpoint
+    from dopa_rl.results.study import train_pair
 
     root = tmp_path_factory.mktemp("demo")
     runs = train_pair(root, seed=1)
@@ -319,7 +318,7 @@ def test_probe_cli_rejects_bad_arguments(args: list[str], fragment: str) -> None
 
 def test_tidy_table_with_pandas_roundtrip(tmp_path: Path) -> None:
     """A Parquet-free programmatic use: probe_data on a small synthetic table in memory."""
-    from agent.probes.report import probe_data
+    from dopa_rl.probes.report import probe_data
 
     rng = np.random.default_rng(0)
     rows = [

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from agent.cli import aggregate as cli
-from agent.results import aggregate as agg
+from dopa_rl.cli import aggregate as cli
+from dopa_rl.results import aggregate as agg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +123,7 @@ def test_cli_help_and_default_output_in_the_current_folder(tmp_path: Path) -> No
         "aggregate.png",
         "aggregate_curves.csv",
         "aggregate_curves.png",
+        "aggregate_profiles.png",
     ]
     assert not (sweep / "aggregate.json").exists()
     done = subprocess.run(
@@ -134,3 +134,36 @@ def test_cli_help_and_default_output_in_the_current_folder(tmp_path: Path) -> No
         timeout=120,
     )
     assert done.returncode == 2 and done.stderr.startswith("error: score must be one of")
+
+
+def test_three_seeds_are_labelled_a_range_not_a_ci(tmp_path: Path) -> None:
+    """Below 5 seeds the table, the JSON, the curves CSV and the figures name the interval "range
+    over n seeds" and show the seeds' min and max; 5 seeds get the bootstrap CI."""
+    sweep = tmp_path / "multirun"
+    for seed, final in ((1, 100.0), (2, 200.0), (3, 400.0)):
+        fake_run(sweep, f"{seed}_qrdqn", "qrdqn", seed, [(100, 10.0), (200, final)])
+    for seed in range(1, 6):
+        fake_run(sweep, f"{seed}_dqn", "dqn", seed, [(100, 5.0), (200, 50.0 * seed)])
+    out = tmp_path / "agg.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dopa_rl.cli.aggregate", f"runs={sweep}", f"out={out}", "reps=200"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not proc.stdout.lstrip().startswith("{")  # a table, not the JSON
+    rows = {line.split()[1]: line for line in proc.stdout.splitlines() if "CartPole-v1" in line}
+    assert rows["qrdqn"].endswith("range over 3 seeds"), proc.stdout
+    assert rows["dqn"].endswith("95% bootstrap CI"), proc.stdout
+    assert "P(qrdqn > dqn)" in proc.stdout
+    result = json.loads(out.read_text())
+    qr = result["raw_returns"]["CartPole-v1"]["qrdqn"]
+    assert qr["interval"] == "range over 3 seeds"
+    assert (qr["mean"]["low"], qr["mean"]["high"]) == (100.0, 400.0)
+    with open(tmp_path / "agg_curves.csv") as f:
+        bands = {(r["algo"], r["band"]) for r in csv.DictReader(f)}
+    assert bands == {("qrdqn", "range over 3 seeds"), ("dqn", "95% bootstrap CI")}
+    for name in ("agg.png", "agg_profiles.png", "agg_curves.png"):
+        assert (tmp_path / name).stat().st_size > 0

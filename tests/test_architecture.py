@@ -12,21 +12,24 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from dopa_rl import algos
 from hydra import compose, initialize_config_dir
 
-from agent import algos
-
 LAYERS: list[tuple[str, ...]] = [
-    ("agent.core",),  # config schema, errors, device, threads
-    ("agent.data", "agent.replay", "agent.nn"),  # recorded cells; replay; torsos, heads, losses
-    ("agent.algos",),  # one file per algorithm
-    ("agent.envs",),  # the env families' registry
-    ("agent.store",),  # checkpoints: format, schema, restore, run-dir lock
-    ("agent.learn",),  # the learner for S >= 1 members, its compiled update, greedy evaluation
-    ("agent.probes",),  # dopamine-cell analysis
-    ("agent.loop",),  # the loop body and its side jobs
-    ("agent.results",),  # across runs: aggregate, the demo study
-    ("agent.cli",),  # the dopa-* console scripts
+    ("dopa_rl.core",),  # config schema, errors, device, threads
+    (
+        "dopa_rl.data",
+        "dopa_rl.replay",
+        "dopa_rl.nn",
+    ),  # recorded cells; replay; torsos, heads, losses
+    ("dopa_rl.algos",),  # one file per algorithm
+    ("dopa_rl.envs",),  # the env families' registry
+    ("dopa_rl.store",),  # checkpoints: format, schema, restore, run-dir lock
+    ("dopa_rl.learn",),  # the learner for S >= 1 members, its compiled update, greedy evaluation
+    ("dopa_rl.probes",),  # dopamine-cell analysis
+    ("dopa_rl.loop",),  # the loop body and its side jobs
+    ("dopa_rl.results",),  # across runs: aggregate, the demo study
+    ("dopa_rl.cli", "dopa_rl.api"),  # the dopa-* console scripts; the Python API
 ]
 
 
@@ -44,7 +47,10 @@ def layer_of(module: str) -> int:
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    """The import name of a file under agent/ (installed as the package ``dopa_rl``)."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[0] == "agent":
+        parts[0] = "dopa_rl"
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -56,10 +62,22 @@ def runtime_imports(path: Path) -> set[str]:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped.update(id(n) for child in node.body for n in ast.walk(child))
     found: set[str] = set()
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:  # relative: inside the package
+            base = ".".join(package[: len(package) - node.level + 1])
+            if node.module:
+                found.add(f"{base}.{node.module}")
+                continue
+            for alias in node.names:  # `from .. import algos`: a submodule, or a name of base
+                sub = ROOT.joinpath("agent", *base.split(".")[1:], alias.name)
+                is_module = sub.is_dir() or sub.with_suffix(".py").is_file()
+                found.add(f"{base}.{alias.name}" if is_module else base)
+        elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("agent"))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("agent"):
             if node.module == "agent":  # `from agent import algos`
@@ -102,7 +120,7 @@ def test_every_registered_agent_has_a_config_group_file() -> None:
 
 
 def test_unknown_agent_raises_instead_of_falling_back() -> None:
-    from agent.core.errors import ConfigError
+    from dopa_rl.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown agent 'qrdq'.*did you mean qrdqn"):
         algos.get("qrdq")
@@ -116,9 +134,9 @@ from dataclasses import dataclass
 
 import torch
 
-from agent.algos.base import Algorithm, UnitReadout, greedy_values, taken_values
-from agent.core.config import AgentConfig
-from agent.nn.networks import UnitsHead
+from dopa_rl.algos.base import Algorithm, UnitReadout, greedy_values, taken_values
+from dopa_rl.core.config import AgentConfig
+from dopa_rl.nn.networks import UnitsHead
 
 
 @dataclass
@@ -185,8 +203,8 @@ def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
         assert cfg.agent.toy_scale == 0.5
-        from agent.learn.evaluate import evaluate
-        from agent.loop.train import run
+        from dopa_rl.learn.evaluate import evaluate
+        from dopa_rl.loop.train import run
 
         summary = run(cfg, tmp_path / "run")
         assert summary["algo"] == "toy" and summary["updates"] > 0
@@ -196,6 +214,132 @@ def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
         assert saved["agent"]["toy_scale"] == 0.5
     finally:
         algos._REGISTRY.pop("toy", None)
+
+
+def test_no_comparison_of_env_family_names_outside_envs() -> None:
+    """Only ``agent/envs/`` knows the families by name: everything else asks the family's
+    record (``family_of(cfg.env).lab_task`` …), so a new family is one file, not a hunt."""
+    from dopa_rl.envs import registry
+
+    families = "|".join(registry.names())
+    compared = re.compile(
+        rf"""\w*family\w*\s*(==|!=|\bin\b)[^#]*["']({families})["']"""
+        rf"""|["']({families})["']\s*(==|!=)\s*[\w.]*family"""
+    )
+    offenders = []
+    for path in (ROOT / "agent").rglob("*.py"):
+        if "envs" in path.relative_to(ROOT / "agent").parts[:1]:
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if compared.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert not offenders, offenders
+    # the check itself finds what it is for
+    assert compared.search('if cfg.env.family == "lab":')
+    assert compared.search('when = "final" if env_family in ("atari", "x") else "always"')
+
+
+TOY_FAMILY = '''
+"""Toy family for the test: a corridor of 4 cells; action 1 moves right, 0 stays; reaching the
+end pays 1 and ends the episode; 20 steps truncate it. Observations: one-hot positions."""
+
+import numpy as np
+
+from dopa_rl.envs.base import VecEnv, VecStep
+from dopa_rl.envs.registry import EnvFamily, register
+
+LENGTH, LIMIT = 4, 20
+
+
+class Corridor(VecEnv):
+    def __init__(self, num_envs):
+        self.env_id, self.num_envs, self.num_actions = "toy/Corridor", num_envs, 2
+        self.observation_shape, self.observation_dtype = (LENGTH,), np.dtype(np.float32)
+        self.pos = np.zeros(num_envs, dtype=np.int64)
+        self.t = np.zeros(num_envs, dtype=np.int64)
+        self.ret = np.zeros(num_envs)
+
+    def _obs(self):
+        return np.eye(LENGTH, dtype=np.float32)[self.pos]
+
+    def reset(self, seed=None):
+        self.pos[:], self.t[:], self.ret[:] = 0, 0, 0.0
+        return self._obs()
+
+    def step(self, actions):
+        self.pos = np.minimum(self.pos + (np.asarray(actions) == 1), LENGTH - 1)
+        self.t += 1
+        terminated = self.pos == LENGTH - 1
+        truncated = (self.t >= LIMIT) & ~terminated
+        reward = terminated.astype(np.float32)
+        self.ret += reward
+        final_obs = self._obs()
+        done = terminated | truncated
+        returns, lengths = self.ret[done].tolist(), self.t[done].tolist()
+        self.pos[done], self.t[done], self.ret[done] = 0, 0, 0.0
+        return VecStep(self._obs(), reward, terminated, truncated, final_obs, returns, lengths)
+
+
+register(
+    EnvFamily(
+        name="toy_corridor",
+        summary="a 4-cell corridor (test only)",
+        make=lambda env_cfg, num_envs, evaluation, render: Corridor(num_envs),
+        observation="vector",
+        torso="mlp",
+    )
+)
+'''
+
+
+def test_a_new_env_family_is_one_file(tmp_path: Path) -> None:
+    """A toy family written as one module trains, checkpoints and evaluates through the
+    ordinary entry points (``env.family=toy_corridor``), without touching any other file."""
+    from dopa_rl.envs import registry
+
+    module_path = tmp_path / "toy_family.py"
+    module_path.write_text(textwrap.dedent(TOY_FAMILY))
+    spec = importlib.util.spec_from_file_location("toy_family", module_path)
+    assert spec is not None and spec.loader is not None
+    try:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        algos.register_configs()
+        overrides = [
+            "agent=qrdqn",
+            "env.family=toy_corridor",
+            "train.total_env_steps=400",
+            "agent.learning_starts=100",
+            "train.eval_every_env_steps=400",
+            "train.eval_episodes=2",
+            "train.progress=false",
+            "train.stop_when_solved=false",
+        ]
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        from dopa_rl.learn.evaluate import evaluate
+        from dopa_rl.loop.train import run
+
+        summary = run(cfg, tmp_path / "run")
+        assert summary["updates"] > 0
+        result = evaluate(tmp_path / "run", episodes=2, device="cpu")
+        assert result["env_id"] == "toy/Corridor" and len(result["returns"]) == 2
+        # a key that does not apply to the family fails at start-up
+        from dopa_rl.core.errors import ConfigError
+
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            bad = compose("config", overrides=[*overrides, "env.game=pong"])
+        with pytest.raises(ConfigError, match="env.game does not apply to env.family=toy"):
+            run(bad, tmp_path / "bad")
+    finally:
+        registry._REGISTRY.pop("toy_corridor", None)
+
+
+def test_unknown_env_family_names_close_matches() -> None:
+    from dopa_rl.core.errors import ConfigError
+    from dopa_rl.envs import registry
+
+    with pytest.raises(ConfigError, match="unknown env.family 'atary'.*did you mean atari"):
+        registry.get("atary")
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -270,4 +414,34 @@ def replay_adders() -> dict[str, int]:
 def test_exactly_one_loop_body_adds_to_replay() -> None:
     """Single, overlapped and population runs store their steps in one place (the loop body of
     ``agent/loop/body.py``), so they cannot drift apart in what they store."""
-    assert replay_adders() == {"agent.loop.body": 1}
+    assert replay_adders() == {"dopa_rl.loop.body": 1}
+
+
+def test_no_sys_path_edits() -> None:
+    """Scripts and tests import the installed package; none edits ``sys.path`` to find it."""
+    edits = [
+        f"{path.relative_to(ROOT)}:{lineno}"
+        for folder in ("agent", "scripts", "tests")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for lineno, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"sys\.path\.(insert|append|extend)|sys\.path\s*[+]?=", line)
+        and "re.search" not in line
+    ]
+    assert not edits, edits
+
+
+def test_the_package_imports_itself_relatively() -> None:
+    """Inside agent/ every import of the package is relative, so it works under its installed
+    name (``dopa_rl``) and a user's own ``agent.py`` cannot shadow any part of it."""
+    absolute = []
+    for path in sorted((ROOT / "agent").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in ("agent", "dopa_rl"):
+                    absolute.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    assert not absolute, absolute

@@ -8,9 +8,8 @@ import pytest
 pytest.importorskip("ale_py")
 
 from ale_py.env import AtariEnv  # noqa: E402
-
-from agent.core.errors import ConfigError  # noqa: E402
-from agent.envs.atari import AtariVecEnv, rom_name  # noqa: E402
+from dopa_rl.core.errors import ConfigError  # noqa: E402
+from dopa_rl.envs.atari import AtariVecEnv, rom_name  # noqa: E402
 
 # Pong's minimal action set: NOOP, FIRE, RIGHT (up), LEFT (down), RIGHTFIRE, LEFTFIRE.
 PONG_UP = 2

@@ -5,8 +5,8 @@ from helpers import make_cfg
 
 pytest.importorskip("ale_py")
 
-from agent.learn.evaluate import evaluate  # noqa: E402
-from agent.loop.train import run  # noqa: E402
+from dopa_rl.learn.evaluate import evaluate  # noqa: E402
+from dopa_rl.loop.train import run  # noqa: E402
 
 SHORT_ATARI = [
     "env=atari",
@@ -43,8 +43,8 @@ def test_agent_trains_on_atari_and_its_checkpoint_evaluates(tmp_path, agent):
 
 def test_atari_resume_ends_the_episodes_stored_before_the_checkpoint(tmp_path):
     """Atari restarts its episodes on resume: the newest stored step is marked done."""
-    from agent.loop import hooks
-    from agent.loop.train import build
+    from dopa_rl.loop import hooks
+    from dopa_rl.loop.train import build
 
     short = [
         *SHORT_ATARI,

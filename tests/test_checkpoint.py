@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from dopa_rl.algos import names
+from dopa_rl.core.errors import CheckpointError
+from dopa_rl.loop.train import run
+from dopa_rl.store import checkpoint as ckpt
 from helpers import TINY, make_cfg
 from safetensors.torch import load_file
-
-from agent.algos import names
-from agent.core.errors import CheckpointError
-from agent.loop.train import run
-from agent.store import checkpoint as ckpt
 
 AGENTS = names()
 
@@ -231,8 +230,8 @@ def test_a_new_state_field_is_one_part(tmp_path, monkeypatch):
     """Adding a field to a run's state is one ``Part`` in agent/store/run_state.py: a toy field
     (a number kept on the learner) is saved in state.json, checked and restored on resume, and a
     crafted value is refused in one line before anything is loaded."""
-    from agent.learn.learner import Learner
-    from agent.store import run_state
+    from dopa_rl.learn.learner import Learner
+    from dopa_rl.store import run_state
 
     class ToyField(run_state.Part):
         name = "toy"

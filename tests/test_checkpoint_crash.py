@@ -3,7 +3,7 @@ every kill `checkpoints/latest` names a complete checkpoint that loads and verif
 the newest checkpoint is caught (naming the file) while the one before it still loads.
 
 Importing torch costs seconds on CI, so the writers are forked from one long-lived server
-process that has imported `agent.store.checkpoint` once: every kill is a real SIGKILL of a real
+process that has imported `dopa_rl.store.checkpoint` once: every kill is a real SIGKILL of a real
 process, and the whole test stays fast."""
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT
-
-from agent.core.errors import CheckpointError
-from agent.store import checkpoint as ckpt
+from dopa_rl.core.errors import CheckpointError
+from dopa_rl.store import checkpoint as ckpt
 
 KILLS = 15
 SEED = 20261128
@@ -49,7 +48,7 @@ SERVER = textwrap.dedent(
     import os, sys
     import torch
     torch.set_num_threads(1)
-    from agent.store.checkpoint import (
+    from dopa_rl.store.checkpoint import (
         has_checkpoint, read_state, resolve_checkpoint, save_checkpoint)
     {tensors}
     def write_forever(run_dir):

@@ -1,14 +1,15 @@
 """Bad input from the command line: one clear `error:` line, non-zero exit, no traceback."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
+from dopa_rl.loop.train import run
 from helpers import TINY, make_cfg
-
-from agent.loop.train import run
 
 
 def cli(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -123,6 +124,24 @@ def test_run_dir_under_a_regular_file(tmp_path):
     assert_exit_2_one_line(proc, "is a file")
 
 
+@pytest.mark.parametrize(("args", "root"), [([], "runs"), (["-m"], "multirun")])
+def test_default_run_dir_that_cannot_be_written(tmp_path, args, root):
+    """A `runs/` the trainer cannot write (a host folder of another uid mounted into a
+    container) is one line, not Hydra's traceback. Root writes anywhere, so as root the command
+    runs without that capability (setpriv)."""
+    (tmp_path / root).mkdir()
+    (tmp_path / root).chmod(0o555)
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, "train.total_env_steps=8"]
+    if os.getuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and no setpriv to drop CAP_DAC_OVERRIDE")
+        cmd = [setpriv, "--bounding-set=-dac_override", *cmd]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_exit_2_one_line(proc, f"cannot write in '{tmp_path / root}'", "uid")
+    assert not any((tmp_path / root).iterdir())
+
+
 def test_checkpoints_path_that_is_a_file_fails_before_training(tmp_path):
     """Checked before any step is taken (it used to surface only at the first save)."""
     (tmp_path / "checkpoints").write_text("not a folder")
@@ -169,9 +188,8 @@ def _resigned_copy(trained_run, tmp_path, edit_state=None, edit_model=None):
     import json
     import shutil
 
+    from dopa_rl.store import checkpoint as ckpt
     from safetensors.torch import load_file, save_file
-
-    from agent.store import checkpoint as ckpt
 
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)

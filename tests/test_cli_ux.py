@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from dopa_rl.cli.help import field_docs
+from dopa_rl.core.config import TrainConfig
+from dopa_rl.loop.train import run
 from helpers import TINY, make_cfg
-
-from agent.cli.help import field_docs
-from agent.core.config import TrainConfig
-from agent.loop.train import run
 
 
 def cli(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -47,7 +46,7 @@ def test_evaluate_aggregate_probe_answer_help() -> None:
     assert ev.returncode == 0 and "checkpoint=" in ev.stdout and "episodes=10" in ev.stdout
     agg = cli("aggregate.py", "--help")
     assert agg.returncode == 0 and "score=posthoc" in agg.stdout
-    from agent.cli.probe import main
+    from dopa_rl.cli.probe import main
 
     assert main(["--help"]) == 0
 

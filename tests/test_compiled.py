@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dopa_rl.algos import make_config, names
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.learn.compiled import CompiledUpdate, make_update_fn, resolve_update_mode
+from dopa_rl.learn.learner import Learner
+from dopa_rl.replay.buffer import Batch
 from omegaconf import OmegaConf
-
-from agent.algos import make_config, names
-from agent.core.errors import ConfigError
-from agent.learn.compiled import CompiledUpdate, make_update_fn, resolve_update_mode
-from agent.learn.learner import Learner
-from agent.replay.buffer import Batch
 
 SMALL_CNN = (2, 36, 36)  # the smallest input the Nature CNN's strides accept
 NUM_ACTIONS = 3  # make_learner's action count: batches must hold actions below it
@@ -118,7 +117,7 @@ def test_cudagraph_matches_eager(name: str, obs_shape: tuple[int, ...]) -> None:
     cuDNN algorithm (deterministic against benchmark-chosen), whichever is larger. Adam
     turns tiny gradient differences of near-zero gradients into lr-sized steps, so the
     convolutions' noise can exceed 2e-4 after a few updates (the H200 run: Nature CNN only)."""
-    from agent.learn.graph_check import compare_step_by_step
+    from dopa_rl.learn.graph_check import compare_step_by_step
 
     batches = make_batches(obs_shape, 7, 16, "cuda")
 
@@ -174,7 +173,7 @@ def test_host_syncing_update_is_never_graphed() -> None:
 def test_lr_written_as_a_number_reaches_the_held_tensor() -> None:
     """What the graph reads: a schedule or a resume writes group["lr"] = x; the next update
     copies x into the held tensor (same object, so the captured address stays valid)."""
-    from agent.learn.compiled import hold_lr_in_tensors, sync_lr_tensors
+    from dopa_rl.learn.compiled import hold_lr_in_tensors, sync_lr_tensors
 
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=False)
@@ -197,7 +196,7 @@ def test_lr_written_as_a_number_reaches_the_held_tensor() -> None:
 
 
 def test_precision_choices() -> None:
-    from agent.core.device import configure_backends
+    from dopa_rl.core.device import configure_backends
 
     assert configure_backends(torch.device("cpu"), "auto", False) == "fp32"
     assert configure_backends(torch.device("cpu"), "bf16", False) == "bf16"

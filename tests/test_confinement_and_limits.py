@@ -20,14 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT
+from dopa_rl.algos import make_config, validate
+from dopa_rl.core.config import MAX_SEED, Config
+from dopa_rl.core.errors import CheckpointError, ConfigError, DataError
 from helpers import TINY, make_cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
-
-from agent.algos import make_config, validate
-from agent.core.config import MAX_SEED, Config
-from agent.core.errors import CheckpointError, ConfigError, DataError
 
 SETTINGS = settings(
     max_examples=30,
@@ -204,7 +203,7 @@ def test_sigterm_while_envs_are_built_ends_the_process_at_once(tmp_path) -> None
 
 
 def test_estimate_of_a_small_run_is_small_and_allow_large_overrides() -> None:
-    from agent.learn.resources import check_resources, estimate
+    from dopa_rl.learn.resources import check_resources, estimate
 
     small = estimate(make_cfg(*TINY))
     assert 0 < small.host_total < 1 << 30
@@ -218,12 +217,11 @@ def test_estimate_of_a_small_run_is_small_and_allow_large_overrides() -> None:
 def test_on_cuda_the_tensors_are_compared_with_free_gpu_memory(monkeypatch) -> None:
     """The device-side parts (network, update tensors, replay) against the GPU's free memory
     (simulated: no GPU on the test machine)."""
+    import dopa_rl.core.device
     import torch
+    from dopa_rl.learn.resources import check_resources
 
-    import agent.core.device
-    from agent.learn.resources import check_resources
-
-    monkeypatch.setattr(agent.core.device, "resolve_device", lambda _: torch.device("cuda"))
+    monkeypatch.setattr(dopa_rl.core.device, "resolve_device", lambda _: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _=None: (1 << 30, 1 << 31))
     big = make_cfg(*TINY, "agent=iqn", "agent.iqn_num_taus=2048")  # ~8 GiB of update tensors
     with pytest.raises(ConfigError, match="GiB of GPU memory.*1 GiB free on the GPU"):
@@ -253,7 +251,7 @@ def test_population_seeds_at_the_limit_are_accepted() -> None:
 
 
 def test_logger_changes_are_safe_on_resume() -> None:
-    from agent.store.resume import reconcile_config
+    from dopa_rl.store.resume import reconcile_config
 
     changes = reconcile_config({"logger": {"probe_states": 4}}, {"logger": {"probe_states": 0}})
     assert changes == ["logger.probe_states (4 -> 0)"]
@@ -264,8 +262,7 @@ def test_symlinked_step_folder_out_of_the_run_dir_is_never_followed_or_pruned(tm
     (when old) pruned through; now it is no checkpoint of this run and `latest` naming it is
     refused."""
     import torch
-
-    from agent.store import checkpoint as ckpt
+    from dopa_rl.store import checkpoint as ckpt
 
     outside = tmp_path / "outside"
     ckpt.save_checkpoint(outside, 500, {"model": {"w": torch.ones(2)}}, {"algo": "qrdqn"})
@@ -294,7 +291,7 @@ def _fake_run(folder: Path, seed: int, evals: str, summary: str | None = None) -
 
 
 def test_partial_last_row_is_dropped_with_a_warning(tmp_path) -> None:
-    from agent.results import aggregate as agg
+    from dopa_rl.results import aggregate as agg
 
     _fake_run(tmp_path / "r", 1, "env_step,return_mean,return_std,episodes\n500,10,0,10\n1000,1")
     notes: list[str] = []
@@ -304,7 +301,7 @@ def test_partial_last_row_is_dropped_with_a_warning(tmp_path) -> None:
 
 
 def test_unreadable_runs_are_named_and_never_an_unknown_curve(tmp_path, capsys) -> None:
-    from agent.cli import aggregate as cli
+    from dopa_rl.cli import aggregate as cli
 
     rows = "env_step,return_mean\n500,10\n1000,12\n"
     for seed in (1, 2, 3):
@@ -332,7 +329,7 @@ def test_unreadable_runs_are_named_and_never_an_unknown_curve(tmp_path, capsys) 
     ],
 )
 def test_aggregate_refuses_in_one_line(tmp_path, capsys, args, fragment) -> None:
-    from agent.cli import aggregate as cli
+    from dopa_rl.cli import aggregate as cli
 
     run = tmp_path / "r1"
     _fake_run(run, 1, "env_step,return_mean\n500,10\n")
@@ -358,7 +355,7 @@ def test_aggregate_refuses_in_one_line(tmp_path, capsys, args, fragment) -> None
 def test_any_evals_csv_gives_finite_rows_or_none(tmp_path, lines, newline) -> None:
     """Hypothesis over data files: whatever evals.csv holds, the curve is finite numbers at
     non-negative integer steps (or none), and each dropped thing is one note line."""
-    from agent.results import aggregate as agg
+    from dopa_rl.results import aggregate as agg
 
     run = tmp_path / "r"
     run.mkdir(exist_ok=True)
@@ -378,7 +375,7 @@ def test_any_evals_csv_gives_finite_rows_or_none(tmp_path, lines, newline) -> No
 
 
 def probe_exit_code(argv: list[str]) -> int:
-    from agent.cli import probe as cli
+    from dopa_rl.cli import probe as cli
 
     try:
         return cli.main(argv)
@@ -401,7 +398,7 @@ def test_cells_with_one_trial_each_support_no_numbers(tmp_path, capsys) -> None:
 
 
 def test_cells_without_enough_trials_are_dropped_and_named() -> None:
-    from agent.data.tidy import PACKAGED_TABLE, load_cell_table, screen_cells
+    from dopa_rl.data.tidy import PACKAGED_TABLE, load_cell_table, screen_cells
 
     table = load_cell_table(PACKAGED_TABLE)
     kept, dropped = screen_cells(table)
@@ -432,7 +429,7 @@ def test_any_trial_counts_keep_only_cells_that_support_the_analysis(counts, scal
     least 3 of them, or refuses in one line; no overflow warning either way."""
     import warnings
 
-    from agent.data.tidy import screen_cells, validate_table
+    from dopa_rl.data.tidy import screen_cells, validate_table
 
     rng = np.random.default_rng(0)
     rows = [
@@ -458,7 +455,7 @@ def test_any_trial_counts_keep_only_cells_that_support_the_analysis(counts, scal
 def test_responses_scaled_by_1e300_are_refused_without_overflow_warnings(tmp_path) -> None:
     import warnings
 
-    from agent.data.tidy import PACKAGED_TABLE, load_cell_table
+    from dopa_rl.data.tidy import PACKAGED_TABLE, load_cell_table
 
     table = pd.read_csv(PACKAGED_TABLE)
     table["response"] *= 1e300
@@ -472,7 +469,7 @@ def test_responses_scaled_by_1e300_are_refused_without_overflow_warnings(tmp_pat
 
 @pytest.fixture(scope="module")
 def two_envs(tmp_path_factory) -> tuple[Path, Path]:
-    from agent.loop.train import run
+    from dopa_rl.loop.train import run
 
     base = tmp_path_factory.mktemp("two_envs")
     short = [*TINY, "train.total_env_steps=200", "train.eval_every_env_steps=200"]
@@ -511,7 +508,7 @@ def test_probe_refuses_before_the_analysis(two_envs, tmp_path, capsys, arg, frag
 def test_evaluate_matches_trainings_evaluation_and_caps_episodes(
     two_envs, tmp_path, capsys
 ) -> None:
-    from agent.learn.evaluate import evaluate
+    from dopa_rl.learn.evaluate import evaluate
 
     cartpole, _ = two_envs
     summary = json.loads((cartpole / "summary.json").read_text())
@@ -525,7 +522,7 @@ def test_evaluate_matches_trainings_evaluation_and_caps_episodes(
 
 
 def test_atari_episode_cap_counts_frames() -> None:
-    from agent.learn.evaluate import cap_episodes
+    from dopa_rl.learn.evaluate import cap_episodes
 
     cfg = _config(**{"env.family": "atari", "env.game": "breakout", "env.frame_skip": 4})
     cap_episodes(cfg, 500)
@@ -558,7 +555,7 @@ def test_any_size_is_validated_and_estimated_without_allocating(key, value, agen
     pass), in one line, without allocating what it describes."""
     import resource
 
-    from agent.learn.resources import check_resources
+    from dopa_rl.learn.resources import check_resources
 
     cfg = make_cfg(*TINY, f"agent={agent}")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -575,7 +572,7 @@ def test_any_size_is_validated_and_estimated_without_allocating(key, value, agen
 @SETTINGS
 @given(value=st.text(max_size=40))
 def test_any_run_dir_text_is_parsed_or_refused_in_one_line(value, capsys) -> None:
-    from agent.cli.common import check_path_parts, check_run_dir_override
+    from dopa_rl.cli.common import check_path_parts, check_run_dir_override
 
     argv = ["train.py", f"hydra.run.dir={value}"]
     try:
@@ -590,8 +587,8 @@ def test_any_run_dir_text_is_parsed_or_refused_in_one_line(value, capsys) -> Non
 @SETTINGS
 @given(name=st.text(min_size=1, max_size=20))
 def test_any_agent_name_outside_the_registry_is_refused_before_hydra(name, capsys) -> None:
-    from agent import algos
-    from agent.cli.common import check_path_parts, parse_overrides
+    from dopa_rl import algos
+    from dopa_rl.cli.common import check_path_parts, parse_overrides
 
     argv = ["train.py", f"agent.name={name}"]
     try:
@@ -610,7 +607,7 @@ def test_any_agent_name_outside_the_registry_is_refused_before_hydra(name, capsy
 
 
 def test_hydra_flags_and_their_values_are_not_overrides() -> None:
-    from agent.cli.common import override_args
+    from dopa_rl.cli.common import override_args
 
     argv = ["train.py", "hydra/launcher=slurm", "--cfg", "hydra", "-cn", "config", "a=1"]
     argv += ["--info", "defaults", "-m", "b=1,2", "-sc", "install=bash", "--info", "c=3"]
@@ -619,8 +616,8 @@ def test_hydra_flags_and_their_values_are_not_overrides() -> None:
 
 def test_the_limits_the_estimates_compare_with_are_readable() -> None:
     """Some memory figure on Linux (MemAvailable or the cgroup's room), and CPUs >= 1."""
-    from agent.core.limits import memory_room
-    from agent.core.threads import allowed_cpus
+    from dopa_rl.core.limits import memory_room
+    from dopa_rl.core.threads import allowed_cpus
 
     room, source = memory_room()
     if sys.platform.startswith("linux"):

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from scipy.optimize import check_grad
-
-from agent.probes.decoding import (
+from dopa_rl.probes.decoding import (
     decode_distribution,
     decode_report,
     imputation_loss,
     reference_decodes,
     score_decode,
 )
-from agent.probes.tabular import cell_taus, expectiles
+from dopa_rl.probes.tabular import cell_taus, expectiles
+from scipy.optimize import check_grad
 
 TAUS = cell_taus(40)
 

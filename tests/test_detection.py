@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.stats
+from dopa_rl.cli.probe import main as probe_main
+from dopa_rl.envs.lab_tasks import VariableMagnitudeTask
+from dopa_rl.loop.train import run
+from dopa_rl.probes import analysis
+from dopa_rl.probes import detection as det
+from dopa_rl.probes.noise import noisy_trials
+from dopa_rl.probes.tabular import expectiles
 from helpers import make_cfg
-
-from agent.cli.probe import main as probe_main
-from agent.envs.lab_tasks import VariableMagnitudeTask
-from agent.loop.train import run
-from agent.probes import analysis
-from agent.probes import detection as det
-from agent.probes.noise import noisy_trials
-from agent.probes.tabular import expectiles
 
 TASK = VariableMagnitudeTask(utility="concave")
 MAGS, PROBS = TASK.magnitudes, TASK.probabilities
@@ -255,7 +254,7 @@ def test_committed_study_is_complete_and_its_intervals_honest(root: Path) -> Non
 
 
 def test_written_report_names_the_response_model(study: dict, tmp_path: Path) -> None:
-    from agent.probes.detection_report import write_detection
+    from dopa_rl.probes.detection_report import write_detection
 
     paths = write_detection(study, tmp_path, command="dopa-probe study=X draws=20")
     content = json.loads(paths[0].read_text())

@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from agent.replay.buffer import Batch, ReplayBuffer
-from agent.replay.frames import FrameReplayBuffer
+from dopa_rl.replay.buffer import Batch, ReplayBuffer
+from dopa_rl.replay.frames import FrameReplayBuffer
 
 GAMMA = 0.9
 # every test that takes `device` also runs on CUDA under `pytest -m cuda` (gpu_check.sh)
@@ -168,7 +167,7 @@ def test_rejects_stacks_not_zero_padded_at_a_start() -> None:
 
 def test_real_atari_stream_matches_replay_buffer() -> None:
     pytest.importorskip("ale_py")
-    from agent.envs.atari import AtariVecEnv
+    from dopa_rl.envs.atari import AtariVecEnv
 
     # short episode cap → truncations; episodic life → life losses; small capacity → wraps
     env = AtariVecEnv("breakout", 2, seed=3, episodic_life=True, max_episode_frames=800)

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT
+from dopa_rl import algos
+from dopa_rl.learn.compiled import make_update_fn, resolve_update_mode
+from dopa_rl.learn.learner import Learner
+from dopa_rl.replay.buffer import Batch
 from helpers import make_cfg
-
-from agent import algos
-from agent.learn.compiled import make_update_fn, resolve_update_mode
-from agent.learn.learner import Learner
-from agent.replay.buffer import Batch
 
 SCRIPT = ROOT / "scripts" / "bench" / "gpu_check.py"
 
@@ -117,7 +116,7 @@ def test_cuda_tests_setups_build_on_the_cpu(name: str) -> None:
 def test_overlap_cuda_tests_config_builds_on_the_cpu(tmp_path: Path) -> None:
     """tests/test_overlap.py's CUDA config, on the CPU: composes, validates and builds."""
     pytest.importorskip("ale_py")
-    from agent.loop.train import build
+    from dopa_rl.loop.train import build
 
     cfg = make_cfg(
         "env=atari",

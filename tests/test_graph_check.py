@@ -1,15 +1,14 @@
 """The CUDA-graph update paths, proved on the CPU with the graph emulated
-(``agent.learn.graph_check``): capture, warm-up and restore follow the eager update exactly,
+(``dopa_rl.learn.graph_check``): capture, warm-up and restore follow the eager update exactly,
 and the emulator does catch the capture bugs it is meant to catch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from dopa_rl.algos import names
+from dopa_rl.learn.graph_check import CaptureError, compare_step_by_step, emulated_cuda_graphs
 from test_compiled import SMALL_CNN, make_batches, make_learner
-
-from agent.algos import names
-from agent.learn.graph_check import CaptureError, compare_step_by_step, emulated_cuda_graphs
 
 
 @pytest.mark.parametrize("name", names())
@@ -49,11 +48,11 @@ def test_eager_against_default_adam_departs_by_rounding_only() -> None:
 def test_emulator_catches_an_lr_baked_into_the_graph(monkeypatch) -> None:
     """Without the lr held in a tensor the captured Adam step keeps the capture's lr: a change
     of lr then departs at the next update, named by the comparison."""
-    from agent.learn import compiled
+    from dopa_rl.learn import compiled
 
     monkeypatch.setattr(compiled, "hold_lr_in_tensors", lambda opt: [])
     monkeypatch.setattr(compiled, "sync_lr_tensors", lambda opt, held: None)
-    from agent.learn.compiled import GraphedUpdate
+    from dopa_rl.learn.compiled import GraphedUpdate
 
     batches = make_batches((4,), 4, 16, "cpu")
     with emulated_cuda_graphs():
@@ -87,7 +86,7 @@ def test_emulator_refuses_a_host_read_in_the_capture(monkeypatch) -> None:
         return out, metrics
 
     monkeypatch.setattr(learner, "loss", loss_with_host_read)
-    from agent.learn.compiled import GraphedUpdate
+    from dopa_rl.learn.compiled import GraphedUpdate
 
     with emulated_cuda_graphs(), pytest.raises(RuntimeError, match="capture") as err:
         GraphedUpdate(learner)(make_batches((4,), 1, 16, "cpu")[0])
@@ -98,7 +97,7 @@ def test_emulated_acting_graph_draws_what_eager_acting_draws() -> None:
     """GraphedAct (the overlapped loop's acting on CUDA): warm-up, capture and the generator's
     restore leave the random stream where eager acting has it, and the graph reads the newest
     weights (an update between calls)."""
-    from agent.learn.compiled import GraphedAct
+    from dopa_rl.learn.compiled import GraphedAct
 
     graphed, eager = make_learner("qrdqn", (4,), "cpu"), make_learner("qrdqn", (4,), "cpu")
     batches = make_batches((4,), 3, 16, "cpu")

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dopa_rl.replay.buffer import ReplayBuffer, n_step_window_at
+from dopa_rl.replay.frames import FrameReplayBuffer
 from test_frame_replay import DEVICES, FakeAtari, assert_batches_equal, feed
-
-from agent.replay.buffer import ReplayBuffer, n_step_window_at
-from agent.replay.frames import FrameReplayBuffer
 
 GAMMA = 0.9
 
@@ -79,9 +78,8 @@ def sampling_in_graph_sequence(kind: str, device: str) -> None:
     The H200 run's device-side "index out of bounds" came from this test's data, not from the
     sampler: the stream held actions 0..5 for a 3-action learner, and the loss's gather by
     action read past the head. On the CPU the same gather raises an IndexError."""
+    from dopa_rl.learn.compiled import GraphedSampleUpdate
     from test_compiled import NUM_ACTIONS, assert_same_learners, make_learner
-
-    from agent.learn.compiled import GraphedSampleUpdate
 
     shape = (4, 36, 36)
     env = FakeAtari(3, 4, seed=5)
@@ -108,7 +106,7 @@ def sampling_in_graph_sequence(kind: str, device: str) -> None:
 def test_sampling_in_graph_on_the_cpu_at_the_gpu_tests_sizes(kind: str):
     """The CUDA test below, emulated on the CPU: every index the graph computes is in bounds
     (the CPU checks each one), and the graphed updates follow the eager ones."""
-    from agent.learn.graph_check import emulated_cuda_graphs
+    from dopa_rl.learn.graph_check import emulated_cuda_graphs
 
     with emulated_cuda_graphs():
         sampling_in_graph_sequence(kind, "cpu")

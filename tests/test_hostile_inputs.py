@@ -27,16 +27,15 @@ import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
+from dopa_rl.algos import make_config, names, validate
+from dopa_rl.core.config import Config
+from dopa_rl.core.errors import CheckpointError, ConfigError, DataError
+from dopa_rl.data.tidy import load_cell_table
+from dopa_rl.store import checkpoint as ckpt
 from helpers import TINY, make_cfg
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
-
-from agent.algos import make_config, names, validate
-from agent.core.config import Config
-from agent.core.errors import CheckpointError, ConfigError, DataError
-from agent.data.tidy import load_cell_table
-from agent.store import checkpoint as ckpt
 
 SETTINGS = settings(
     max_examples=40,
@@ -481,7 +480,7 @@ RESUME_TINY = [*TINY, "train.total_env_steps=200", "train.eval_every_env_steps=2
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A real trainer checkpoint at step 200 (counters, learner, replay, env state)."""
-    from agent.loop.train import run
+    from dopa_rl.loop.train import run
 
     run_dir = tmp_path_factory.mktemp("trained")
     run(make_cfg(*RESUME_TINY), run_dir)
@@ -521,8 +520,8 @@ def _mutate(body: dict, path: tuple, how: str, value) -> None:
 
 def _resume_ends_cleanly(run_dir: Path) -> None:
     """The acceptance: a resumed run either trains on or stops with one user-error line."""
-    from agent.core.errors import TrainingDiverged, UserError
-    from agent.loop.train import run
+    from dopa_rl.core.errors import TrainingDiverged, UserError
+    from dopa_rl.loop.train import run
 
     try:
         run(make_cfg(*RESUME_TINY, "train.total_env_steps=208"), run_dir)
@@ -569,7 +568,7 @@ SCHEMA_CASES = {
 
 @pytest.mark.parametrize("case", list(SCHEMA_CASES))
 def test_resigned_state_variants_are_one_line_checkpoint_errors(trained, tmp_path, case) -> None:
-    from agent.loop.train import run
+    from dopa_rl.loop.train import run
 
     path, how, value, fragment = SCHEMA_CASES[case]
     run_dir = tmp_path / "run"

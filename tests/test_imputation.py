@@ -1,14 +1,13 @@
-"""Tests for agent.nn.imputation (expectile imputation, Rowland et al. 2019)."""
+"""Tests for dopa_rl.nn.imputation (expectile imputation, Rowland et al. 2019)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from dopa_rl.nn.imputation import expectile_residuals, impute_samples, sample_expectiles
 from scipy.optimize import brentq
 from scipy.stats import wasserstein_distance
-
-from agent.nn.imputation import expectile_residuals, impute_samples, sample_expectiles
 
 
 def _taus(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -183,9 +182,9 @@ def test_residuals_vanish_at_own_expectiles() -> None:
 )
 def test_torch_and_scipy_solvers_agree(values: list[float], probs: list[float]) -> None:
     """The two solvers of the one imputation problem: ER-DQN's batched torch solver
-    (agent.nn.imputation) and the probes' L-BFGS decode (agent.probes.decoding). Each one's
+    (dopa_rl.nn.imputation) and the probes' L-BFGS decode (dopa_rl.probes.decoding). Each one's
     samples satisfy the other one's objective, and the two sample sets are the same law."""
-    from agent.probes.decoding import decode_distribution, imputation_loss
+    from dopa_rl.probes.decoding import decode_distribution, imputation_loss
 
     n = 21  # odd: a τ = ½ unit pins the mean, so the closed-form construction is exact
     taus = _taus(n)

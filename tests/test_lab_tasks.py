@@ -5,10 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
-from scipy import stats
-
-from agent.envs.lab_tasks import (
+from dopa_rl.envs.lab_tasks import (
     DEFAULT_MAGNITUDE_PROBS,
     DEFAULT_MAGNITUDES,
     VARIABLE_MAGNITUDE_ID,
@@ -16,6 +13,8 @@ from agent.envs.lab_tasks import (
     lab_task_distribution,
     register_lab_tasks,
 )
+from gymnasium.utils.env_checker import check_env
+from scipy import stats
 
 IDS = [VARIABLE_MAGNITUDE_ID, VARIABLE_PROBABILITY_ID]
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dopa_rl.algos import make_config
+from dopa_rl.algos.erdqn import expectile_mean_readout
+from dopa_rl.learn.learner import Learner, clip_grad_norm
+from dopa_rl.replay.buffer import Batch
 from omegaconf import OmegaConf
 from torch import nn
-
-from agent.algos import make_config
-from agent.algos.erdqn import expectile_mean_readout
-from agent.learn.learner import Learner, clip_grad_norm
-from agent.replay.buffer import Batch
 
 
 def _learner(**overrides) -> Learner:
@@ -72,7 +71,7 @@ def test_expectile_mean_readout_picks_the_half_expectile():
 def test_checkpoint_of_a_capturable_optimiser_resumes_on_the_cpu(tmp_path):
     """A CUDA-graph run's Adam is capturable=True with a tensor lr; its checkpoint must resume
     on the CPU (the flag is the loading device's, the lr a number)."""
-    from agent.store import checkpoint as ckpt
+    from dopa_rl.store import checkpoint as ckpt
 
     gpu_like, reference = _learner(), _learner()
     for learner in (gpu_like, reference):

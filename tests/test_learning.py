@@ -4,10 +4,9 @@ reward_threshold) within a seeded budget of env steps, on the CPU with the defau
 These are learning runs (tens of seconds each), marked slow; `make test` runs them too."""
 
 import pytest
+from dopa_rl.algos import names
+from dopa_rl.loop.train import run
 from helpers import make_cfg
-
-from agent.algos import names
-from agent.loop.train import run
 
 # The budget is the CartPole default (50k env steps) and the threshold gymnasium's own; the
 # settings are the repository's (conf/env/cartpole.yaml, refined per agent in conf/tuned/).

@@ -25,3 +25,7 @@ def test_local_launcher_writes_submitit_under_the_sweep_dir(tmp_path: Path) -> N
     assert (tmp_path / "sweep" / ".submitit").is_dir()
     (evals,) = (tmp_path / "sweep").glob("*/evals.csv")
     assert evals.read_text().count("\n") == 3  # header and the evaluations at 100 and 200
+    assert not list((tmp_path / "sweep" / ".submitit").glob("%j*"))  # no literal %j folder
+    # the launcher's process ends with each job's result line and the log folder
+    assert "0_qrdqn_cartpole_s1: qrdqn on CartPole-v1" in done.stdout, done.stdout
+    assert "job logs (submitit):" in done.stdout

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from dopa_rl.nn import losses
 from scipy.optimize import brentq
-
-from agent.nn import losses
 
 VALUES = np.array([0.0, 1.0, 3.0, 7.0])
 PROBS = np.array([0.1, 0.4, 0.3, 0.2])  # multiples of 1/10: an exact sample set of 10

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.envs import make_env
+from dopa_rl.learn.learner import Learner
+from dopa_rl.probes.agent_cells import lab_task, probe_learner, read_units
+from dopa_rl.probes.measured import measured_responses, own_gradient_responses
 from helpers import make_cfg
-
-from agent.core.errors import ConfigError
-from agent.envs import make_env
-from agent.learn.learner import Learner
-from agent.probes.agent_cells import lab_task, probe_learner, read_units
-from agent.probes.measured import measured_responses, own_gradient_responses
 
 
 def untrained(*overrides: str) -> tuple[Learner, object]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from agent.core.errors import ConfigError
-from agent.envs.lab_tasks import VariableMagnitudeTask
-from agent.probes.noise import (
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.envs.lab_tasks import VariableMagnitudeTask
+from dopa_rl.probes.noise import (
     RECORDED,
     measure_recorded_noise,
     noise_sd,
@@ -18,7 +17,7 @@ from agent.probes.noise import (
     recorded_noise,
     trial_counts,
 )
-from agent.probes.sweep import (
+from dopa_rl.probes.sweep import (
     MeanPopulation,
     noise_sweep,
     noisy_statistics,
@@ -129,9 +128,8 @@ def test_noisy_statistics_are_seeded(tabular_pops) -> None:
     ],
 )
 def test_config_rejects_bad_probe_noise_and_trials(override: str, fragment: str) -> None:
+    from dopa_rl.core.config import validate
     from helpers import make_cfg
-
-    from agent.core.config import validate
 
     cfg = make_cfg("experiment=dabney2020", override)
     with pytest.raises(ConfigError, match=fragment):
@@ -139,9 +137,8 @@ def test_config_rejects_bad_probe_noise_and_trials(override: str, fragment: str)
 
 
 def test_config_defaults_are_the_recorded_calibration() -> None:
+    from dopa_rl.core.config import validate
     from helpers import make_cfg
-
-    from agent.core.config import validate
 
     for overrides in (("experiment=dabney2020",), ("env=variable_magnitude",)):
         cfg = make_cfg(*overrides)

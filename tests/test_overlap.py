@@ -6,16 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.learn.compiled import act_fixed_shape
+from dopa_rl.loop import hooks
+from dopa_rl.loop.body import train_loop
+from dopa_rl.loop.hooks import Hook
+from dopa_rl.loop.overlap import overlap_enabled
+from dopa_rl.loop.run import updates_due
+from dopa_rl.loop.train import build, run
 from helpers import TINY, make_cfg
-
-from agent.core.errors import ConfigError
-from agent.learn.compiled import act_fixed_shape
-from agent.loop import hooks
-from agent.loop.body import train_loop
-from agent.loop.hooks import Hook
-from agent.loop.overlap import overlap_enabled
-from agent.loop.run import updates_due
-from agent.loop.train import build, run
 
 
 class Record(Hook):
@@ -94,7 +93,7 @@ def test_fixed_shape_acting_matches_eager_acting():
 
 def test_atari_split_step_is_the_step():
     pytest.importorskip("ale_py")
-    from agent.envs.atari import AtariVecEnv
+    from dopa_rl.envs.atari import AtariVecEnv
 
     a, b = (AtariVecEnv("pong", 2, seed=5, max_episode_frames=400) for _ in range(2))
     oa, ob = a.reset(), b.reset()
@@ -155,7 +154,7 @@ def test_overlapped_cuda_atari_loop(tmp_path, sample_in_graph):
 def test_evaluation_runs_alongside_training(tmp_path):
     """The overlapped loop evaluates on its eval envs while training goes on: an evaluation
     spans several training iterations and is recorded under the step it started at."""
-    from agent.loop.overlap import BackgroundEvaluation
+    from dopa_rl.loop.overlap import BackgroundEvaluation
 
     cfg = make_cfg(*TINY, "train.overlap=on", "train.eval_episodes=3")
     r = build(cfg, tmp_path)

@@ -6,20 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from agent.core.errors import DataError
-from agent.data import PACKAGED_TABLE, load_cell_table
-from agent.envs.lab_tasks import VariableMagnitudeTask
-from agent.probes import tabular
-from agent.probes.analysis import analyse_population, hill_asymmetry, trial_asymmetry
-from agent.probes.paper_extras import (
+from dopa_rl.core.errors import DataError
+from dopa_rl.data import PACKAGED_TABLE, load_cell_table
+from dopa_rl.envs.lab_tasks import VariableMagnitudeTask
+from dopa_rl.probes import tabular
+from dopa_rl.probes.analysis import analyse_population, hill_asymmetry, trial_asymmetry
+from dopa_rl.probes.paper_extras import (
     baseline_relation,
     decode_robustness,
     degrade_taus,
     dtd_simulation,
     same_vs_diverse,
 )
-from agent.probes.pipeline import pipeline_decodes, utility_to_reward
+from dopa_rl.probes.pipeline import pipeline_decodes, utility_to_reward
 
 ENV = VariableMagnitudeTask(utility="concave")
 MAGS = ENV.magnitudes

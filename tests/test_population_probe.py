@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from dopa_rl.core.errors import ConfigError
+from dopa_rl.learn.evaluate import load_agent
+from dopa_rl.loop.train import run
+from dopa_rl.probes.agent_cells import probe_learner, summary_row
+from dopa_rl.probes.population import across, member_dirs, probe_population
 from helpers import make_cfg
-
-from agent.core.errors import ConfigError
-from agent.learn.evaluate import load_agent
-from agent.loop.train import run
-from agent.probes.agent_cells import probe_learner, summary_row
-from agent.probes.population import across, member_dirs, probe_population
 
 LAB = [
     "experiment=dabney2020",

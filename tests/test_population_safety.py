@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from dopa_rl.core.errors import CheckpointError, ConfigError, Preempted
+from dopa_rl.loop.run import updates_due
+from dopa_rl.loop.train import run
+from dopa_rl.store import checkpoint as ckpt
 from helpers import make_cfg
 from safetensors.torch import load_file
 from test_population import small
-
-from agent.core.errors import CheckpointError, ConfigError, Preempted
-from agent.loop.run import updates_due
-from agent.loop.train import run
-from agent.store import checkpoint as ckpt
 
 MEMBERS = ("member_0_s1", "member_1_s2")
 
@@ -70,7 +69,7 @@ def test_a_kill_between_members_saves_with_keep_1_resumes_at_the_common_step(
     """keep_checkpoints=1, killed right after member 0 saved step 700 and before member 1 did:
     the rerun says it resumes both from step 350 and ends bit-identical to the uninterrupted
     population (it used to restart every member from zero without a word)."""
-    from agent.loop import hooks
+    from dopa_rl.loop import hooks
 
     overrides = small(
         "qrdqn",
@@ -138,8 +137,8 @@ def test_a_population_passes_the_guards_of_a_single_run(tmp_path, monkeypatch):
     import shutil
     from collections import namedtuple
 
-    from agent.core.errors import RunDirLocked
-    from agent.store.runlock import run_dir_lock
+    from dopa_rl.core.errors import RunDirLocked
+    from dopa_rl.store.runlock import run_dir_lock
 
     cfg = make_cfg(*small("qrdqn", "train.population=2", "train.total_env_steps=200"))
     with run_dir_lock(tmp_path), pytest.raises(RunDirLocked):

@@ -11,13 +11,12 @@ import time
 import pytest
 import torch
 from conftest import ROOT
+from dopa_rl.core.errors import EXIT_PREEMPTED, ConfigError, Preempted, TrainingDiverged
+from dopa_rl.learn.learner import Learner
+from dopa_rl.loop.train import run
+from dopa_rl.store import checkpoint as ckpt
 from helpers import TINY, make_cfg
 from safetensors.torch import load_file
-
-from agent.core.errors import EXIT_PREEMPTED, ConfigError, Preempted, TrainingDiverged
-from agent.learn.learner import Learner
-from agent.loop.train import run
-from agent.store import checkpoint as ckpt
 
 ARGS = [*TINY, "train.total_env_steps=4000", "deterministic=true", "agent.n_step=2"]
 
@@ -81,7 +80,7 @@ def _state(run_dir):
 def test_sigterm_at_the_first_step_then_rerun_matches_uninterrupted(tmp_path, monkeypatch):
     """Item 1: a checkpoint written after the very first env step (SIGTERM in the first second)
     must resume, and the resumed run must end bit-identical to an uninterrupted one."""
-    from agent.envs.control import GymVecEnv
+    from dopa_rl.envs.control import GymVecEnv
 
     original = GymVecEnv.step
     calls = []
@@ -178,7 +177,7 @@ def test_unsafe_config_change_on_resume_is_refused(tmp_path, override):
 def test_second_writer_is_refused_and_stale_lock_record_is_taken_over(tmp_path):
     """Item 6: a run dir held by a live trainer refuses a second one in one line (exit 2); the
     record a dead holder left does not block the next run."""
-    from agent.store.runlock import LOCK_FILE, run_dir_lock
+    from dopa_rl.store.runlock import LOCK_FILE, run_dir_lock
 
     tmp_path.mkdir(exist_ok=True)
     with run_dir_lock(tmp_path):  # this process is "the first trainer"
@@ -201,7 +200,7 @@ def test_second_writer_is_refused_and_stale_lock_record_is_taken_over(tmp_path):
 def test_resume_without_replay_waits_for_learning_starts_again(tmp_path, caplog):
     """A checkpoint without replay (checkpoint.replay=false) refills from empty: no update
     until learning_starts new transitions, then the same ratio (issue 26 item 8)."""
-    from agent.loop.run import updates_due
+    from dopa_rl.loop.run import updates_due
 
     cfg = make_cfg(*SHORT, "train.total_env_steps=200", "checkpoint.replay=false")
     run(cfg, tmp_path)

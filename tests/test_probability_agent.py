@@ -1,12 +1,11 @@
 """Variable-probability classification of an agent's units (docs/science.md §2) runs end to end."""
 
+import dopa_rl.envs.lab_tasks  # noqa: F401  (registers the dopa/* ids)
 import gymnasium as gym
 import torch
+from dopa_rl.learn.learner import Learner
+from dopa_rl.probes.agent_cells import cue_response_classes
 from helpers import make_cfg
-
-import agent.envs.lab_tasks  # noqa: F401  (registers the dopa/* ids)
-from agent.learn.learner import Learner
-from agent.probes.agent_cells import cue_response_classes
 
 
 def test_cue_classes_of_an_agent_cover_every_unit():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from agent.probes.probability import classify_cells, count_classes, simulate_probability_cells
-from agent.probes.tabular import cell_taus
+from dopa_rl.probes.probability import classify_cells, count_classes, simulate_probability_cells
+from dopa_rl.probes.tabular import cell_taus
 
 
 def _cue_table(means: dict[int, tuple[float, float, float]], trials: int = 30) -> pd.DataFrame:

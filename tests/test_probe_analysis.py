@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.optimize
-
-from agent.core.errors import DataError
-from agent.data.tidy import load_cell_table, validate_table
-from agent.probes import figures
-from agent.probes.analysis import (
+from dopa_rl.core.errors import DataError
+from dopa_rl.data.tidy import load_cell_table, validate_table
+from dopa_rl.probes import figures
+from dopa_rl.probes.analysis import (
     analyse_population,
     asymmetry,
     fold_asymmetry,

@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
-
-from agent.core.errors import DataError
-from agent.data import PACKAGED_TABLE, import_file, import_folder, load_cell_table
-from agent.data.uchida import smoothing_kernel, trial_responses
-from agent.probes.analysis import analyse_population
+from dopa_rl.core.errors import DataError
+from dopa_rl.data import PACKAGED_TABLE, import_file, import_folder, load_cell_table
+from dopa_rl.data.uchida import smoothing_kernel, trial_responses
+from dopa_rl.probes.analysis import analyse_population
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "dabney2020" / "variable_magnitude"
 needs_raw = pytest.mark.skipif(not RAW.is_dir(), reason=f"recorded cells not present at {RAW}")
@@ -214,7 +213,7 @@ def test_recorded_asymmetry_correlates_with_reversal_point(packaged_result: dict
 def test_shipped_cells_by_name_and_output_in_the_current_folder(tmp_path: Path) -> None:
     """`data=dabney2020` names the shipped table; a probe of data writes `./<name>_probe/`
     (never beside its input, which may be the installed package or read-only)."""
-    from agent.probes.report import default_out
+    from dopa_rl.probes.report import default_out
 
     assert len(load_cell_table("dabney2020")) == len(load_cell_table(PACKAGED_TABLE))
     assert default_out({"data": "dabney2020"}, None) == Path("dabney2020_probe")

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-
-from agent.replay.buffer import ReplayBuffer
+from dopa_rl.replay.buffer import ReplayBuffer
 
 GAMMA = 0.9
 
@@ -113,7 +112,7 @@ def test_checkpoint_holds_only_the_filled_rows():
 def test_which_checkpoints_hold_the_replay():
     from types import SimpleNamespace as NS
 
-    from agent.loop.hooks import replay_in_checkpoint
+    from dopa_rl.loop.hooks import replay_in_checkpoint
 
     def cfg(family, when, replay=True):
         return NS(env=NS(family=family), checkpoint=NS(replay=replay, replay_when=when))

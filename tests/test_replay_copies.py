@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dopa_rl.replay.buffer import ReplayBuffer, StagedWrites
+from dopa_rl.replay.frames import FrameReplayBuffer
 from test_frame_replay import FakeAtari
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-
-from agent.replay.buffer import ReplayBuffer, StagedWrites
-from agent.replay.frames import FrameReplayBuffer
 
 FIELDS = {  # what one add writes
     "frame": ("obs", "start", "next_obs", "action", "reward", "terminated", "done"),

@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dopa_rl.loop.logging import RunLogger, flatten_hparams
+from dopa_rl.loop.train import run
 from helpers import TINY, make_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from agent.loop.logging import RunLogger, flatten_hparams
-from agent.loop.train import run
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +76,7 @@ def test_tensorboard_shows_units_lr_config_and_hparams(tiny_run: tuple[Path, dic
 
 
 def test_fixed_states_are_kept_across_a_resume(tmp_path: Path) -> None:
-    from agent.loop.unit_values import fixed_states
+    from dopa_rl.loop.unit_values import fixed_states
 
     first = fixed_states(tmp_path, np.arange(12.0).reshape(6, 2), 4)
     again = fixed_states(tmp_path, np.zeros((6, 2)), 4)
@@ -130,7 +129,7 @@ def test_progress_bar_closes_with_solved_and_no_eta(tmp_path: Path) -> None:
 
 
 def test_wandb_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.loop.logging import start_wandb
+    from dopa_rl.loop.logging import start_wandb
 
     calls: list[dict[str, Any]] = []
     fake = types.ModuleType("wandb")
@@ -140,12 +139,26 @@ def test_wandb_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert start_wandb(tmp_path, cfg) == "run"
     assert calls[0]["sync_tensorboard"] is True and calls[0]["project"] == "p"
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
-    from agent.core.errors import ConfigError
+    from dopa_rl.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="pip install wandb"):
+    with pytest.raises(ConfigError, match="needs wandb: pip install"):
         start_wandb(tmp_path, cfg)
 
 
 def test_flatten_hparams() -> None:
     flat = flatten_hparams({"agent": {"lr": 1e-3, "hidden": [64, 64]}, "resume": None})
     assert flat == {"agent.lr": 1e-3, "agent.hidden": "[64, 64]", "resume": "null"}
+
+
+def test_a_resumed_run_drops_csv_rows_past_its_checkpoint(tmp_path: Path) -> None:
+    """Rows written after the checkpoint a run resumes from are written again by the resumed
+    run: they are dropped when it starts, with a last row cut short by a kill (issue 24)."""
+    from dopa_rl.loop.logging import EVALS_CSV, RunLogger
+
+    evals = tmp_path / EVALS_CSV
+    evals.write_text(
+        "env_step,return_mean,return_std,episodes\n100,1,0,2\n200,2,0,2\n300,3,0,2\n40"
+    )
+    logger = RunLogger(tmp_path, 1000, 200, progress=False, scalars_csv=False)
+    logger.close()
+    assert evals.read_text() == "env_step,return_mean,return_std,episodes\n100,1,0,2\n200,2,0,2\n"

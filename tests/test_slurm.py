@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT
+from dopa_rl.core.errors import EXIT_PREEMPTED
+from dopa_rl.store import checkpoint as ckpt
 from helpers import TINY, make_cfg
 from safetensors.torch import load_file
-
-from agent.core.errors import EXIT_PREEMPTED
-from agent.store import checkpoint as ckpt
 
 pytestmark = pytest.mark.slurm
 pytest.importorskip("submitit")
@@ -271,7 +270,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(slurm_env, t
     assert resumes(run) == [(str(run), cut_at)]
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 4000
     run_full = tmp_path / "full"
-    from agent.loop.train import run as train
+    from dopa_rl.loop.train import run as train
 
     train(make_cfg(*ARGS), run_full)
     a, b = weights(run_full), weights(run)
@@ -283,7 +282,7 @@ def test_preempted_job_started_with_resume_continues_from_its_own_checkpoint(
 ) -> None:
     """A job launched with `resume=OTHER_RUN` starts from OTHER_RUN; once pre-empted and
     requeued it must continue from its own newer checkpoint, not from OTHER_RUN again."""
-    from agent.loop.train import run as train
+    from dopa_rl.loop.train import run as train
 
     other = tmp_path / "other"
     train(make_cfg(*ARGS, "train.total_env_steps=1000"), other)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
-
-from agent.envs.lab_tasks import DEFAULT_MAGNITUDES, lab_task_distribution
-from agent.probes.tabular import (
+from dopa_rl.envs.lab_tasks import DEFAULT_MAGNITUDES, lab_task_distribution
+from dopa_rl.probes.tabular import (
     TabularTask,
     baseline_bias_table,
     cell_table,
@@ -19,6 +17,7 @@ from agent.probes.tabular import (
     train_classical_td,
     train_distributional_td,
 )
+from scipy import stats
 
 VALUES, PROBS = lab_task_distribution()
 SD = float(np.sqrt(((VALUES - VALUES @ PROBS) ** 2) @ PROBS))

@@ -6,9 +6,8 @@ import logging
 
 import pytest
 import torch
-
-from agent.core import threads
-from agent.core.threads import allowed_cpus, choose_threads, configure_torch_threads
+from dopa_rl.core import threads
+from dopa_rl.core.threads import allowed_cpus, choose_threads, configure_torch_threads
 
 
 def test_idle_machine_uses_every_allowed_cpu() -> None:

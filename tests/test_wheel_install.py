@@ -87,6 +87,10 @@ def test_console_scripts_from_an_empty_folder(venv: Path, tmp_path: Path) -> Non
 
     probe_help = sh([str(bin_dir / "dopa-probe"), "--help"], work)
     assert probe_help.returncode == 0 and "data=dabney2020" in probe_help.stdout
+    assert "population=RUN" in probe_help.stdout
+    for script, word in (("dopa-demo", "dopa-demo"), ("dopa-enjoy", "dopa-enjoy")):
+        helped = sh([str(bin_dir / script), "--help"], work)
+        assert helped.returncode == 0 and word in helped.stdout, helped.stderr[-2000:]
     probed = sh([str(bin_dir / "dopa-probe"), "data=dabney2020", "splits=10"], work)
     assert probed.returncode == 0, probed.stderr[-2000:]
     # the shipped recordings by name; the output in the current folder, not in the package

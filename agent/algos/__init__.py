@@ -16,10 +16,10 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from agent.algos.base import Algorithm, UnitReadout
-from agent.core import config as config_module
-from agent.core.config import AgentConfig, Config, EnvConfig, suggest
-from agent.core.errors import ConfigError
+from ..core import config as config_module
+from ..core.config import AgentConfig, Config, EnvConfig, suggest
+from ..core.errors import ConfigError
+from .base import Algorithm, UnitReadout
 
 __all__ = [
     "Algorithm",

@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agent.core.config import AgentConfig
-from agent.core.errors import ConfigError
-from agent.nn.networks import Head, QNetwork
-from agent.replay.buffer import Batch
+from ..core.config import AgentConfig
+from ..core.errors import ConfigError
+from ..nn.networks import Head, QNetwork
+from ..replay.buffer import Batch
 
 #: The random draws inside acting and learning (IQN's τ): one generator, or one per member of a
 #: population (agent.learn.population), each drawing its member's equal share of the batch rows.

@@ -11,7 +11,12 @@ import numpy as np
 import torch
 from omegaconf import II
 
-from agent.algos.base import (
+from ..core.config import AgentConfig
+from ..core.errors import ConfigError
+from ..nn import losses
+from ..nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
+from ..replay.buffer import Batch
+from .base import (
     Algorithm,
     Generators,
     UnitReadout,
@@ -19,11 +24,6 @@ from agent.algos.base import (
     greedy_values,
     taken_values,
 )
-from agent.core.config import AgentConfig
-from agent.core.errors import ConfigError
-from agent.nn import losses
-from agent.nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
-from agent.replay.buffer import Batch
 
 NAME = "c51"
 

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agent.algos.base import (
+from ..core.config import AgentConfig
+from ..nn import losses
+from ..nn.networks import Head, QNetwork, UnitsHead
+from ..replay.buffer import Batch
+from .base import (
     Algorithm,
     Generators,
     UnitReadout,
@@ -19,10 +23,6 @@ from agent.algos.base import (
     greedy_values,
     taken_values,
 )
-from agent.core.config import AgentConfig
-from agent.nn import losses
-from agent.nn.networks import Head, QNetwork, UnitsHead
-from agent.replay.buffer import Batch
 
 NAME = "classical"
 

@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.algos.base import (
+from ..core.config import AgentConfig
+from ..core.errors import ConfigError
+from ..nn import losses
+from ..nn.imputation import impute_samples
+from ..nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
+from ..replay.buffer import Batch
+from .base import (
     Algorithm,
     Generators,
     UnitReadout,
@@ -19,12 +25,6 @@ from agent.algos.base import (
     greedy_values,
     taken_values,
 )
-from agent.core.config import AgentConfig
-from agent.core.errors import ConfigError
-from agent.nn import losses
-from agent.nn.imputation import impute_samples
-from agent.nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
-from agent.replay.buffer import Batch
 
 NAME = "erdqn"
 IMPUTATIONS = ("root", "none")

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.algos.base import Algorithm, Generators, UnitReadout, require_positive
-from agent.algos.qrdqn import quantile_q_learning
-from agent.core.config import AgentConfig
-from agent.nn.networks import Head, ImplicitHead, QNetwork
-from agent.replay.buffer import Batch
+from ..core.config import AgentConfig
+from ..nn.networks import Head, ImplicitHead, QNetwork
+from ..replay.buffer import Batch
+from .base import Algorithm, Generators, UnitReadout, require_positive
+from .qrdqn import quantile_q_learning
 
 NAME = "iqn"
 

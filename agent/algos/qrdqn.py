@@ -9,7 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.algos.base import (
+from ..core.config import AgentConfig
+from ..nn import losses
+from ..nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
+from ..replay.buffer import Batch
+from .base import (
     Algorithm,
     Generators,
     UnitReadout,
@@ -18,10 +22,6 @@ from agent.algos.base import (
     require_positive,
     taken_values,
 )
-from agent.core.config import AgentConfig
-from agent.nn import losses
-from agent.nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
-from agent.replay.buffer import Batch
 
 NAME = "qrdqn"
 

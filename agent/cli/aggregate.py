@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli.common import unwritable
-from agent.results import aggregate as agg
+from ..results import aggregate as agg
+from .common import unwritable
 
 USAGE = "usage: dopa-aggregate runs=DIR [DIR...] [out=FILE] [score=train|posthoc] [reps=N] [seed=N]"
 
@@ -20,17 +20,21 @@ Aggregate finished runs (every folder under DIR holding a summary.json) across s
 keys:
   runs=DIR [DIR...]  run folders or sweep folders (Hydra list syntax runs=[a,b] works too)
   out=FILE           where the JSON goes (default: ./aggregate.json in the current folder);
-                     the figure (.png), the learning curves (_curves.csv, _curves.png) go beside it
+                     the figure (.png), performance profiles (_profiles.png) and the learning
+                     curves (_curves.csv, _curves.png) go beside it
   score=train        final scores from training's last evaluation (summary.json), the default;
   score=posthoc      or from evaluate.py's eval.json (runs without one are skipped); never mixed
   reps=2000          bootstrap replications
   seed=0             bootstrap seed
 
-Final scores: median, mean and IQM with 95% stratified-bootstrap CIs (rliable when installed);
-Atari runs as human-normalised scores. Learning curves: eval return against env steps from each
-run's evals.csv, mean and IQM across seeds with bootstrap bands (rliable's sample-efficiency
-curves, or scipy), one CSV for the sweep. Below 3 seeds a band is not a confidence interval:
-a warning says so.
+Prints a table (every number is in the JSON). Final scores: median, mean and IQM with 95%
+stratified-bootstrap CIs (rliable when installed), or, below 5 seeds, the range over the seeds
+(named so in the table and figures); Atari runs as human-normalised scores; the probability of
+improvement P(X > Y) for every pair of algorithms and performance profiles (Agarwal et al.
+2021). Learning curves: eval return against env steps from each run's evals.csv, mean and IQM
+across seeds with bootstrap bands (rliable's sample-efficiency curves, or scipy; the range below
+5 seeds), one CSV for the sweep. Below 3 seeds a warning says a band is not a confidence
+interval. A population's folder counts each of its members once.
 """
 
 
@@ -159,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     outputs = [out, out.with_suffix(".png")]
     outputs += [out.with_name(out.stem + "_curves.csv"), out.with_name(out.stem + "_curves.png")]
+    outputs.append(out.with_name(out.stem + "_profiles.png"))
     clash = overwritten_input(outputs, run_dirs)
     if clash is not None:
         print(
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from agent.core.limits import gib, memory_room
+    from ..core.limits import gib, memory_room
 
     steps = max((len(c["steps"]) for c in curves), default=1)
     need = bootstrap_bytes(len(run_dirs), args["reps"], steps)
@@ -180,7 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    # the bootstraps take seconds to minutes (reps × groups): one bar over the stages, on a
+    # terminal only, cleared before the table prints
+    stages = tqdm(total=3, desc="aggregate", unit="stage", disable=None, leave=False)
+    stages.set_postfix_str("final scores (bootstrap)")
     result = agg.aggregate(runs, args["reps"], args["seed"])
+    stages.update()
     result.update(
         score=args["score"],
         run_dirs=len(run_dirs),
@@ -189,9 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         reps=args["reps"],
     )
     figure = out.with_suffix(".png")
+    profiles = out.with_name(out.stem + "_profiles.png")
     if runs:
         result["figure"] = str(figure)
+        result["profiles_figure"] = str(profiles)
         agg.plot(result, figure)
+        agg.performance_profiles(result, profiles)
+    stages.set_postfix_str("learning curves (bootstrap)")
+    stages.update()
     notes: list[str] = list(curve_notes)
     # a run that cannot be read is named, not folded into an unknown/unknown group
     notes += [f"{x['dir']}: {x['why']}; skipped" for x in skipped if "summary.json" in x["why"]]
@@ -205,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         result["curves"] = {"csv": str(csv_path), "figure": str(png_path), "runs": len(curves)}
     else:
         notes.append("no run has an evals.csv: no learning curves")
+    stages.update()
+    stages.close()
     for env, by_algo in result["raw_returns"].items():  # the final scores' CIs too
         notes += [n for a, st in by_algo.items() if (n := agg.seed_warning(env, a, st["runs"]))]
     for algo, st in result["atari_hns"].items():
@@ -213,24 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     result["curves_skipped"] = no_curve
     result["warnings"] = notes
     out.write_text(json.dumps(result, indent=1))
-    print(agg.format_table(result))
-    summary = {
-        "score": args["score"],
-        "atari_hns": {
-            algo: {k: s[k] for k in ("median", "iqm", "mean", "runs", "games", "backend")}
-            for algo, s in result["atari_hns"].items()
-        },
-        "raw_returns": {
-            env: {algo: {k: s[k] for k in ("mean", "iqm", "runs")} for algo, s in by.items()}
-            for env, by in result["raw_returns"].items()
-        },
-    }
-    print(json.dumps(summary))
+    print(agg.format_table(result))  # the table; every number is in the JSON file
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     if skipped:
         print(f"skipped {len(skipped)} run folder(s) without a usable score", file=sys.stderr)
-    wrote = [str(out)] + ([str(figure)] if runs else [])
+    wrote = [str(out)] + ([str(figure), str(profiles)] if runs else [])
     wrote += [result["curves"]["csv"], result["curves"]["figure"]] if curves else []
     print(f"wrote {', '.join(wrote)}", file=sys.stderr)
     return 0
@@ -238,3 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -57,7 +57,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from agent.core.errors import TrainingDiverged, UserError
+        from ..core.errors import TrainingDiverged, UserError
 
         try:
             return fn(*args, **kwargs)
@@ -125,8 +125,8 @@ def run_schema(argv: list[str]) -> Any:
     """The run config schema with the chosen agent's own keys (``agent/algos/<name>.py``)."""
     from omegaconf import OmegaConf
 
-    from agent import algos
-    from agent.core.config import Config
+    from .. import algos
+    from ..core.config import Config
 
     schema = OmegaConf.structured(Config)
     schema.agent = OmegaConf.structured(algos.config_class(chosen_agent(argv)))
@@ -271,6 +271,29 @@ def check_run_dir_override(argv: list[str]) -> None:
             fail(f"{key}='{value}': cannot write in '{existing}'")
 
 
+def check_default_run_dir(argv: list[str]) -> None:
+    """Without ``hydra.run.dir=`` (``hydra.sweep.dir=`` with ``-m``), the default run dir's root
+    (``runs/``, ``multirun/``: conf/config.yaml) must be writable, or Hydra fails with a
+    traceback before the trainer can say anything: a ``runs/`` mounted into a container from a
+    host folder of another uid is the usual case."""
+    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
+    used = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if any(a.partition("=")[0].lstrip("+") == used for a in argv[1:]):
+        return  # check_run_dir_override checks it
+    root = Path("multirun" if multirun else "runs").absolute()
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"the run dir's root '{root}' lies under '{existing}', which is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(
+            f"the run dir (default under '{root}'): cannot write in '{existing}' (owned by uid "
+            f"{existing.stat().st_uid}, this process runs as uid {os.getuid()}); give a writable "
+            "hydra.run.dir= or run as its owner"
+        )
+
+
 # Config keys whose values become part of a run dir's path (conf/config.yaml interpolates them
 # into hydra.run.dir and hydra.sweep.subdir): each must be a registered name. The env and
 # experiment choices are checked by check_group_choices, the seed is an integer.
@@ -281,7 +304,7 @@ def check_path_parts(argv: list[str]) -> None:
     """Fail in one line, before Hydra creates any folder, on a value that would become a path
     part and is not a known name (``agent.name=../../x`` made Hydra create its run dir outside
     ``runs/`` before the trainer refused the unknown agent)."""
-    from agent import algos
+    from .. import algos
 
     known = algos.names()
     for override in parse_overrides(argv):

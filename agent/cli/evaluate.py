@@ -9,17 +9,20 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from agent.cli.common import check_override_keys, fail, one_line_errors, wants_help
+from .common import check_override_keys, fail, one_line_errors, wants_help
 
 
 @dataclass
 class EvalArgs:
-    checkpoint: str = MISSING  # a run dir (its newest checkpoint) or RUN_DIR/checkpoints/<step>
+    # a run dir (its newest checkpoint), RUN_DIR/checkpoints/<step>, or a population root (every
+    # member, into out/<member folder>/eval.json; out=RUN_DIR: each member's own folder)
+    checkpoint: str = MISSING
     episodes: int = 10  # greedy evaluation episodes
     epsilon: float | None = None  # ε of the evaluation policy (null: the agent's agent.eps_eval)
     # seed of the evaluation envs and of ε draws (null: training's, the run's seed + 10000)
@@ -39,9 +42,9 @@ ConfigStore.instance().store(name="evaluate", node=EvalArgs)
 @hydra.main(config_path=None, config_name="evaluate", version_base="1.3")
 @one_line_errors
 def _hydra_main(args: EvalArgs) -> None:
-    from agent.core.errors import ConfigError
-    from agent.core.threads import configure_torch_threads
-    from agent.learn.evaluate import evaluate
+    from ..api import evaluate
+    from ..core.errors import ConfigError
+    from ..core.threads import configure_torch_threads
 
     if args.torch_threads < 0:
         raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {args.torch_threads}")
@@ -57,17 +60,27 @@ def _hydra_main(args: EvalArgs) -> None:
         max_episode_steps=args.max_episode_steps,
         progress=args.progress,
     )
-    summary = {k: result[k] for k in ("algo", "env_id", "episodes", "return_mean", "return_std")}
-    print(json.dumps(summary))
-    if result.get("video_unsupported"):
-        print(f"warning: video unsupported: {result['video_unsupported']}", file=sys.stderr)
-    print(f"wrote {result['eval_json']}", file=sys.stderr)
+    keys = ("algo", "env_id", "episodes", "return_mean", "return_std")
+    # a population root: every member, one line each
+    for member in result.get("members", [result]):
+        summary = {k: member[k] for k in keys}
+        if "members" in result:
+            summary = {"member": Path(member["checkpoint"]).parent.parent.name, **summary}
+        print(json.dumps(summary))
+        if member.get("video_unsupported"):
+            print(f"warning: video unsupported: {member['video_unsupported']}", file=sys.stderr)
+        print(f"wrote {member['eval_json']}", file=sys.stderr)
+    if "members" in result:
+        print(
+            f"{len(result['members'])} members: median return {result['return_median']:.2f} "
+            f"(range {result['return_min']:.2f} to {result['return_max']:.2f})"
+        )
 
 
 def main() -> None:
     prog = os.path.basename(sys.argv[0]) or "dopa-evaluate"
     if wants_help(sys.argv[1:]):
-        from agent.cli.help import evaluate_help
+        from .help import evaluate_help
 
         print(evaluate_help(prog, EvalArgs))
         sys.exit(0)

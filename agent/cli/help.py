@@ -69,8 +69,8 @@ def compose_for_help(overrides: list[str]) -> Any:
     """The config these overrides select (for the values shown); None if it does not compose."""
     from hydra import compose, initialize_config_dir
 
-    from agent.algos import register_configs
-    from agent.cli.common import CONF_DIR
+    from ..algos import register_configs
+    from .common import CONF_DIR
 
     register_configs()
     kept = [o for o in overrides if "=" in o and not o.startswith(("hydra", "-"))]
@@ -84,9 +84,9 @@ def compose_for_help(overrides: list[str]) -> Any:
 
 
 def train_help(prog: str, overrides: list[str]) -> str:
-    from agent import algos
-    from agent.cli.common import GROUPS, group_options
-    from agent.core import config
+    from .. import algos
+    from ..core import config
+    from .common import GROUPS, group_options
 
     cfg = compose_for_help(overrides)
     agent_name = getattr(getattr(cfg, "agent", None), "name", "qrdqn")

@@ -2,13 +2,18 @@
 
     dopa-probe checkpoint=RUN_DIR [baseline=OTHER_RUN_DIR] [out=DIR]
                [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
-               [scale=auto|X] [states=N] [response=gradient|measured]
+               [scale=auto|X] [response=gradient|measured]
                [slope=linear|hill] [report=true]
+               in a task (not a lab task): [cues=N] [cue_at=E:T,...] [episodes=N]
+               [rollouts=N] [rollout_eps=X] [horizon=N] [bins=N] [protocol=all|recorded]
+               [parallel=N] [states=N]
     dopa-probe data=dabney2020|PATH [out=DIR] [splits=N] [seed=N] [slope=linear|hill]
                [report=true]
     dopa-probe sweep=RUN[,RUN...] [out=DIR] [seed=N]
     dopa-probe study=RUN[,RUN...] [draws=50] [out=DIR] [seed=N] [units=40]
                [responses=gradient,measured] [decode=true|false]
+    dopa-probe population=RUN [baseline=OTHER_POPULATION] [out=DIR]
+               [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
 
 study: the detection study (agent/probes/detection.py): per agent x response model, and for
 the recorded cells, the probability that split-half reliability, cross-validated tau-RP and
@@ -19,6 +24,13 @@ of variable-magnitude runs; a population run counts as one run per member; the h
 ``units`` units (default 40; fewer only when asked for with units=N). An earlier study's
 ``unit_responses.json`` can be given instead of runs. Writes detection.json, detection.md,
 detection.png and unit_responses.json into out (default ./detection_study).
+
+population: every member of a ``train.population=S`` run on a lab task probed
+(agent/probes/population.py), each headline number as median, quartiles and range across the
+members (the paper's "animal" level); ``baseline`` another population (e.g.
+``agent=classical``) for each member's spread ratio. Writes ``population_probe.json`` and
+``population_probe.png`` into ``out`` (default: the population's folder). ``checkpoint=`` given
+a population's folder does the same.
 
 sweep: the noise sweep (agent/probes/sweep.py) of variable-magnitude runs' units, tabular
 distributional and classical populations and the recorded cells as a point: split-half r,
@@ -33,9 +45,19 @@ recorded cells' trial counts and signal-to-noise ratio; a number: noise × rewar
 network instead of its own loss gradient. ``slope=hill`` fits saturating curves for τ.
 ``report=true`` also writes ``report.md`` (every number and figure, side by side with the
 recorded cells and the null models, in the order of the paper's figures). ``scale`` divides the
-errors of quantile-Huber units before clipping (``auto``: no unit saturates). On any other env
-(control, Atari) the probe reads the units over ``states`` visited states instead ("beyond the
-paper": τ against mean standardised reversal point, spread vs ``baseline``).
+errors of quantile-Huber units before clipping (``auto``: no unit saturates).
+
+On any other task (control, MinAtar, Atari) ``checkpoint=`` runs the in-task protocol
+(agent/probes/in_task.py): the agent plays ``episodes`` (3) evaluation episodes; ``cues`` (8)
+cue states come from the top decile of its head's spread (or ``cue_at=episode:step,...``);
+from each, the cloned env is rolled forward ``rollouts`` (215) times with the agent's policy
+(greedy; ``rollout_eps`` adds policy noise) for up to ``horizon`` steps (default: until
+gamma^t < 0.001); each discounted return is one trial for every unit, binned into ``bins`` (7)
+magnitudes, and the paper's pipeline runs unchanged per cue state, decoding against the
+rollouts' empirical distribution. ``baseline=`` (a classical run) is probed at the same cue
+states. ``protocol=recorded``: 40 units, 215 trials, 7 magnitudes, the recorded SNR.
+``states=N`` adds the older state probe (units read at N visited states, no outcomes) as a
+labelled extra. A family that cannot clone its state gives one error line.
 
 (``python scripts/probe.py`` in a checkout is the same command; ``--help`` prints this text.)
 
@@ -57,8 +79,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli.common import one_line_errors, wants_help
-from agent.core.errors import ConfigError
+from ..core.errors import ConfigError
+from ..store.population_root import population_members
+from .common import one_line_errors, wants_help
 
 KEYS = {
     "checkpoint": str,
@@ -81,7 +104,21 @@ KEYS = {
     "units": int,
     "responses": str,
     "decode": str,
+    "population": str,
+    "cues": int,
+    "cue_at": str,
+    "episodes": int,
+    "rollouts": int,
+    "rollout_eps": float,
+    "horizon": int,
+    "bins": int,
+    "protocol": str,
+    "parallel": int,
 }
+# the keys the population mode takes (agent/probes/population.py)
+POPULATION_KEYS = ("population", "baseline", "out", "trials", "noise", "splits", "seed", "device")
+IN_TASK = ("cues", "cue_at", "episodes", "rollouts", "rollout_eps", "horizon", "bins",
+           "protocol", "parallel")  # fmt: skip
 #: split halves and visited states: a few hundred settle the medians (probe.splits defaults
 #: to 100); 10**8 splits hung for hours or ran out of memory
 MAX_COUNTS = {"splits": 100_000, "states": 1_000_000}
@@ -90,6 +127,7 @@ CHOICES = {
     "response": ("gradient", "measured"),
     "slope": ("linear", "hill"),
     "report": ("true", "false"),
+    "protocol": ("all", "recorded"),
     "decode": ("true", "false"),
 }
 STUDY_KEYS = {"study", "draws", "units", "responses", "decode", "out", "seed"}
@@ -118,7 +156,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
     if "out" in args:
-        from agent.cli.common import unwritable
+        from .common import unwritable
 
         problem = unwritable(Path(args["out"]))
         if problem:  # checked before the analysis, which may take minutes
@@ -138,15 +176,37 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     if any(k in args for k in ("draws", "units", "responses", "decode")):
         raise ConfigError("draws=, units=, responses= and decode= belong to study=")
     if "sweep" in args:
-        if "checkpoint" in args or "data" in args:
+        if "checkpoint" in args or "data" in args or "population" in args:
             raise ConfigError("sweep= is a mode of its own; give it without checkpoint= or data=")
         return args
-    if ("checkpoint" in args) == ("data" in args):
+    if "checkpoint" in args and "population" not in args and population_members(args["checkpoint"]):
+        args["population"] = args.pop("checkpoint")  # a population's folder: every member
+    if "population" in args:
+        if "checkpoint" in args or "data" in args:
+            raise ConfigError("population= is a mode of its own; give it without checkpoint=")
+        extra = sorted(set(args) - set(POPULATION_KEYS))
+        if extra:
+            raise ConfigError(
+                f"population= takes {', '.join(POPULATION_KEYS)}; not {', '.join(extra)}"
+            )
+    elif ("checkpoint" in args) == ("data" in args):
         raise ConfigError("give exactly one of checkpoint=RUN_DIR or data=PATH")
     if "data" in args and "baseline" in args:
         raise ConfigError("baseline= compares two agents; it needs checkpoint=, not data=")
-    from agent.probes.noise import parse_noise, parse_trials
+    from ..probes.noise import parse_noise, parse_trials
 
+    if "data" in args and any(k in args for k in IN_TASK + ("states",)):
+        raise ConfigError(f"{', '.join(k for k in IN_TASK if k in args) or 'states'}= probe an "
+                          "agent in its task; they need checkpoint=")  # fmt: skip
+    for key in ("cues", "episodes", "rollouts", "horizon", "parallel"):
+        if key in args and args[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+    if "rollout_eps" in args and not 0.0 <= args["rollout_eps"] <= 1.0:
+        raise ConfigError(f"rollout_eps must be in [0, 1], got {args['rollout_eps']}")
+    if "bins" in args and args["bins"] < 3:
+        raise ConfigError(f"bins must be an integer >= 3, got {args['bins']}")
+    if "cue_at" in args:
+        args["cue_at"] = _cue_list(args["cue_at"])
     for key in ("splits", "states"):
         if key in args and not 1 <= args[key] <= MAX_COUNTS[key]:
             raise ConfigError(
@@ -167,6 +227,19 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     return args
 
 
+def _cue_list(text: str) -> list[tuple[int, int]]:
+    """``"0:12,1:40"`` → [(0, 12), (1, 40)] (episode:step of the evaluation episodes)."""
+    out = []
+    for item in (t for t in text.split(",") if t):
+        e, sep, t = item.partition(":")
+        if not (sep and e.strip().isdigit() and t.strip().isdigit()):
+            raise ConfigError(f"cue_at takes episode:step pairs such as 0:12,1:40, got '{item}'")
+        out.append((int(e), int(t)))
+    if not out:
+        raise ConfigError("cue_at needs at least one episode:step pair")
+    return out
+
+
 def _scale(value: str | None) -> float | str | None:
     return None if value is None else ("auto" if value == "auto" else float(value))
 
@@ -183,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 @one_line_errors
 def _probe(argv: list[str]) -> int:
     args = parse_args(argv)
-    from agent.probes.report import (
+    from ..probes.report import (
         default_out,
         headline,
         probe_checkpoint,
@@ -195,29 +268,46 @@ def _probe(argv: list[str]) -> int:
     if "study" in args:
         return _study(args, argv)
     if "sweep" in args:
-        from agent.results.study import full_sweep
+        from ..results.study import full_sweep
 
         out = args.get("out", "noise_sweep")
         content = full_sweep([r for r in args["sweep"].split(",") if r], out,
                              seed=args.get("seed", 0))  # fmt: skip
-        print(f"recorded cells: noise ratio {content['recorded_noise']['noise_ratio_median']:.2f}")
+        recorded = content["recorded_noise"]["noise_ratio_median"]
+        print(f"recorded cells: noise ratio rho = {recorded:.2f}")
         for name, rho in content["signature_up_to_noise"].items():
+            where = (
+                "at no noise level swept"
+                if rho is None
+                else f"up to rho = {rho:.2f} ({rho / recorded:.2f} x the recorded rho)"
+            )
             print(
-                f"{name}: signature (both median p over splits < 0.01; descriptive, not a "
-                f"test) up to noise ratio {rho}"
+                f"{name}: signature (split-half and tau-RP median p over splits < 0.01; "
+                f"descriptive, not a test) {where}"
             )
         need = content["trials_needed_at_recorded_noise"]["trials_needed"]
-        print(f"trials per magnitude needed at the recorded noise (tabular pair): {need}")
+        shown = "more than the largest count tried" if need is None else str(need)
+        print(f"trials per magnitude needed at the recorded noise (tabular pair): {shown}")
         print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
         return 0
+    if "population" in args:
+        return _probe_population(args)
     slope = args.get("slope", "linear")
+    from tqdm import tqdm
+
+    # a bar over the two stages (tens of seconds each), on a terminal only, cleared after
+    stages = tqdm(total=2, desc="probe", unit="stage", disable=None, leave=False)
+    stages.set_postfix_str("analysis (split halves, decoding)")
     if "data" in args:
         result = probe_data(
             args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0), slope=slope
         )
         run_dir = None
     else:
-        from agent.core.device import resolve_device
+        from ..core.device import resolve_device
+        from ..core.threads import configure_torch_threads
+
+        configure_torch_threads()
 
         kwargs = {
             "trials": args.get("trials"),
@@ -225,16 +315,25 @@ def _probe(argv: list[str]) -> int:
             "splits": args.get("splits"),
             "seed": args.get("seed", 0),
             "scale": _scale(args.get("scale")),
-            "states": args.get("states", 256),
+            "states": args.get("states"),
             "device": str(resolve_device(args.get("device", "cpu"))),
             "response": args.get("response", "gradient"),
             "slope": slope,
+            "in_task": {
+                ("cue_list" if k == "cue_at" else k): args[k] for k in IN_TASK if k in args
+            },
         }
         result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
+    stages.update()
+    stages.set_postfix_str("figures")
     out = default_out(args, run_dir)
     paths = write_report(result, out)
+    stages.update()
+    stages.close()
     print(headline(result))
-    if isinstance(result.get("baseline"), dict) and "split_half" in result["baseline"]:
+    if isinstance(result.get("baseline"), dict) and (
+        "split_half" in result["baseline"] or "summary" in result["baseline"]
+    ):
         print(headline(result["baseline"]))
     dropped = result.get("dropped_cells") or []
     if dropped:
@@ -252,13 +351,47 @@ def _probe(argv: list[str]) -> int:
     return 0
 
 
+def _probe_population(args: dict[str, Any]) -> int:
+    from ..core.device import resolve_device
+    from ..probes.population import probe_population
+
+    summary = probe_population(
+        args["population"],
+        args.get("baseline"),
+        out=args.get("out"),
+        device=str(resolve_device(args.get("device", "cpu"))),
+        trials=args.get("trials"),
+        response_noise=args.get("noise"),
+        n_splits=args.get("splits"),
+        seed=args.get("seed", 0),
+    )
+    stats = summary["across_members"]
+    keys = ["split_half_r", "tau_rp_r", "reversal_spread_rel_sd", "decode_w1"]
+    if "spread_ratio" in stats:
+        keys.append("spread_ratio")
+
+    def shown(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"{len(summary['members'])} members: median [q25, q75] (min..max)")
+    for key in keys:
+        s = stats[key]
+        print(
+            f"  {key:24s} {shown(s['median'])} [{shown(s['q25'])}, {shown(s['q75'])}] "
+            f"({shown(s['min'])}..{shown(s['max'])})"
+        )
+    out = args.get("out") or args["population"]
+    print(f"wrote population_probe.json and population_probe.png in {out}")
+    return 0
+
+
 def _study(args: dict[str, Any], argv: list[str]) -> int:
     import json
     from pathlib import Path
 
-    from agent.core.threads import configure_torch_threads
-    from agent.probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
-    from agent.probes.detection_report import headline_lines, write_detection
+    from ..core.threads import configure_torch_threads
+    from ..probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
+    from ..probes.detection_report import headline_lines, write_detection
 
     configure_torch_threads()
     out = Path(args.get("out", "detection_study"))
@@ -284,3 +417,7 @@ def _study(args: dict[str, Any], argv: list[str]) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

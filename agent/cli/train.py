@@ -2,6 +2,7 @@
 
 dopa-train agent=qrdqn env=cartpole seed=3
 dopa-train -m seed=1,2,3 [hydra/launcher=local|slurm]
+dopa-train -m +search=qrdqn agent=qrdqn      # Optuna search (conf/search/, the optuna extra)
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from agent.algos import register_configs
-from agent.cli.common import (
+from ..algos import register_configs
+from .common import (
     CONF_DIR,
     KeepHydraRecord,
+    check_default_run_dir,
     check_group_choices,
     check_override_keys,
     check_path_parts,
@@ -33,12 +35,13 @@ register_configs()
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 @one_line_errors
-def _hydra_main(cfg: DictConfig) -> None:
-    from agent.loop.train import main_entry  # torch loads after the config is known to be valid
+def _hydra_main(cfg: DictConfig) -> float:
+    from ..loop.train import main_entry  # torch loads after the config is known to be valid
 
     if not _CHECKED_BEFORE_HYDRA:  # a multirun job, or a command with Hydra flags
         check_config(cfg)
-    main_entry(cfg)
+    # the final evaluation return: what a sweeper optimises (hydra/sweeper=optuna, conf/search/)
+    return float(main_entry(cfg)["eval_return_mean"])
 
 
 _CHECKED_BEFORE_HYDRA = False
@@ -46,8 +49,8 @@ _CHECKED_BEFORE_HYDRA = False
 
 def check_config(cfg: DictConfig) -> None:
     """Values and resource estimates (memory, env count) of a composed config; ConfigError."""
-    from agent import algos
-    from agent.learn.resources import check_resources
+    from .. import algos
+    from ..learn.resources import check_resources
 
     algos.validate(cfg)
     check_resources(cfg)  # from estimates, before any large allocation
@@ -78,7 +81,7 @@ def check_before_hydra(argv: list[str]) -> bool:
 def main() -> None:
     prog = os.path.basename(sys.argv[0]) or "dopa-train"
     if wants_help(sys.argv[1:]):
-        from agent.cli.help import train_help
+        from .help import train_help
 
         print(train_help(prog, sys.argv[1:]))
         sys.exit(0)
@@ -86,6 +89,7 @@ def main() -> None:
     check_override_keys(sys.argv, run_schema(sys.argv), groups=config_groups())
     check_path_parts(sys.argv)
     check_run_dir_override(sys.argv)
+    check_default_run_dir(sys.argv)
     sys.argv = add_env_kwargs(sys.argv)
     global _CHECKED_BEFORE_HYDRA
     _CHECKED_BEFORE_HYDRA = check_before_hydra(sys.argv)

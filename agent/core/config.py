@@ -15,9 +15,8 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from agent.core.errors import ConfigError
+from .errors import ConfigError
 
-ENV_FAMILIES = ("control", "atari", "lab")
 TORSOS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")  # agent/learn/compiled.py
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # agent/core/device.py
@@ -60,13 +59,19 @@ class AgentConfig:
     max_grad_norm: float | None = 10.0  # global gradient-norm clip (null: none)
     double_dqn: bool = False  # the online net picks the bootstrap action
     update_mode: str = "auto"  # auto | eager | compile | cudagraph (agent/learn/compiled.py)
+    # Units that keep their own code through a shared torso (beyond the paper, docs/results.md):
+    # head_detach: the units learn on a stop-gradient of the torso's features and the torso
+    # learns from a separate scalar value head's TD loss on the mean (the units' loss never
+    # reaches it); unit_hidden=K: every unit gets a hidden layer of K of its own (0: none).
+    head_detach: bool = False
+    unit_hidden: int = 0
 
 
 @dataclass
 class EnvConfig:
     """Environment family and its settings. ``id`` takes any gymnasium id (discrete actions)."""
 
-    family: str = "control"  # control (gymnasium) | atari (ale-py) | lab (dopamine tasks)
+    family: str = "control"  # registered in agent/envs/families/: control, lab, atari, minatar
     id: str = "CartPole-v1"  # gymnasium id (family control/lab)
     game: str | None = None  # ALE ROM name (family=atari)
     num_envs: int = 4  # training envs stepped together
@@ -98,6 +103,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept
     log_every_env_steps: int = 1_000  # TensorBoard / console scalars period
     progress: bool = True  # tqdm progress bar on the console
+    # one greedy episode to RUN_DIR/videos/step_<N>.mp4 every N env steps (0: none; the video
+    # extra; envs without rendering, the lab tasks, warn once and record nothing)
+    video_every_env_steps: int = 0
     # S independent agents in one process (seeds seed..seed+S-1), or a list of their seeds:
     # agent/learn/population.py; 1 = the ordinary single run
     population: Any = 1
@@ -179,13 +187,12 @@ def suggest(value: str, options: list[str] | tuple[str, ...]) -> str:
 
 
 def validate(cfg: Config | DictConfig) -> None:
-    """Check the values every run shares that a schema cannot: ranges, env families, devices.
+    """Check the values every run shares that a schema cannot: ranges and devices (the env
+    family and its keys: ``agent.envs.validate``).
 
     Raises ConfigError (one line). The agent's own keys are checked by its algorithm
     (``agent.algos.validate`` runs both)."""
     a, e, t = cfg.agent, cfg.env, cfg.train
-    if e.family not in ENV_FAMILIES:
-        raise ConfigError(f"unknown env.family '{e.family}'; expected one of {ENV_FAMILIES}")
     positive = {
         "train.total_env_steps": t.total_env_steps,
         "train.eval_every_env_steps": t.eval_every_env_steps,
@@ -210,6 +217,9 @@ def validate(cfg: Config | DictConfig) -> None:
             raise ConfigError(f"{key} must be a positive integer, got {value}")
     if a.learning_starts < 0:
         raise ConfigError(f"agent.learning_starts must be >= 0, got {a.learning_starts}")
+    if t.video_every_env_steps < 0:
+        every = t.video_every_env_steps
+        raise ConfigError(f"train.video_every_env_steps must be >= 0 (0: no videos), got {every}")
     for key in ("eps_start", "eps_end", "eps_eval"):
         v = getattr(a, key)
         if not 0.0 <= v <= 1.0:
@@ -301,6 +311,10 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
     if any(type(h) is not int or not 0 < h <= MAX_LAYER_UNITS for h in hidden):
         raise ConfigError(
             f"agent.hidden must list layer sizes in [1, {MAX_LAYER_UNITS}], got {hidden}"
+        )
+    if not 0 <= a.unit_hidden <= MAX_LAYER_UNITS:
+        raise ConfigError(
+            f"agent.unit_hidden must be in [0, {MAX_LAYER_UNITS}], got {a.unit_hidden}"
         )
     for key in ("num_units", "iqn_embedding_dim", "iqn_num_taus", "iqn_num_taus_act"):
         value = getattr(a, key, 0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from agent.core.config import PRECISIONS
-from agent.core.errors import ConfigError
+from .config import PRECISIONS
+from .errors import ConfigError
 
 
 def resolve_device(choice: str) -> torch.device:

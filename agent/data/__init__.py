@@ -1,13 +1,13 @@
 """Recorded-cell data: the tidy cell table and the Uchida-lab importer."""
 
-from agent.data.tidy import (
+from .tidy import (
     NAMED_TABLES,
     PACKAGED_TABLE,
     load_cell_table,
     resolve_table,
     validate_table,
 )
-from agent.data.uchida import import_file, import_folder
+from .uchida import import_file, import_folder
 
 __all__ = [
     "NAMED_TABLES",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.core.errors import DataError
+from ..core.errors import DataError
 
 REQUIRED_COLUMNS = ("cell", "magnitude", "response")
 OPTIONAL_COLUMNS = ("cued", "trial", "baseline")  # baseline: pre-stimulus rate
@@ -146,12 +146,12 @@ def load_cell_table(path: str | Path) -> pd.DataFrame:
         known = ", ".join(NAMED_TABLES)
         raise DataError(f"cell table not found: {path} (shipped data sets by name: {known})")
     if path.is_dir():
-        from agent.data.uchida import import_folder
+        from .uchida import import_folder
 
         return validate_table(import_folder(path), str(path))
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        from agent.data.uchida import import_file
+        from .uchida import import_file
 
         return validate_table(import_file(path), str(path))
     if path.stat().st_size == 0:

@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.io
 import scipy.signal
 
-from agent.core.errors import DataError
+from ..core.errors import DataError
 
 #: Reward sizes (µl) by magnitude index 1..7.
 MAGNITUDES_UL = np.array([0.1, 0.3, 1.2, 2.5, 5.0, 10.0, 20.0])

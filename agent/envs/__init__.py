@@ -1,13 +1,15 @@
-"""``make_env(cfg)``: one batched interface (``VecEnv``) for every env family."""
+"""``make_env(cfg)``: one batched interface (``VecEnv``) for every env family; each family's
+capabilities in one record (``agent.envs.registry``, families in ``agent/envs/families/``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from agent.core.errors import ConfigError
-from agent.envs.base import VecEnv, VecStep
+from . import families  # noqa: F401  (registers the built-in families)
+from .base import VecEnv, VecStep
+from .registry import EnvFamily, family_of, validate
 
-__all__ = ["VecEnv", "VecStep", "make_env"]
+__all__ = ["EnvFamily", "VecEnv", "VecStep", "family_of", "make_env", "validate"]
 
 
 def make_env(
@@ -17,34 +19,4 @@ def make_env(
 
     ``evaluation=True`` gives the evaluation variant: unclipped rewards, no episodic life.
     """
-    family = env_cfg.family
-    if family in ("control", "lab"):
-        if family == "lab":
-            import agent.envs.lab_tasks  # noqa: F401  (registers the dopa/* ids)
-        from agent.envs.control import GymVecEnv
-
-        return GymVecEnv(env_cfg.id, num_envs, kwargs=dict(env_cfg.kwargs), render=render)
-    if family == "atari":
-        try:
-            from agent.envs.atari import AtariVecEnv
-        except ImportError as err:
-            raise ConfigError(
-                f"env.family=atari needs ale-py: pip install 'dopa-rl[atari]' ({err})"
-            ) from None
-        if not env_cfg.game:
-            raise ConfigError("env.game must name an ALE ROM for env.family=atari, e.g. pong")
-        return AtariVecEnv(
-            env_cfg.game,
-            num_envs,
-            sticky_action_prob=env_cfg.sticky_action_prob,
-            frame_skip=env_cfg.frame_skip,
-            frame_stack=env_cfg.frame_stack,
-            noop_max=env_cfg.noop_max,
-            episodic_life=env_cfg.episodic_life and not evaluation,
-            full_action_space=env_cfg.full_action_space,
-            max_episode_frames=env_cfg.max_episode_frames,
-            clip_rewards=env_cfg.clip_rewards and not evaluation,
-            num_threads=env_cfg.num_threads,
-            render=render,
-        )
-    raise ConfigError(f"unknown env.family '{family}'")
+    return family_of(env_cfg).make(env_cfg, num_envs, evaluation, render)

@@ -50,9 +50,9 @@ from ale_py import roms
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.vector import AutoresetMode
 
-from agent.core.errors import ConfigError
-from agent.envs.base import VecEnv, VecStep
-from agent.envs.hns import squash_game_name
+from ..core.errors import ConfigError
+from .base import VecEnv, VecStep
+from .hns import squash_game_name
 
 # ALE screens are 210 × 160 RGB; the network sees 84 × 84 grayscale.
 _SCREEN_HEIGHT, _SCREEN_WIDTH = 210, 160

@@ -13,8 +13,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agent.core.errors import ConfigError
-from agent.envs.base import VecEnv, VecStep
+from ..core.errors import ConfigError
+from .base import VecEnv, VecStep
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:

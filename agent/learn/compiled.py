@@ -48,9 +48,9 @@ from typing import Any
 
 import torch
 
-from agent.core.config import UPDATE_MODES
-from agent.core.errors import ConfigError
-from agent.replay.buffer import Batch
+from ..core.config import UPDATE_MODES
+from ..core.errors import ConfigError
+from ..replay.buffer import Batch
 
 _FIELDS = ("obs", "action", "reward", "discount", "next_obs")
 

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.algos import from_container, validate
-from agent.core.config import check_device, check_seed
-from agent.core.device import resolve_device
-from agent.core.errors import CheckpointError, ConfigError
-from agent.envs import VecEnv, make_env
-from agent.learn.learner import Learner
-from agent.store.checkpoint import load_checkpoint
+from .. import envs
+from ..algos import from_container, validate
+from ..core.config import check_device, check_seed
+from ..core.device import resolve_device
+from ..core.errors import CheckpointError, ConfigError
+from ..envs import VecEnv, make_env
+from ..store.checkpoint import load_checkpoint
+from .learner import Learner
 
 
 def evaluate_policy(
@@ -54,14 +55,11 @@ def evaluate_policy(
 
 def cap_episodes(cfg: Any, max_episode_steps: int) -> None:
     """Cut every episode of ``cfg``'s env at ``max_episode_steps`` agent steps (truncation, as
-    the env's own time limit does): ALE counts frames (``env.max_episode_frames``, frame_skip
-    per step), gymnasium ids take ``max_episode_steps`` in ``gymnasium.make``."""
+    the env's own time limit does), the way the env family sets it (ALE counts frames,
+    gymnasium ids take ``max_episode_steps`` in ``gymnasium.make``)."""
     if type(max_episode_steps) is not int or max_episode_steps < 1:
         raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps}")
-    if cfg.env.family == "atari":
-        cfg.env.max_episode_frames = max_episode_steps * int(cfg.env.frame_skip)
-    else:
-        cfg.env.kwargs["max_episode_steps"] = max_episode_steps
+    envs.family_of(cfg.env).cap_episode_steps(cfg.env, max_episode_steps)
 
 
 def load_agent(
@@ -74,6 +72,7 @@ def load_agent(
     try:
         cfg = from_container(state["config"])
         validate(cfg)
+        envs.validate(cfg)
     except ConfigError as err:
         raise CheckpointError(
             f"checkpoint '{folder}' holds a config that does not validate: {err}"
@@ -84,7 +83,10 @@ def load_agent(
     if bad:
         raise CheckpointError(f"checkpoint '{folder}' has non-finite weights in {bad[0]}")
     env = make_env(cfg.env, num_envs=1, evaluation=True)
-    learner = Learner(cfg.agent, env.observation_shape, env.num_actions, device)
+    torso = envs.family_of(cfg.env).torso
+    learner = Learner(
+        cfg.agent, env.observation_shape, env.num_actions, device, default_torso=torso
+    )
     env.close()
     try:
         learner.online.load_state_dict(tensors["model"])
@@ -169,17 +171,9 @@ def evaluate(
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
     }
-    if cfg.env.family == "atari":
-        from agent.envs.hns import human_normalized_score
-
-        result["game"] = cfg.env.game
-        result["sticky_action_prob"] = cfg.env.sticky_action_prob
-        try:
-            result["human_normalized_score"] = human_normalized_score(
-                cfg.env.game, result["return_mean"]
-            )
-        except (KeyError, ValueError):
-            result["human_normalized_score"] = None
+    extras = envs.family_of(cfg.env).evaluation_extras
+    if extras is not None:  # e.g. Atari's human-normalised score
+        result.update(extras(cfg.env, result["return_mean"]))
     eval_json = out_dir / "eval.json"
     if video:
         result["video"] = None
@@ -218,8 +212,9 @@ def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: i
         from moviepy import ImageSequenceClip
     except ImportError:
         raise ConfigError("video=true needs moviepy: pip install 'dopa-rl[video]'") from None
-    if cfg.env.family == "lab":
-        raise VideoUnsupported(f"the lab task '{cfg.env.id}' has no rendering")
+    family = envs.family_of(cfg.env)
+    if family.video_fps is None:
+        raise VideoUnsupported(f"env '{family.display_id(cfg.env)}' has no rendering")
     try:
         env = make_env(cfg.env, num_envs=1, evaluation=True, render=True)
         obs = env.reset(seed=seed)
@@ -239,6 +234,5 @@ def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: i
     frames = [f for f in frames if f is not None]
     if not frames:
         raise VideoUnsupported(f"env '{cfg.env.id}' rendered no frames")
-    fps = 50 if cfg.env.family != "atari" else 60 // max(cfg.env.frame_skip, 1)
-    ImageSequenceClip(frames, fps=fps).write_videofile(str(path), logger=None)
+    ImageSequenceClip(frames, fps=family.video_fps(cfg.env)).write_videofile(str(path), logger=None)
     return path

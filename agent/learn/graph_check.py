@@ -35,7 +35,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from agent.replay.buffer import Batch
+from ..replay.buffer import Batch
 
 # ops that read device memory on the host: a CUDA graph capture fails on them
 HOST_READS = {
@@ -114,7 +114,7 @@ class _Stream:
 def emulated_cuda_graphs() -> Iterator[None]:
     """Run ``GraphedUpdate``, ``GraphedSampleUpdate`` and ``GraphedAct`` on the CPU (see the
     module doc); everything is put back on exit."""
-    from agent.learn import compiled
+    from . import compiled
 
     stream = _Stream()
     with contextlib.ExitStack() as stack:
@@ -200,7 +200,7 @@ MODES = ("eager", "eager_capturable", "cudagraph")
 
 
 def _update_fn(learner: Any, mode: str) -> Callable[[Batch], dict[str, torch.Tensor]]:
-    from agent.learn.compiled import GraphedUpdate, hold_lr_in_tensors, make_capturable
+    from .compiled import GraphedUpdate, hold_lr_in_tensors, make_capturable
 
     if mode == "eager":
         return learner.update

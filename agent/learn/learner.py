@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from agent import algos
-from agent.nn.networks import QNetwork, build_network
-from agent.replay.buffer import Batch
-from agent.store.schema import OPTIMIZER_DEVICE_KEYS
+from .. import algos
+from ..nn.networks import QNetwork, build_network
+from ..replay.buffer import Batch
+from ..store.schema import OPTIMIZER_DEVICE_KEYS
 
 
 class Learner:
@@ -28,14 +28,19 @@ class Learner:
         num_actions: int,
         device: torch.device | str,
         seed: int = 0,
+        default_torso: str = "auto",
     ) -> None:
+        """``default_torso``: the torso ``agent.torso=auto`` builds (the env family's; ``auto``
+        picks from the observation shape)."""
         self.cfg = agent_cfg
         self.device = device = torch.device(device)
         self.algo = algos.make(agent_cfg, device)
         self.name = self.algo.name
         self.num_actions = num_actions
         torch.manual_seed(seed)  # network initialisation
-        self.online = build_network(agent_cfg, obs_shape, num_actions, self.algo.build_head)
+        self.online = build_network(
+            agent_cfg, obs_shape, num_actions, self.algo.build_head, default_torso
+        )
         self.online.to(device)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
@@ -94,7 +99,12 @@ class Learner:
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The batch mean of the algorithm's per-sample loss, and its metric."""
         loss = self.algo.loss(self.online, self.target, batch, self.generator).mean()
-        return loss, {f"loss/{self.algo.loss_name}": loss.detach()}
+        metrics = {f"loss/{self.algo.loss_name}": loss.detach()}
+        if self.online.value_head is not None:
+            value = value_loss(self, batch).mean()
+            metrics["loss/value_head"] = value.detach()
+            loss = loss + value
+        return loss, metrics
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step; returns detached metric tensors (no host sync)."""
@@ -147,6 +157,18 @@ class Learner:
         load_optimizer_state(self.optimizer, tensors["optimizer"], meta["optimizer"])
         self.generator.set_state(tensors["rng"]["learner_generator"].cpu())
         self.updates = int(meta["updates"])
+
+
+def value_loss(learner: Learner, batch: Batch) -> torch.Tensor:
+    """The torso's own learning signal under ``agent.head_detach``: a scalar TD loss
+    ½·(V(x, a) − y)², y = r + γⁿ·Q̄(x', a*) with Q̄ the mean of the target network's units (the
+    algorithm's Q read-out) and a* its greedy action, per sample [B]. Only this reaches the
+    torso; the units learn on a stop-gradient of its features."""
+    v = learner.online.values(batch.obs).gather(1, batch.action[:, None])[:, 0]
+    with torch.no_grad():
+        q_next = learner.q_values(learner.target, batch.next_obs).max(dim=1).values
+        y = batch.reward + batch.discount * q_next
+    return 0.5 * (v - y) ** 2
 
 
 def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:

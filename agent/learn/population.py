@@ -25,15 +25,14 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from agent.core.errors import ConfigError
-from agent.learn.learner import Learner
-from agent.nn.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
-from agent.replay.buffer import Batch
+from ..core.errors import ConfigError
+from ..envs import family_of, registry
+from ..nn.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
+from ..replay.buffer import Batch
+from .learner import Learner
 
 #: agents whose population update is written and tested (tests/test_population.py)
 SUPPORTED_AGENTS = ("dqn", "qrdqn", "iqn", "erdqn", "c51", "classical")
-#: env families a population runs on (Atari: one ALE pool and frame replay per member, untested)
-SUPPORTED_FAMILIES = ("control", "lab")
 
 
 def population_seeds(population: Any, seed: int) -> list[int]:
@@ -67,10 +66,11 @@ def check_supported(cfg: Any) -> None:
             f"train.population > 1 does not support agent={cfg.agent.name} yet "
             f"(supported: {', '.join(SUPPORTED_AGENTS)})"
         )
-    if cfg.env.family not in SUPPORTED_FAMILIES:
+    if not family_of(cfg.env).population:  # declared by each family (agent/envs/families/)
+        supported = [n for n in registry.names() if registry.get(n).population]
         raise ConfigError(
             f"train.population > 1 does not support env.family={cfg.env.family} yet "
-            f"(supported: {', '.join(SUPPORTED_FAMILIES)})"
+            f"(supported: {', '.join(supported)})"
         )
     if cfg.precision == "bf16":
         raise ConfigError(
@@ -187,6 +187,9 @@ class Population:
         device: torch.device | str,
         seeds: list[int],
     ) -> None:
+        if getattr(agent_cfg, "head_detach", False):
+            # its value-head loss lives in Learner.loss, which the stacked update does not run
+            raise ConfigError("agent.head_detach is not supported by population training")
         self.cfg = agent_cfg
         self.device = torch.device(device)
         self.seeds = list(seeds)

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from agent.core.errors import ConfigError
-from agent.core.limits import gib, memory_room
-from agent.core.threads import allowed_cpus
+from ..core.errors import ConfigError
+from ..core.limits import gib, memory_room
+from ..core.threads import allowed_cpus
 
 #: loss-side tensors live a few times over (the pairwise differences, their absolute value,
 #: the Huber/expectile terms, the asymmetric weights, and their gradients in the backward pass)
@@ -64,7 +64,7 @@ def _obs_info(cfg: Any) -> tuple[tuple[int, ...], int, str, int]:
     """Observation shape, bytes per element, kind and action count, from one env instance."""
     import numpy as np
 
-    from agent.envs import make_env
+    from ..envs import make_env
 
     env = make_env(cfg.env, num_envs=1)
     try:
@@ -82,8 +82,8 @@ def _obs_info(cfg: Any) -> tuple[tuple[int, ...], int, str, int]:
 def _network(cfg: Any, obs_shape: tuple[int, ...], num_actions: int) -> tuple[int, int]:
     """Parameter count and torso width of the agent's network, built on the meta device (no
     memory is allocated for its weights)."""
-    from agent import algos
-    from agent.nn.networks import build_network
+    from .. import algos
+    from ..nn.networks import build_network
 
     algo = algos.make(cfg.agent, torch.device("cpu"))
     with torch.device("meta"):
@@ -94,7 +94,7 @@ def _network(cfg: Any, obs_shape: tuple[int, ...], num_actions: int) -> tuple[in
 
 def _per_update(cfg: Any, num_actions: int, torso_width: int) -> int:
     """Bytes of one update's largest tensors (forward and backward) for one member."""
-    from agent import algos
+    from .. import algos
 
     a = cfg.agent
     b = int(a.batch_size)
@@ -129,8 +129,8 @@ def _replay(cfg: Any, obs_shape: tuple[int, ...], dtype_bytes: int, kind: str) -
 def estimate(cfg: Any) -> Estimate:
     """The run's memory by part, from its config (one env is built to read the observation
     shape; the network is built on the meta device)."""
-    from agent.core.device import resolve_device
-    from agent.learn.population import population_seeds
+    from ..core.device import resolve_device
+    from .population import population_seeds
 
     population = cfg.train.population
     if isinstance(population, int) and not isinstance(population, bool):

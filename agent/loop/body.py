@@ -21,17 +21,19 @@ member) but no longer recorded; so is a member that had finished before a restar
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from agent.learn.population import Population
-from agent.loop import hooks
-from agent.loop.hooks import DivergenceWatch, Hook, MetricSums, next_multiple
-from agent.loop.overlap import BackgroundEvaluation, HostDeviceLink
-from agent.loop.run import Run, TrainState, epsilon_at, updates_due
-from agent.replay.buffer import Batch
+from ..learn.population import Population
+from ..replay.buffer import Batch
+from . import hooks
+from .hooks import DivergenceWatch, Hook, MetricSums, next_multiple
+from .logging import member_logs
+from .overlap import BackgroundEvaluation, HostDeviceLink
+from .run import Run, TrainState, epsilon_at, updates_due
 
 
 @dataclass
@@ -188,12 +190,14 @@ def train_cohort(
                 logger.accumulate(member_sums, count)
         for k in cohort.live():
             states[k].epsilon, states[k].obs = epsilon, obs[k]
-            for job in cohort.side_jobs[k]:
-                job.after_step(runs[k], states[k], divergence[k])
-            if states[k].stop:
-                stopped[k] = True
-                if on_stop is not None:
-                    on_stop(k)
+            # a population member's log lines start with its folder name
+            with member_logs(runs[k].run_dir.name) if cohort.size > 1 else nullcontext():
+                for job in cohort.side_jobs[k]:
+                    job.after_step(runs[k], states[k], divergence[k])
+                if states[k].stop:
+                    stopped[k] = True
+                    if on_stop is not None:
+                        on_stop(k)
         if received and cohort.live():  # (all stopped: the run is complete, nothing to save)
             hooks.checkpoint_and_exit(runs, states, cohort.live(), received[0])
     return obs

@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
-from agent.learn.evaluate import evaluate_policy
-from agent.loop.run import Run, TrainState
-from agent.loop.unit_values import fixed_states, log_unit_values
-from agent.replay.buffer import Batch
-from agent.store.resume import resolve_source
-from agent.store.run_state import RunObjects, restore_run_state, save_run_state
+from ..core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
+from ..envs import family_of
+from ..learn.evaluate import evaluate_policy
+from ..replay.buffer import Batch
+from ..store.resume import resolve_source
+from ..store.run_state import RunObjects, restore_run_state, save_run_state
+from .run import Run, TrainState
+from .unit_values import fixed_states, log_unit_values
 
 log = logging.getLogger("agent")
 
@@ -227,6 +228,42 @@ class Progress(Hook):
             run.logger.progress(state.env_steps)
 
 
+class Video(Periodic):
+    """One greedy episode rendered to ``RUN_DIR/videos/step_<N>.mp4`` every
+    ``train.video_every_env_steps`` (:func:`agent.learn.evaluate.record_video`: its own env and
+    seed, so training's random streams are untouched). An env that cannot render says so once
+    and records nothing more."""
+
+    def __init__(self, every: int, start_step: int) -> None:
+        super().__init__(every, start_step)
+        self.unsupported = False
+        import importlib.util
+
+        from ..core.errors import ConfigError
+
+        if importlib.util.find_spec("moviepy") is None:  # before training, not at the first video
+            raise ConfigError(
+                "train.video_every_env_steps needs moviepy: pip install 'dopa-rl[video]'"
+            )
+
+    def enabled(self, state: TrainState) -> bool:
+        return not self.unsupported
+
+    def fire(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
+        from ..learn.evaluate import VideoUnsupported, record_video
+
+        folder = run.run_dir / "videos"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"step_{state.env_steps}.mp4"
+        try:
+            record_video(run.learner, run.cfg, path, run.cfg.agent.eps_eval, run.cfg.seed)
+        except VideoUnsupported as err:
+            self.unsupported = True
+            log.warning("train.video_every_env_steps: %s; no videos", err)
+            return
+        log.info("video at env step %d: %s", state.env_steps, path)
+
+
 class Checkpointing(Periodic):
     """A checkpoint every interval (not when the run stops now: ``finish`` writes that one)."""
 
@@ -302,8 +339,8 @@ def evaluation_result(
     states = fixed_states(run.run_dir, obs, cfg.logger.probe_states)
     if states is not None:  # the greedy action's return distribution at fixed states
         log_unit_values(run.learner, run.logger, states, env_step)
-    if cfg.env.family == "lab" and cfg.probe.enabled:
-        from agent.probes.agent_cells import log_probe
+    if family_of(cfg.env).lab_task and cfg.probe.enabled:
+        from ..probes.agent_cells import log_probe
 
         log_probe(cfg, run.learner, run.logger, env_step)
     return result
@@ -361,11 +398,12 @@ def _params_finite(run: Run) -> bool:
 
 def replay_in_checkpoint(cfg: Any, final: bool) -> bool:
     """Whether a checkpoint holds the replay: ``checkpoint.replay`` and ``replay_when``
-    (``final``: pre-emption and the end only; ``auto``: that on Atari, every one otherwise)."""
+    (``final``: pre-emption and the end only; ``auto``: the family's checkpoint policy, final
+    on Atari, every one otherwise)."""
     c = cfg.checkpoint
     when = c.replay_when
     if when == "auto":
-        when = "final" if cfg.env.family == "atari" else "always"
+        when = "always" if family_of(cfg.env).replay_in_periodic_checkpoints else "final"
     return bool(c.replay) and (final or when == "always")
 
 

@@ -15,8 +15,12 @@ import csv
 import json
 import logging
 import math
+import os
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,8 +37,14 @@ SCALARS_CSV = "scalars.csv"
 SOLVED_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
 
 
-def _append_csv(path: Path, header: list[str]) -> tuple[IO[str], Any]:
-    """A CSV opened for appending (a resumed run continues its file), with the header once."""
+def _append_csv(path: Path, header: list[str], start_step: int) -> tuple[IO[str], Any]:
+    """A CSV opened for appending (a resumed run continues its file), with the header once.
+
+    Rows past ``start_step`` (the step the run resumes from) were written after the checkpoint
+    it resumes from and will be written again, so they are dropped first (the file is rewritten
+    atomically); so is a last line cut short by a kill."""
+    if path.is_file() and path.stat().st_size > 0:
+        _drop_rows_after(path, start_step)
     new = not path.is_file() or path.stat().st_size == 0
     f = open(path, "a", newline="")  # noqa: SIM115  (closed by RunLogger.close)
     writer = csv.writer(f)
@@ -43,17 +53,58 @@ def _append_csv(path: Path, header: list[str]) -> tuple[IO[str], Any]:
     return f, writer
 
 
+def _drop_rows_after(path: Path, step: int) -> None:
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # a row cut short by a kill
+    kept = lines[:1]
+    for line in lines[1:]:
+        first = line.split(",", 1)[0]
+        if first.isdigit() and int(first) <= step:
+            kept.append(line)
+    if "".join(kept) != text:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+
+
+# the population member whose hooks run now: its log lines start with its folder name
+_member: ContextVar[str | None] = ContextVar("dopa_member", default=None)
+
+
+class _MemberPrefix(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        label = _member.get()
+        if label and not str(record.msg).startswith(label):
+            record.msg = f"{label}: {record.msg}"
+        return True
+
+
+@contextmanager
+def member_logs(label: str) -> Iterator[None]:
+    """Prefix the ``agent`` logger's lines with ``label`` (a population member's folder name)
+    while the block runs."""
+    if not any(isinstance(f, _MemberPrefix) for f in log.filters):
+        log.addFilter(_MemberPrefix())
+    token = _member.set(label)
+    try:
+        yield
+    finally:
+        _member.reset(token)
+
+
 def start_wandb(run_dir: Path, cfg: Any) -> Any:
     """Start a Weights & Biases run that syncs the TensorBoard events (``logger.wandb=true``).
     Imported only when asked: wandb is an optional dependency."""
-    from agent.core.errors import ConfigError
+    from ..core.errors import ConfigError
 
     try:
         import wandb
     except ImportError:
-        raise ConfigError("logger.wandb=true needs wandb: pip install wandb") from None
+        raise ConfigError("logger.wandb=true needs wandb: pip install 'dopa-rl[wandb]'") from None
     lc = cfg.logger
-    from agent.core.config import to_container
+    from ..core.config import to_container
 
     return wandb.init(
         project=lc.wandb_project,
@@ -108,9 +159,9 @@ class RunLogger:
         self.solved_at: int | None = None
         self._csv: tuple[IO[str], Any] | None = None
         if scalars_csv:
-            self._csv = _append_csv(run_dir / SCALARS_CSV, ["env_step", "tag", "value"])
+            self._csv = _append_csv(run_dir / SCALARS_CSV, ["env_step", "tag", "value"], start_step)
         self._evals = _append_csv(
-            run_dir / EVALS_CSV, ["env_step", "return_mean", "return_std", "episodes"]
+            run_dir / EVALS_CSV, ["env_step", "return_mean", "return_std", "episodes"], start_step
         )
 
     # -- scalars -------------------------------------------------------------------------

@@ -31,19 +31,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.config import OVERLAP_MODES
-from agent.core.errors import ConfigError
-from agent.loop.hooks import Evaluation, MemberDivergence, evaluation_result
-from agent.loop.run import Run, TrainState
+from ..core.config import OVERLAP_MODES
+from ..core.errors import ConfigError
+from ..envs import registry as env_families
+from .hooks import Evaluation, MemberDivergence, evaluation_result
+from .run import Run, TrainState
 
 
 def overlap_enabled(mode: str, device: torch.device, env_family: str, deterministic: bool) -> bool:
-    """Whether ``train.overlap=mode`` runs the overlapped loop (``auto``: CUDA + Atari, not
-    deterministic); raises ``ConfigError`` for an unknown mode."""
+    """Whether ``train.overlap=mode`` runs the overlapped loop (``auto``: on CUDA, for a family
+    whose envs step outside Python (Atari), not deterministic); raises ``ConfigError`` for an
+    unknown mode."""
     if mode not in OVERLAP_MODES:
         raise ConfigError(f"train.overlap must be one of {', '.join(OVERLAP_MODES)}, got '{mode}'")
     if mode == "auto":
-        return device.type == "cuda" and env_family == "atari" and not deterministic
+        outside = env_families.get(env_family).steps_outside_python
+        return device.type == "cuda" and outside and not deterministic
     return mode == "on"
 
 

@@ -8,8 +8,8 @@ conductor (``agent.loop.train.run``) runs them like a single run, through the sa
 Every member folder ``member_<k>_s<seed>/`` is an ordinary run dir (config.json, tb/,
 checkpoints/ in the single-run format, summary.json) that ``scripts/evaluate.py``,
 ``scripts/probe.py`` and ``scripts/aggregate.py`` open unchanged. The population folder holds
-``population.json`` (seeds, member folders and their summaries), never a ``summary.json``,
-so aggregation counts each member once.
+``population.json`` (seeds, member folders and their summaries) and a ``summary.json`` across
+the members that names them (``member_dirs``), so aggregation counts each member once.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import CheckpointError, ConfigError
-from agent.envs import VecEnv, make_env
-from agent.learn.population import Population, population_seeds
-from agent.loop import hooks
-from agent.loop.run import Run, TrainState, make_replay
-from agent.store.checkpoint import has_checkpoint, list_checkpoints, prune_checkpoints
+from ..core.errors import CheckpointError, ConfigError
+from ..envs import VecEnv, make_env
+from ..learn.population import Population, population_seeds
+from ..store.checkpoint import has_checkpoint, list_checkpoints, prune_checkpoints
+from ..store.population_root import root_summary, write_root_summary
+from . import hooks
+from .run import Run, TrainState, make_replay
 
 log = logging.getLogger("agent")
 
@@ -251,4 +252,10 @@ def write_population_summary(
     }
     with open(run_dir / "population.json", "w") as f:
         json.dump(summary, f, indent=1)
+    # the root's summary.json across members (agent/store/population_root.py): aggregate reads
+    # its members, evaluate and probe take each member
+    write_root_summary(
+        run_dir,
+        root_summary(summary["algo"], summary["env_id"], seeds, summary["member_dirs"], members),
+    )
     return summary

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.config import to_container
-from agent.envs import VecEnv
-from agent.learn.compiled import ActFn, GraphedSampleUpdate, UpdateFn
-from agent.learn.learner import Learner
-from agent.loop.logging import RunLogger, start_wandb
-from agent.replay.buffer import Replay, ReplayBuffer
-from agent.replay.frames import FrameReplayBuffer
+from ..core.config import to_container
+from ..envs import VecEnv
+from ..learn.compiled import ActFn, GraphedSampleUpdate, UpdateFn
+from ..learn.learner import Learner
+from ..replay.buffer import Replay, ReplayBuffer
+from ..replay.frames import FrameReplayBuffer
+from .logging import RunLogger, start_wandb
 
 
 def epsilon_at(agent_cfg: Any, env_step: int) -> float:

@@ -14,6 +14,7 @@ divergence detection and logging. The loop's state is a typed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,21 +26,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agent import algos
-from agent.core.config import to_container
-from agent.core.device import configure_backends, resolve_device
-from agent.core.threads import configure_torch_threads
-from agent.envs import make_env
-from agent.learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, make_update_fn
-from agent.learn.learner import Learner
-from agent.learn.population import check_supported, population_seeds
-from agent.loop import hooks, population_train
-from agent.loop.body import Cohort, train_cohort
-from agent.loop.hooks import Hook
-from agent.loop.overlap import BackgroundEvaluation, overlap_enabled
-from agent.loop.run import Run, TrainState, make_replay, make_summary
-from agent.store.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
-from agent.store.runlock import run_dir_lock
+from .. import algos, envs
+from ..core.config import to_container
+from ..core.device import configure_backends, resolve_device
+from ..core.threads import configure_torch_threads
+from ..envs import make_env
+from ..learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, make_update_fn
+from ..learn.learner import Learner
+from ..learn.population import check_supported, population_seeds
+from ..store.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
+from ..store.runlock import run_dir_lock
+from . import hooks, population_train
+from .body import Cohort, train_cohort
+from .hooks import Hook
+from .overlap import BackgroundEvaluation, overlap_enabled
+from .run import Run, TrainState, make_replay, make_summary
 
 log = logging.getLogger("agent")
 
@@ -63,7 +64,15 @@ def build(cfg: Any, run_dir: Path) -> Run:
     eval_env = make_env(
         cfg.env, num_envs=min(cfg.env.eval_num_envs, t.eval_episodes), evaluation=True
     )
-    learner = Learner(cfg.agent, env.observation_shape, env.num_actions, device, seed=cfg.seed)
+    family = envs.family_of(cfg.env)
+    learner = Learner(
+        cfg.agent,
+        env.observation_shape,
+        env.num_actions,
+        device,
+        seed=cfg.seed,
+        default_torso=family.torso,
+    )
     if precision == "bf16":
         learner.use_bf16_torso()
     threshold = t.solve_threshold if t.solve_threshold is not None else env.reward_threshold
@@ -145,6 +154,11 @@ def start_members(cfg: Any, run_dir: Path, cohort: Cohort) -> list[dict[str, Any
             if cohort.stopped[k]:  # finished before the restart: its summary stands
                 summaries[k] = population_train.read_summary(r.run_dir)
         r.open_logger(s.env_steps, progress=cfg.train.progress and k == first_live)
+        if cohort.population is not None and k == first_live and r.logger is not None:
+            # the one bar names the members (its return and eval columns are this member's)
+            names = [f"m{j}/s{m.cfg.seed}" for j, m in enumerate(runs)]
+            shown = ",".join(names[:4]) + (",…" if len(names) > 4 else "")
+            r.logger.bar.set_description(f"population of {len(runs)} [{shown}; ret: {names[k]}]")
         s.start_clock(cohort.updates)
     cohort.side_jobs = [side_jobs(r, s) for r, s in zip(runs, states, strict=True)]
     return summaries
@@ -161,6 +175,12 @@ def side_jobs(run: Run, state: TrainState) -> list[Hook]:
             t.eval_every_env_steps, state.env_steps
         ),
         hooks.Checkpointing(t.checkpoint_every_env_steps, state.env_steps),
+        # greedy episodes as videos while training (none unless asked for)
+        *(
+            [hooks.Video(t.video_every_env_steps, state.env_steps)]
+            if t.video_every_env_steps
+            else []
+        ),
     ]
 
 
@@ -183,6 +203,7 @@ def run(
     ``handle_signals=True`` (the CLI) turns SIGTERM/SIGUSR1/SIGUSR2 into a checkpoint and exit
     code 3; library callers keep their own handlers by default."""
     algos.validate(cfg)
+    envs.validate(cfg)
     if isinstance(cfg, DictConfig):  # plain dataclasses: attribute reads in the hot loop are cheap
         cfg = OmegaConf.to_object(cfg)
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
@@ -222,19 +243,29 @@ def run(
         summary = summaries[0]
         assert summary is not None
         return summary
+    with contextlib.suppress(OSError):  # the root's checkpoints are its members': no empty folder
+        (run_dir / "checkpoints").rmdir()  # left by the writability check (removed only if empty)
     return population_train.write_population_summary(run_dir, cfg, seeds, runs, summaries)
 
 
 def main_entry(cfg: Any) -> dict[str, Any]:
     """Entry point for scripts/train.py: the run dir is Hydra's output dir."""
     from hydra.core.hydra_config import HydraConfig
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run(cfg, run_dir, handle_signals=True)
+    with logging_redirect_tqdm():  # log lines print above the progress bar, not glued to it
+        summary = run(cfg, run_dir, handle_signals=True)
     shown = ("algo", "env_id", "env_steps", "eval_return_mean", "solved_at_env_step", "wall_s")
-    print(json.dumps({k: summary[k] for k in shown}))
-    print(f"run dir: {run_dir}")
-    print("tensorboard: tensorboard --logdir", run_dir / "tb")
+    if "member_dirs" in summary:  # a population: its members' TensorBoard runs side by side
+        shown = ("algo", "env_id", "population", "env_steps", "eval_return_mean", "wall_s")
+        print(json.dumps({k: summary[k] for k in shown}))
+        print(f"run dir: {run_dir} (members: {', '.join(summary['member_dirs'])})")
+        print("tensorboard: tensorboard --logdir", run_dir)
+    else:
+        print(json.dumps({k: summary[k] for k in shown}))
+        print(f"run dir: {run_dir}")
+        print("tensorboard: tensorboard --logdir", run_dir / "tb")
     if not math.isfinite(summary["eval_return_mean"]):
         log.warning("final evaluation return is not finite")
     return summary

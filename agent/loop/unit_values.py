@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from agent.learn.learner import Learner
-    from agent.loop.logging import RunLogger
+    from ..learn.learner import Learner
+    from .logging import RunLogger
 
 PROBE_STATES_FILE = "probe_states.npy"
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agent.core.errors import ConfigError
+from ..core.errors import ConfigError
 
 
 class Torso(nn.Module):
@@ -113,6 +113,27 @@ class UnitsHead(Head):
         return self.linear(features).view(-1, self.num_actions, self.num_units)
 
 
+class PerUnitHiddenHead(Head):
+    """Units with a hidden layer each (``agent.unit_hidden=K``): unit i of action a is
+    θ_{a,i} = w_{a,i}·ReLU(A_i f + c_i) + b_{a,i}, so a gradient step on one unit's error
+    moves the shared torso only through that unit's own K-unit layer."""
+
+    def __init__(self, in_features: int, num_actions: int, taus: torch.Tensor, hidden: int):
+        super().__init__()
+        self.num_actions = num_actions
+        self.num_units = n = int(taus.numel())
+        bound_in, bound_h = 1 / math.sqrt(in_features), 1 / math.sqrt(hidden)
+        self.w_in = nn.Parameter(torch.empty(n, hidden, in_features).uniform_(-bound_in, bound_in))
+        self.b_in = nn.Parameter(torch.empty(n, hidden).uniform_(-bound_in, bound_in))
+        self.w_out = nn.Parameter(torch.empty(num_actions, n, hidden).uniform_(-bound_h, bound_h))
+        self.b_out = nn.Parameter(torch.empty(num_actions, n).uniform_(-bound_h, bound_h))
+        self.register_buffer("taus", taus.clone().float())
+
+    def forward(self, features: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
+        h = torch.relu(torch.einsum("bf,nkf->bnk", features, self.w_in) + self.b_in)
+        return torch.einsum("bnk,ank->ban", h, self.w_out) + self.b_out
+
+
 class ImplicitHead(Head):
     """IQN head (Dabney et al. 2018, "Implicit Quantile Networks"): the quantile function at
     sampled τ. φ(τ) = ReLU(W·cos(π·i·τ) + b), i = 0..d−1, multiplied into the torso features.
@@ -152,20 +173,34 @@ class ImplicitHead(Head):
 class QNetwork(nn.Module):
     """Torso + head. ``forward(obs, taus=None) → unit values [B, A, N]``."""
 
-    def __init__(self, torso: Torso, head: Head) -> None:
+    def __init__(self, torso: Torso, head: Head, value_head: nn.Module | None = None) -> None:
         super().__init__()
         self.torso = torso
         self.head = head
+        # agent.head_detach: the head sees a stop-gradient of the features; this scalar value
+        # head (features → one value per action) carries the torso's learning signal instead
+        self.value_head = value_head
         # bfloat16 autocast of the torso (precision=bf16); the head and loss stay float32
         self.torso_autocast: torch.dtype | None = None
 
-    def forward(self, obs: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
         if self.torso_autocast is None:
-            return self.head(self.torso(obs), taus)
+            return self.torso(obs)
         # no weight-cast cache: a CUDA graph capture must not keep cached casts (torch docs)
         with torch.autocast(obs.device.type, dtype=self.torso_autocast, cache_enabled=False):
-            features = self.torso(obs)
-        return self.head(features.float(), taus)
+            return self.torso(obs).float()
+
+    def forward(self, obs: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.features(obs)
+        if self.value_head is not None:
+            features = features.detach()
+        return self.head(features, taus)
+
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        """The value head's Q(x, ·) [B, A] (``agent.head_detach`` only)."""
+        if self.value_head is None:
+            raise ValueError("this network has no value head (agent.head_detach is off)")
+        return self.value_head(self.features(obs))
 
 
 def midpoint_taus(num_units: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -209,9 +244,23 @@ def build_network(
     obs_shape: tuple[int, ...],
     num_actions: int,
     build_head: Callable[[int, int, bool], Head],
+    default_torso: str = "auto",
 ) -> QNetwork:
-    """Torso from ``agent.torso`` plus the algorithm's head ``build_head(features, actions,
-    image)`` (``image``: the torso is convolutional, for heads that add layers on images)."""
-    torso = build_torso(agent_cfg.torso, obs_shape, list(agent_cfg.hidden))
+    """Torso from ``agent.torso`` (``auto``: ``default_torso``, the env family's) plus the
+    algorithm's head ``build_head(features, actions, image)`` (``image``: the torso is
+    convolutional, for heads that add layers on images)."""
+    torso_name = default_torso if agent_cfg.torso == "auto" else agent_cfg.torso
+    torso = build_torso(torso_name, obs_shape, list(agent_cfg.hidden))
     image = not isinstance(torso, MLPTorso)
-    return QNetwork(torso, build_head(torso.out_features, num_actions, image))
+    head = build_head(torso.out_features, num_actions, image)
+    unit_hidden = int(getattr(agent_cfg, "unit_hidden", 0))
+    if unit_hidden:
+        if not isinstance(head, UnitsHead):
+            raise ConfigError(
+                f"agent.unit_hidden needs a head of fixed units, not {type(head).__name__}"
+            )
+        head = PerUnitHiddenHead(torso.out_features, num_actions, head.taus, unit_hidden)
+    value_head = None
+    if getattr(agent_cfg, "head_detach", False):
+        value_head = nn.Linear(torso.out_features, num_actions)
+    return QNetwork(torso, head, value_head)

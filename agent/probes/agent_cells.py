@@ -50,17 +50,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agent.algos.base import UnitReadout
-from agent.algos.c51 import categorical_quantiles  # noqa: F401  (re-exported for the probes)
-from agent.core.errors import ConfigError
-from agent.probes.analysis import analyse_population, jsonable, split_half
-from agent.probes.decoding import decode_report, reference_decodes, score_decode
-from agent.probes.noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
-from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
-from agent.probes.trials import population
+from ..algos.base import UnitReadout
+from ..algos.c51 import categorical_quantiles  # noqa: F401  (re-exported for the probes)
+from ..core.errors import ConfigError
+from ..envs import family_of
+from .analysis import analyse_population, jsonable, split_half
+from .decoding import decode_report, reference_decodes, score_decode
+from .noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
+from .pipeline import pipeline_decodes, robustness_and_overlay
+from .trials import population
 
 if TYPE_CHECKING:
-    from agent.envs.lab_tasks import VariableProbabilityTask
+    from ..envs.lab_tasks import VariableProbabilityTask
 
 
 @torch.no_grad()
@@ -138,7 +139,7 @@ def lab_task(cfg: Any) -> LabTask:
     """The probe's view of the config's lab task (the 50% cue on the probability task)."""
     import gymnasium as gym
 
-    import agent.envs.lab_tasks as lab
+    from ..envs import lab_tasks as lab
 
     env = gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped
     if isinstance(env, lab.VariableProbabilityTask):
@@ -285,7 +286,7 @@ def probe_learner(
         raise ConfigError(f"response must be 'gradient' or 'measured', got {response!r}")
     measured = None
     if response == "measured":
-        from agent.probes.measured import measured_responses, own_gradient_responses
+        from .measured import measured_responses, own_gradient_responses
 
         measured = measured_responses(learner, task.observation, task.values)
         own = own_gradient_responses(learner, readout.values, task.values)
@@ -297,7 +298,7 @@ def probe_learner(
         table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd,
         slope=slope,
     )  # fmt: skip
-    from agent.probes.measured import RESPONSE_NOTES
+    from .measured import RESPONSE_NOTES
 
     model["response"] = response
     model["what_is_configured"] = RESPONSE_NOTES[response]
@@ -392,7 +393,7 @@ def cue_response_classes(
     10%), middle."""
     import gymnasium as gym
 
-    from agent.probes.probability import classify_cells, count_classes, cue_table
+    from .probability import classify_cells, count_classes, cue_table
 
     env = cast("VariableProbabilityTask", gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped)
     cues = range(len(env.cue_probabilities))
@@ -446,7 +447,7 @@ def log_probe(cfg: Any, learner: Any, logger: Any, env_step: int) -> dict[str, A
     decode W1 and the unit-value SD; a histogram of unit values; the response-curve,
     asymmetry-vs-reversal and decoded-distribution figures. Returns the probe result.
     """
-    from agent.probes import figures
+    from . import figures
 
     # The decode-robustness extras are for reports, not every evaluation.
     result = probe_learner(learner, cfg, seed=int(cfg.seed), extras=False)
@@ -503,7 +504,7 @@ def collect_states(
     cfg: Any, learner: Any, n_states: int = 256, seed: int = 0, epsilon: float | None = None
 ) -> np.ndarray:
     """Observations [n_states, ...] visited by the learner's ε-greedy policy (eval settings)."""
-    from agent.envs import make_env
+    from ..envs import make_env
 
     env = make_env(cfg.env, num_envs=min(8, n_states), evaluation=True)
     eps = float(cfg.agent.eps_eval if epsilon is None else epsilon)
@@ -602,7 +603,7 @@ def probe_states(
     obs = collect_states(cfg, learner, n_states, seed)
     result = state_reversal_points(learner, obs)
     result["source"] = f"states:{learner.name}"
-    result["env_id"] = cfg.env.game if cfg.env.family == "atari" else cfg.env.id
+    result["env_id"] = family_of(cfg.env).display_id(cfg.env)
     if baseline is not None:
         b_learner, _ = baseline
         # The same states for both populations, so the spreads are comparable.

@@ -19,9 +19,9 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from agent.core.errors import DataError
-from agent.probes.paper_extras import baseline_relation, same_vs_diverse
-from agent.probes.trials import (
+from ..core.errors import DataError
+from .paper_extras import baseline_relation, same_vs_diverse
+from .trials import (
     Population,
     cell_means,
     criterion,

@@ -242,7 +242,7 @@ def fair_references(
     own τ-expectiles at ``taus``, i.e. what the decode gives from perfect (RP, τ) pairs: its
     ceiling.
     """
-    from agent.probes.tabular import expectiles
+    from .tabular import expectiles
 
     v = np.asarray(true_values, dtype=np.float64)
     p = np.asarray(true_probs, dtype=np.float64)

@@ -43,9 +43,10 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from agent.core.errors import ConfigError, DataError
-from agent.probes.measured import RESPONSE_NOTES
-from agent.probes.trials import criterion, population, rp_from_criterion
+from ..core.errors import ConfigError, DataError
+from ..envs import family_of
+from .measured import RESPONSE_NOTES
+from .trials import criterion, population, rp_from_criterion
 
 ALPHA = 0.01
 N_UNITS = 40
@@ -102,13 +103,13 @@ def recorded_protocol(table: pd.DataFrame | None = None) -> RecordedProtocol:
 
 @functools.lru_cache(maxsize=1)
 def _packaged_protocol() -> RecordedProtocol:
-    from agent.data.tidy import PACKAGED_TABLE, load_cell_table
+    from ..data.tidy import PACKAGED_TABLE, load_cell_table
 
     return _measure_protocol(load_cell_table(PACKAGED_TABLE))
 
 
 def _measure_protocol(table: pd.DataFrame) -> RecordedProtocol:
-    from agent.probes.noise import noise_ratios
+    from .noise import noise_ratios
 
     g = table.groupby(["cell", "magnitude"])["response"]
     counts = g.count().unstack().fillna(0)
@@ -444,7 +445,7 @@ class UnitGroup:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        from agent.probes.analysis import jsonable
+        from .analysis import jsonable
 
         return jsonable(
             {
@@ -598,8 +599,8 @@ def decode_summary(
 ) -> dict[str, Any]:
     """Reward-space decode of one recording's (RP, τ) pairs (as the paper's Fig. 5) and the
     fair references' W1 to the truth (:func:`agent.probes.decoding.fair_references`)."""
-    from agent.probes.decoding import decode_distribution, fair_references, score_decode
-    from agent.probes.pipeline import utility_to_reward
+    from .decoding import decode_distribution, fair_references, score_decode
+    from .pipeline import utility_to_reward
 
     ok = np.isfinite(rp) & np.isfinite(tau) & (tau > 0) & (tau < 1)
     if ok.sum() < 2:
@@ -698,10 +699,10 @@ def study_recorded(
 ) -> dict[str, dict[str, Any]]:
     """The recorded cells: a draw is one random split of the recorded trials; a second entry
     resamples each half with replacement after the split (trial bootstrap)."""
-    from agent.probes.trials import utility_axis
+    from .trials import utility_axis
 
     if table is None:
-        from agent.data.tidy import PACKAGED_TABLE, load_cell_table
+        from ..data.tidy import PACKAGED_TABLE, load_cell_table
 
         table = load_cell_table(PACKAGED_TABLE)
     pop = population(table)
@@ -783,7 +784,7 @@ def detection_study(
         )
     if recorded:
         results.update(study_recorded(draws=draws, alpha=alpha, seed=seed, decode=decode))
-    from agent.probes.analysis import jsonable
+    from .analysis import jsonable
 
     return jsonable(
         {
@@ -819,7 +820,7 @@ def expand_runs(spec: str | Sequence[str]) -> list[Any]:
     import glob
     from pathlib import Path
 
-    from agent.probes.population import member_dirs
+    from .population import member_dirs
 
     items = [s for s in (spec.split(",") if isinstance(spec, str) else spec) if s]
     if not items:
@@ -854,8 +855,8 @@ def groups_from_runs(
     import json
     from pathlib import Path
 
-    from agent.learn.evaluate import load_agent
-    from agent.probes.agent_cells import _resolve_scale, lab_task, read_units, unit_responses
+    from ..learn.evaluate import load_agent
+    from .agent_cells import _resolve_scale, lab_task, read_units, unit_responses
 
     bad = [m for m in models if m not in MODELS]
     if bad or not models:
@@ -870,7 +871,7 @@ def groups_from_runs(
                 raise DataError(f"{run}: not a unit_responses.json of the study ({err})") from None
             continue
         learner, cfg, _ = load_agent(run, "cpu")
-        if cfg.env.family != "lab" or "Magnitude" not in str(cfg.env.id):
+        if not family_of(cfg.env).lab_task or "Magnitude" not in str(cfg.env.id):
             raise ConfigError(
                 f"{run}: the detection study needs a variable-magnitude lab-task run, not "
                 f"{cfg.env.id}"
@@ -889,7 +890,7 @@ def groups_from_runs(
                 mean, _ = unit_responses(readout, task.values, scale)
                 decomposition = None
             else:
-                from agent.probes.measured import response_decomposition
+                from .measured import response_decomposition
 
                 if not learner.algo.measurable:
                     raise ConfigError(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.probes.decoding import FAIR_REFERENCES
+from .decoding import FAIR_REFERENCES
 
 AGENT_LABELS = {"erdqn": "ER-DQN", "qrdqn": "QR-DQN", "classical": "classical TD",
                 "iqn": "IQN", "c51": "C51", "dqn": "DQN"}  # fmt: skip
@@ -249,7 +249,7 @@ def write_detection(
     content: dict[str, Any], out: str | Path, command: str | None = None
 ) -> list[Path]:
     """Write detection.json, detection.md and detection.png into ``out``."""
-    from agent.probes.figures import save_figure
+    from .figures import save_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -109,11 +109,23 @@ def plot_asymmetry_vs_reversal(
             f"cross-validated r(τ_B, RP_A) = {cv['r']:.2f}, median p {cv['p']:.2g} (descriptive)\n"
             f"(median over {cv.get('n_splits', '?')} random splits)"
         ))  # fmt: skip
+    # τ = α⁺/(α⁺+α⁻) lies in [0, 1] when both slopes are positive; an estimate outside (a
+    # negative fitted slope on one side, from noise) is ringed and counted in the legend
+    outside = ok & ((taus < 0) | (taus > 1))
+    if outside.any():
+        shown = ", ".join(f"{t:.2f}" for t in taus[outside][:4])
+        ax.scatter(rps[outside], taus[outside], s=90, facecolor="none", edgecolor="tab:red",
+                   lw=1.2, zorder=4, label=(f"{outside.sum()} estimate(s) outside [0, 1] (τ = "
+                   f"{shown}): one fitted slope α± < 0"))  # fmt: skip
+    ax.axhspan(1.0, 2.0, color="0.9", zorder=0)
+    ax.axhspan(-1.0, 0.0, color="0.9", zorder=0)
     ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
     if xlim is not None and np.all(np.isfinite(xlim)) and xlim[1] > xlim[0]:
         pad = 0.05 * (xlim[1] - xlim[0])
         ax.set_xlim(xlim[0] - pad, xlim[1] + pad)
-    ax.set_ylim(-0.05, 1.1)
+    low = min(-0.05, float(np.min(taus[ok])) - 0.05) if ok.any() else -0.05
+    high = max(1.1, float(np.max(taus[ok])) + 0.05) if ok.any() else 1.1
+    ax.set_ylim(low, high)  # every estimate in view, those outside [0, 1] on grey
     ax.set_xlabel(xlabel)
     ax.set_ylabel("asymmetry τ = α⁺/(α⁺ + α⁻)")
     ax.set_title(title)
@@ -154,8 +166,15 @@ def plot_decoded(
     title: str = "Decoded reward distribution",
     xlabel: str = "utility axis",
     ax: Any = None,
+    colours: Mapping[str, Any] | None = None,
+    lower: float | None = None,
 ) -> Figure:
-    """Densities of decoded samples (Gaussian KDE) against the true distribution as stems."""
+    """Densities of decoded samples (Gaussian KDE) against the true distribution as stems.
+
+    ``colours``: a colour per decode name, so that a figure of several panels keeps one colour
+    per distribution. ``lower``: the smallest value the quantity can take (0 µl of reward):
+    the densities are drawn from there on, with the kernel mass that would fall below it
+    reflected back (a boundary-corrected KDE), so no density appears where no value can be."""
     values, probs = _array(true_values), _array(true_probs)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -163,22 +182,31 @@ def plot_decoded(
         fig = ax.figure
     ax.stem(values, probs, linefmt="k-", markerfmt="ko", basefmt=" ", label="true")
     span = values.max() - values.min() if values.size > 1 else 1.0
-    xs = np.linspace(values.min() - 0.1 * span, values.max() + 0.1 * span, 400)
+    start = values.min() - 0.1 * span
+    if lower is not None:
+        start = max(start, lower)
+    xs = np.linspace(start, values.max() + 0.1 * span, 400)
     twin = ax.twinx()
-    colours = plt.get_cmap("tab10")
+    palette = plt.get_cmap("tab10")
     for i, (name, samples) in enumerate(decodes.items()):
         z = _array(samples)
         z = z[np.isfinite(z)]
-        colour = colours(i % 10)
+        colour = (colours or {}).get(name, palette(i % 10))
         if z.size >= 2 and np.ptp(z) > 0:
-            twin.plot(xs, scipy.stats.gaussian_kde(z)(xs), lw=1.8, color=colour, label=name)
+            kde = scipy.stats.gaussian_kde(z)
+            density = kde(xs)
+            if lower is not None:
+                density = density + kde(2 * lower - xs)  # reflected at the lower bound
+            twin.plot(xs, density, lw=1.8, color=colour, label=name)
         elif z.size:
             # A point mass has no density: mark it with a vertical line.
             label = f"{name} (point mass)"
             twin.axvline(float(z.mean()), lw=1.8, ls="--", color=colour, label=label)
+    if lower is not None:
+        ax.set_xlim(left=xs[0])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("true probability")
-    twin.set_ylabel("decoded density")
+    twin.set_ylabel("decoded density (per unit of the x axis)")
     twin.set_ylim(bottom=0)
     ax.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()
@@ -209,8 +237,15 @@ def plot_noise_sweep(
         rows = sweep[sweep["population"] == name].sort_values("noise")
         for ax, (col, _) in zip(axes, panels, strict=True):
             y = rows[col].to_numpy(dtype=float)
-            if np.isfinite(y).any():
-                ax.plot(rows["noise"], y, "-o", ms=3, color=colours(i % 10), label=name)
+            if not np.isfinite(y).any():
+                continue
+            yerr = None
+            if f"{col}_min" in rows and f"{col}_max" in rows:  # range over the noisy draws
+                lo = rows[f"{col}_min"].to_numpy(dtype=float)
+                hi = rows[f"{col}_max"].to_numpy(dtype=float)
+                yerr = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
+            ax.errorbar(rows["noise"], y, yerr=yerr, fmt="-o", ms=3, capsize=2, lw=1,
+                        color=colours(i % 10), label=name)  # fmt: skip
     for ax, (col, label) in zip(axes, panels, strict=True):
         if recorded is not None and recorded.get(col) is not None and recorded_noise:
             ax.plot([recorded_noise], [recorded[col]], "*", ms=14, color="k",
@@ -227,5 +262,8 @@ def plot_noise_sweep(
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
                bbox_to_anchor=(0.5, -0.06))  # fmt: skip
     fig.suptitle(title)
+    fig.text(0.01, 0.01, "points: median over noisy draws; bars: range over the draws; "
+             "dotted line: the recorded cells' median ρ",
+             fontsize=8, color="0.3")  # fmt: skip
     fig.tight_layout()
     return fig

@@ -14,6 +14,8 @@ y, from the trained weights w. To first order Δθ = −η·J Jᵀ ∂L/∂θ wi
 independent units J Jᵀ is diagonal and the response is the unit's own error gradient, scaled;
 a shared torso adds the other units' errors. τ is then estimated from these responses by the
 paper's pipeline (with noise at the recorded SNR), not read from the configuration.
+With ``agent.head_detach`` the agent's loss includes its value head's TD loss on the single
+outcome: that step moves the torso, and through it every unit by a common-mode amount.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import ConfigError
+from ..core.errors import ConfigError
 
 #: What each response model of the probe puts in, in words (probe.json, detection.json).
 RESPONSE_NOTES = {
@@ -71,10 +73,16 @@ def measured_responses(
         params = [p for p in net.parameters() if p.requires_grad]
         pred = net(x)[:, action]  # [1, N]
         target = torch.full((1, 1), float(y), device=device, dtype=pred.dtype)
-        grads = torch.autograd.grad(learner.algo.unit_loss(pred, target, taus).sum(), params)
+        loss = learner.algo.unit_loss(pred, target, taus).sum()
+        if net.value_head is not None:
+            # agent.head_detach: the agent's loss on the outcome includes the value head's,
+            # the only one that moves the torso (and so every unit together)
+            loss = loss + 0.5 * ((net.values(x)[:, action] - float(y)) ** 2).sum()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
         with torch.no_grad():
             for p, g in zip(params, grads, strict=True):
-                p.sub_(step * g)
+                if g is not None:
+                    p.sub_(step * g)
             after = net(x)[0, action].double().cpu().numpy()
         out[:, m] = (after - before) / step
     return out

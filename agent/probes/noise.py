@@ -23,9 +23,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from agent.core.config import RECORDED as RECORDED
-from agent.core.config import parse_noise as parse_noise
-from agent.core.config import parse_trials as parse_trials
+from ..core.config import RECORDED as RECORDED
+from ..core.config import parse_noise as parse_noise
+from ..core.config import parse_trials as parse_trials
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def measure_recorded_noise(table: pd.DataFrame) -> RecordedNoise:
 @functools.lru_cache(maxsize=1)
 def recorded_noise() -> RecordedNoise:
     """:func:`measure_recorded_noise` of the committed table of the 40 recorded cells."""
-    from agent.data.tidy import PACKAGED_TABLE, load_cell_table
+    from ..data.tidy import PACKAGED_TABLE, load_cell_table
 
     return measure_recorded_noise(load_cell_table(PACKAGED_TABLE))
 

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from agent.probes.decoding import decode_distribution, score_decode
-from agent.probes.trials import (
+from .decoding import decode_distribution, score_decode
+from .trials import (
     Population,
     criterion,
     pearson,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.probes.decoding import decode_report
+from .decoding import decode_report
 
 SPACES = ("utility", "reward")
 UNITS = {"utility": "utility (axis units)", "reward": "reward (µl)"}
@@ -121,7 +121,7 @@ def robustness_and_overlay(
     ``simulation_overlay``: the paper's distributional-TD simulation on ``utility_values``
     (the model's utility of each magnitude), mapped onto the result's utility axis.
     """
-    from agent.probes.paper_extras import decode_robustness, simulation_overlay
+    from .paper_extras import decode_robustness, simulation_overlay
 
     u = np.asarray(result["utility_axis"], dtype=float)
     mags = np.asarray(result["magnitudes"], dtype=float)

@@ -19,25 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.errors import ConfigError
-from agent.probes.agent_cells import probe_learner, summary_row
+from ..core.errors import ConfigError
+from ..envs import family_of
+from ..store.population_root import population_members
+from .agent_cells import probe_learner, summary_row
 
 #: the across-member statistics reported for every headline number
 STAT_KEYS = ("median", "q25", "q75", "min", "max", "n")
 
 
 def member_dirs(run_dir: str | Path) -> list[Path]:
-    """The member folders of a population run (``population.json``'s order), or ``run_dir``
-    itself when it is a single run."""
+    """The member folders of a population run (``population.json``'s order:
+    :func:`agent.store.population_root.population_members`), or ``run_dir`` itself when it is
+    a single run."""
     root = Path(run_dir)
-    manifest = root / "population.json"
-    if manifest.is_file():
-        names = json.loads(manifest.read_text()).get("member_dirs", [])
-        return [root / n for n in names]
-    found = sorted(
-        (p for p in root.glob("member_*") if p.is_dir()),
-        key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else 0,
-    )
+    found = population_members(root)
     if found:
         return found
     if (root / "checkpoints").is_dir():
@@ -64,12 +60,12 @@ def across(values: list[float | None]) -> dict[str, float | int | None]:
 def probe_members(dirs: list[Path], *, device: str = "cpu", **kwargs: Any) -> list[dict[str, Any]]:
     """``probe_learner`` on the newest checkpoint of each run dir (lab tasks only); each result
     gains ``run_dir`` and ``seed``."""
-    from agent.learn.evaluate import load_agent
+    from ..learn.evaluate import load_agent
 
     results = []
     for d in dirs:
         learner, cfg, _ = load_agent(d, device)
-        if cfg.env.family != "lab":
+        if not family_of(cfg.env).lab_task:
             raise ConfigError(f"population probes need lab-task runs; '{d}' is {cfg.env.id}")
         result = probe_learner(learner, cfg, **kwargs)
         result["run_dir"], result["seed"] = str(d), int(cfg.seed)
@@ -133,7 +129,8 @@ def plot_population(results: list[dict[str, Any]], summary: dict[str, Any], titl
         med = stats[key]["median"]
         if med is not None:
             ax2.hlines(med, j - 0.3, j + 0.3, color="k")
-    ax2.set_xticks([0, 1], ["split-half r", "τ–RP r"])
+    ax2.set_xticks([0, 1], ["split-half r(RP_A, RP_B)", "cross-validated r(τ_B, RP_A)"])
+    ax2.set_ylabel("Pearson r, median over splits (one dot per member)")
     ax2.set_ylim(-1.05, 1.05)
     ax2.set_title(f"across {len(results)} members (line: median)")
     if title:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from agent.probes.tabular import (
+from .tabular import (
     TabularTask,
     cell_taus,
     train_classical_td,
@@ -98,7 +98,7 @@ def cue_table(
     variable-magnitude cells' ρ is used); a number: ``response_noise × scale``.
     ``trials="recorded"``: the recorded cells' median trial count per condition.
     """
-    from agent.probes.noise import noise_sd, parse_noise, parse_trials, trial_counts
+    from .noise import noise_sd, parse_noise, parse_trials, trial_counts
 
     errors = np.asarray(cue_errors, dtype=float)
     n_cells, n_cues = errors.shape
@@ -141,7 +141,7 @@ def simulate_probability_cells(
     (``task_kwargs=dict(cue_steps=1, delay_steps=0, iti_steps=1)``), since each bootstrap
     from sampled expectiles reshapes the upstream code.
     """
-    from agent.envs.lab_tasks import VARIABLE_PROBABILITY_ID, VariableProbabilityTask
+    from ..envs.lab_tasks import VARIABLE_PROBABILITY_ID, VariableProbabilityTask
 
     kwargs = dict(task_kwargs or {})
     env = VariableProbabilityTask(**kwargs)

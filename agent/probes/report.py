@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
+from ..envs import family_of
 
 # ----------------------------------------------------------------------------- probes
 
@@ -25,73 +26,80 @@ def probe_run(
     splits: int | None = None,
     seed: int = 0,
     scale: float | str | None = None,
-    states: int = 256,
+    states: int | None = None,
     device: str = "cpu",
     response: str = "gradient",
     slope: str = "linear",
     extras: bool = True,
+    in_task: dict[str, Any] | None = None,
+    baseline: str | Path | None = None,
 ) -> tuple[dict[str, Any], Any, Any, Path]:
-    """Probe one checkpoint; returns (result, learner, cfg, run dir)."""
-    from agent.learn.evaluate import load_agent
-    from agent.probes.agent_cells import probe_learner, probe_states
+    """Probe one checkpoint (and ``baseline``'s beside it); returns (result, learner, cfg,
+    run dir). A lab task runs the lab protocol; any other task the in-task protocol
+    (agent/probes/in_task.py, settings ``in_task``) and, with ``states``, the state probe as
+    a labelled extra."""
+    from ..learn.evaluate import load_agent
+    from .agent_cells import probe_learner, probe_states
 
     learner, cfg, folder = load_agent(run, device)
     run_dir = folder.parent.parent
-    if cfg.env.family == "lab":
-        result = probe_learner(
-            learner,
-            cfg,
-            trials=trials,
-            response_noise=noise,
-            n_splits=splits,
-            seed=seed,
-            huber_scale=scale,
-            response=response,
-            slope=slope,
-            extras=extras,
-        )
+    b_learner = b_folder = None
+    if baseline is not None:
+        b_learner, b_cfg, b_folder = load_agent(baseline, device)
+        if family_of(b_cfg.env).lab_task != family_of(cfg.env).lab_task:
+            raise ConfigError("checkpoint and baseline must both be lab-task runs, or neither")
+        if not family_of(cfg.env).lab_task and _env_name(b_cfg) != _env_name(cfg):
+            raise ConfigError(
+                f"baseline was trained on {_env_name(b_cfg)}, the checkpoint on "
+                f"{_env_name(cfg)}: the in-task probe compares agents at the same cue states"
+            )
+    if family_of(cfg.env).lab_task:
+        if in_task:
+            raise ConfigError(f"{', '.join(in_task)}= are for tasks other than the lab tasks")
+        kwargs: dict[str, Any] = dict(
+            trials=trials, response_noise=noise, n_splits=splits, seed=seed, huber_scale=scale,
+            response=response, slope=slope, extras=extras,
+        )  # fmt: skip
+        result = probe_learner(learner, cfg, **kwargs)
+        if b_learner is not None:
+            result["baseline"] = probe_learner(b_learner, b_cfg, **kwargs)
+            result["baseline"]["checkpoint"] = str(b_folder)
     else:
-        result = probe_states(learner, cfg, n_states=states, seed=seed)
+        from .in_task import probe_in_task
+
+        if trials is not None:
+            raise ConfigError("trials= is for lab tasks; in a task each rollout is a trial "
+                              "(rollouts=N, or protocol=recorded)")  # fmt: skip
+        result = probe_in_task(
+            learner, cfg, baseline=b_learner, noise=noise, splits=splits, seed=seed,
+            scale="auto" if scale is None else scale, response=response, **(in_task or {}),
+        )  # fmt: skip
+        if states is not None:
+            # Beyond the paper, kept as a labelled extra: units read at visited states.
+            extra = probe_states(
+                learner, cfg, n_states=states, seed=seed,
+                baseline=None if b_learner is None else (b_learner, b_cfg),
+            )  # fmt: skip
+            extra["label"] = (
+                "extra: the state probe (units read at visited states, no outcomes presented)"
+            )
+            result["extra_state_probe"] = extra
+        if b_folder is not None:
+            result["baseline"]["checkpoint"] = str(b_folder)
     result["checkpoint"] = str(folder)
     return result, learner, cfg, run_dir
+
+
+def _env_name(cfg: Any) -> str:
+    return f"{cfg.env.family}:{family_of(cfg.env).display_id(cfg.env)}"
 
 
 def probe_checkpoint(
     checkpoint: str | Path, baseline: str | Path | None = None, **kwargs: Any
 ) -> tuple[dict[str, Any], Path]:
     """probe.json content for ``checkpoint`` (with ``baseline`` under "baseline"); run dir."""
-    from agent.probes.agent_cells import probe_states
-
-    result, learner, cfg, run_dir = probe_run(checkpoint, **kwargs)
-    if baseline is not None:
-        base, b_learner, b_cfg, _ = probe_run(baseline, **kwargs)
-        if (b_cfg.env.family == "lab") != (cfg.env.family == "lab"):
-            raise ConfigError("checkpoint and baseline must both be lab-task runs, or neither")
-        ours, theirs = _env_name(cfg), _env_name(b_cfg)
-        if cfg.env.family != "lab" and ours != theirs:
-            raise ConfigError(
-                f"baseline= is a run on {theirs} and checkpoint= on {ours}; the spread ratio "
-                "reads both on the same visited states, so both must be runs on the same env"
-            )
-        if cfg.env.family == "lab":
-            result["baseline"] = base
-        else:
-            # Read both populations on the very same visited states, for a fair spread ratio.
-            checkpoint_folder = result["checkpoint"]
-            result = probe_states(
-                learner,
-                cfg,
-                baseline=(b_learner, b_cfg),
-                n_states=kwargs.get("states", 256),
-                seed=kwargs.get("seed", 0),
-            )
-            result["checkpoint"] = checkpoint_folder
-            result["baseline"]["checkpoint"] = base["checkpoint"]
+    result, _, _, run_dir = probe_run(checkpoint, baseline=baseline, **kwargs)
     return result, run_dir
-
-
-def _env_name(cfg: Any) -> str:
-    return f"{cfg.env.family}:{cfg.env.game if cfg.env.family == 'atari' else cfg.env.id}"
 
 
 def probe_data(
@@ -103,14 +111,14 @@ def probe_data(
     extras: bool = True,
 ) -> dict[str, Any]:
     """probe.json content for recorded cells (tidy table or a folder of .mat files)."""
-    from agent.data.tidy import load_cell_table, screen_cells
+    from ..data.tidy import load_cell_table, screen_cells
 
     # Read (and validate) first: a malformed table fails before torch and scipy are imported.
     table, dropped = screen_cells(load_cell_table(path), str(path))
-    from agent.probes.agent_cells import split_example
-    from agent.probes.analysis import analyse_population, jsonable
-    from agent.probes.pipeline import pipeline_decodes, robustness_and_overlay
-    from agent.probes.trials import population
+    from .agent_cells import split_example
+    from .analysis import analyse_population, jsonable
+    from .pipeline import pipeline_decodes, robustness_and_overlay
+    from .trials import population
 
     pop = population(table)
     if len(pop.cells) < 3:
@@ -123,7 +131,7 @@ def probe_data(
     # recordings, the task's probabilities), on the utility axis and in reward units.
     decodes = pipeline_decodes(result, probs, seed=seed)
     # The paper's concave utility of each magnitude, for the simulation overlay.
-    from agent.envs.lab_tasks import VariableMagnitudeTask
+    from ..envs.lab_tasks import VariableMagnitudeTask
 
     utility = VariableMagnitudeTask(utility="concave").utility(result["magnitudes"])
     overlay = robustness_and_overlay(result, probs, utility, seed=seed, robustness=extras)
@@ -156,7 +164,7 @@ def default_out(args: dict[str, Any], run_dir: Path | None) -> Path:
         return Path(args["out"])
     if run_dir is not None:
         return run_dir
-    from agent.data.tidy import NAMED_TABLES
+    from ..data.tidy import NAMED_TABLES
 
     # in the current folder, never beside the input (the package's own data, or read-only)
     data = str(args["data"])
@@ -201,6 +209,8 @@ AGENT_LABELS = {
 
 def axis_unit(result: dict[str, Any]) -> str:
     """The unit of the utility axis: spikes/s for recorded cells, utility for agents."""
+    if "axis_unit" in result:
+        return str(result["axis_unit"])
     if str(result.get("source", "")).startswith("data:"):
         return "spikes/s, empirical utility axis"
     return "utility"
@@ -211,13 +221,15 @@ def _decode_figure(result: dict[str, Any]) -> Any:
     exact-unit reference, the baseline's and the moment-matched Gaussian."""
     import matplotlib.pyplot as plt
 
-    from agent.probes import figures
-    from agent.probes.decoding import reference_decodes
+    from . import figures
+    from .decoding import reference_decodes
 
     spaces = [("decoded", "true_distribution", axis_unit(result))]
     if "decoded_reward" in result:
         spaces.append(("decoded_reward", "true_distribution_reward", "reward (µl)"))
     fig, axes = plt.subplots(1, len(spaces), figsize=(6.5 * len(spaces), 4.8), squeeze=False)
+    # one colour per distribution in every panel
+    colours: dict[str, Any] = {}
     for ax, (key, truth_key, unit) in zip(axes[0], spaces, strict=True):
         truth = result[truth_key]
         decodes = {f"{short_label(result)} (pipeline)": _plottable(result[key]["samples"])}
@@ -232,25 +244,29 @@ def _decode_figure(result: dict[str, Any]) -> Any:
         w1 = result[key].get("wasserstein1")
         g1 = result[key].get("references", {}).get("gaussian", {}).get("wasserstein1")
         space = "reward space" if key == "decoded_reward" else "utility axis"
-        title = f"decoded, {space}: W1 {_f(w1)} vs Gaussian {_f(g1)}"
+        title = f"decoded, {space}\nW1 to the truth {_f(w1)} vs Gaussian {_f(g1)} (lower is better)"
+        for name in decodes:
+            colours.setdefault(name, f"C{len(colours)}")
+        # rewards are volumes: no density below 0 µl
+        lower = 0.0 if key == "decoded_reward" and min(truth["values"]) >= 0 else None
         figures.plot_decoded(truth["values"], truth["probs"], decodes, title=title,
-                             xlabel=unit, ax=ax)  # fmt: skip
+                             xlabel=unit, ax=ax, colours=colours, lower=lower)  # fmt: skip
     fig.tight_layout()
     return fig
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
     """Write ``probe.json`` and the figures into ``out``; returns the written paths."""
-    import matplotlib.pyplot as plt
-
-    from agent.probes import figures
+    from . import figures
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "probe.json"]
     with open(paths[0], "w") as fh:
         json.dump(result, fh, indent=1, allow_nan=False)
-    if "mean_standardized_rp" in result:  # state probe (control / Atari)
+    if result.get("protocol") == "in-task":
+        return paths + _in_task_figures(result, out)
+    if "mean_standardized_rp" in result:  # state probe
         # The cloud is sigmoidal in τ (standardised values of an ordered head), so no line.
         fig = figures.plot_asymmetry_vs_reversal(
             result["mean_standardized_rp"],
@@ -261,6 +277,32 @@ def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
         )
         paths.append(figures.save_figure(fig, out / "probe_tau_vs_state_rp.png"))
         return paths
+    return paths + _population_figures(result, out, "probe")
+
+
+def _in_task_figures(result: dict[str, Any], out: Path) -> list[Path]:
+    """The lab figures at the first cue state (the head's most uncertain one chosen), with
+    the baseline at the same cue state."""
+    if not result.get("cues"):
+        return []
+    rep = dict(result["cues"][0])
+    base = result.get("baseline")
+    if isinstance(base, dict):
+        where = (rep["cue"]["episode"], rep["cue"]["step"])
+        same = [c for c in base.get("cues", []) if (c["cue"]["episode"], c["cue"]["step"]) == where]
+        if same:
+            rep["baseline"] = same[0]
+    return _population_figures(rep, out, "probe_in_task")
+
+
+def _population_figures(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
+    """τ vs RP, response curves, one split and the decode of an analysed population (and
+    its baseline), as ``{stem}_*.png``."""
+    import matplotlib.pyplot as plt
+
+    from . import figures
+
+    paths: list[Path] = []
     populations = [("", result)]
     if isinstance(result.get("baseline"), dict):
         populations.append(("baseline_", result["baseline"]))
@@ -280,7 +322,7 @@ def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
             xlabel=f"reversal point ({unit})", overlay=res.get("simulation_overlay"), ax=ax,
         )  # fmt: skip
     fig.tight_layout()
-    paths.append(figures.save_figure(fig, out / "probe_asymmetry_vs_reversal.png"))
+    paths.append(figures.save_figure(fig, out / f"{stem}_asymmetry_vs_reversal.png"))
     for prefix, res in populations:
         label = short_label(res)
         fig = figures.plot_response_curves(
@@ -292,14 +334,14 @@ def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
             xlabel=f"utility − reversal point ({unit})",
             ylabel="response (spikes/s)" if unit.startswith("spikes") else "response (utility)",
         )
-        paths.append(figures.save_figure(fig, out / f"probe_{prefix}response_curves.png"))
+        paths.append(figures.save_figure(fig, out / f"{stem}_{prefix}response_curves.png"))
         ex = res.get("split_example")
         if ex:
             fig = figures.plot_split_half(
                 ex["rp_a"], ex["rp_b"], title=f"{label}: one random split", unit=unit
             )
-            paths.append(figures.save_figure(fig, out / f"probe_{prefix}split_half.png"))
-    paths.append(figures.save_figure(_decode_figure(result), out / "probe_decoded.png"))
+            paths.append(figures.save_figure(fig, out / f"{stem}_{prefix}split_half.png"))
+    paths.append(figures.save_figure(_decode_figure(result), out / f"{stem}_decoded.png"))
     return paths
 
 
@@ -311,6 +353,21 @@ def _f(value: Any, spec: str = ".3f") -> str:
 def headline(result: dict[str, Any]) -> str:
     """One line of the main numbers (every r named: the split statistics are medians over
     random splits, cross-validated)."""
+    if "summary" in result and "cues" in result:  # the in-task protocol
+        sm = result["summary"]
+        key = next(k for k in sm if k.startswith("fraction_cues_both"))
+        return (
+            f"{result['source']}: {sm['n_cues']} cue states "
+            f"({len(result.get('skipped_deterministic_cues', []))} skipped: deterministic "
+            f"return), median over cues: RP spread SD = "
+            f"{_f(sm['reversal_spread_rel_sd']['median'], '.3g')} x return SD, split-half r = "
+            f"{_f(sm['split_half_r']['median'])}, cross-validated r(tau_B, RP_A) = "
+            f"{_f(sm['tau_rp_r']['median'])}, both p < 0.01 in {_f(sm[key], '.0%')} of cues, "
+            f"decode W1 = {_f(sm['decode_w1']['median'], '.4g')} vs Gaussian "
+            f"{_f(sm['gaussian_w1']['median'], '.4g')} (discounted return); units above every "
+            f"sampled return: {_f(sm['units_above_all_returns']['median'], '.0%')}, below: "
+            f"{_f(sm['units_below_all_returns']['median'], '.0%')}"
+        )
     if "mean_standardized_rp" in result:
         return (
             f"{result['source']}: tau vs mean standardised RP r = {_f(result['tau_rp_r'])} "
@@ -329,6 +386,12 @@ def headline(result: dict[str, Any]) -> str:
         f"cross-validated r(tau_B, RP_A) = {_f(avr['r'])} "
         f"(median p over splits {_f(avr['p'], '.2g')}, descriptive), "
         f"decode W1 = {_f(result['decoded']['wasserstein1'], '.4g')} (utility axis)"
+        + (
+            f", {_f(result['decoded_reward']['wasserstein1'], '.4g')} (reward, µl)"
+            if "decoded_reward" in result
+            else ""
+        )
+        + " (W1: lower is better)"
     )
 
 
@@ -348,10 +411,10 @@ def _row(name: str, results: list[dict[str, Any] | None], get: Any, spec: str) -
 
 def comparison_populations(seed: int = 0, splits: int = 100) -> dict[str, dict[str, Any]]:
     """The recorded cells and the paper's two null models at the recorded SNR, analysed."""
-    from agent.data.tidy import PACKAGED_TABLE
-    from agent.envs.lab_tasks import VariableMagnitudeTask
-    from agent.probes import tabular
-    from agent.probes.analysis import analyse_population
+    from ..data.tidy import PACKAGED_TABLE
+    from ..envs.lab_tasks import VariableMagnitudeTask
+    from . import tabular
+    from .analysis import analyse_population
 
     env = VariableMagnitudeTask(utility="concave")
     m, p = env.magnitudes, env.probabilities

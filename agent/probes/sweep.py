@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.probes.analysis import split_half
-from agent.probes.noise import noisy_trials, recorded_noise
-from agent.probes.trials import population, reversal_point
+from ..core.progress import progress
+from .analysis import split_half
+from .noise import noisy_trials, recorded_noise
+from .trials import population, reversal_point
 
 #: Noise levels ρ of the default sweep (the recorded median is about 1).
 DEFAULT_LEVELS = (0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
@@ -44,6 +45,10 @@ class MeanPopulation:
     reward_sd: float  # SD of the outcome distribution on the axis
 
 
+#: the statistics whose range over draws the noise sweep records (its figure's error bars)
+SPREAD_KEYS = ("split_half_r", "tau_rp_r", "rp_sd_rel_reward_sd")
+
+
 def noisy_statistics(
     pop: MeanPopulation,
     noise: float | str,
@@ -52,9 +57,11 @@ def noisy_statistics(
     n_splits: int = 50,
     draws: int = 3,
     seed: int = 0,
+    spread: bool = False,
 ) -> dict[str, float]:
     """Cross-validated statistics of ``pop`` at noise ``noise``: the median over ``draws``
-    independent noisy recordings (one draw of 25-40 units varies a lot near ρ = 1).
+    independent noisy recordings (one draw of 25-40 units varies a lot near ρ = 1);
+    ``spread=True`` adds ``<key>_min`` / ``<key>_max`` over the draws for ``SPREAD_KEYS``.
 
     ``noise``: ρ (a number: SD = ρ × each unit's SD of its mean responses) or "recorded".
     """
@@ -62,7 +69,12 @@ def noisy_statistics(
         _one_draw(pop, noise, trials, n_splits, np.random.default_rng([seed, d]))
         for d in range(draws)
     ]
-    return {key: float(np.median([r[key] for r in rows])) for key in rows[0]}
+    out = {key: float(np.median([r[key] for r in rows])) for key in rows[0]}
+    if spread:  # the range over draws: the noise sweep's error bars
+        for key in SPREAD_KEYS:
+            values = [r[key] for r in rows]
+            out[f"{key}_min"], out[f"{key}_max"] = float(np.min(values)), float(np.max(values))
+    return out
 
 
 def _one_draw(
@@ -119,23 +131,25 @@ def noise_sweep(
     rho = recorded_noise().ratio
     grid = sorted({float(x) for x in levels} | {rho})
     rows = []
-    for name, pop in populations.items():
-        for i, level in enumerate(grid):
-            stats = noisy_statistics(
-                pop, level, trials=trials, n_splits=n_splits, draws=draws, seed=seed + i
-            )
-            rows.append({"population": name, "noise": level, "is_recorded_level": level == rho,
-                         **stats})  # fmt: skip
+    cells = [(name, pop, i, x) for name, pop in populations.items() for i, x in enumerate(grid)]
+    for name, pop, i, level in progress(cells, "noise sweep", unit="level"):
+        stats = noisy_statistics(
+            pop, level, trials=trials, n_splits=n_splits, draws=draws, seed=seed + i, spread=True
+        )
+        rows.append({"population": name, "noise": level, "is_recorded_level": level == rho,
+                     **stats})  # fmt: skip
     out = pd.DataFrame(rows)
     out["signature"] = [shows_signature(r) for r in out.to_dict("records")]
-    out["spread_ratio"] = np.nan
+    for suffix in ("", "_min", "_max"):
+        out[f"spread_ratio{suffix}"] = np.nan
     for name, ref in (references or {}).items():
         mine = out["population"] == name
         base = out[out["population"] == ref].set_index("noise")["rp_sd_rel_reward_sd"]
-        out.loc[mine, "spread_ratio"] = (
-            out.loc[mine, "rp_sd_rel_reward_sd"].to_numpy()
-            / base.loc[out.loc[mine, "noise"]].to_numpy()
-        )
+        base_at = base.loc[out.loc[mine, "noise"]].to_numpy()
+        # the median ratio, and the range of this population's draws over the reference median
+        for suffix in ("", "_min", "_max"):
+            spread = out.loc[mine, f"rp_sd_rel_reward_sd{suffix}"].to_numpy()
+            out.loc[mine, f"spread_ratio{suffix}"] = spread / base_at
     return out
 
 
@@ -164,8 +178,13 @@ def trials_needed(
     """Smallest trials per magnitude at which, at ``noise``, the distributional population
     shows the signature and the classical one does not (None if none of ``counts`` does)."""
     rows = []
-    for i, n in enumerate(counts):
-        kw = {"trials": int(n), "n_splits": n_splits, "draws": draws, "seed": seed + i}
+    for i, n in progress(list(enumerate(counts)), "trials needed", unit="count"):
+        kw: dict[str, Any] = {
+            "trials": int(n),
+            "n_splits": n_splits,
+            "draws": draws,
+            "seed": seed + i,
+        }
         d = noisy_statistics(distributional, noise, **kw)
         c = noisy_statistics(classical, noise, **kw)
         rows.append({"trials": int(n), "distributional": d, "classical": c,
@@ -201,7 +220,7 @@ def learner_population(
 
     Quantile-Huber units are scaled so that no response saturates (``"auto"``), so every
     population is compared on linear responses."""
-    from agent.probes.agent_cells import _resolve_scale, lab_task, read_units, unit_responses
+    from .agent_cells import _resolve_scale, lab_task, read_units, unit_responses
 
     task = lab_task(cfg)
     readout = read_units(learner, task.observation[None, :])[0]
@@ -219,7 +238,7 @@ def tabular_populations(
 ) -> dict[str, MeanPopulation]:
     """Tabular expectile-TD (τ ~ U(0.02, 0.98)) and classical-TD populations of ``n_cells``
     trained on the same outcome distribution (axis values, ``probs``) as ``like``."""
-    from agent.probes import tabular
+    from . import tabular
 
     task = tabular.TabularTask.single_state(like.axis, probs)
     dist = tabular.train_distributional_td(

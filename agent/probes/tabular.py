@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
-from agent.probes.noise import noisy_trials
+from .noise import noisy_trials
 
 RULES = ("expectile", "quantile", "classical")
 
@@ -77,7 +77,7 @@ class TabularTask:
     @classmethod
     def from_env(cls, env_id: str | None = None, **task_kwargs: Any) -> TabularTask:
         """The tabular form of a lab task (default: variable magnitude) with ``task_kwargs``."""
-        from agent.envs.lab_tasks import _CLASSES, VARIABLE_MAGNITUDE_ID
+        from ..envs.lab_tasks import _CLASSES, VARIABLE_MAGNITUDE_ID
 
         env = _CLASSES[env_id or VARIABLE_MAGNITUDE_ID](**task_kwargs)
         s = env.trial_structure()

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from agent.core.errors import DataError
-from agent.data.tidy import validate_table
+from ..core.errors import DataError
+from ..data.tidy import validate_table
 
 # Edge rules of the paper when the best cut lies outside the magnitudes (docs/science.md §3).
 _BELOW_ALL_OFFSET = 0.01  # every response positive: RP = U₁ + 0.01

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agent.replay.buffer import (
+from .buffer import (
     Batch,
     DeviceCounters,
     NStepWindow,

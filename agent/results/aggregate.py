@@ -29,10 +29,70 @@ import numpy as np
 
 SCORES = ("train", "posthoc")
 MIN_SEEDS = 3  # fewer seeds: the bootstrap band is not a confidence interval
+# below this many seeds the figures and table show the range over the seeds, named so: a
+# bootstrap "95 % CI" over 3 or 4 runs is in effect their range, and calling it a CI oversells it
+RANGE_BELOW = 5
+
+
+def interval_label(runs: int) -> str:
+    """What the interval of a group of ``runs`` seeds is, as the figures and table name it."""
+    if runs >= RANGE_BELOW:
+        return "95% bootstrap CI"
+    return f"range over {runs} seed{'s' if runs != 1 else ''}"
+
+
+def name_interval(stats: dict[str, Any], matrix: np.ndarray) -> None:
+    """Add ``interval`` (its name) and each metric's shown ``low``/``high`` to ``stats``: the
+    bootstrap CI from RANGE_BELOW seeds on, else the min and max over the seeds of the
+    metric computed per seed (``matrix`` [runs, games])."""
+    from scipy.stats import trim_mean
+
+    runs = matrix.shape[0]
+    stats["interval"] = interval_label(runs)
+    per_seed = {
+        "median": np.median(matrix, axis=1),
+        "mean": matrix.mean(axis=1),
+        "iqm": np.asarray(trim_mean(matrix, 0.25, axis=1)),
+    }
+    for metric, values in per_seed.items():
+        if metric not in stats:
+            continue
+        m = stats[metric]
+        if runs >= RANGE_BELOW:
+            m["low"], m["high"] = m["ci_low"], m["ci_high"]
+        else:
+            m["low"], m["high"] = float(np.min(values)), float(np.max(values))
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) of Agarwal et al. (2021, rliable): for each task the Mann–Whitney U statistic
+    of X's runs against Y's over the number of pairs (ties count one half), averaged over the
+    tasks. ``x`` [runs_x, tasks], ``y`` [runs_y, tasks]."""
+    from scipy.stats import mannwhitneyu
+
+    per_task = [
+        mannwhitneyu(x[:, t], y[:, t]).statistic / (x.shape[0] * y.shape[0])
+        for t in range(x.shape[1])
+    ]
+    return float(np.mean(per_task))
+
+
+def improvement_table(matrices: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """P(X > Y) for every ordered pair of algorithms of one comparison (same tasks)."""
+    return [
+        {"x": a, "y": b, "p": probability_of_improvement(matrices[a], matrices[b])}
+        for a in matrices
+        for b in matrices
+        if a != b
+    ]
 
 
 def find_run_dirs(roots: list[str]) -> list[Path]:
-    """Every folder under ``roots`` (the roots included) that holds a ``summary.json``."""
+    """Every folder under ``roots`` (the roots included) that holds a ``summary.json``; a
+    population root's summary (across its members) stands for its member folders, so each
+    member counts once."""
+    from ..store.population_root import is_population_summary, population_members
+
     found: set[Path] = set()
     for root in roots:
         path = Path(root)
@@ -40,7 +100,14 @@ def find_run_dirs(roots: list[str]) -> list[Path]:
             found.add(path.parent)
         elif path.is_dir():
             found.update(p.parent for p in path.rglob("summary.json"))
-    return sorted(found)
+    runs: set[Path] = set()
+    for folder in found:
+        summary = _load_json(folder / "summary.json")
+        if summary is not None and is_population_summary(summary):
+            runs.update(m for m in population_members(folder) if (m / "summary.json").is_file())
+        else:
+            runs.add(folder)
+    return sorted(runs)
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
@@ -76,7 +143,7 @@ def load_runs(
 
     ``score="train"`` reads the final training evaluation (``summary.json``);
     ``score="posthoc"`` reads ``evaluate.py``'s ``eval.json`` (runs without one are skipped)."""
-    from agent.envs.hns import game_key
+    from ..envs.hns import game_key
 
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(SCORES)}, got '{score}'")
@@ -130,7 +197,7 @@ def _seed_order(run: dict[str, Any]) -> tuple[int, Any]:
 
 def aggregate(runs: list[dict[str, Any]], reps: int, seed: int) -> dict[str, Any]:
     """HNS aggregates per algo over Atari games; raw-return aggregates per (env, algo)."""
-    from agent.envs.hns import aggregate_scores, human_normalized_score
+    from ..envs.hns import aggregate_scores, human_normalized_score
 
     grouped: dict[tuple[bool, str], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -159,6 +226,7 @@ def aggregate(runs: list[dict[str, Any]], reps: int, seed: int) -> dict[str, Any
                     "hns": hns,
                 }
             stats = aggregate_scores(matrix, reps=reps, seed=seed)
+            name_interval(stats, matrix)
             sticky = sorted(
                 {r["sticky_action_prob"] for g in games for r in by_env[g]},
                 key=lambda v: (v is None, v),
@@ -173,76 +241,176 @@ def aggregate(runs: list[dict[str, Any]], reps: int, seed: int) -> dict[str, Any
             for env, env_runs in sorted(by_env.items()):
                 returns = [r["score"] for r in env_runs]
                 stats = aggregate_scores(np.array(returns)[:, None], reps=reps, seed=seed)
+                name_interval(stats, np.array(returns)[:, None])
                 stats.update(seeds=[r["seed"] for r in env_runs], returns=returns)
                 raw[env][algo] = stats
-    return {"atari_hns": atari, "raw_returns": dict(raw)}
+    improvement: dict[str, list[dict[str, Any]]] = {}
+    for env, by_algo in raw.items():
+        if len(by_algo) > 1:
+            improvement[env] = improvement_table(
+                {a: np.array(st["returns"])[:, None] for a, st in by_algo.items()}
+            )
+    if len(atari) > 1:  # over the games every algo has
+        games = sorted(set.intersection(*(set(st["per_game"]) for st in atari.values())))
+        if games:
+            improvement["Atari (HNS)"] = improvement_table(
+                {
+                    a: np.array([st["per_game"][g]["hns"] for g in games]).T
+                    for a, st in atari.items()
+                }
+            )
+    return {"atari_hns": atari, "raw_returns": dict(raw), "probability_of_improvement": improvement}
 
 
 def _interval(stats: dict[str, Any], metric: str, scale: float = 1.0, digits: int = 1) -> str:
     m = stats[metric]
-    return (
-        f"{m['value'] * scale:.{digits}f} "
-        f"[{m['ci_low'] * scale:.{digits}f}, {m['ci_high'] * scale:.{digits}f}]"
-    )
+    low, high = m.get("low", m["ci_low"]), m.get("high", m["ci_high"])
+    return f"{m['value'] * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A plain-text table: HNS in percent per algo, then raw returns per env and algo."""
+    """A plain-text table: HNS in percent per algo, then raw returns per env and algo; each
+    row names its interval (a 95% bootstrap CI, or the range over fewer than 5 seeds); then
+    the probabilities of improvement."""
     lines = []
     if result["atari_hns"]:
-        lines.append("Atari, human-normalised score (%), 95% CI:")
+        lines.append("Atari, human-normalised score (%):")
         lines.append(
-            f"{'algo':<12}{'games':>6}{'runs':>6}  {'median':<24}{'IQM':<24}{'mean':<24}sticky"
+            f"{'algo':<12}{'games':>6}{'runs':>6}  {'median':<24}{'IQM':<24}{'mean':<24}"
+            f"{'sticky':<8}interval"
         )
         for algo, s in result["atari_hns"].items():
             sticky = ",".join("?" if v is None else f"{v:g}" for v in s["sticky_action_prob"])
             lines.append(
                 f"{algo:<12}{s['games']:>6}{s['runs']:>6}  {_interval(s, 'median', 100):<24}"
-                f"{_interval(s, 'iqm', 100):<24}{_interval(s, 'mean', 100):<24}{sticky}"
+                f"{_interval(s, 'iqm', 100):<24}{_interval(s, 'mean', 100):<24}{sticky:<8}"
+                f"{s.get('interval', '95% bootstrap CI')}"
             )
     if result["raw_returns"]:
         if lines:
             lines.append("")
-        lines.append("Raw evaluation return, 95% CI over runs:")
-        lines.append(f"{'env':<28}{'algo':<12}{'runs':>6}  {'mean':<28}{'IQM':<28}")
+        lines.append("Final evaluation return (episode return):")
+        lines.append(f"{'env':<28}{'algo':<12}{'runs':>6}  {'mean':<28}{'IQM':<28}interval")
         for env, by_algo in result["raw_returns"].items():
             for algo, s in by_algo.items():
                 lines.append(
                     f"{env:<28}{algo:<12}{s['runs']:>6}  {_interval(s, 'mean', 1, 2):<28}"
-                    f"{_interval(s, 'iqm', 1, 2):<28}"
+                    f"{_interval(s, 'iqm', 1, 2):<28}{s.get('interval', '95% bootstrap CI')}"
                 )
+    improvement = result.get("probability_of_improvement") or {}
+    if improvement:
+        lines.append("")
+        lines.append("Probability of improvement P(X > Y) over runs (Agarwal et al. 2021):")
+        for env, pairs in improvement.items():
+            for pair in pairs:
+                lines.append(f"  {env:<26}P({pair['x']} > {pair['y']}) = {pair['p']:.2f}")
     return "\n".join(lines)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """One row of interval plots: Atari median / IQM / mean HNS, then IQM return per env."""
+    """Interval plots of the final scores: Atari median / IQM / mean HNS, then mean and IQM
+    return per env. A tick marks the point estimate; the bar is the interval its label names
+    (95% bootstrap CI, or the range over the seeds below 5 seeds), named above it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels: list[tuple[str, dict[str, Any], str, float]] = []
+    panels: list[tuple[str, dict[str, Any], str, float, str]] = []
     if result["atari_hns"]:
         for metric, label in (("median", "Median"), ("iqm", "IQM"), ("mean", "Mean")):
-            panels.append((f"{label} HNS (%)", result["atari_hns"], metric, 100.0))
+            panels.append(
+                (
+                    f"Atari: {label} HNS",
+                    result["atari_hns"],
+                    metric,
+                    100.0,
+                    "human-normalised score (%)",
+                )
+            )
     for env, by_algo in result["raw_returns"].items():
-        panels.append((f"{env}: IQM return", by_algo, "iqm", 1.0))
+        for metric, label in (("mean", "mean"), ("iqm", "IQM")):
+            panels.append(
+                (f"{env}: {label}", by_algo, metric, 1.0, "final eval return (episode return)")
+            )
     # One colour per algo across all panels.
-    names = sorted({algo for _, by_algo, _, _ in panels for algo in by_algo})
+    names = sorted({algo for _, by_algo, _, _, _ in panels for algo in by_algo})
     colours = {algo: f"C{i % 10}" for i, algo in enumerate(names)}
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.6 + 0.45 * 4))
-    axes = [axes] if len(panels) == 1 else list(axes)
-    for ax, (title, by_algo, metric, scale) in zip(axes, panels, strict=True):
+    rows = max(len(by_algo) for _, by_algo, _, _, _ in panels)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(max(3.4 * len(panels), 7.0), 1.9 + 0.5 * rows), squeeze=False
+    )
+    for ax, (title, by_algo, metric, scale, xlabel) in zip(axes[0], panels, strict=True):
         algos = list(by_algo)
         for i, algo in enumerate(algos):
-            m = by_algo[algo][metric]
-            ends = [m["ci_low"] * scale, m["ci_high"] * scale]
-            ax.plot(ends, [i, i], lw=6, alpha=0.4, color=colours[algo])
+            st = by_algo[algo]
+            m = st[metric]
+            ends = [m.get("low", m["ci_low"]) * scale, m.get("high", m["ci_high"]) * scale]
+            ax.plot(ends, [i, i], lw=6, alpha=0.4, color=colours[algo], solid_capstyle="butt")
             ax.plot([m["value"] * scale], [i], "k|", ms=14)
+            ax.annotate(
+                st.get("interval", "95% bootstrap CI"),
+                (sum(ends) / 2, i),
+                xytext=(0, 7),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+                color="0.3",
+            )
         ax.set_yticks(range(len(algos)), algos)
         ax.set_ylim(-0.7, len(algos) - 0.3)
         ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.grid(axis="x", alpha=0.3)
+        ax.margins(x=0.15)
+    fig.text(
+        0.01,
+        0.01,
+        "tick: point estimate over seeds; bar: the interval named above it\n"
+        f"(95% stratified-bootstrap CI from {RANGE_BELOW} seeds on, else min–max over the seeds)",
+        fontsize=7,
+        color="0.3",
+    )
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def performance_profiles(result: dict[str, Any], path: Path, points: int = 101) -> None:
+    """Performance profiles (Agarwal et al. 2021): the fraction of runs (× games on Atari)
+    whose final score exceeds τ, against τ, one line per algo; a panel per env and one for
+    Atari HNS. No band: each curve is over all runs of its algo."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: list[tuple[str, dict[str, np.ndarray], str]] = []
+    if result["atari_hns"]:
+        hns = {
+            a: 100.0 * np.concatenate([g["hns"] for g in st["per_game"].values()])
+            for a, st in result["atari_hns"].items()
+        }
+        panels.append(("Atari", hns, "human-normalised score τ (%)"))
+    for env, by_algo in result["raw_returns"].items():
+        returns = {a: np.asarray(st["returns"], dtype=float) for a, st in by_algo.items()}
+        panels.append((env, returns, "final eval return τ (episode return)"))
+    names = sorted({a for _, scores, _ in panels for a in scores})
+    colours = {a: f"C{i % 10}" for i, a in enumerate(names)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, scores, xlabel) in zip(axes[0], panels, strict=True):
+        values = np.concatenate(list(scores.values()))
+        pad = 0.05 * (values.max() - values.min() or 1.0)
+        taus = np.linspace(values.min() - pad, values.max() + pad, points)
+        for algo, v in scores.items():
+            frac = (v[:, None] > taus[None, :]).mean(axis=0)
+            ax.step(taus, frac, where="post", color=colours[algo], label=f"{algo} ({v.size} runs)")
+        ax.set_title(f"{title}: performance profile", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("fraction of runs with score > τ", fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -263,6 +431,7 @@ CURVE_COLUMNS = (
     "iqm_low",
     "iqm_high",
     "backend",
+    "band",
 )
 
 
@@ -346,7 +515,7 @@ def load_curves(
 
     A run whose ``summary.json`` does not say its algorithm and env is skipped and named (its
     curve cannot be grouped: it used to be drawn as ``unknown/unknown``)."""
-    from agent.envs.hns import game_key
+    from ..envs.hns import game_key
 
     curves, skipped = [], []
     for run_dir in run_dirs:
@@ -499,6 +668,10 @@ def aggregate_curves(
         grid = grid[grid >= start]
         matrix = np.stack([hold_last(c["steps"], c["returns"], grid) for c in group])
         bands = curve_bands(matrix, reps=reps, seed=seed)
+        if len(group) < RANGE_BELOW:  # the band shown and written is the range over the seeds
+            low, high = matrix.min(axis=0), matrix.max(axis=0)
+            bands.update(mean_low=low, mean_high=high, iqm_low=low, iqm_high=high)
+        bands["band"] = interval_label(len(group))
         out[env][algo] = {
             "env_step": grid,
             "runs": len(group),
@@ -522,13 +695,14 @@ def write_curves_csv(curves: dict[str, dict[str, dict[str, Any]]], path: Path) -
                     values = [float(c[k][i]) for k in CURVE_COLUMNS[4:10]]
                     writer.writerow(
                         [env, algo, int(step), c["runs"], *(f"{v:.6g}" for v in values)]
-                        + [c["backend"]]
+                        + [c["backend"], c["band"]]
                     )
 
 
 def plot_curves(curves: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     """One panel per env: IQM (solid) and mean (dashed) eval return against env steps, with
-    the IQM's bootstrap band shaded."""
+    the IQM's band shaded and named in the legend (95% bootstrap CI, or the range over fewer
+    than 5 seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -541,13 +715,13 @@ def plot_curves(curves: dict[str, dict[str, dict[str, Any]]], path: Path) -> Non
     for ax, env in zip(axes[0], envs, strict=True):
         for algo, c in curves[env].items():
             x, colour = c["env_step"], colours[algo]
-            label = f"{algo} ({c['runs']} seed{'s' if c['runs'] != 1 else ''})"
-            ax.plot(x, c["iqm"], color=colour, label=label)
-            ax.plot(x, c["mean"], color=colour, ls="--", lw=0.8)
-            ax.fill_between(x, c["iqm_low"], c["iqm_high"], color=colour, alpha=0.2, lw=0)
+            ax.plot(x, c["iqm"], color=colour, label=f"{algo}: IQM")
+            ax.plot(x, c["mean"], color=colour, ls="--", lw=0.8, label=f"{algo}: mean")
+            ax.fill_between(x, c["iqm_low"], c["iqm_high"], color=colour, alpha=0.2, lw=0,
+                            label=f"{algo}: IQM {c['band']}")  # fmt: skip
         ax.set_title(env, fontsize=9)  # the env name, never a file path
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return (IQM; dashed: mean)")
+        ax.set_xlabel("env steps (summed over parallel envs)")
+        ax.set_ylabel("eval return (episode return)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

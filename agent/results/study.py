@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+
+from ..envs import family_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,7 +29,7 @@ def compose(*overrides: str) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from agent.algos import register_configs
+    from ..algos import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -44,14 +47,16 @@ def train_pair(
 ) -> dict[str, Path]:
     """Train both agents from scratch into ``root/<agent>``; returns their run dirs (with
     ``population`` > 1, population run dirs of that many seeds ``seed, seed + 1, …``)."""
-    from agent.loop.train import run
+    from ..loop.train import run
 
     runs = {}
     for name in AGENTS:
         run_dir = root / name
         # A run dir with a checkpoint would be resumed; the demo always starts afresh.
         shutil.rmtree(run_dir, ignore_errors=True)
-        cfg = compose(f"agent={name}", f"seed={seed}", "train.progress=false",
+        # the training bar on a terminal; none in a log file or a captured test
+        bar = "true" if sys.stderr.isatty() else "false"
+        cfg = compose(f"agent={name}", f"seed={seed}", f"train.progress={bar}",
                       f"train.population={population}", *overrides)  # fmt: skip
         start = time.perf_counter()
         summary = run(cfg, run_dir)
@@ -69,8 +74,8 @@ def demo_detection(
 ) -> dict[str, Any]:
     """The detection study (agent/probes/detection.py) of the demo's few seeds: own-gradient
     responses, no decode; writes detection.json/.md/.png into ``out``."""
-    from agent.probes.detection import detection_study, expand_runs, groups_from_runs
-    from agent.probes.detection_report import write_detection
+    from ..probes.detection import detection_study, expand_runs, groups_from_runs
+    from ..probes.detection_report import write_detection
 
     groups = groups_from_runs(expand_runs([str(r) for r in runs.values()]), ("gradient",), n_units)
     content = detection_study(groups, draws=draws, n_units=n_units, decode=False)
@@ -93,7 +98,7 @@ def comparison_rows(
     Every r is the cross-validated median over random splits (docs/science.md §3). The decode
     rows are the one pipeline's: from the (RP, τ) pairs estimated from noisy responses.
     """
-    from agent.probes.agent_cells import summary_row
+    from ..probes.agent_cells import summary_row
 
     a, b = summary_row(result), summary_row(result["baseline"])
     c = summary_row(recorded) if recorded is not None else {k: None for k in a}
@@ -144,16 +149,16 @@ def print_table(rows: list[tuple[str, ...]], title: str) -> None:
 
 def recorded_result(splits: int = 100, seed: int = 0, extras: bool = True) -> dict[str, Any]:
     """The probe of the 40 committed recorded cells (for the side-by-side column)."""
-    from agent.data.tidy import PACKAGED_TABLE
-    from agent.probes.report import probe_data
+    from ..data.tidy import PACKAGED_TABLE
+    from ..probes.report import probe_data
 
     return probe_data(PACKAGED_TABLE, splits=splits, seed=seed, extras=extras)
 
 
 def demo_sweep(runs: dict[str, Path], *, n_splits: int = 30, draws: int = 2) -> Any:
     """A short noise sweep of the two trained agents (the demo's "where does it appear")."""
-    from agent.learn.evaluate import load_agent
-    from agent.probes.sweep import learner_population, noise_sweep
+    from ..learn.evaluate import load_agent
+    from ..probes.sweep import learner_population, noise_sweep
 
     pops = {}
     for name, run_dir in runs.items():
@@ -187,12 +192,12 @@ def full_sweep(
     """
     import json
 
-    from agent.core.errors import ConfigError
-    from agent.learn.evaluate import load_agent
-    from agent.probes import figures
-    from agent.probes.analysis import jsonable
-    from agent.probes.noise import recorded_noise
-    from agent.probes.sweep import (
+    from ..core.errors import ConfigError
+    from ..learn.evaluate import load_agent
+    from ..probes import figures
+    from ..probes.analysis import jsonable
+    from ..probes.noise import recorded_noise
+    from ..probes.sweep import (
         learner_population,
         noise_sweep,
         recorded_point,
@@ -205,9 +210,9 @@ def full_sweep(
     probs = None
     for run in runs:
         learner, cfg, _ = load_agent(run, "cpu")
-        if cfg.env.family != "lab" or "Magnitude" not in str(cfg.env.id):
+        if not family_of(cfg.env).lab_task or "Magnitude" not in str(cfg.env.id):
             raise ConfigError(f"{run}: the noise sweep needs a variable-magnitude run")
-        from agent.probes.agent_cells import lab_task
+        from ..probes.agent_cells import lab_task
 
         probs = lab_task(cfg).probs
         pops[learner.name] = learner_population(learner, cfg)

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from agent.core.errors import CheckpointError
+from ..core.errors import CheckpointError
+from .population_root import members_hint
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
@@ -261,7 +262,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if isinstance(name, str) and (root / name).is_dir():
         return root / name
     if name is None:
-        problem = CheckpointError(f"no checkpoint in '{path}' (expected {root / LATEST})")
+        problem = CheckpointError(
+            f"no checkpoint in '{path}' (expected {root / LATEST}){members_hint(p)}"
+        )
     elif isinstance(name, str):
         problem = CheckpointError(f"'{root / LATEST}' names '{name}', which does not exist")
     else:

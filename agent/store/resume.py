@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from agent.core.errors import ConfigError
-from agent.store.checkpoint import has_checkpoint, resolve_checkpoint
+from ..core.errors import ConfigError
+from .checkpoint import has_checkpoint, resolve_checkpoint
 
 log = logging.getLogger("agent")
 

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.core.errors import CheckpointError
-from agent.store.checkpoint import load_checkpoint, save_checkpoint
-from agent.store.resume import apply_optimizer_config, reconcile_config
-from agent.store.schema import (
+from ..core.errors import CheckpointError
+from .checkpoint import load_checkpoint, save_checkpoint
+from .resume import apply_optimizer_config, reconcile_config
+from .schema import (
     COUNTER_KEYS,
     OPTIONAL_COUNTER_KEYS,
     Checker,
@@ -76,7 +76,7 @@ class Identity(Part):
     name = "identity"
 
     def save(self, objs: RunObjects, tensors: Tensors, state: dict[str, Any]) -> None:
-        from agent.core.config import to_container
+        from ..core.config import to_container
 
         state["algo"] = objs.cfg.agent.name
         state["env_id"] = objs.env.env_id
@@ -262,7 +262,7 @@ def restore_run_state(source: str | Path, objs: RunObjects, device: torch.device
 
     Every check (agent/env identity, config changes, each part's schema) runs before any
     object is touched, and any failure is one CheckpointError or ConfigError line."""
-    from agent.core.config import to_container
+    from ..core.config import to_container
 
     tensors, state, folder = load_checkpoint(source, device=device)
     cfg, env = objs.cfg, objs.env

@@ -18,7 +18,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.core.errors import RunDirLocked
+from ..core.errors import RunDirLocked
 
 log = logging.getLogger("agent")
 

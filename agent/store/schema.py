@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from agent.core.errors import CheckpointError
+from ..core.errors import CheckpointError
 
 COUNTER_KEYS = (
     "env_steps",

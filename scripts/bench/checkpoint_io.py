@@ -1,6 +1,6 @@
 """Checkpoint I/O throughput: how long a replay checkpoint stalls training.
 
-Writes one replay-sized checkpoint with ``agent.store.checkpoint.save_checkpoint`` (safetensors,
+Writes one replay-sized checkpoint with ``dopa_rl.store.checkpoint.save_checkpoint`` (safetensors,
 fsync, SHA-256 re-read), then loads it back (hash check + read), and prints one JSON line with
 MB/s of each part and the time extrapolated to the 1M-transition Atari replay (7.1 GB,
 ``FrameReplayBuffer``) and to the network-only checkpoint (36.8 MB measured: QR-DQN 200
@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-
-from agent.store.checkpoint import load_checkpoint, save_checkpoint
+from dopa_rl.store.checkpoint import load_checkpoint, save_checkpoint
 
 REPLAY_1M_MB = 7_100.0
 NETWORK_MB = 36.8  # measured, docs/benchmarks.md (checkpoint sizes)

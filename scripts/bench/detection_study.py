@@ -5,7 +5,7 @@
 
 Reads the unit responses a ``dopa-probe study=`` run saved (default: the committed study's,
 8 seeds × {ER-DQN, QR-DQN, classical} × {gradient, measured} = 6 groups), runs
-:func:`agent.probes.detection.detection_study` on them with ``draws`` draws (plus the
+:func:`dopa_rl.probes.detection.detection_study` on them with ``draws`` draws (plus the
 recorded cells' two rows and, unless ``--no-decode``, one reward-space decode with its fair
 references per seed and group), and prints one JSON line: wall and CPU seconds, the groups,
 seeds and draws, the CPU model and the load average. Goal: ≤ 300 s on 2 cores.
@@ -20,8 +20,8 @@ import platform
 import time
 from pathlib import Path
 
-from agent.core.threads import configure_torch_threads
-from agent.probes.detection import UnitGroup, detection_study
+from dopa_rl.core.threads import configure_torch_threads
+from dopa_rl.probes.detection import UnitGroup, detection_study
 
 DEFAULT = Path(__file__).resolve().parents[2] / "docs" / "detection" / "unit_responses.json"
 

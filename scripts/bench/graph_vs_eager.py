@@ -2,7 +2,7 @@
 than convolution numerics?
 
 For each algorithm, three comparisons over ``--updates`` updates of two learners built alike
-and fed the same random batches (``agent.learn.graph_check.compare_step_by_step``), each
+and fed the same random batches (``dopa_rl.learn.graph_check.compare_step_by_step``), each
 naming the first tensor beyond 2e-4 and its update, and the largest difference per update:
 
 * ``graphed``: the graph against eager with the graph's Adam arithmetic (``eager_capturable``);
@@ -25,11 +25,10 @@ import contextlib
 import json
 
 import torch
-
-from agent.algos import make_config
-from agent.learn.graph_check import compare_step_by_step, emulated_cuda_graphs
-from agent.learn.learner import Learner
-from agent.replay.buffer import Batch
+from dopa_rl.algos import make_config
+from dopa_rl.learn.graph_check import compare_step_by_step, emulated_cuda_graphs
+from dopa_rl.learn.learner import Learner
+from dopa_rl.replay.buffer import Batch
 
 NUM_ACTIONS = 6
 

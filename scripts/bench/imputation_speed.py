@@ -1,4 +1,4 @@
-"""Speed of expectile imputation (agent.nn.imputation.impute_samples) on batched ER-DQN targets.
+"""Speed of expectile imputation (dopa_rl.nn.imputation.impute_samples) on batched ER-DQN targets.
 
 Prints one JSON line per (batch, N) config: milliseconds per call and the final mean squared
 residual L = mean_i g_i² (relative to the target variance) on expectiles of random skewed
@@ -14,8 +14,7 @@ import json
 import time
 
 import torch
-
-from agent.nn.imputation import expectile_residuals, impute_samples, sample_expectiles
+from dopa_rl.nn.imputation import expectile_residuals, impute_samples, sample_expectiles
 
 
 def _sync(device: torch.device) -> None:

@@ -1,7 +1,7 @@
 """Synchronous vs overlapped training loop, through train.py's own code path, in one run.
 
-Builds each run with ``agent.loop.train.build`` from the same Hydra config training uses (only
-``train.overlap`` differs), runs ``agent.loop.body.train_loop`` for ``--seconds`` after the replay
+Builds each run with ``dopa_rl.loop.train.build`` from the same Hydra config training uses (only
+``train.overlap`` differs), runs ``dopa_rl.loop.body.train_loop`` for ``--seconds`` after the replay
 prefill, and prints one JSON line per figure:
 
 * ``loop``: agent steps/s and frames/s of the timed window, per mode (``sync``, ``overlap``),
@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from dopa_rl.algos import register_configs
+from dopa_rl.loop import hooks
+from dopa_rl.loop.body import train_loop
+from dopa_rl.loop.hooks import Hook
+from dopa_rl.loop.train import build
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-from agent.algos import register_configs
-from agent.loop import hooks
-from agent.loop.body import train_loop
-from agent.loop.hooks import Hook
-from agent.loop.train import build
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
-EXIT_PREEMPTED = 3  # agent.core.errors.EXIT_PREEMPTED (not imported: this file needs no checkout)
+EXIT_PREEMPTED = 3  # dopa_rl.core.errors.EXIT_PREEMPTED (not imported: this file needs no checkout)
 
 
 def train_cmd(run_dir: Path, steps: int, every: int, resume: Path | None = None) -> list[str]:

@@ -37,13 +37,12 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from agent.algos.qrdqn import QRDQNConfig
-from agent.core.device import configure_backends
-from agent.learn.compiled import make_update_fn
-from agent.learn.learner import Learner
-from agent.replay.buffer import Batch
-from agent.replay.frames import FrameReplayBuffer
+from dopa_rl.algos.qrdqn import QRDQNConfig
+from dopa_rl.core.device import configure_backends
+from dopa_rl.learn.compiled import make_update_fn
+from dopa_rl.learn.learner import Learner
+from dopa_rl.replay.buffer import Batch
+from dopa_rl.replay.frames import FrameReplayBuffer
 
 SAMPLES_PER_AGENT_STEP = 8  # batch 32 every 4 agent steps (Mnih et al. 2015)
 FRAME_SKIP = 4
@@ -63,7 +62,7 @@ def sync(device: torch.device) -> None:
 def qrdqn_learner(args: argparse.Namespace, batch: int, num_actions: int) -> Learner:
     """QR-DQN with the Nature CNN; Adam lr 5e-5 at batch 32, scaled linearly with the batch.
 
-    The config is the plain dataclass, as ``agent.loop.train.run`` passes it (an OmegaConf node
+    The config is the plain dataclass, as ``dopa_rl.loop.train.run`` passes it (an OmegaConf node
     costs attribute lookups in the loop and, under compile, graph breaks training does not
     have)."""
     cfg = QRDQNConfig(
@@ -79,7 +78,7 @@ def qrdqn_learner(args: argparse.Namespace, batch: int, num_actions: int) -> Lea
 
 
 def make_env(args: argparse.Namespace, num_envs: int, seed: int = 0):
-    from agent.envs.atari import AtariVecEnv
+    from dopa_rl.envs.atari import AtariVecEnv
 
     return AtariVecEnv(args.game, num_envs, seed=seed, sticky_action_prob=0.25)
 
@@ -210,9 +209,8 @@ def bench_cleanrl(args: argparse.Namespace) -> dict[str, Any]:
     """CleanRL ``dqn_atari.py``-style loop: one env, numpy replay, eager batch-32 updates."""
     import ale_py
     import gymnasium as gym
+    from dopa_rl.envs.atari import atari_env_id
     from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
-
-    from agent.envs.atari import atari_env_id
 
     gym.register_envs(ale_py)
     env = gym.make(f"{atari_env_id(args.game)}-v5", frameskip=1)  # sticky 0.25 by default

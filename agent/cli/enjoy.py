@@ -1,0 +1,138 @@
+"""``dopa-enjoy``: watch a trained agent play (RL-Zoo's "enjoy").
+
+    dopa-enjoy RUN_DIR [episodes=1] [window=auto|true|false] [out=FILE.mp4] [seed=N]
+               [epsilon=X] [device=cpu]
+
+RUN_DIR: a run dir (its newest checkpoint) or one ``checkpoints/<step>`` folder; a population's
+folder asks for one member. The agent acts greedily (``epsilon``: its ``agent.eps_eval`` unless
+given). ``window=true`` shows the episodes in a window (a gymnasium control env and a display
+are needed); ``window=auto`` (the default) does so when ``DISPLAY`` or ``WAYLAND_DISPLAY`` is
+set, and otherwise writes each episode to a video in the current folder,
+``enjoy_<run>_ep<i>.mp4`` (``out=FILE.mp4`` names it; the video extra). Prints each episode's
+return (window) or video file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ConfigError
+from .common import one_line_errors, wants_help
+
+KEYS = {"episodes": int, "window": str, "out": str, "seed": int, "epsilon": float, "device": str}
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    args: dict[str, Any] = {"episodes": 1, "window": "auto", "seed": 0, "device": "cpu"}
+    for token in argv:
+        key, sep, value = token.partition("=")
+        if not sep:
+            if "run" in args:
+                raise ConfigError(f"unexpected argument '{token}'; one RUN_DIR only")
+            args["run"] = token
+            continue
+        key = "run" if key in ("run", "checkpoint") else key
+        if key == "run":
+            args["run"] = value
+            continue
+        if key not in KEYS:
+            raise ConfigError(f"unknown key '{key}'; expected RUN_DIR and {', '.join(KEYS)}")
+        try:
+            args[key] = KEYS[key](value)
+        except ValueError:
+            raise ConfigError(f"{key} must be {KEYS[key].__name__}, got '{value}'") from None
+    if "run" not in args:
+        raise ConfigError("give the run to play: dopa-enjoy RUN_DIR")
+    if args["episodes"] < 1:
+        raise ConfigError(f"episodes must be a positive integer, got {args['episodes']}")
+    if args["window"] not in ("auto", "true", "false"):
+        raise ConfigError(f"window must be auto, true or false, got '{args['window']}'")
+    return args
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def play_in_window(agent: Any, episodes: int, seed: int, epsilon: float) -> list[float]:
+    """Episodes in a gymnasium window (``render_mode="human"``): control envs only."""
+    import gymnasium as gym
+
+    from ..envs import family_of
+
+    cfg = agent.config
+    if not family_of(cfg.env).window:
+        raise ConfigError(
+            f"window=true plays gymnasium control envs; '{cfg.env.id}' ({cfg.env.family}) "
+            "is written to a video instead (window=false)"
+        )
+    env = gym.make(cfg.env.id, render_mode="human", **dict(cfg.env.kwargs))
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.predict(obs, epsilon))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+@one_line_errors
+def run(argv: list[str]) -> int:
+    args = parse_args(argv)
+    from ..api import load
+    from ..core.threads import configure_torch_threads
+    from ..learn.evaluate import VideoUnsupported, record_video
+
+    agent = load(args["run"], device=args["device"])
+    configure_torch_threads(0)
+    epsilon = agent.config.agent.eps_eval if args.get("epsilon") is None else args["epsilon"]
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"epsilon must be in [0, 1], got {epsilon}")
+    window = args["window"] == "true" or (args["window"] == "auto" and has_display())
+    from ..envs import family_of
+
+    window = window and (args["window"] == "true" or family_of(agent.config.env).window)
+    if window:
+        for i, ret in enumerate(play_in_window(agent, args["episodes"], args["seed"], epsilon)):
+            print(f"episode {i}: return {ret:.2f}")
+        return 0
+    run_name = Path(args["run"]).resolve().name
+    if run_name.isdigit():  # a checkpoint folder: name the video after its run
+        run_name = Path(args["run"]).resolve().parent.parent.name
+    for i in range(args["episodes"]):
+        if args.get("out") and args["episodes"] == 1:
+            path = Path(args["out"])
+        elif args.get("out"):
+            path = Path(args["out"]).with_name(f"{Path(args['out']).stem}_ep{i}.mp4")
+        else:
+            path = Path.cwd() / f"enjoy_{run_name}_ep{i}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            record_video(agent.learner, agent.config, path, epsilon, args["seed"] + i)
+        except VideoUnsupported as err:  # the lab tasks cannot render
+            raise ConfigError(f"cannot show this agent: {err}") from None
+        print(f"episode {i}: wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if wants_help(argv):
+        print(str(__doc__).strip())
+        return 0
+    return int(run(argv) or 0)
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,37 @@
+"""Family ``control``: any gymnasium id with discrete actions (classic control, Box2D …),
+stepped in-process by ``GymVecEnv``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..base import VecEnv
+from ..cloning import gym_clone_state, gym_restore_state
+from ..registry import EnvFamily, EvalProtocol, register
+
+
+def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001
+    from ..control import GymVecEnv
+
+    return GymVecEnv(env_cfg.id, num_envs, kwargs=dict(env_cfg.kwargs), render=render)
+
+
+CONTROL = register(
+    EnvFamily(
+        name="control",
+        summary="gymnasium ids with discrete actions (CartPole-v1, Acrobot-v1, …)",
+        make=make,
+        observation="vector",
+        torso="mlp",
+        # in-process gymnasium envs deep-copy (Box2D and MuJoCo ids fail the copy with a
+        # clear error when the in-task probe asks)
+        can_clone=True,
+        clone_state=gym_clone_state,
+        restore_state=gym_restore_state,
+        video_fps=lambda env_cfg: 50,
+        evaluation=EvalProtocol(epsilon=0.0),
+        config_keys=("id", "kwargs"),
+        population=True,
+        window=True,
+    )
+)
