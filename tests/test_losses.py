@@ -103,3 +103,27 @@ def test_categorical_cross_entropy_fits_target_probabilities():
         losses.categorical_cross_entropy(logits, target).mean().backward()
         opt.step()
     torch.testing.assert_close(torch.softmax(logits.detach(), -1), target, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("per_sample_taus", [False, True])
+def test_pairwise_losses_match_autograd_of_their_equations(per_sample_taus: bool) -> None:
+    """The one-pass losses (value and gradient) equal autograd through the written equations."""
+    g = torch.Generator().manual_seed(0)
+    b, n, m, kappa = 7, 5, 6, 0.7
+    pred = (3 * torch.randn(b, n, generator=g, dtype=torch.float64)).requires_grad_(True)
+    target = 3 * torch.randn(b, m, generator=g, dtype=torch.float64)
+    taus = torch.rand(b, n, generator=g, dtype=torch.float64)
+    taus = taus if per_sample_taus else taus[0]
+    u = target.unsqueeze(1) - pred.unsqueeze(2)
+    w = (taus.unsqueeze(-1) - (u.detach() < 0).double()).abs()
+    huber = torch.where(u.abs() <= kappa, 0.5 * u**2, kappa * (u.abs() - 0.5 * kappa))
+    cases = [
+        (losses.quantile_huber_loss(pred, target, taus, kappa), (w * huber / kappa).mean(2).sum(1)),
+        (losses.expectile_loss(pred, target, taus), (w * u**2).mean(2).sum(1)),
+    ]
+    weights = torch.rand(b, generator=g, dtype=torch.float64)  # a non-uniform upstream gradient
+    for fast, reference in cases:
+        torch.testing.assert_close(fast, reference)
+        (g_fast,) = torch.autograd.grad((fast * weights).sum(), pred)
+        (g_ref,) = torch.autograd.grad((reference * weights).sum(), pred)
+        torch.testing.assert_close(g_fast, g_ref)

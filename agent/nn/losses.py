@@ -8,6 +8,8 @@ target samples (already ``r + γⁿ·z``, treated as constants), ``taus`` [N] or
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -48,10 +50,45 @@ def _pairwise(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return target.detach().unsqueeze(1) - pred.unsqueeze(2)
 
 
-def _asymmetric_weight(u: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
-    """|τ_i − 1{u_ij < 0}| for u [B, N, M] and τ [N] or [B, N]: τ above, 1 − τ below."""
+def _asymmetric_slope(c: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
+    """|τ_i − 1{c_ij < 0}| · c_ij for c [B, N, M] and τ [N] or [B, N], as
+    τ·c + (1 − 2τ)·min(c, 0): on the CPU ``torch.where`` on a [B, N, M] mask costs about 8× these
+    three arithmetic passes (docs/benchmarks.md)."""
     tau = taus.unsqueeze(-1)  # [N, 1] or [B, N, 1]
-    return torch.where(u.detach() < 0, 1 - tau, tau)
+    return c.clamp(max=0).mul_(1 - 2 * tau).addcmul_(c, tau)
+
+
+class _PairwiseLoss(torch.autograd.Function):
+    """L_b = Σ_i mean_j ρ_i(u_ij) and its gradient −mean_j ρ_i'(u_ij) with respect to pred,
+    both computed in one forward pass over the [B, N, M] pairs.
+
+    Autograd through the elementwise expression would allocate and revisit each [B, N, M]
+    intermediate again in the backward pass (about twenty passes where this makes seven); on
+    the CPU those passes cost as much as the network's matrix products (docs/benchmarks.md).
+    Gradients flow to ``pred`` only: targets and τ are constants of the loss, as before."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float
+    ) -> torch.Tensor:
+        u = _pairwise(pred.detach(), target)
+        if kappa > 0:  # quantile Huber: ρ = w·Huber_κ(u)/κ, ρ' = w·clamp(u, ±κ)/κ
+            # Huber_κ(u) = c·(u − ½c) with c = clamp(u, −κ, κ), and w·c shares c's sign
+            c = u.clamp(-kappa, kappa)
+            slope = _asymmetric_slope(c, taus)
+            loss = (slope * torch.add(u, c, alpha=-0.5)).mean(dim=2).sum(dim=1) / kappa
+            grad = slope.mean(dim=2).div_(-kappa)
+        else:  # expectile: ρ = w·u², ρ' = 2·w·u
+            slope = _asymmetric_slope(u, taus)
+            loss = (slope * u).mean(dim=2).sum(dim=1)
+            grad = slope.mean(dim=2).mul_(-2.0)
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss.unsqueeze(1), None, None, None
 
 
 def quantile_huber_loss(
@@ -62,10 +99,13 @@ def quantile_huber_loss(
         ρ_τ^κ(u) = |τ − 1{u < 0}| · Huber_κ(u) / κ,   u = y_j − θ_i(x, a)
         L_b = Σ_i mean_j ρ_{τ_i}^κ(u_ij)
 
-    Minimised by θ_i = the τ_i-quantile of the target distribution."""
+    Minimised by θ_i = the τ_i-quantile of the target distribution. Its gradient
+    ∂L_b/∂θ_i = −mean_j |τ_i − 1{u_ij < 0}| · clamp(u_ij, −κ, κ) / κ comes from the same pass."""
     check_shapes(pred, target, taus)
-    u = _pairwise(pred, target)
-    return (_asymmetric_weight(u, taus) * huber(u, kappa)).mean(dim=2).sum(dim=1) / kappa
+    if not kappa > 0:
+        raise ValueError(f"kappa must be positive, got {kappa}")
+    loss: torch.Tensor = _PairwiseLoss.apply(pred, target, taus, float(kappa))  # type: ignore[no-untyped-call]
+    return loss
 
 
 def expectile_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
@@ -73,10 +113,11 @@ def expectile_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor)
 
         L_b = Σ_i mean_j |τ_i − 1{u_ij < 0}| · u_ij²,   u_ij = y_j − ε_i(x, a)
 
-    Minimised by ε_i = the τ_i-expectile of the target samples (τ = ½: the mean)."""
+    Minimised by ε_i = the τ_i-expectile of the target samples (τ = ½: the mean). Its gradient
+    ∂L_b/∂ε_i = −2 mean_j |τ_i − 1{u_ij < 0}| · u_ij comes from the same pass."""
     check_shapes(pred, target, taus)
-    u = _pairwise(pred, target)
-    return (_asymmetric_weight(u, taus) * u.square()).mean(dim=2).sum(dim=1)
+    loss: torch.Tensor = _PairwiseLoss.apply(pred, target, taus, 0.0)  # type: ignore[no-untyped-call]
+    return loss
 
 
 def mean_squared_td_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ on the same machine. SB3 uses RL-Zoo's tuned QR-DQN hyperparameters for CartPole
 
 `--load loaded` repeats every run with one extra CPU-bound process (a Python busy loop) running
 beside it, the case of a shared machine or a cluster node; every row records the 1-minute load
-average just before the run and the CPUs. `--override` passes Hydra overrides to our runs.
+average just before the run and the CPUs, and each run's CPU seconds (`process_cpu_s`).
+`--override` passes Hydra overrides to our runs.
 Needs `pip install sb3-contrib` for the SB3 side. Prints one JSON line per run, then a summary.
 """
 
@@ -19,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -65,10 +67,18 @@ print(json.dumps({"solved_at_env_step": cb.solved_at}))
 """
 
 
+LAST_CPU_S: list[float] = [0.0]  # CPU seconds (user + system) of the last timed process
+
+
 def timed(cmd: list[str]) -> tuple[float, str]:
+    """Wall seconds and stdout of ``cmd``; its CPU seconds go to ``LAST_CPU_S`` (on a shared
+    machine the wall time mostly measures the others, the CPU time much less so)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU_S[0] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed: {proc.stderr[-2000:]}")
     return wall, proc.stdout
@@ -121,6 +131,7 @@ def run_ours(
         "seed": seed,
         "solved_at_env_step": solved,
         "process_s": wall,
+        "process_cpu_s": round(LAST_CPU_S[0], 2),
         "time_to_solve_s": wall if solved else None,
     }
 
@@ -133,6 +144,7 @@ def run_sb3(seed: int, max_steps: int) -> dict:
         "seed": seed,
         "solved_at_env_step": solved,
         "process_s": wall,
+        "process_cpu_s": round(LAST_CPU_S[0], 2),
         "time_to_solve_s": wall if solved else None,
     }
 
