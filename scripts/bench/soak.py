@@ -1,6 +1,7 @@
 """Soak: a CPU training job killed (SIGKILL) and restarted repeatedly, against an uninterrupted run.
 
     python scripts/bench/soak.py [--minutes 5] [--kill-every 8] [--steps 20000] [--seed 0]
+    python scripts/bench/soak.py --population 2 --keep 1 ...   # a population, issue 24
 
 Each restart reruns the same command in the same run dir, so it resumes from `latest`. The
 command is a requeued `resume=SEED_RUN hydra.run.dir=SOAK` job (issue 12, item 2): the soak run
@@ -12,6 +13,11 @@ signal before the handlers exist, never in a traceback or a lost checkpoint). Re
 as JSON: kills, restarts, the env steps lost at each kill (progress past the last checkpoint;
 goal: never more than one checkpoint interval), whether the run finished, and whether its final
 weights equal the uninterrupted run's bit for bit (deterministic mode).
+
+With ``--population S`` the job is a ``train.population=S`` run (no seed run: it starts afresh
+and every restart resumes all members), ``--keep`` sets ``train.keep_checkpoints`` (1 makes a
+kill between two members' saves the hard case), and every member's final weights are compared
+with the uninterrupted population's.
 """
 
 from __future__ import annotations
@@ -34,8 +40,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EXIT_PREEMPTED = 3  # dopa_rl.core.errors.EXIT_PREEMPTED (not imported: this file needs no checkout)
 
 
-def train_cmd(run_dir: Path, steps: int, every: int, resume: Path | None = None) -> list[str]:
+def train_cmd(
+    run_dir: Path, steps: int, every: int, resume: Path | None = None, population: list[str] = ()
+) -> list[str]:
     extra = [f"resume={resume}"] if resume is not None else []
+    extra += list(population)
     return [
         sys.executable,
         str(ROOT / "scripts" / "train.py"),
@@ -52,9 +61,19 @@ def train_cmd(run_dir: Path, steps: int, every: int, resume: Path | None = None)
     ]
 
 
+def member_dirs(run_dir: Path) -> list[Path]:
+    """A population's member folders, or the run itself."""
+    members = sorted(run_dir.glob("member_*"))
+    return members or [run_dir]
+
+
 def latest_step(run_dir: Path) -> int:
-    latest = run_dir / "checkpoints" / "latest"
-    return int(latest.read_text()) if latest.exists() else 0
+    """The newest checkpoint step (a population: the lowest over its members)."""
+    steps = []
+    for member in member_dirs(run_dir):
+        latest = member / "checkpoints" / "latest"
+        steps.append(int(latest.read_text()) if latest.exists() else 0)
+    return min(steps)
 
 
 def progress_step(run_dir: Path) -> int:
@@ -66,7 +85,14 @@ def progress_step(run_dir: Path) -> int:
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / "checkpoints" / str(latest_step(run_dir)) / "model.safetensors"))
+    """Every member's final weights, keyed ``member/tensor``."""
+    weights = {}
+    for member in member_dirs(run_dir):
+        step = (member / "checkpoints" / "latest").read_text().strip()
+        model = member / "checkpoints" / step / "model.safetensors"
+        for key, value in load_file(str(model)).items():
+            weights[f"{member.name}/{key}"] = value
+    return weights
 
 
 def _interrupt(proc: subprocess.Popen, rng: random.Random, kill_every: float) -> str | None:
@@ -91,15 +117,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--checkpoint-every", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--population", type=int, default=0, help="S members (0: a single run)")
+    parser.add_argument("--keep", type=int, default=3, help="train.keep_checkpoints")
     args = parser.parse_args()
+    population = [f"train.keep_checkpoints={args.keep}"]
+    if args.population:
+        population.append(f"train.population={args.population}")
     rng = random.Random(args.seed)
     deadline = time.time() + 60 * args.minutes
     every = args.checkpoint_every
     with tempfile.TemporaryDirectory() as tmp:
         seed_dir, soak_dir, ref_dir = Path(tmp) / "seed", Path(tmp) / "soak", Path(tmp) / "ref"
         # the seed run: one checkpoint interval, the `resume=` source of the soak and the ref
-        subprocess.run(train_cmd(seed_dir, every, every), cwd=ROOT, check=True, capture_output=True)
-        cmd = train_cmd(soak_dir, args.steps, every, resume=seed_dir)
+        resume = None if args.population else seed_dir
+        if resume is not None:
+            subprocess.run(
+                train_cmd(seed_dir, every, every), cwd=ROOT, check=True, capture_output=True
+            )
+        cmd = train_cmd(soak_dir, args.steps, every, resume=resume, population=population)
         kills, restarts, lost, finished = {"SIGKILL": 0, "SIGTERM": 0}, 0, [], False
         went_back, tracebacks, bad_exits = 0, 0, []
         while time.time() < deadline:
@@ -136,13 +171,15 @@ def main() -> None:
         }
         if finished:
             subprocess.run(
-                train_cmd(ref_dir, args.steps, every, resume=seed_dir),
+                train_cmd(ref_dir, args.steps, every, resume=resume, population=population),
                 cwd=ROOT,
                 check=True,
                 capture_output=True,
             )
             a, b = final_weights(ref_dir), final_weights(soak_dir)
-            result["bit_identical_to_uninterrupted"] = all(torch.equal(a[k], b[k]) for k in a)
+            same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+            result["bit_identical_to_uninterrupted"] = same
+            result["members"] = len(member_dirs(soak_dir))
         result["lost_within_one_interval"] = result["lost_steps_max"] <= every
         print(json.dumps(result))
 
