@@ -53,8 +53,11 @@ def test_console_scripts_from_an_empty_folder(venv: Path, tmp_path: Path) -> Non
     bin_dir = venv / "bin"
     work = tmp_path / "empty"
     work.mkdir()
-    where = sh([str(bin_dir / "python"), "-c", "import agent; print(agent.__file__)"], work)
-    assert str(venv) in where.stdout, "the wheel's agent, not the checkout's"
+    where = sh([str(bin_dir / "python"), "-c", "import dopa_rl; print(dopa_rl.__file__)"], work)
+    assert str(venv) in where.stdout, "the wheel's dopa_rl, not the checkout's"
+    # the folder agent/ installs as dopa_rl only: no top-level `agent` for a user's to clash with
+    leaked = sh([str(bin_dir / "python"), "-c", "import agent"], work)
+    assert leaked.returncode != 0 and "No module named 'agent'" in leaked.stderr
 
     helped = sh([str(bin_dir / "dopa-train"), "--help"], work, timeout=300)
     assert helped.returncode == 0 and "agent.lr=" in helped.stdout, helped.stderr
