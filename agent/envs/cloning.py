@@ -86,44 +86,45 @@ class CloneableEnv(ABC):
 # ----------------------------------------------------------------------------- gymnasium
 
 
-def gym_clone_state(vec: Any, index: int) -> Any:
-    """The state of env ``index`` of a ``GymVecEnv``: a deep copy of the gymnasium env (every
-    wrapper, every generator) and the vector env's row for it."""
+def _clone_row(vec: Any, index: int, attr: str) -> Any:
+    """Env ``index`` of a vector env that keeps its envs in ``vec.<attr>``: a deep copy of the
+    env (every wrapper and generator it holds) and the vector env's row for it."""
     return (
-        copy.deepcopy(vec.envs[index]),
+        copy.deepcopy(getattr(vec, attr)[index]),
         vec._obs[index].copy(),
         float(vec._returns[index]),
         int(vec._lengths[index]),
     )
 
 
-def gym_restore_state(vec: Any, index: int, state: Any) -> None:
-    """Put back :func:`gym_clone_state`'s state into env ``index`` (a fresh copy of it)."""
+def _restore_row(vec: Any, index: int, state: Any, attr: str) -> None:
+    """Put back :func:`_clone_row`'s state into env ``index`` (a fresh copy of it)."""
     env, obs, returns, length = state
-    vec.envs[index] = copy.deepcopy(env)
+    getattr(vec, attr)[index] = copy.deepcopy(env)
     vec._obs[index] = obs
     vec._returns[index] = returns
     vec._lengths[index] = length
 
 
+def gym_clone_state(vec: Any, index: int) -> Any:
+    """The state of env ``index`` of a ``GymVecEnv``: the gymnasium env and its row."""
+    return _clone_row(vec, index, "envs")
+
+
+def gym_restore_state(vec: Any, index: int, state: Any) -> None:
+    """Put back :func:`gym_clone_state`'s state into env ``index``."""
+    _restore_row(vec, index, state, "envs")
+
+
 def minatar_clone_state(vec: Any, index: int) -> Any:
-    """The state of game ``index`` of a ``MinAtarVecEnv``: a deep copy of the MinAtar
-    ``Environment`` (its game, sticky action and the generator both share) and its row."""
-    return (
-        copy.deepcopy(vec.games[index]),
-        vec._obs[index].copy(),
-        float(vec._returns[index]),
-        int(vec._lengths[index]),
-    )
+    """The state of game ``index`` of a ``MinAtarVecEnv``: the MinAtar ``Environment`` (its
+    game, sticky action and the generator both share) and its row."""
+    return _clone_row(vec, index, "games")
 
 
 def minatar_restore_state(vec: Any, index: int, state: Any) -> None:
     """Put back :func:`minatar_clone_state`'s state into game ``index``."""
-    game, obs, returns, length = state
-    vec.games[index] = copy.deepcopy(game)
-    vec._obs[index] = obs
-    vec._returns[index] = returns
-    vec._lengths[index] = length
+    _restore_row(vec, index, state, "games")
 
 
 class CopyClone(CloneableEnv):
