@@ -331,7 +331,7 @@ def test_study_command_end_to_end(runs: dict[str, Path], tmp_path: Path, capsys)
         (["study={empty}"], "neither population members nor a checkpoint"),
         (["study={erdqn}", "draws=0"], "draws must be a positive integer"),
         (["study={root}/nothing*"], "matches no run dir"),
-        (["study={cartpole}"], "variable-magnitude"),
+        (["study={cartpole}"], "gave returns in 3 or more bins"),
         (["study={few}"], "fewer than the 40"),
         (["study={erdqn}", "splits=3"], "study= takes"),
     ],

@@ -11,7 +11,7 @@
                [report=true]
     dopa-probe sweep=RUN[,RUN...] [out=DIR] [seed=N]
     dopa-probe study=RUN[,RUN...] [draws=50] [out=DIR] [seed=N] [units=40]
-               [responses=gradient,measured] [decode=true|false]
+               [responses=gradient,measured] [decode=true|false] [cues=6]
     dopa-probe population=RUN [baseline=OTHER_POPULATION] [out=DIR]
                [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
 
@@ -20,7 +20,10 @@ the recorded cells, the probability that split-half reliability, cross-validated
 both are significant (r > 0, p < 0.01) under the recorded protocol (40 units, each with a
 recorded cell's SNR and trial counts), with 95 % intervals over seeds x draws, an
 across-seed test and a permutation contrast with the classical agent. Runs are dirs or globs
-of variable-magnitude runs; a population run counts as one run per member; the heads need
+of variable-magnitude runs, or of runs on any task that is not a lab task (MinAtar, Atari,
+control): there each seed is probed at ``cues`` of its own cue states (the in-task protocol,
+215 greedy rollouts each, returns in 7 bins) and its draws are shared out over them; groups
+are per agent x response model x task. A population run counts as one run per member; the heads need
 ``units`` units (default 40; fewer only when asked for with units=N). An earlier study's
 ``unit_responses.json`` can be given instead of runs. Writes detection.json, detection.md,
 detection.png and unit_responses.json into out (default ./detection_study).
@@ -130,7 +133,7 @@ CHOICES = {
     "protocol": ("all", "recorded"),
     "decode": ("true", "false"),
 }
-STUDY_KEYS = {"study", "draws", "units", "responses", "decode", "out", "seed"}
+STUDY_KEYS = {"study", "draws", "units", "responses", "decode", "out", "seed", "cues"}
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -167,9 +170,9 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         extra = sorted(set(args) - STUDY_KEYS)
         if extra:
             raise ConfigError(
-                f"study= takes draws, units, responses, decode, out and seed, not {extra[0]}"
+                f"study= takes draws, units, responses, decode, out, seed and cues, not {extra[0]}"
             )
-        for key in ("draws", "units"):
+        for key in ("draws", "units", "cues"):
             if key in args and args[key] < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
         return args
@@ -398,7 +401,7 @@ def _study(args: dict[str, Any], argv: list[str]) -> int:
     runs = expand_runs(args["study"])
     models = [m for m in args.get("responses", "gradient,measured").split(",") if m]
     n_units = args.get("units", N_UNITS)
-    groups = groups_from_runs(runs, models, n_units)
+    groups = groups_from_runs(runs, models, n_units, cues=args.get("cues", 6))
     content = detection_study(
         groups,
         draws=args.get("draws", 50),

@@ -31,6 +31,7 @@ study (8 seeds × 50 draws × 6 groups) runs in seconds, not hours.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import zlib
@@ -73,6 +74,21 @@ class RecordedProtocol:
     @property
     def n_magnitudes(self) -> int:
         return int(self.counts.shape[1])
+
+    def at_outcomes(self, probs: np.ndarray) -> RecordedProtocol:
+        """The protocol for a task whose K outcomes occur with ``probs`` (the in-task
+        protocol's bins of G): each cell keeps its noise ratio and its total trials, shared
+        over the outcomes by how often they occur (as the recorded counts follow the lab
+        task's magnitude probabilities; at least 2 per outcome, one per half); the SD profile
+        across magnitudes is carried over by rank (linear interpolation onto K points)."""
+        probs = np.asarray(probs, dtype=float) / float(np.sum(probs))
+        totals = self.counts.sum(axis=1, keepdims=True)  # [C, 1]
+        counts = np.maximum(np.rint(totals * probs[None, :]), 2).astype(int)
+        where = np.linspace(0.0, 1.0, probs.size)
+        profile = np.interp(where, np.linspace(0.0, 1.0, self.n_magnitudes), self.sd_profile)
+        w = np.maximum(np.median(counts, axis=0) - 1, 0)
+        profile = profile / math.sqrt(float(w @ profile**2) / float(w.sum()))
+        return dataclasses.replace(self, counts=counts, sd_profile=profile)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -431,7 +447,13 @@ def _relabelings(n: int, na: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class UnitGroup:
-    """Noise-free mean responses of one kind of population over training seeds."""
+    """Noise-free mean responses of one kind of population over training seeds.
+
+    On a lab task every seed has one condition, the task's magnitudes (``axis``,
+    ``magnitudes``, ``probs``; ``responses[s]`` [N, K]). In any other task (the in-task
+    protocol, :func:`agent.probes.in_task.cue_conditions`) every seed has one condition per
+    cue state, each with its own outcome axis, the binned discounted return G: ``cue_axes[s]``
+    and ``cue_probs[s]`` [C, K], ``responses[s]`` [C, N, K]; ``axis`` etc. are then empty."""
 
     name: str  # e.g. "erdqn/gradient"
     agent: str  # e.g. "erdqn" (the contrast pairs groups of one response model)
@@ -440,9 +462,21 @@ class UnitGroup:
     magnitudes: np.ndarray  # [K]
     probs: np.ndarray  # [K]
     seeds: list[int]
-    responses: list[np.ndarray]  # per seed [N, K]
+    responses: list[np.ndarray]  # per seed [N, K], or [C, N, K] with cue_axes
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    cue_axes: list[np.ndarray] | None = None  # per seed [C, K]: mean G of each bin
+    cue_probs: list[np.ndarray] | None = None  # per seed [C, K]: frequency of each bin
+    task: str = ""  # the env of an in-task group ("": the variable-magnitude lab task)
+
+    def conditions(self, i: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(axis, magnitudes, probs, mean responses [N, K]) of each condition of seed ``i``."""
+        if self.cue_axes is None or self.cue_probs is None:
+            return [(self.axis, self.magnitudes, self.probs, self.responses[i])]
+        return [
+            (a, a, p, r)
+            for a, p, r in zip(self.cue_axes[i], self.cue_probs[i], self.responses[i], strict=True)
+        ]
 
     def to_json(self) -> dict[str, Any]:
         from .analysis import jsonable
@@ -452,7 +486,8 @@ class UnitGroup:
                 "name": self.name, "agent": self.agent, "response_model": self.response_model,
                 "axis": self.axis, "magnitudes": self.magnitudes, "probs": self.probs,
                 "seeds": self.seeds, "responses": self.responses, "note": self.note,
-                "extra": self.extra,
+                "extra": self.extra, "cue_axes": self.cue_axes, "cue_probs": self.cue_probs,
+                "task": self.task,
             }
         )  # fmt: skip
 
@@ -464,6 +499,11 @@ class UnitGroup:
             probs=np.asarray(d["probs"], float), seeds=[int(s) for s in d["seeds"]],
             responses=[np.asarray(r, float) for r in d["responses"]], note=d.get("note", ""),
             extra=d.get("extra", {}),
+            cue_axes=None if d.get("cue_axes") is None
+            else [np.asarray(a, float) for a in d["cue_axes"]],
+            cue_probs=None if d.get("cue_probs") is None
+            else [np.asarray(p, float) for p in d["cue_probs"]],
+            task=d.get("task", ""),
         )  # fmt: skip
 
 
@@ -518,18 +558,20 @@ def _recorded_draws(
     return _concat(parts)
 
 
+def _median(values: Sequence[float] | np.ndarray) -> float:
+    """Median of the finite values (nan when none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else math.nan
+
+
 def _descriptive(res: HalvesResult) -> dict[str, float]:
     """Median r and p over the splits of one recording (descriptive, not a test)."""
-
-    def med(v: np.ndarray) -> float:
-        v = v[np.isfinite(v)]
-        return float(np.median(v)) if v.size else math.nan
-
     return {
-        "split_half_r": med(res.split_half_r),
-        "split_half_p": med(res.split_half_p),
-        "tau_rp_r": med(res.tau_rp_r),
-        "tau_rp_p": med(res.tau_rp_p),
+        "split_half_r": _median(res.split_half_r),
+        "split_half_p": _median(res.split_half_p),
+        "tau_rp_r": _median(res.tau_rp_r),
+        "tau_rp_p": _median(res.tau_rp_p),
     }
 
 
@@ -649,23 +691,38 @@ def study_group(
     decode: bool = True,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Detection study of one group; returns its detection.json entry and the per-seed
-    probability of detecting both findings (for the contrast with classical)."""
+    probability of detecting both findings (for the contrast with classical). An in-task
+    group's conditions use the protocol at their own outcomes
+    (:meth:`RecordedProtocol.at_outcomes`)."""
+    base_protocol = protocol
     per_seed, descriptive, decodes = [], [], []
-    for s, mean in zip(group.seeds, group.responses, strict=True):
+    for i, s in enumerate(group.seeds):
         rng = _rng(seed, group.name, s)
-        per_seed.append(_draws(mean, protocol, group.axis, draws, n_units, rng))
-        # Descriptive: one recording, many splits (a smoother quantity, not a detection test).
-        resp, valid = simulate_recordings(mean, protocol, 1, n_units, rng)
-        shape = (DESCRIPTIVE_SPLITS, *resp.shape[1:])
-        r, in_a, in_b = split_trials(
-            np.broadcast_to(resp[0], shape), np.broadcast_to(valid[0], shape), rng
-        )
-        descriptive.append(_descriptive(analyse_halves(r, in_a, in_b, group.axis, rng)))
-        if decode:
-            rp, tau = all_trial_pairs(resp[0], valid[0], group.axis, rng)
-            decodes.append(
-                decode_summary(rp, tau, group.axis, group.magnitudes, group.probs, seed=s)
+        conditions = group.conditions(i)
+        # the seed's draws shared out over its conditions (cue states) in turn
+        shares = np.bincount(np.arange(draws) % len(conditions), minlength=len(conditions))
+        parts, seed_descriptive = [], []
+        for (axis, magnitudes, probs, mean), n_draws in zip(conditions, shares, strict=True):
+            if group.cue_axes is not None:
+                protocol = base_protocol.at_outcomes(probs)
+            if n_draws:
+                parts.append(_draws(mean, protocol, axis, int(n_draws), n_units, rng))
+            # Descriptive: one recording, many splits (a smoother quantity, not a test).
+            resp, valid = simulate_recordings(mean, protocol, 1, n_units, rng)
+            shape = (DESCRIPTIVE_SPLITS, *resp.shape[1:])
+            r, in_a, in_b = split_trials(
+                np.broadcast_to(resp[0], shape), np.broadcast_to(valid[0], shape), rng
             )
+            seed_descriptive.append(_descriptive(analyse_halves(r, in_a, in_b, axis, rng)))
+            if decode:
+                rp, tau = all_trial_pairs(resp[0], valid[0], axis, rng)
+                decodes.append(decode_summary(rp, tau, axis, magnitudes, probs, seed=s))
+        per_seed.append(_concat(parts))
+        descriptive.append(
+            seed_descriptive[0]
+            if len(seed_descriptive) == 1
+            else {k: _median([d[k] for d in seed_descriptive]) for k in seed_descriptive[0]}
+        )
     out, per_seed_stats = _group_summary(per_seed, alpha)
     out = {
         "n_seeds": len(group.seeds),
@@ -674,6 +731,7 @@ def study_group(
         "seeds": group.seeds,
         "agent": group.agent,
         "response_model": group.response_model,
+        **({"task": group.task} if group.task else {}),
         "response_model_note": group.note or RESPONSE_NOTES.get(group.response_model, ""),
         **out,
         "median_over_splits_of_one_recording": {
@@ -771,8 +829,12 @@ def detection_study(
             g, protocol, draws=draws, n_units=n_units, alpha=alpha, seed=seed, decode=decode
         )
     for g in groups:
-        base = f"{baseline_agent}/{g.response_model}"
-        if g.agent == baseline_agent or base not in per_seed_both:
+        base = next(
+            (b.name for b in groups
+             if (b.agent, b.response_model, b.task) == (baseline_agent, g.response_model, g.task)),
+            None,
+        )  # fmt: skip
+        if g.agent == baseline_agent or base is None:
             results[g.name]["vs_classical_p"] = None
             continue
         results[g.name]["vs_classical_p"] = permutation_p(
@@ -847,22 +909,26 @@ MODELS = ("gradient", "measured")
 
 
 def groups_from_runs(
-    runs: Sequence[Any], models: Sequence[str] = MODELS, n_units: int = N_UNITS
+    runs: Sequence[Any],
+    models: Sequence[str] = MODELS,
+    n_units: int = N_UNITS,
+    cues: int = 6,
 ) -> list[UnitGroup]:
-    """Noise-free responses of every run's units to the variable-magnitude outcomes, one group
-    per (agent, response model), seeds in order; saved ``unit_responses.json`` files are
+    """Noise-free responses of every run's units, one group per (agent, response model, task),
+    seeds in order: on the variable-magnitude lab task to its outcomes; on any other task at
+    ``cues`` of the run's own cue states to sampled returns (the in-task protocol,
+    :func:`agent.probes.in_task.cue_conditions`). Saved ``unit_responses.json`` files are
     read back as they are."""
     import json
     from pathlib import Path
 
     from ..learn.evaluate import load_agent
-    from .agent_cells import _resolve_scale, lab_task, read_units, unit_responses
 
     bad = [m for m in models if m not in MODELS]
     if bad or not models:
         raise ConfigError(f"responses must be among {', '.join(MODELS)}, got {','.join(models)}")
-    collected: dict[str, dict[str, Any]] = {}
     saved: list[UnitGroup] = []
+    loaded = []
     for run in runs:
         if Path(run).is_file():
             try:
@@ -871,44 +937,42 @@ def groups_from_runs(
                 raise DataError(f"{run}: not a unit_responses.json of the study ({err})") from None
             continue
         learner, cfg, _ = load_agent(run, "cpu")
-        if not family_of(cfg.env).lab_task or "Magnitude" not in str(cfg.env.id):
-            raise ConfigError(
-                f"{run}: the detection study needs a variable-magnitude lab-task run, not "
-                f"{cfg.env.id}"
-            )
-        task = lab_task(cfg)
-        readout = read_units(learner, task.observation[None, :])[0]
-        if readout.values.size < n_units:
-            raise ConfigError(
-                f"{run}: its head has {readout.values.size} units, fewer than the {n_units} "
-                f"the recorded protocol draws (train with agent.num_units>={n_units}, or ask "
-                f"for fewer with units={readout.values.size})"
-            )
-        for model in models:
-            if model == "gradient":
-                scale = _resolve_scale(readout, task.values, "auto")
-                mean, _ = unit_responses(readout, task.values, scale)
-                decomposition = None
-            else:
-                from .measured import response_decomposition
+        loaded.append((run, learner, cfg))
+    return saved + groups_from_learners(loaded, models, n_units, cues)
 
-                if not learner.algo.measurable:
-                    raise ConfigError(
-                        f"{run}: '{learner.name}' has no per-unit loss, so no measured "
-                        "responses; use responses=gradient"
-                    )
-                decomposition = response_decomposition(learner, task.observation, task.values)
-                mean = decomposition["measured"]
-            key = f"{learner.name}/{model}"
-            g = collected.setdefault(key, {"agent": learner.name, "model": model, "task": task,
-                                           "seeds": [], "responses": [], "decomp": []})  # fmt: skip
+
+def groups_from_learners(
+    runs: Sequence[tuple[Any, Any, Any]],
+    models: Sequence[str] = MODELS,
+    n_units: int = N_UNITS,
+    cues: int = 6,
+) -> list[UnitGroup]:
+    """:func:`groups_from_runs` for agents already loaded: (name, learner, cfg) each."""
+    collected: dict[str, dict[str, Any]] = {}
+    for run, learner, cfg in runs:
+        if "measured" in models and not learner.algo.measurable:
+            raise ConfigError(
+                f"{run}: '{learner.name}' has no per-unit loss, so no measured responses; use "
+                "responses=gradient"
+            )
+        family = family_of(cfg.env)
+        if family.lab_task:
+            rows = _lab_rows(run, learner, cfg, models, n_units)
+        else:
+            rows = _in_task_rows(run, learner, cfg, models, n_units, cues)
+        for model, row in rows.items():
+            key = f"{learner.name}/{model}" + (f"@{row['task']}" if row["task"] else "")
+            g = collected.setdefault(
+                key, {"agent": learner.name, "model": model, "seeds": [], "responses": [],
+                      "decomp": [], **row["group"]},
+            )  # fmt: skip
             g["seeds"].append(int(cfg.seed))
-            g["responses"].append(mean)
-            if decomposition is not None:
-                g["decomp"].append(decomposition)
-    groups = list(saved)
+            g["responses"].append(row["mean"])
+            for name in ("cue_axes", "cue_probs", "decomp", "cue_counts"):
+                if name in row:
+                    g.setdefault(name, []).append(row[name])
+    groups = []
     for key, g in collected.items():
-        task = g["task"]
         extra: dict[str, Any] = {}
         if g["decomp"]:
             extra["decomposition"] = {
@@ -918,20 +982,119 @@ def groups_from_runs(
                     for k in ("own_fraction", "other_fraction", "cross_fraction")
                 },
                 "first_order_r2": _spread([d["first_order_r2"] for d in g["decomp"]]),
-                "summary": "median over units per seed; median (range) over seeds",
+                "summary": "median over units per seed"
+                + (" and cue state" if g["task"] else "")
+                + "; median (range) over seeds",
+            }
+        if g["task"]:
+            used = [c[0] for c in g["cue_counts"]]
+            extra["cue_states"] = {
+                "per_seed_used": used,
+                "per_seed_skipped": [c[1] for c in g["cue_counts"]],
+                "note": IN_TASK_NOTE,
             }
         groups.append(
             UnitGroup(
                 name=key,
                 agent=g["agent"],
                 response_model=g["model"],
-                axis=task.values,
-                magnitudes=task.magnitudes,
-                probs=task.probs,
+                axis=g["axis"],
+                magnitudes=g["magnitudes"],
+                probs=g["probs"],
                 seeds=g["seeds"],
                 responses=g["responses"],
                 note=RESPONSE_NOTES[g["model"]] + (SCALED if g["model"] == "gradient" else ""),
                 extra=extra,
+                cue_axes=g.get("cue_axes"),
+                cue_probs=g.get("cue_probs"),
+                task=g["task"],
             )
         )
     return groups
+
+
+#: what an in-task group's conditions are (detection.json)
+IN_TASK_NOTE = (
+    "in-task protocol: per seed the run's own cue states (top decile of its head's spread in "
+    "3 evaluation episodes), 215 greedy rollouts from the cloned state at each, the returns G "
+    "binned into up to 7 equal-count magnitudes (ties share a bin); each recorded cell's "
+    "trials shared over the bins by their frequency; the seed's draws shared out over its "
+    "cue states in turn; cue states with fewer than 3 bins are skipped"
+)
+
+
+def _lab_rows(
+    run: Any, learner: Any, cfg: Any, models: Sequence[str], n_units: int
+) -> dict[str, dict[str, Any]]:
+    """One seed's responses to the variable-magnitude task's outcomes, per response model."""
+    from .agent_cells import _resolve_scale, lab_task, read_units, unit_responses
+
+    if "Magnitude" not in str(cfg.env.id):
+        raise ConfigError(
+            f"{run}: the detection study needs a variable-magnitude lab-task run or a run on "
+            f"a task that is not a lab task, not {cfg.env.id}"
+        )
+    task = lab_task(cfg)
+    readout = read_units(learner, task.observation[None, :])[0]
+    _enough_units(run, readout.values.size, n_units)
+    group = {"axis": task.values, "magnitudes": task.magnitudes, "probs": task.probs, "task": ""}
+    rows: dict[str, dict[str, Any]] = {}
+    for model in models:
+        row: dict[str, Any] = {"group": group, "task": ""}
+        if model == "gradient":
+            scale = _resolve_scale(readout, task.values, "auto")
+            row["mean"], _ = unit_responses(readout, task.values, scale)
+        else:
+            from .measured import response_decomposition
+
+            row["decomp"] = response_decomposition(learner, task.observation, task.values)
+            row["mean"] = row["decomp"]["measured"]
+        rows[model] = row
+    return rows
+
+
+def _in_task_rows(
+    run: Any, learner: Any, cfg: Any, models: Sequence[str], n_units: int, cues: int
+) -> dict[str, dict[str, Any]]:
+    """One seed's responses at its own cue states to sampled returns, per response model."""
+    from .in_task import cue_conditions
+
+    found = cue_conditions(learner, cfg, models=models, cues=cues, seed=int(cfg.seed))
+    task = family_of(cfg.env).display_id(cfg.env)
+    empty = np.zeros(0)
+    rows: dict[str, dict[str, Any]] = {}
+    for model, outcomes in found["outcomes"].items():
+        if not outcomes:
+            raise ConfigError(
+                f"{run}: none of its {found['cues_chosen']} cue states gave returns in 3 or "
+                "more bins (a deterministic task under its greedy policy?)"
+            )
+        _enough_units(run, outcomes[0].by_bin.shape[0], n_units)
+        row: dict[str, Any] = {
+            "group": {"axis": empty, "magnitudes": empty, "probs": empty, "task": task},
+            "task": task,
+            "mean": np.stack([o.by_bin for o in outcomes]),
+            "cue_axes": np.stack([o.values for o in outcomes]),
+            "cue_probs": np.stack([o.probs for o in outcomes]),
+            "cue_counts": (len(outcomes), found["cues_skipped"]),
+        }
+        if model == "measured":
+            decomps = [o.decomposition for o in outcomes if o.decomposition is not None]
+            row["decomp"] = {
+                "note": decomps[0]["note"],
+                **{
+                    f"{k}_median": float(np.median([d[f"{k}_median"] for d in decomps]))
+                    for k in ("own_fraction", "other_fraction", "cross_fraction")
+                },
+                "first_order_r2": float(np.median([d["first_order_r2"] for d in decomps])),
+            }
+        rows[model] = row
+    return rows
+
+
+def _enough_units(run: Any, n: int, n_units: int) -> None:
+    if n < n_units:
+        raise ConfigError(
+            f"{run}: its head has {n} units, fewer than the {n_units} the recorded protocol "
+            f"draws (train with agent.num_units>={n_units}, or ask for fewer with units={n})"
+        )

@@ -19,7 +19,8 @@ def group_label(name: str, entry: dict[str, Any]) -> str:
     if entry.get("response_model") == "recorded":
         return name
     agent = AGENT_LABELS.get(entry.get("agent", ""), entry.get("agent", name))
-    return f"{agent}, {MODEL_LABELS.get(entry['response_model'], entry['response_model'])}"
+    label = f"{agent}, {MODEL_LABELS.get(entry['response_model'], entry['response_model'])}"
+    return f"{label}, {entry['task']} cue states" if entry.get("task") else label
 
 
 def ordered(groups: dict[str, Any]) -> list[str]:
@@ -30,6 +31,7 @@ def ordered(groups: dict[str, Any]) -> list[str]:
     return sorted(
         groups,
         key=lambda k: (
+            groups[k].get("task", ""),
             rank.get(groups[k].get("agent", ""), 5),
             model.get(groups[k]["response_model"], 3),
             k,

@@ -65,6 +65,7 @@ from .trials import population
 RECORDED_UNITS = 40  # cells in the recorded population (Dabney et al. 2020)
 RECORDED_TRIALS = 215  # their median trials per cell (agent/probes/noise.py)
 PROTOCOLS = ("all", "recorded")
+MIN_BINS = 3  # outcome bins a cue state needs for the detection study
 
 
 @dataclass
@@ -207,6 +208,69 @@ def _units(n: int, protocol: str) -> np.ndarray:
     return np.arange(n)
 
 
+@dataclass
+class CueOutcomes:
+    """One cue state's sampled outcomes and the units' noise-free responses to them."""
+
+    action: int  # the greedy action the units are read at
+    readout: Any  # UnitReadout of the units probed
+    units: np.ndarray  # their indices in the head
+    returns: np.ndarray  # [M] sampled G
+    index: np.ndarray  # [M] bin of each G
+    values: np.ndarray  # [K] mean G of each bin (the utility axis)
+    probs: np.ndarray  # [K] frequency of each bin
+    scale: float  # quantile-Huber error divisor (1: the loss itself)
+    trial_mean: np.ndarray  # [N, M] response to each sampled G
+    by_bin: np.ndarray  # [N, K] mean response per bin
+    saturated: float  # fraction of (unit, outcome) pairs clipped by the Huber threshold
+    decomposition: dict[str, Any] | None = None  # response=measured: own / shared parts
+
+
+def cue_outcomes(
+    learner: Any,
+    observation: np.ndarray,
+    returns: np.ndarray,
+    *,
+    bins: int = 7,
+    response: str = "gradient",
+    huber_scale: float | str | None = "auto",
+    protocol: str = "all",
+    decompose: bool = False,
+) -> CueOutcomes:
+    """Bin the sampled returns and compute every unit's noise-free response to them (step 3
+    of the module docstring), shared by the probe and the detection study. With
+    ``response="measured"`` a bin's response is measured once at the bin's mean G (a fresh
+    gradient step per bin), and with ``decompose`` also split into the unit's own and the
+    shared-torso parts (:func:`agent.probes.measured.response_decomposition`)."""
+    from .agent_cells import _resolve_scale
+
+    x = torch.as_tensor(observation[None], device=learner.device)
+    action = int(learner.q_values(learner.online, x).argmax())
+    readout = read_units(learner, observation[None], action=action)[0]
+    keep = _units(readout.values.size, protocol)
+    readout = dataclasses.replace(readout, values=readout.values[keep], taus=readout.taus[keep])
+    g = np.asarray(returns, dtype=float)
+    if protocol == "recorded":
+        g = g[:RECORDED_TRIALS]
+    index, values, probs = bin_outcomes(g, bins)
+    scale = _resolve_scale(readout, g, huber_scale)
+    decomposition = None
+    if response == "measured":
+        from .measured import measured_responses, response_decomposition
+
+        if decompose:
+            decomposition = response_decomposition(learner, observation, values, action=action)
+            by_bin = np.asarray(decomposition["measured"])[keep]  # [N, K]
+        else:
+            by_bin = measured_responses(learner, observation, values, action=action)[keep]
+        trial_mean, saturated = by_bin[:, index], 0.0
+    else:
+        trial_mean, saturated = unit_responses(readout, g, scale)  # [N, M]
+        by_bin = np.stack([trial_mean[:, index == k].mean(axis=1) for k in range(values.size)], 1)
+    return CueOutcomes(action, readout, keep, g, index, values, probs, scale, trial_mean,
+                       by_bin, saturated, decomposition)  # fmt: skip
+
+
 def probe_cue(
     learner: Any,
     cue: CueState,
@@ -222,28 +286,12 @@ def probe_cue(
     decode_restarts: int = 3,
 ) -> dict[str, Any]:
     """The paper's pipeline on one cue state: each rollout's G a trial for every unit."""
-    from .agent_cells import _resolve_scale
-
     obs = cue.observation
-    action = int(
-        learner.q_values(learner.online, torch.as_tensor(obs[None], device=learner.device)).argmax()
-    )
-    readout = read_units(learner, obs[None], action=action)[0]
-    keep = _units(readout.values.size, protocol)
-    readout = dataclasses.replace(readout, values=readout.values[keep], taus=readout.taus[keep])
-    g = np.asarray(returns, dtype=float)
-    if protocol == "recorded":
-        g = g[:RECORDED_TRIALS]
-    index, values, probs = bin_outcomes(g, bins)
-    scale = _resolve_scale(readout, g, huber_scale)
-    if response == "measured":
-        from .measured import measured_responses
-
-        by_bin = measured_responses(learner, obs, values, action=action)[keep]  # [N, K]
-        trial_mean, saturated = by_bin[:, index], 0.0
-    else:
-        trial_mean, saturated = unit_responses(readout, g, scale)  # [N, M]
-        by_bin = np.stack([trial_mean[:, index == k].mean(axis=1) for k in range(values.size)], 1)
+    out = cue_outcomes(learner, obs, returns, bins=bins, response=response,
+                       huber_scale=huber_scale, protocol=protocol)  # fmt: skip
+    action, readout, keep, g = out.action, out.readout, out.units, out.returns
+    index, values, trial_mean, by_bin = out.index, out.values, out.trial_mean, out.by_bin
+    scale, saturated = out.scale, out.saturated
     reward_sd = float(np.std(g))
     sd = noise_sd(by_bin, noise, reward_sd)
     rng = np.random.default_rng(seed)
@@ -400,6 +448,58 @@ def _probe_agent(
     }
 
 
+def default_horizon(gamma: float) -> int:
+    """Rollout steps after which γᵗ < 10⁻³ (5,000 at most)."""
+    return 5_000 if gamma >= 1 else min(5_000, math.ceil(math.log(1e-3) / math.log(gamma)))
+
+
+def cue_conditions(
+    learner: Any,
+    cfg: Any,
+    *,
+    models: Sequence[str] = ("gradient",),
+    cues: int = 6,
+    episodes: int = 3,
+    rollouts: int = RECORDED_TRIALS,
+    bins: int = 7,
+    parallel: int = 16,
+    max_steps: int = 2_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Noise-free unit responses at a run's own cue states, for the detection study
+    (agent/probes/detection.py): steps 1-3 of the module docstring, greedy rollouts. Returns
+    ``{"outcomes": {model: [CueOutcomes per cue]}, "cues_chosen", "cues_skipped"}``; a cue
+    state whose returns fill fewer than ``MIN_BINS`` bins (too few distinct returns for a
+    reversal point between magnitudes) is skipped and counted. Returns with ties fill fewer
+    than ``bins`` equal-count bins (:func:`bin_outcomes`); the study then shares the
+    recorded trials over the bins there are."""
+    gamma = float(cfg.agent.gamma)
+    env = make_cloneable_env(cfg.env, seed=seed)
+    states = episode_states(learner, env, episodes=episodes, epsilon=float(cfg.agent.eps_eval),
+                            max_steps=max_steps, seed=seed)  # fmt: skip
+    chosen = choose_cues(states, cues)
+    pool = [env] + [make_cloneable_env(cfg.env, seed=seed + 1 + k) for k in range(parallel - 1)]
+    outcomes: dict[str, list[CueOutcomes]] = {m: [] for m in models}
+    skipped = 0
+    try:
+        for c, cue in enumerate(chosen):
+            x = torch.as_tensor(cue.observation[None], device=learner.device)
+            action = int(learner.q_values(learner.online, x).argmax())
+            g, _ = sample_returns(learner, pool, cue.snapshot, action, rollouts=rollouts,
+                                  gamma=gamma, horizon=default_horizon(gamma), seed=seed,
+                                  cue=c)  # fmt: skip
+            if bin_outcomes(g, bins)[1].size < MIN_BINS:
+                skipped += 1
+                continue
+            for m in models:
+                outcomes[m].append(cue_outcomes(learner, cue.observation, g, bins=bins,
+                                                response=m, decompose=m == "measured"))  # fmt: skip
+    finally:
+        for e in pool:
+            e.close()
+    return {"outcomes": outcomes, "cues_chosen": len(chosen), "cues_skipped": skipped}
+
+
 def probe_in_task(
     learner: Any,
     cfg: Any,
@@ -436,7 +536,7 @@ def probe_in_task(
         raise ConfigError(f"rollout_eps must be in [0, 1], got {rollout_eps}")
     gamma = float(cfg.agent.gamma)
     if horizon is None:
-        horizon = 5_000 if gamma >= 1 else min(5_000, math.ceil(math.log(1e-3) / math.log(gamma)))
+        horizon = default_horizon(gamma)
     settings = {
         "rollouts": int(rollouts), "rollout_eps": float(rollout_eps), "horizon": int(horizon),
         "bins": int(bins), "scale": scale, "response": response, "protocol": protocol,
