@@ -209,7 +209,9 @@ def midpoint_taus(num_units: int, dtype: torch.dtype = torch.float32) -> torch.T
     QR-DQN's quantile levels (Dabney et al. 2018), also used for expectile levels (Rowland et
     al. 2019 spread them over (0, 1) the same way), C51's atom CDF positions in the probes and
     IQN's fixed probe grid. The one place this grid is computed."""
-    return (2 * torch.arange(1, num_units + 1, dtype=dtype) - 1) / (2 * num_units)
+    # on the CPU explicitly: under a meta-device context (agent/learn/resources.py) a plain
+    # arange goes through torch._refs, importing sympy and torch._dynamo (~0.9 s at start-up)
+    return (2 * torch.arange(1, num_units + 1, dtype=dtype, device="cpu") - 1) / (2 * num_units)
 
 
 def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
