@@ -452,8 +452,9 @@ class UnitGroup:
     On a lab task every seed has one condition, the task's magnitudes (``axis``,
     ``magnitudes``, ``probs``; ``responses[s]`` [N, K]). In any other task (the in-task
     protocol, :func:`agent.probes.in_task.cue_conditions`) every seed has one condition per
-    cue state, each with its own outcome axis, the binned discounted return G: ``cue_axes[s]``
-    and ``cue_probs[s]`` [C, K], ``responses[s]`` [C, N, K]; ``axis`` etc. are then empty."""
+    cue state, each with its own outcome axis, the binned discounted return G (K_c bins at
+    cue c): ``cue_axes[s]`` and ``cue_probs[s]`` lists of [K_c], ``responses[s]`` a list of
+    [N, K_c]; ``axis`` etc. are then empty."""
 
     name: str  # e.g. "erdqn/gradient"
     agent: str  # e.g. "erdqn" (the contrast pairs groups of one response model)
@@ -462,11 +463,11 @@ class UnitGroup:
     magnitudes: np.ndarray  # [K]
     probs: np.ndarray  # [K]
     seeds: list[int]
-    responses: list[np.ndarray]  # per seed [N, K], or [C, N, K] with cue_axes
+    responses: list[Any]  # per seed [N, K], or with cue_axes a list over cue states of [N, K_c]
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    cue_axes: list[np.ndarray] | None = None  # per seed [C, K]: mean G of each bin
-    cue_probs: list[np.ndarray] | None = None  # per seed [C, K]: frequency of each bin
+    cue_axes: list[list[np.ndarray]] | None = None  # per seed and cue [K_c]: mean G of each bin
+    cue_probs: list[list[np.ndarray]] | None = None  # per seed and cue [K_c]: bin frequencies
     task: str = ""  # the env of an in-task group ("": the variable-magnitude lab task)
 
     def conditions(self, i: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -497,14 +498,17 @@ class UnitGroup:
             name=d["name"], agent=d["agent"], response_model=d["response_model"],
             axis=np.asarray(d["axis"], float), magnitudes=np.asarray(d["magnitudes"], float),
             probs=np.asarray(d["probs"], float), seeds=[int(s) for s in d["seeds"]],
-            responses=[np.asarray(r, float) for r in d["responses"]], note=d.get("note", ""),
-            extra=d.get("extra", {}),
-            cue_axes=None if d.get("cue_axes") is None
-            else [np.asarray(a, float) for a in d["cue_axes"]],
-            cue_probs=None if d.get("cue_probs") is None
-            else [np.asarray(p, float) for p in d["cue_probs"]],
+            responses=[np.asarray(r, float) for r in d["responses"]] if d.get("cue_axes") is None
+            else [_arrays(r) for r in d["responses"]],
+            note=d.get("note", ""), extra=d.get("extra", {}),
+            cue_axes=None if d.get("cue_axes") is None else [_arrays(a) for a in d["cue_axes"]],
+            cue_probs=None if d.get("cue_probs") is None else [_arrays(p) for p in d["cue_probs"]],
             task=d.get("task", ""),
         )  # fmt: skip
+
+
+def _arrays(rows: Sequence[Any]) -> list[np.ndarray]:
+    return [np.asarray(r, float) for r in rows]
 
 
 #: how the study presents quantile-Huber units with the gradient model (as the noise sweep)
@@ -1073,9 +1077,9 @@ def _in_task_rows(
         row: dict[str, Any] = {
             "group": {"axis": empty, "magnitudes": empty, "probs": empty, "task": task},
             "task": task,
-            "mean": np.stack([o.by_bin for o in outcomes]),
-            "cue_axes": np.stack([o.values for o in outcomes]),
-            "cue_probs": np.stack([o.probs for o in outcomes]),
+            "mean": [o.by_bin for o in outcomes],
+            "cue_axes": [o.values for o in outcomes],
+            "cue_probs": [o.probs for o in outcomes],
             "cue_counts": (len(outcomes), found["cues_skipped"]),
         }
         if model == "measured":
