@@ -282,6 +282,10 @@ def test_detection_study_at_cue_states_separates_expectile_from_classical_units(
     # 7 values at unequal frequencies: equal-count bins keep ties together, so 6 bins
     assert axis.size == 6 and np.all(np.diff(axis) > 0)
     assert er.extra["cue_states"]["per_seed_used"] == [1, 1]
+    # exact expectile units sit on the rollouts' expectiles: in order, as wide, no offset
+    fit = er.extra["units_vs_returns"]
+    assert fit["order_r"]["min"] > 0.99
+    assert 0.9 < fit["spread_ratio"]["median"] < 1.1 and abs(fit["offset"]["median"]) < 0.1
     content = detection_study(groups, draws=40, recorded=False, decode=False)
     res = content["groups"]
     p_er = res["erdqn/gradient@test/CueReward-v0"]["p_detect_both"]

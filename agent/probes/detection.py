@@ -972,7 +972,7 @@ def groups_from_learners(
             )  # fmt: skip
             g["seeds"].append(int(cfg.seed))
             g["responses"].append(row["mean"])
-            for name in ("cue_axes", "cue_probs", "decomp", "cue_counts"):
+            for name in ("cue_axes", "cue_probs", "decomp", "cue_counts", "cue_units"):
                 if name in row:
                     g.setdefault(name, []).append(row[name])
     groups = []
@@ -989,6 +989,15 @@ def groups_from_learners(
                 "summary": "median over units per seed"
                 + (" and cue state" if g["task"] else "")
                 + "; median (range) over seeds",
+            }
+        if g.get("cue_units"):
+            extra["units_vs_returns"] = {
+                "note": UNITS_VS_RETURNS_NOTE,
+                **{
+                    k: _spread([_median([c[k] for c in seed]) for seed in g["cue_units"]])
+                    for k in ("order_r", "spread_ratio", "offset")
+                },
+                "per_seed": g["cue_units"],
             }
         if g["task"]:
             used = [c[0] for c in g["cue_counts"]]
@@ -1025,6 +1034,45 @@ IN_TASK_NOTE = (
     "trials shared over the bins by their frequency; the seed's draws shared out over its "
     "cue states in turn; cue states with fewer than 3 bins are skipped"
 )
+
+
+UNITS_VS_RETURNS_NOTE = (
+    "noise-free: each unit's value at the cue state against the same statistic of the "
+    "rollouts' returns G at its tau (expectile units: the tau-expectile; quantile units: the "
+    "tau-quantile; mean units: the mean), both standardised by the returns' mean and SD "
+    "(z); order_r: Spearman r of unit values with those targets over units (undefined for "
+    "classical units, whose targets are all the mean); spread_ratio: SD of the units' values "
+    "/ SD of the targets; offset: median (value - target) in return SDs; median over cue "
+    "states per seed, median (range) over seeds"
+)
+
+
+def units_against_returns(outcome: Any) -> dict[str, Any]:
+    """Where the head's units sit at a cue state against the distribution they should have
+    learned there: the rollouts' τ-expectiles, τ-quantiles or mean (by the head's kind)."""
+    from .tabular import expectiles
+
+    r = outcome.readout
+    g = outcome.returns
+    mean, sd = float(np.mean(g)), float(np.std(g))
+    if r.representation == "expectile":
+        target = expectiles(g.tolist(), [1.0 / g.size] * g.size, r.taus.tolist())
+    elif r.representation == "quantile":
+        target = np.quantile(g, np.clip(r.taus, 0.0, 1.0))
+    else:
+        target = np.full(r.values.size, mean)
+    z = (r.values - mean) / sd
+    t = (target - mean) / sd
+    order = (
+        float(scipy.stats.spearmanr(r.values, target)[0])
+        if np.ptp(target) > 0 and np.ptp(r.values) > 0
+        else math.nan
+    )
+    return {
+        "tau": r.taus, "z": z, "target_z": t, "order_r": order,
+        "spread_ratio": float(np.std(z) / np.std(t)) if np.std(t) > 0 else math.nan,
+        "offset": float(np.median(z - t)), "representation": r.representation,
+    }  # fmt: skip
 
 
 def _lab_rows(
@@ -1082,6 +1130,8 @@ def _in_task_rows(
             "cue_probs": [o.probs for o in outcomes],
             "cue_counts": (len(outcomes), found["cues_skipped"]),
         }
+        if model == "gradient":
+            row["cue_units"] = [units_against_returns(o) for o in outcomes]
         if model == "measured":
             decomps = [o.decomposition for o in outcomes if o.decomposition is not None]
             row["decomp"] = {

@@ -261,7 +261,48 @@ def write_detection(
     paths[0].write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
     paths[1].write_text(markdown(content, command))
     paths.append(save_figure(figure(content), out / "detection.png"))
+    units = cue_units_figure(content)
+    if units is not None:
+        paths.append(save_figure(units, out / "cue_units.png"))
     return paths
+
+
+def cue_units_figure(content: dict[str, Any]) -> Any:
+    """In-task groups: every unit's value at every cue state of every seed against the value
+    it would hold had it learned the rollouts' return distribution, both in return SDs from
+    the mean (None when no group was probed in a task)."""
+    import matplotlib.pyplot as plt
+
+    groups = content["groups"]
+    names = [n for n in ordered(groups) if "units_vs_returns" in groups[n]]
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        e = groups[name]
+        uv = e["units_vs_returns"]
+        for s, seed in enumerate(uv["per_seed"]):
+            for cue in seed:
+                ax.scatter(cue["target_z"], cue["z"], s=4, alpha=0.35, color=f"C{s}",
+                           label=f"seed {e['seeds'][s]}" if cue is seed[0] else None)  # fmt: skip
+        lim = ax.get_xlim()
+        lo, hi = min(lim[0], ax.get_ylim()[0]), max(lim[1], ax.get_ylim()[1])
+        ax.plot([lo, hi], [lo, hi], color="0.4", lw=0.8, ls="--", label="learned exactly")
+        ax.set_title(
+            f"{AGENT_LABELS.get(e['agent'], e['agent'])}, {e.get('task', '')}\n"
+            f"order r {_spread(uv['order_r'])}, spread ratio {_spread(uv['spread_ratio'])}",
+            fontsize=8,
+        )
+        ax.set_xlabel("the rollouts' τ-statistic of G (SDs from the mean)", fontsize=7)
+        ax.set_ylabel("unit value at the cue (SDs from the mean)", fontsize=7)
+        ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle(
+        "Units at the cue states against the return distribution they predict (noise-free; "
+        "each dot a unit at one cue state; medians over cue states, then over seeds)",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    return fig
 
 
 def headline_lines(content: dict[str, Any]) -> list[str]:
