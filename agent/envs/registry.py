@@ -118,6 +118,11 @@ class EnvFamily:
 
 
 def _gym_cap(env_cfg: Any, max_episode_steps: int) -> None:
+    if not hasattr(env_cfg, "kwargs"):  # a family whose schema has no gymnasium keywords
+        raise ConfigError(
+            f"env.family={env_cfg.family} cannot cut its episodes (its schema has no env.kwargs; "
+            "its EnvFamily needs a cap_episode_steps)"
+        )
     env_cfg.kwargs["max_episode_steps"] = max_episode_steps
 
 
