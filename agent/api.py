@@ -74,8 +74,11 @@ class Agent:
         return torch.device(self.learner.device)
 
     def __repr__(self) -> str:
+        from .envs import family_of
+
+        env = family_of(self.config.env).display_id(self.config.env)
         return (
-            f"Agent(algo={self.algo!r}, env={self.config.env.id!r}, "
+            f"Agent(algo={self.algo!r}, env={env!r}, "
             f"observation_shape={self.observation_shape}, num_actions={self.num_actions}, "
             f"checkpoint='{self.checkpoint}')"
         )

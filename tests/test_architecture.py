@@ -4,6 +4,7 @@ an agent as one Python file plus one YAML."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import json
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 from dopa_rl import algos
+from dopa_rl.core.config import ENV_SCHEMAS, EnvConfig
 from hydra import compose, initialize_config_dir
 
 LAYERS: list[tuple[str, ...]] = [
@@ -323,15 +325,19 @@ def test_a_new_env_family_is_one_file(tmp_path: Path) -> None:
         assert summary["updates"] > 0
         result = evaluate(tmp_path / "run", episodes=2, device="cpu")
         assert result["env_id"] == "toy/Corridor" and len(result["returns"]) == 2
-        # a key that does not apply to the family fails at start-up
+        # the family declared no keys of its own: the run records the common ones only
+        saved = json.loads((tmp_path / "run" / "config.json").read_text())
+        assert set(saved["env"]) == {f.name for f in dataclasses.fields(EnvConfig)}
+        # a key that does not apply to the family (env=cartpole's id, changed) fails at start-up
         from dopa_rl.core.errors import ConfigError
 
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            bad = compose("config", overrides=[*overrides, "env.game=pong"])
-        with pytest.raises(ConfigError, match="env.game does not apply to env.family=toy"):
+            bad = compose("config", overrides=[*overrides, "env.id=Acrobot-v1"])
+        with pytest.raises(ConfigError, match="env.id does not apply to env.family=toy"):
             run(bad, tmp_path / "bad")
     finally:
         registry._REGISTRY.pop("toy_corridor", None)
+        ENV_SCHEMAS.pop("toy_corridor", None)
 
 
 def test_unknown_env_family_names_close_matches() -> None:

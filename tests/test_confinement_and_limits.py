@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 from dopa_rl.algos import make_config, validate
-from dopa_rl.core.config import MAX_SEED, Config
+from dopa_rl.core.config import MAX_SEED, Config, typed_env
 from dopa_rl.core.errors import CheckpointError, ConfigError, DataError
 from helpers import TINY, make_cfg
 from hypothesis import HealthCheck, given, settings
@@ -46,6 +46,8 @@ MAXRSS = (
 def _config(**values: object):
     cfg = OmegaConf.structured(Config)
     cfg.agent = OmegaConf.structured(make_config(str(values.pop("agent.name", "qrdqn"))))
+    if "env.family" in values:  # the family's own keys (its schema) before they are set
+        cfg.env = typed_env({"family": values.pop("env.family")})
     for key, value in values.items():
         OmegaConf.update(cfg, key, value)
     return cfg

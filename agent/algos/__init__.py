@@ -17,7 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from ..core import config as config_module
-from ..core.config import AgentConfig, Config, EnvConfig, suggest
+from ..core.config import ENV_SCHEMAS, AgentConfig, Config, EnvConfig, suggest, typed_env
 from ..core.errors import ConfigError
 from .base import Algorithm, UnitReadout
 
@@ -102,6 +102,10 @@ def from_container(data: dict[str, Any]) -> DictConfig:
     schema = OmegaConf.structured(Config)
     try:
         schema.agent = OmegaConf.structured(config_class(name))
+        # the env's family schema; configs saved before there was one per family recorded
+        # every family's keys, and those that do not apply are dropped
+        schema.env = typed_env(data.get("env", {}), saved=True)
+        data = {k: v for k, v in data.items() if k != "env"}
         merged = OmegaConf.merge(schema, data)
     except ConfigError:
         raise
@@ -121,10 +125,13 @@ def _store_config(algorithm: type[Algorithm]) -> None:
 
 
 def register_configs() -> None:
-    """Register the run schema and every agent's schema in Hydra's ConfigStore."""
+    """Register the run schema, every agent's and every env family's schema in Hydra's
+    ConfigStore (``schema/agent/<name>``, ``schema/env/<family>``)."""
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="schema/env", name="base", node=EnvConfig)
+    for family, schema in ENV_SCHEMAS.items():
+        store.store(group="schema/env", name=family, node=schema)
     for algorithm in _REGISTRY.values():
         _store_config(algorithm)
 

@@ -99,38 +99,79 @@ def _schema_keys(node: Any, prefix: str = "") -> tuple[set[str], set[str]]:
     return keys, free
 
 
-def chosen_agent(argv: list[str]) -> str:
-    """The agent a training command line composes: ``agent=`` if given, else the one its
-    ``experiment=`` preset overrides to, else the default of conf/config.yaml."""
+def chosen(argv: list[str], group: str) -> str | None:
+    """The option of config ``group`` (agent, env) a training command line composes: ``group=``
+    if given, else the one its ``experiment=`` preset overrides to, else the default of
+    conf/config.yaml."""
     import re
 
-    def default_agent(path: Path) -> str | None:
-        found = re.search(r"^\s*-\s*(?:override\s+)?/?agent:\s*(\w+)", path.read_text(), re.M)
+    def default(path: Path) -> str | None:
+        pattern = rf"^\s*-\s*(?:override\s+)?/?{group}:\s*(\w+)"
+        found = re.search(pattern, path.read_text(), re.M)
         return found.group(1) if found else None
 
     given = {}
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+~") in ("agent", "experiment"):
+        if sep and key.lstrip("+~") in (group, "experiment"):
             given[key.lstrip("+~")] = value.split(",")[0]
-    if "agent" in given:
-        return given["agent"]
+    if group in given:
+        return given[group]
     preset = CONF_DIR / "experiment" / f"{given.get('experiment', '')}.yaml"
-    if "experiment" in given and preset.is_file() and default_agent(preset):
-        return str(default_agent(preset))
-    return default_agent(CONF_DIR / "config.yaml") or "qrdqn"
+    if "experiment" in given and preset.is_file() and default(preset):
+        return default(preset)
+    return default(CONF_DIR / "config.yaml")
+
+
+def chosen_agent(argv: list[str]) -> str:
+    """The agent a training command line composes (``chosen``; qrdqn if none says)."""
+    return chosen(argv, "agent") or "qrdqn"
+
+
+def chosen_env_family(argv: list[str]) -> str | None:
+    """The env family whose schema the command line's env config starts from: the
+    ``/schema/env/<family>@env`` default of its ``conf/env/<env>.yaml`` (None: not found)."""
+    import re
+
+    path = CONF_DIR / "env" / f"{chosen(argv, 'env')}.yaml"
+    found = re.search(r"/schema/env/(\w+)@env", path.read_text()) if path.is_file() else None
+    return found.group(1) if found else None
 
 
 def run_schema(argv: list[str]) -> Any:
-    """The run config schema with the chosen agent's own keys (``agent/algos/<name>.py``)."""
+    """The run config schema with the chosen agent's own keys (``agent/algos/<name>.py``) and
+    the chosen env family's (``agent/core/config.py``)."""
     from omegaconf import OmegaConf
 
     from .. import algos
-    from ..core.config import Config
+    from ..core.config import ENV_SCHEMAS, Config
 
     schema = OmegaConf.structured(Config)
     schema.agent = OmegaConf.structured(algos.config_class(chosen_agent(argv)))
+    family = chosen_env_family(argv)
+    if family in ENV_SCHEMAS:
+        schema.env = OmegaConf.structured(ENV_SCHEMAS[family])
     return schema
+
+
+def check_env_keys(argv: list[str], schema: Any) -> None:
+    """Fail in one line on an ``env.KEY`` override that another env family has but the chosen
+    one does not (``env=cartpole env.frame_skip=2``), naming the keys that do apply."""
+    from ..core.config import ENV_SCHEMAS, family_keys
+
+    family = chosen_env_family(argv) or str(schema.env.family)
+    for override in parse_overrides(argv):
+        parts = override.key_or_group.split(".")
+        if len(parts) < 2 or parts[0] != "env" or parts[1] in schema.env:
+            continue
+        owners = sorted(n for n, cls in ENV_SCHEMAS.items() if parts[1] in cls.__dataclass_fields__)
+        if owners:
+            keys = ", ".join(family_keys(family)) if family in ENV_SCHEMAS else ""
+            fail(
+                f"env.{parts[1]} does not apply to env.family={family} (env="
+                f"{chosen(argv, 'env')}; its keys: {keys or 'none'}); it is a key of "
+                f"env.family={'|'.join(owners)}"
+            )
 
 
 def config_groups() -> list[str]:

@@ -64,10 +64,11 @@ def play_in_window(agent: Any, episodes: int, seed: int, epsilon: float) -> list
     from ..envs import family_of
 
     cfg = agent.config
-    if not family_of(cfg.env).window:
+    family = family_of(cfg.env)
+    if not family.window:
         raise ConfigError(
-            f"window=true plays gymnasium control envs; '{cfg.env.id}' ({cfg.env.family}) "
-            "is written to a video instead (window=false)"
+            f"window=true plays gymnasium control envs; '{family.display_id(cfg.env)}' "
+            f"({cfg.env.family}) is written to a video instead (window=false)"
         )
     env = gym.make(cfg.env.id, render_mode="human", **dict(cfg.env.kwargs))
     returns = []

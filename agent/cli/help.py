@@ -106,7 +106,7 @@ def train_help(prog: str, overrides: list[str]) -> str:
     out += describe(config.Config, cfg, "")
     sections = [
         ("train", config.TrainConfig),
-        ("env", config.EnvConfig),
+        ("env", type(cfg.env) if cfg is not None else config.EnvConfig),  # the family's keys
         ("checkpoint", config.CheckpointConfig),
         ("logger", config.LoggerConfig),
         ("probe", config.ProbeConfig),

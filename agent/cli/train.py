@@ -18,6 +18,7 @@ from .common import (
     CONF_DIR,
     KeepHydraRecord,
     check_default_run_dir,
+    check_env_keys,
     check_group_choices,
     check_override_keys,
     check_path_parts,
@@ -86,7 +87,9 @@ def main() -> None:
         print(train_help(prog, sys.argv[1:]))
         sys.exit(0)
     check_group_choices(sys.argv)
-    check_override_keys(sys.argv, run_schema(sys.argv), groups=config_groups())
+    schema = run_schema(sys.argv)
+    check_env_keys(sys.argv, schema)
+    check_override_keys(sys.argv, schema, groups=config_groups())
     check_path_parts(sys.argv)
     check_run_dir_override(sys.argv)
     check_default_run_dir(sys.argv)

@@ -69,27 +69,66 @@ class AgentConfig:
 
 @dataclass
 class EnvConfig:
-    """Environment family and its settings. ``id`` takes any gymnasium id (discrete actions)."""
+    """The keys every env family reads. Each family's own keys extend it (``GymEnvConfig``,
+    ``AtariEnvConfig``, ``MinAtarEnvConfig``; the family's record names its schema,
+    ``agent/envs/families/``), and ``conf/env/<name>.yaml`` starts from that schema
+    (``defaults: [/schema/env/<family>@env]``), so a run records only the keys that apply to
+    its family and ``env=cartpole env.frame_skip=2`` fails at start-up."""
 
     family: str = "control"  # registered in agent/envs/families/: control, lab, atari, minatar
-    id: str = "CartPole-v1"  # gymnasium id (family control/lab)
-    game: str | None = None  # ALE ROM name (family=atari)
     num_envs: int = 4  # training envs stepped together
     eval_num_envs: int = 10  # evaluation envs stepped together
-    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
-    # Atari protocol (docs/science.md §5); every choice explicit
-    sticky_action_prob: float = 0.25
-    frame_skip: int = 4
-    frame_stack: int = 4
-    noop_max: int = 30
-    episodic_life: bool = False
-    full_action_space: bool = False
-    max_episode_frames: int = 108_000
-    clip_rewards: bool = True
-    num_threads: int = 0  # 0: ALE picks
     # range of returns, for heads with a fixed support (C51's agent.v_min / agent.v_max default)
     value_min: float = 0.0
     value_max: float = 100.0
+
+
+@dataclass
+class GymEnvConfig(EnvConfig):
+    """Families ``control`` and ``lab``: any gymnasium id with discrete actions."""
+
+    id: str = "CartPole-v1"  # gymnasium id
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
+
+
+@dataclass
+class AtariEnvConfig(EnvConfig):
+    """Family ``atari``: the protocol of docs/science.md §5, every choice explicit."""
+
+    family: str = "atari"  # registered in agent/envs/families/
+    game: str | None = None  # ALE ROM name (conf/env/atari.yaml: pong)
+    sticky_action_prob: float = 0.25  # repeat the previous action (Machado et al. 2018)
+    frame_skip: int = 4  # emulator frames per agent step, the last two max-pooled
+    frame_stack: int = 4  # frames per observation
+    noop_max: int = 30  # up to this many no-op frames after a reset
+    episodic_life: bool = False  # a lost life ends a training episode
+    full_action_space: bool = False  # all 18 actions, not the game's minimal set
+    max_episode_frames: int = 108_000  # cap on one episode, in emulator frames (truncation)
+    clip_rewards: bool = True  # training rewards clipped to [-1, 1] (evaluation: raw)
+    num_threads: int = 0  # ALE's C++ threads stepping the envs (0: ALE picks)
+
+
+@dataclass
+class MinAtarEnvConfig(EnvConfig):
+    """Family ``minatar`` (Young & Tian 2019): one frame is one agent step, no frame skip,
+    stacking or reward clipping."""
+
+    family: str = "minatar"  # registered in agent/envs/families/
+    game: str | None = None  # breakout | asterix | freeway | seaquest | space_invaders
+    sticky_action_prob: float = 0.1  # repeat the previous action
+    max_episode_frames: int = 108_000  # cap on one episode (truncation)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # difficulty_ramping (default true)
+
+
+# Each family's schema by family name; agent/envs/registry.py adds the families registered
+# later (plugins, tests), and agent.algos.register_configs stores them in Hydra's ConfigStore as
+# ``schema/env/<family>``.
+ENV_SCHEMAS: dict[str, type[EnvConfig]] = {
+    "control": GymEnvConfig,
+    "lab": GymEnvConfig,
+    "atari": AtariEnvConfig,
+    "minatar": MinAtarEnvConfig,
+}
 
 
 @dataclass
@@ -242,8 +281,9 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(
             f"agent.batch_size ({a.batch_size}) exceeds agent.replay_size ({a.replay_size})"
         )
-    if not 0.0 <= e.sticky_action_prob <= 1.0:
-        raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {e.sticky_action_prob}")
+    sticky = getattr(e, "sticky_action_prob", None)  # the families with sticky actions
+    if sticky is not None and not 0.0 <= sticky <= 1.0:
+        raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {sticky}")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(
             f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'"
@@ -299,7 +339,7 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
         f"agent.{k}": v for k, v in _items(a) if isinstance(v, float)
     }
     floats |= {
-        "env.sticky_action_prob": e.sticky_action_prob,
+        "env.sticky_action_prob": getattr(e, "sticky_action_prob", None),
         "env.value_min": e.value_min,
         "env.value_max": e.value_max,
         "train.solve_threshold": t.solve_threshold,
@@ -330,12 +370,13 @@ def _validate_numbers(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"probe.splits must be <= {MAX_SPLITS}, got {cfg.probe.splits}")
     if cfg.torch_threads < 0:
         raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {cfg.torch_threads}")
-    if e.num_threads < 0:
-        raise ConfigError(f"env.num_threads must be >= 0 (0: ALE picks), got {e.num_threads}")
+    env_threads = getattr(e, "num_threads", 0)  # Atari's
+    if env_threads < 0:
+        raise ConfigError(f"env.num_threads must be >= 0 (0: ALE picks), got {env_threads}")
     check_seed(cfg.seed)
     check_population_seeds(t.population, cfg.seed)
     check_device(cfg.device)
-    render_mode = dict(e.kwargs or {}).get("render_mode")
+    render_mode = dict(getattr(e, "kwargs", None) or {}).get("render_mode")
     if render_mode not in (None, "rgb_array"):
         raise ConfigError(
             f"env.kwargs.render_mode must be rgb_array or unset, got '{render_mode}' (training "
@@ -365,6 +406,66 @@ def check_population_seeds(population: Any, seed: int) -> None:
             raise ConfigError(
                 f"train.population seeds must be integers in [0, {MAX_SEED}], got {value}"
             )
+
+
+def env_schema(family: str) -> type[EnvConfig]:
+    """The env config schema of ``family``; ConfigError for a family nobody registered."""
+    try:
+        return ENV_SCHEMAS[family]
+    except KeyError:
+        raise ConfigError(
+            f"unknown env.family '{family}'{suggest(family, sorted(ENV_SCHEMAS))}; expected one "
+            f"of {', '.join(sorted(ENV_SCHEMAS))}"
+        ) from None
+
+
+def family_keys(family: str) -> list[str]:
+    """The ``env.*`` keys that apply to ``family`` besides the common ones (``EnvConfig``)."""
+    common = {f.name for f in dataclasses.fields(EnvConfig)}
+    return [f.name for f in dataclasses.fields(env_schema(family)) if f.name not in common]
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {
+        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        for f in dataclasses.fields(cls)
+    }
+
+
+def typed_env(env: Any, *, saved: bool = False) -> DictConfig:
+    """``env`` (a config node, a dataclass or a plain dict) as a node of its family's schema.
+
+    The family's keys keep their values and take the schema's defaults where absent. A key
+    that does not apply to the family (``env.family=toy`` composed from ``env=acrobot``, whose
+    schema has ``id``) is dropped when it holds the default of the schema that declared it,
+    and raises ConfigError otherwise, so ``env.id=Acrobot-v1`` is never silently ignored.
+    ``saved=True`` reads a checkpoint's config: those written before the per-family schemas
+    recorded every family's keys (one flat schema, already checked when they were written), so
+    the keys that do not apply are dropped whatever their value."""
+    if isinstance(env, DictConfig) or dataclasses.is_dataclass(env):
+        node = env if isinstance(env, DictConfig) else OmegaConf.structured(env)
+        declared = OmegaConf.get_type(node)
+        values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    elif isinstance(env, dict):
+        declared, values = None, dict(env)
+    else:
+        raise ConfigError(f"env must be a mapping of env.* keys, got {type(env).__name__}")
+    family = str(values.get("family", EnvConfig.family))
+    schema = env_schema(family)
+    applies = {f.name for f in dataclasses.fields(schema)}
+    declared_defaults = _defaults(declared) if dataclasses.is_dataclass(declared) else {}
+    for key in sorted(set(values) - applies):
+        value = values.pop(key)
+        if saved or (key in declared_defaults and value == declared_defaults[key]):
+            continue
+        raise ConfigError(
+            f"env.{key} does not apply to env.family={family} (its keys: "
+            f"{', '.join(family_keys(family)) or 'none'})"
+        )
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), values)  # type: ignore[return-value]
+    except Exception as err:  # omegaconf raises several error types
+        raise ConfigError(f"env config does not fit its schema: {err}".splitlines()[0]) from None
 
 
 RECORDED = "recorded"  # probe noise and trial counts matched to the recorded cells

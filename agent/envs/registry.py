@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..core.config import EnvConfig, suggest
+from ..core.config import ENV_SCHEMAS, EnvConfig, suggest, typed_env
 from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 OBSERVATIONS = ("vector", "image", "frame_stack")
 
-# EnvConfig keys every family reads; the rest apply only to the families that list them
-COMMON_KEYS = ("family", "num_envs", "eval_num_envs", "value_min", "value_max")
+# EnvConfig keys every family reads; the rest live in the family's own schema (config_class)
+COMMON_KEYS = tuple(f.name for f in dataclasses.fields(EnvConfig))
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,10 @@ class EnvFamily:
                    the replay in every checkpoint, false only in the final and pre-emption
                    ones (Atari: a 1M-transition replay is 7 GB).
     evaluation:    the published evaluation protocol (``EvalProtocol``).
-    config_keys:   the ``env.*`` keys that apply besides ``COMMON_KEYS``; setting another
-                   one away from its default is a start-up error.
+    config_class:  the family's env config schema: ``EnvConfig`` (the common keys) extended
+                   by its own keys (agent/core/config.py); ``register`` stores it in Hydra's
+                   ConfigStore as ``schema/env/<name>``, which ``conf/env/<name>.yaml`` starts
+                   from. A run records only these keys; another family's is a start-up error.
     steps_outside_python: stepping releases the GIL (Atari's C++ threads), so
                    ``train.overlap=auto`` overlaps stepping and updates on CUDA.
     population:    ``train.population > 1`` supports it.
@@ -91,10 +93,11 @@ class EnvFamily:
     video_fps: Callable[[Any], int] | None = None
     replay_in_periodic_checkpoints: bool = True
     evaluation: EvalProtocol = field(default_factory=EvalProtocol)
-    config_keys: tuple[str, ...] = ()
+    config_class: type[EnvConfig] = EnvConfig
     steps_outside_python: bool = False
     population: bool = False
-    display_id: Callable[[Any], str] = lambda env_cfg: str(env_cfg.id)
+    # the gymnasium id where the schema has one, else the family's name
+    display_id: Callable[[Any], str] = lambda env_cfg: str(getattr(env_cfg, "id", env_cfg.family))
     evaluation_extras: Callable[[Any, float], dict[str, Any]] | None = None
     window: bool = False
     cap_episode_steps: Callable[[Any, int], None] = lambda env_cfg, n: _gym_cap(env_cfg, n)
@@ -104,13 +107,22 @@ class EnvFamily:
             raise ValueError(f"{self.name}: observation must be one of {OBSERVATIONS}")
         if self.can_clone != (self.clone_state is not None and self.restore_state is not None):
             raise ValueError(f"{self.name}: can_clone needs clone_state and restore_state")
-        known = {f.name for f in dataclasses.fields(EnvConfig)}
-        unknown = sorted(set(self.config_keys) - known)
-        if unknown:
-            raise ValueError(f"{self.name}: config_keys {unknown} are not EnvConfig fields")
+        if not (isinstance(self.config_class, type) and issubclass(self.config_class, EnvConfig)):
+            raise ValueError(f"{self.name}: config_class must extend EnvConfig")
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:
+        """The ``env.*`` keys that apply besides ``COMMON_KEYS``."""
+        fields = dataclasses.fields(self.config_class)
+        return tuple(f.name for f in fields if f.name not in COMMON_KEYS)
 
 
 def _gym_cap(env_cfg: Any, max_episode_steps: int) -> None:
+    if not hasattr(env_cfg, "kwargs"):  # a family whose schema has no gymnasium keywords
+        raise ConfigError(
+            f"env.family={env_cfg.family} cannot cut its episodes (its schema has no env.kwargs; "
+            "its EnvFamily needs a cap_episode_steps)"
+        )
     env_cfg.kwargs["max_episode_steps"] = max_episode_steps
 
 
@@ -118,8 +130,13 @@ _REGISTRY: dict[str, EnvFamily] = {}
 
 
 def register(family: EnvFamily) -> EnvFamily:
-    """Add ``family`` (replacing one of the same name, for tests); returns it."""
+    """Add ``family`` (replacing one of the same name, for tests) and its config schema
+    (``schema/env/<name>`` in Hydra's ConfigStore); returns it."""
+    from hydra.core.config_store import ConfigStore
+
     _REGISTRY[family.name] = family
+    ENV_SCHEMAS[family.name] = family.config_class
+    ConfigStore.instance().store(group="schema/env", name=family.name, node=family.config_class)
     return family
 
 
@@ -146,19 +163,7 @@ def family_of(env_cfg: Any) -> EnvFamily:
 
 def validate(cfg: Any) -> None:
     """The env part of a run config: a registered family, and no ``env.*`` key that does not
-    apply to it set away from its default (so ``env=cartpole env.game=pong`` fails at start-up
-    instead of training CartPole)."""
-    family = family_of(cfg.env)
-    applies = set(COMMON_KEYS) | set(family.config_keys)
-    for f in dataclasses.fields(EnvConfig):
-        if f.name in applies:
-            continue
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        value = getattr(cfg.env, f.name)
-        if hasattr(value, "items"):  # DictConfig → dict for the comparison
-            value = dict(value.items())
-        if value != default:
-            raise ConfigError(
-                f"env.{f.name} does not apply to env.family={family.name} (its keys: "
-                f"{', '.join(sorted(family.config_keys)) or 'none'})"
-            )
+    apply to it (``core.config.typed_env``: so ``env.family=toy env.id=Acrobot-v1`` fails at
+    start-up instead of training the toy family)."""
+    family_of(cfg.env)
+    typed_env(cfg.env)

@@ -222,7 +222,9 @@ def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: i
     except (AssertionError, AttributeError, NotImplementedError, ValueError) as err:
         # gymnasium asserts on a render mode the env lacks
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise VideoUnsupported(f"env '{cfg.env.id}' cannot render: {first}") from None
+        raise VideoUnsupported(
+            f"env '{family.display_id(cfg.env)}' cannot render: {first}"
+        ) from None
     while True:
         action = learner.act(torch.as_tensor(obs, device=learner.device), epsilon)
         step = env.step(action.cpu().numpy())
@@ -233,6 +235,6 @@ def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: i
     env.close()
     frames = [f for f in frames if f is not None]
     if not frames:
-        raise VideoUnsupported(f"env '{cfg.env.id}' rendered no frames")
+        raise VideoUnsupported(f"env '{family.display_id(cfg.env)}' rendered no frames")
     ImageSequenceClip(frames, fps=family.video_fps(cfg.env)).write_videofile(str(path), logger=None)
     return path

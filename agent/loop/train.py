@@ -15,6 +15,7 @@ divergence detection and logging. The loop's state is a typed
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .. import algos, envs
-from ..core.config import to_container
+from ..core.config import to_container, typed_env
 from ..core.device import configure_backends, resolve_device
 from ..core.threads import configure_torch_threads
 from ..envs import make_env
@@ -206,6 +207,9 @@ def run(
     envs.validate(cfg)
     if isinstance(cfg, DictConfig):  # plain dataclasses: attribute reads in the hot loop are cheap
         cfg = OmegaConf.to_object(cfg)
+    # the env's keys as its family's schema has them (config.json, TensorBoard and the
+    # checkpoints record no other family's keys); a copy: the caller's config stays as given
+    cfg = dataclasses.replace(cfg, env=OmegaConf.to_object(typed_env(cfg.env)))
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
     check_run_dir_writable(run_dir)  # before anything is built or trained
     seeds = member_seeds(cfg)

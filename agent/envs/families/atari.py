@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...core.config import AtariEnvConfig
 from ...core.errors import ConfigError
 from ..base import VecEnv
 from ..registry import EnvFamily, EvalProtocol, register
@@ -85,18 +86,7 @@ ATARI = register(
         video_fps=lambda env_cfg: 60 // max(env_cfg.frame_skip, 1),
         replay_in_periodic_checkpoints=False,  # a 1M-transition replay is 7 GB
         evaluation=EvalProtocol(epsilon=0.001, max_episode_steps=27_000),  # 108k frames
-        config_keys=(
-            "game",
-            "sticky_action_prob",
-            "frame_skip",
-            "frame_stack",
-            "noop_max",
-            "episodic_life",
-            "full_action_space",
-            "max_episode_frames",
-            "clip_rewards",
-            "num_threads",
-        ),
+        config_class=AtariEnvConfig,
         steps_outside_python=True,
         # one ALE emulator with the same preprocessing clones its state (RNG included; sticky
         # actions drawn in Python): agent/envs/cloning.py

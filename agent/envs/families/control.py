@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...core.config import GymEnvConfig
 from ..base import VecEnv
 from ..cloning import gym_clone_state, gym_restore_state
 from ..registry import EnvFamily, EvalProtocol, register
@@ -30,7 +31,7 @@ CONTROL = register(
         restore_state=gym_restore_state,
         video_fps=lambda env_cfg: 50,
         evaluation=EvalProtocol(epsilon=0.0),
-        config_keys=("id", "kwargs"),
+        config_class=GymEnvConfig,
         population=True,
         window=True,
     )

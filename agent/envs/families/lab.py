@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...core.config import GymEnvConfig
 from ..base import VecEnv
 from ..cloning import gym_clone_state, gym_restore_state
 from ..registry import EnvFamily, EvalProtocol, register
@@ -31,7 +32,7 @@ LAB = register(
         restore_state=gym_restore_state,
         lab_task=True,
         evaluation=EvalProtocol(epsilon=0.0),
-        config_keys=("id", "kwargs"),
+        config_class=GymEnvConfig,
         population=True,
     )
 )

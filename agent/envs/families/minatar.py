@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.config import MinAtarEnvConfig
 from ...core.errors import ConfigError
 from ..base import VecEnv, VecStep
 from ..cloning import minatar_clone_state, minatar_restore_state
@@ -293,7 +294,7 @@ MINATAR = register(
         clone_state=minatar_clone_state,
         restore_state=minatar_restore_state,
         evaluation=EvalProtocol(epsilon=0.001, max_episode_steps=108_000),
-        config_keys=("game", "sticky_action_prob", "max_episode_frames", "kwargs"),
+        config_class=MinAtarEnvConfig,
         video_fps=lambda env_cfg: 10,
         cap_episode_steps=cap_episode_steps,
         display_id=lambda env_cfg: game_name(env_cfg.game),
