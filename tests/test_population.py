@@ -239,3 +239,20 @@ def test_member_folders_are_ordinary_runs_for_the_tools(tmp_path: Path) -> None:
     result = evaluate(tmp_path / "pop" / "member_1_s2", episodes=2, device="cpu")
     assert (tmp_path / "pop" / "member_1_s2" / "eval.json").is_file()
     assert result["return_mean"] > 0
+
+
+def test_minatar_population_member_matches_its_single_run(tmp_path: Path) -> None:
+    """The image torso takes the population's vmapped path: a MinAtar Breakout member (ER-DQN,
+    the MinAtar conv net) reaches the weights and evaluation of the single run with its seed."""
+    pytest.importorskip("minatar")
+    minatar = ["env=minatar", "env.game=breakout", "env.num_envs=2", "env.eval_num_envs=2"]
+    overrides = [o for o in small("erdqn") if not o.startswith("agent.hidden")] + minatar
+    pop_dir = tmp_path / "pop"
+    run(make_cfg(*overrides, "train.population=[1,2]"), pop_dir)
+    single_dir = tmp_path / "single_2"
+    single = run(make_cfg(*overrides, "seed=2"), single_dir)
+    member_dir = pop_dir / "member_1_s2"
+    member = json.loads((member_dir / "summary.json").read_text())
+    assert member["updates"] == single["updates"] >= 250
+    assert_same_weights(member_dir, single_dir)
+    assert member["eval_return_mean"] == pytest.approx(single["eval_return_mean"])

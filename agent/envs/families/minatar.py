@@ -298,5 +298,6 @@ MINATAR = register(
         video_fps=lambda env_cfg: 10,
         cap_episode_steps=cap_episode_steps,
         display_id=lambda env_cfg: game_name(env_cfg.game),
+        population=True,
     )
 )
