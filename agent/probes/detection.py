@@ -677,6 +677,7 @@ def _decode_over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "fraction_of_seeds_beaten": float(np.mean([a < b for a, b in pairs]))
             if pairs
             else None,
+            "compared": len(pairs),  # seeds, or seeds x cue states for an in-task group
         }
     return out
 

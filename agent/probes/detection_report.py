@@ -138,7 +138,9 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
         "Per seed, one simulated recording's estimated (RP, τ) pairs, mapped to µl as the "
         "paper's Fig. 5. References: moment-matched continuous distributions (quantile grids) "
         "and the decode of the true distribution's own expectiles at the same τ's (the "
-        "ceiling). Cell: reference W1, and in how many seeds the decode beats it.",
+        "ceiling). Cell: reference W1, and in how many seeds the decode beats it. In-task "
+        "groups: in discounted return G, one row per seed and cue state, scored against the "
+        "binned returns.",
         "",
         "| group | decode W1 | " + " | ".join(FAIR_REFERENCES) + " |",
         "|---|---|" + "---|" * len(FAIR_REFERENCES),
@@ -154,7 +156,7 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
                 cells.append("n/a")
                 continue
             frac = b["fraction_of_seeds_beaten"]
-            n = groups[name]["n_seeds"]
+            n = b.get("compared", groups[name]["n_seeds"])
             beaten = "n/a" if frac is None else f"{round(frac * n)}/{n}"
             cells.append(f"{_spread(b['reference_w1'])}; beaten {beaten}")
         lines.append(
@@ -162,6 +164,31 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
             + " | ".join(cells)
             + " |"
         )
+    in_task = [n for n in names if "units_vs_returns" in groups[n]]
+    if in_task:
+        first = groups[in_task[0]]
+        lines += [
+            "",
+            "## In a task: the units against the return distribution at the cue states",
+            "",
+            first["cue_states"]["note"] + ".",
+            "",
+            first["units_vs_returns"]["note"] + ".",
+            "",
+            "| group | cue states per seed: used (skipped) | order r | spread ratio | offset |",
+            "|---|---|---|---|---|",
+        ]
+        for name in in_task:
+            e = groups[name]
+            cues = e["cue_states"]
+            pairs = zip(cues["per_seed_used"], cues["per_seed_skipped"], strict=True)
+            used = ", ".join(f"{u} ({k})" for u, k in pairs)
+            fit = e["units_vs_returns"]
+            lines.append(
+                f"| {group_label(name, e)} | {used} | {_spread(fit['order_r'])} | "
+                f"{_spread(fit['spread_ratio'])} | {_spread(fit['offset'])} |"
+            )
+        lines += ["", "![units at the cue states](cue_units.png)"]
     decomps = [(n, groups[n]["decomposition"]) for n in names if "decomposition" in groups[n]]
     if decomps:
         lines += [
