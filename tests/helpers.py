@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import ROOT
-from dopa_rl.algos import register_configs
+from dopa_rl.envs import register_configs
 from hydra import compose, initialize_config_dir
 
 register_configs()

@@ -15,15 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
-from dopa_rl.core.config import (
-    ENV_SCHEMAS,
-    AtariEnvConfig,
-    EnvConfig,
-    GymEnvConfig,
-    MinAtarEnvConfig,
-    typed_env,
-)
+from dopa_rl.core.config import ENV_SCHEMAS, EnvConfig, typed_env
 from dopa_rl.core.errors import ConfigError
+from dopa_rl.envs.families.atari import AtariEnvConfig
+from dopa_rl.envs.families.control import GymEnvConfig
+from dopa_rl.envs.families.minatar import MinAtarEnvConfig
 from helpers import make_cfg
 from omegaconf import OmegaConf
 

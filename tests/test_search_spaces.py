@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import ROOT
 from dopa_rl import algos
-from dopa_rl.algos import register_configs
+from dopa_rl.envs import register_configs
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 

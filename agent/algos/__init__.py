@@ -17,7 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from ..core import config as config_module
-from ..core.config import ENV_SCHEMAS, AgentConfig, Config, EnvConfig, suggest, typed_env
+from ..core.config import AgentConfig, Config, EnvConfig, suggest, typed_env
 from ..core.errors import ConfigError
 from .base import Algorithm, UnitReadout
 
@@ -125,13 +125,12 @@ def _store_config(algorithm: type[Algorithm]) -> None:
 
 
 def register_configs() -> None:
-    """Register the run schema, every agent's and every env family's schema in Hydra's
-    ConfigStore (``schema/agent/<name>``, ``schema/env/<family>``)."""
+    """Register the run schema and every agent's schema in Hydra's ConfigStore
+    (``schema/agent/<name>``); the env families' schemas come with the families
+    (:func:`agent.envs.register_configs` registers both)."""
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="schema/env", name="base", node=EnvConfig)
-    for family, schema in ENV_SCHEMAS.items():
-        store.store(group="schema/env", name=family, node=schema)
     for algorithm in _REGISTRY.values():
         _store_config(algorithm)
 

@@ -69,7 +69,7 @@ def compose_for_help(overrides: list[str]) -> Any:
     """The config these overrides select (for the values shown); None if it does not compose."""
     from hydra import compose, initialize_config_dir
 
-    from ..algos import register_configs
+    from ..envs import register_configs
     from .common import CONF_DIR
 
     register_configs()

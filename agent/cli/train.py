@@ -13,7 +13,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from ..algos import register_configs
+from ..envs import register_configs
 from .common import (
     CONF_DIR,
     KeepHydraRecord,

@@ -69,9 +69,9 @@ class AgentConfig:
 
 @dataclass
 class EnvConfig:
-    """The keys every env family reads. Each family's own keys extend it (``GymEnvConfig``,
-    ``AtariEnvConfig``, ``MinAtarEnvConfig``; the family's record names its schema,
-    ``agent/envs/families/``), and ``conf/env/<name>.yaml`` starts from that schema
+    """The keys every env family reads. Each family's own keys extend it, defined beside the
+    family's record (``agent/envs/families/``: ``GymEnvConfig``, ``AtariEnvConfig``,
+    ``MinAtarEnvConfig``), and ``conf/env/<name>.yaml`` starts from that schema
     (``defaults: [/schema/env/<family>@env]``), so a run records only the keys that apply to
     its family and ``env=cartpole env.frame_skip=2`` fails at start-up."""
 
@@ -83,52 +83,10 @@ class EnvConfig:
     value_max: float = 100.0
 
 
-@dataclass
-class GymEnvConfig(EnvConfig):
-    """Families ``control`` and ``lab``: any gymnasium id with discrete actions."""
-
-    id: str = "CartPole-v1"  # gymnasium id
-    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
-
-
-@dataclass
-class AtariEnvConfig(EnvConfig):
-    """Family ``atari``: the protocol of docs/science.md §5, every choice explicit."""
-
-    family: str = "atari"  # registered in agent/envs/families/
-    game: str | None = None  # ALE ROM name (conf/env/atari.yaml: pong)
-    sticky_action_prob: float = 0.25  # repeat the previous action (Machado et al. 2018)
-    frame_skip: int = 4  # emulator frames per agent step, the last two max-pooled
-    frame_stack: int = 4  # frames per observation
-    noop_max: int = 30  # up to this many no-op frames after a reset
-    episodic_life: bool = False  # a lost life ends a training episode
-    full_action_space: bool = False  # all 18 actions, not the game's minimal set
-    max_episode_frames: int = 108_000  # cap on one episode, in emulator frames (truncation)
-    clip_rewards: bool = True  # training rewards clipped to [-1, 1] (evaluation: raw)
-    num_threads: int = 0  # ALE's C++ threads stepping the envs (0: ALE picks)
-
-
-@dataclass
-class MinAtarEnvConfig(EnvConfig):
-    """Family ``minatar`` (Young & Tian 2019): one frame is one agent step, no frame skip,
-    stacking or reward clipping."""
-
-    family: str = "minatar"  # registered in agent/envs/families/
-    game: str | None = None  # breakout | asterix | freeway | seaquest | space_invaders
-    sticky_action_prob: float = 0.1  # repeat the previous action
-    max_episode_frames: int = 108_000  # cap on one episode (truncation)
-    kwargs: dict[str, Any] = field(default_factory=dict)  # difficulty_ramping (default true)
-
-
-# Each family's schema by family name; agent/envs/registry.py adds the families registered
-# later (plugins, tests), and agent.algos.register_configs stores them in Hydra's ConfigStore as
-# ``schema/env/<family>``.
-ENV_SCHEMAS: dict[str, type[EnvConfig]] = {
-    "control": GymEnvConfig,
-    "lab": GymEnvConfig,
-    "atari": AtariEnvConfig,
-    "minatar": MinAtarEnvConfig,
-}
+# Each family's schema by family name, filled by agent/envs/registry.register (every family
+# defines its schema beside its record in agent/envs/families/); Hydra's ConfigStore holds them
+# as ``schema/env/<family>``.
+ENV_SCHEMAS: dict[str, type[EnvConfig]] = {}
 
 
 @dataclass

@@ -7,9 +7,17 @@ from typing import Any
 
 from . import families  # noqa: F401  (registers the built-in families)
 from .base import VecEnv, VecStep
-from .registry import EnvFamily, family_of, validate
+from .registry import EnvFamily, family_of, register_configs, validate
 
-__all__ = ["EnvFamily", "VecEnv", "VecStep", "family_of", "make_env", "validate"]
+__all__ = [
+    "EnvFamily",
+    "VecEnv",
+    "VecStep",
+    "family_of",
+    "make_env",
+    "register_configs",
+    "validate",
+]
 
 
 def make_env(

@@ -140,6 +140,19 @@ def register(family: EnvFamily) -> EnvFamily:
     return family
 
 
+def register_configs() -> None:
+    """Every schema Hydra composes a run from: the run's and each agent's
+    (:func:`agent.algos.register_configs`) and each registered env family's
+    (``schema/env/<family>``)."""
+    from hydra.core.config_store import ConfigStore
+
+    from .. import algos
+
+    algos.register_configs()
+    for family in _REGISTRY.values():
+        ConfigStore.instance().store(group="schema/env", name=family.name, node=family.config_class)
+
+
 def names() -> list[str]:
     """Registered family names."""
     return sorted(_REGISTRY)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dopa_rl.algos import register_configs
+from dopa_rl.envs import register_configs
 from dopa_rl.loop import hooks
 from dopa_rl.loop.body import train_loop
 from dopa_rl.loop.hooks import Hook

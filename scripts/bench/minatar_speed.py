@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from dopa_rl.algos import register_configs
-from dopa_rl.envs import make_env
+from dopa_rl.envs import make_env, register_configs
 from dopa_rl.loop import hooks
 from dopa_rl.loop.hooks import Hook
 from dopa_rl.loop.train import build, train_loop

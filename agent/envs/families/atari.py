@@ -3,12 +3,30 @@ protocol of docs/science.md §5."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from ...core.config import AtariEnvConfig
+from ...core.config import EnvConfig
 from ...core.errors import ConfigError
 from ..base import VecEnv
 from ..registry import EnvFamily, EvalProtocol, register
+
+
+@dataclass
+class AtariEnvConfig(EnvConfig):
+    """Family ``atari``: the protocol of docs/science.md §5, every choice explicit."""
+
+    family: str = "atari"
+    game: str | None = None  # ALE ROM name (conf/env/atari.yaml: pong)
+    sticky_action_prob: float = 0.25  # repeat the previous action (Machado et al. 2018)
+    frame_skip: int = 4  # emulator frames per agent step, the last two max-pooled
+    frame_stack: int = 4  # frames per observation
+    noop_max: int = 30  # up to this many no-op frames after a reset
+    episodic_life: bool = False  # a lost life ends a training episode
+    full_action_space: bool = False  # all 18 actions, not the game's minimal set
+    max_episode_frames: int = 108_000  # cap on one episode, in emulator frames (truncation)
+    clip_rewards: bool = True  # training rewards clipped to [-1, 1] (evaluation: raw)
+    num_threads: int = 0  # ALE's C++ threads stepping the envs (0: ALE picks)
 
 
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:

@@ -3,12 +3,21 @@ stepped in-process by ``GymVecEnv``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from ...core.config import GymEnvConfig
+from ...core.config import EnvConfig
 from ..base import VecEnv
 from ..cloning import gym_clone_state, gym_restore_state
 from ..registry import EnvFamily, EvalProtocol, register
+
+
+@dataclass
+class GymEnvConfig(EnvConfig):
+    """Families ``control`` and ``lab``: any gymnasium id with discrete actions."""
+
+    id: str = "CartPole-v1"  # gymnasium id
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
 
 
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001

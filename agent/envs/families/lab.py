@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...core.config import GymEnvConfig
 from ..base import VecEnv
 from ..cloning import gym_clone_state, gym_restore_state
 from ..registry import EnvFamily, EvalProtocol, register
+from .control import GymEnvConfig
 
 
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001

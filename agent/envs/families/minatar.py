@@ -21,11 +21,12 @@ carry it into checkpoints and a resume is bit-exact.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ...core.config import MinAtarEnvConfig
+from ...core.config import EnvConfig
 from ...core.errors import ConfigError
 from ..base import VecEnv, VecStep
 from ..cloning import minatar_clone_state, minatar_restore_state
@@ -33,6 +34,18 @@ from ..registry import EnvFamily, EvalProtocol, register
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 NUM_ACTIONS = 6  # MinAtar's full action set: no-op, left, up, right, down, fire
+
+
+@dataclass
+class MinAtarEnvConfig(EnvConfig):
+    """Family ``minatar`` (Young & Tian 2019): one frame is one agent step, no frame skip,
+    stacking or reward clipping."""
+
+    family: str = "minatar"
+    game: str | None = None  # breakout | asterix | freeway | seaquest | space_invaders
+    sticky_action_prob: float = 0.1  # repeat the previous action
+    max_episode_frames: int = 108_000  # cap on one episode (truncation)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # difficulty_ramping (default true)
 
 
 def game_name(game: str | None) -> str:
