@@ -366,3 +366,13 @@ def test_fewer_units_when_asked(runs: dict[str, Path], tmp_path: Path) -> None:
 def test_protocol_summary_is_jsonable() -> None:
     summary = json.loads(json.dumps(det.recorded_protocol().summary()))
     assert summary["n_cells"] == 40 and len(summary["noise_sd_profile"]) == 7
+
+
+def test_study_takes_one_checkpoint_folder(runs: dict[str, Path]) -> None:
+    """``study=RUN/checkpoints/<step>`` probes that checkpoint (e.g. every agent at one frame
+    budget), as ``checkpoint=`` does."""
+    from dopa_rl.probes.detection import expand_runs
+    from dopa_rl.store.checkpoint import resolve_checkpoint
+
+    folder = resolve_checkpoint(runs["erdqn"])
+    assert expand_runs(str(folder)) == [folder]

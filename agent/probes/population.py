@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..envs import family_of
+from ..store.checkpoint import STATE_FILE
 from ..store.population_root import population_members
 from .agent_cells import probe_learner, summary_row
 
@@ -31,12 +32,12 @@ STAT_KEYS = ("median", "q25", "q75", "min", "max", "n")
 def member_dirs(run_dir: str | Path) -> list[Path]:
     """The member folders of a population run (``population.json``'s order:
     :func:`agent.store.population_root.population_members`), or ``run_dir`` itself when it is
-    a single run."""
+    a single run or one checkpoint folder (``RUN/checkpoints/<step>``)."""
     root = Path(run_dir)
     found = population_members(root)
     if found:
         return found
-    if (root / "checkpoints").is_dir():
+    if (root / "checkpoints").is_dir() or (root / STATE_FILE).is_file():
         return [root]
     raise ConfigError(f"'{run_dir}' holds neither population members nor a checkpoint")
 
