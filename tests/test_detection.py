@@ -374,5 +374,5 @@ def test_study_takes_one_checkpoint_folder(runs: dict[str, Path]) -> None:
     from dopa_rl.probes.detection import expand_runs
     from dopa_rl.store.checkpoint import resolve_checkpoint
 
-    folder = resolve_checkpoint(runs["erdqn"])
+    folder = resolve_checkpoint(runs["classical"])
     assert expand_runs(str(folder)) == [folder]
