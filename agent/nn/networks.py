@@ -22,6 +22,13 @@ class Torso(nn.Module):
 
     out_features: int
 
+    def input_dtype(self) -> torch.dtype:
+        """The weights' dtype, which observations are cast to (uint8 frames, float64 arrays):
+        float32, or float64 for a probe that measures a copy in double precision."""
+        for p in self.parameters():
+            return p.dtype
+        return torch.float32
+
 
 class Head(nn.Module):
     """Torso features [B, F] (and optionally τ) → unit values [B, A, N]; ``taus`` [N] are the
@@ -47,7 +54,7 @@ class MLPTorso(Torso):
         self.out_features = size
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float())
+        return self.net(obs.to(self.input_dtype()))
 
 
 class NatureCNNTorso(Torso):
@@ -71,7 +78,7 @@ class NatureCNNTorso(Torso):
         self.out_features = 512
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float() * (1.0 / 255.0)
+        x = obs.to(self.input_dtype()) * (1.0 / 255.0)
         return self.fc(self.net(x.contiguous(memory_format=torch.channels_last)))
 
 
@@ -92,7 +99,7 @@ class MinAtarTorso(Torso):
         self.out_features = 128
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float())
+        return self.net(obs.to(self.input_dtype()))
 
 
 class UnitsHead(Head):

@@ -367,8 +367,8 @@ def _measured_summary(
     ok = np.isfinite(est)
     r_tau = scipy.stats.pearsonr(taus[ok], est[ok]) if ok.sum() >= 3 and np.ptp(taus) > 0 else None
     return {
-        "method": "delta of each unit's value after one plain gradient step (eta = 1e-3) on "
-        "the agent's loss against the single outcome, through the shared torso, / eta",
+        "method": "delta of each unit's value after one small plain gradient step (eta = 1e-6, "
+        "float64) on the agent's loss against the single outcome, through the shared torso, / eta",
         "own_gradient_r2_median": float(np.nanmedian(r2)),
         "tau_estimated_vs_configured_r": None if r_tau is None else float(r_tau.statistic),
         "tau_estimated_vs_configured_p": None if r_tau is None else float(r_tau.pvalue),

@@ -10,10 +10,14 @@ is
 
 one plain gradient step of size η on the agent's own loss L (expectile loss for ER-DQN and the
 classical population, quantile Huber for QR-DQN, Huber TD for DQN) against the single target
-y, from the trained weights w. To first order Δθ = −η·J Jᵀ ∂L/∂θ with J = ∂θ/∂w: with
-independent units J Jᵀ is diagonal and the response is the unit's own error gradient, scaled;
-a shared torso adds the other units' errors. τ is then estimated from these responses by the
-paper's pipeline (with noise at the recorded SNR), not read from the configuration.
+y, from the trained weights w. η is small (10⁻⁶, on a float64 copy of the network) so that the
+response is the network's first-order learning response, Δθ/η = −J Jᵀ ∂L/∂θ with J = ∂θ/∂w:
+with independent units J Jᵀ is diagonal and the response is the unit's own error gradient,
+scaled; a shared torso adds the other units' errors. (A step of 10⁻³ in float32 was linear on
+the lab task's network, first-order R² 1.000, but not on the MinAtar net, whose 131,792 torso
+parameters amplify a step on returns of 10-30: R² −0.3 to −1,600.) τ is then estimated from
+these responses by the paper's pipeline (with noise at the recorded SNR), not read from the
+configuration.
 With ``agent.head_detach`` the agent's loss includes its value head's TD loss on the single
 outcome: that step moves the torso, and through it every unit by a common-mode amount.
 """
@@ -37,10 +41,10 @@ RESPONSE_NOTES = {
         "training"
     ),
     "measured": (
-        "measured response model: the change of each unit's value after one plain gradient "
-        "step (eta = 1e-3) on the agent's own loss (QR-DQN: its quantile Huber, which may "
-        "saturate) against the single outcome, through the "
-        "shared torso, / eta; both reversal point and asymmetry are measured, and each "
+        "measured response model: the change of each unit's value after one small plain "
+        "gradient step (eta = 1e-6, float64: the first-order response) on the agent's own "
+        "loss (QR-DQN: its quantile Huber, which may saturate) against the single outcome, "
+        "through the shared torso, / eta; both reversal point and asymmetry are measured, and each "
         "unit's response mixes in the other units' errors (see the decomposition)"
     ),
     "recorded": "recorded VTA dopamine cells (Dabney et al. 2020), trials as recorded",
@@ -48,12 +52,12 @@ RESPONSE_NOTES = {
 
 
 def measured_responses(
-    learner: Any, observation: np.ndarray, targets: np.ndarray, step: float = 1e-3, action: int = 0
+    learner: Any, observation: np.ndarray, targets: np.ndarray, step: float = 1e-6, action: int = 0
 ) -> np.ndarray:
     """Responses [N, M] of the units to single-outcome targets [M] (see the module docstring).
 
-    Every target starts from the same trained weights (a fresh copy of the online network per
-    outcome); ``step`` is η. Raises ConfigError for heads without fixed unit values.
+    Every target starts from the same trained weights (a fresh float64 copy of the online
+    network per outcome); ``step`` is η. Raises ConfigError for heads without fixed unit values.
     """
     if not learner.algo.measurable:
         raise ConfigError(
@@ -64,12 +68,14 @@ def measured_responses(
         raise ConfigError(f"the measuring step must be positive, got {step}")
     device = learner.device
     x = torch.as_tensor(np.asarray(observation)[None], device=device)
-    taus = learner.taus.to(device)
+    taus = learner.taus.to(device, torch.float64)
+    base = copy.deepcopy(learner.online).double()
+    base.torso_autocast = None
     with torch.no_grad():
-        before = learner.online(x)[0, action].double().cpu().numpy()
+        before = base(x)[0, action].cpu().numpy()
     out = np.empty((before.size, len(targets)))
     for m, y in enumerate(np.asarray(targets, dtype=float)):
-        net = copy.deepcopy(learner.online)
+        net = copy.deepcopy(base)
         params = [p for p in net.parameters() if p.requires_grad]
         pred = net(x)[:, action]  # [1, N]
         target = torch.full((1, 1), float(y), device=device, dtype=pred.dtype)
@@ -83,7 +89,7 @@ def measured_responses(
             for p, g in zip(params, grads, strict=True):
                 if g is not None:
                     p.sub_(step * g)
-            after = net(x)[0, action].double().cpu().numpy()
+            after = net(x)[0, action].cpu().numpy()
         out[:, m] = (after - before) / step
     return out
 
