@@ -448,6 +448,26 @@ def _probe_agent(
     }
 
 
+def _cues_and_pool(
+    learner: Any,
+    cfg: Any,
+    cues: int,
+    cue_list: Sequence[tuple[int, int]] | None,
+    episodes: int,
+    max_steps: int,
+    parallel: int,
+    seed: int,
+) -> tuple[list[CueState], list[CueState], list[CloneableEnv]]:
+    """Step 1 of the module docstring: the evaluation episodes' states, the cue states chosen
+    among them, and ``parallel`` cloneable envs for the rollouts (the first one played)."""
+    env = make_cloneable_env(cfg.env, seed=seed)
+    states = episode_states(learner, env, episodes=episodes, epsilon=float(cfg.agent.eps_eval),
+                            max_steps=max_steps, seed=seed)  # fmt: skip
+    chosen = choose_cues(states, cues, given=cue_list)
+    pool = [env] + [make_cloneable_env(cfg.env, seed=seed + 1 + k) for k in range(parallel - 1)]
+    return states, chosen, pool
+
+
 def default_horizon(gamma: float) -> int:
     """Rollout steps after which γᵗ < 10⁻³ (5,000 at most)."""
     return 5_000 if gamma >= 1 else min(5_000, math.ceil(math.log(1e-3) / math.log(gamma)))
@@ -474,11 +494,7 @@ def cue_conditions(
     than ``bins`` equal-count bins (:func:`bin_outcomes`); the study then shares the
     recorded trials over the bins there are."""
     gamma = float(cfg.agent.gamma)
-    env = make_cloneable_env(cfg.env, seed=seed)
-    states = episode_states(learner, env, episodes=episodes, epsilon=float(cfg.agent.eps_eval),
-                            max_steps=max_steps, seed=seed)  # fmt: skip
-    chosen = choose_cues(states, cues)
-    pool = [env] + [make_cloneable_env(cfg.env, seed=seed + 1 + k) for k in range(parallel - 1)]
+    _, chosen, pool = _cues_and_pool(learner, cfg, cues, None, episodes, max_steps, parallel, seed)
     outcomes: dict[str, list[CueOutcomes]] = {m: [] for m in models}
     skipped = 0
     try:
@@ -544,11 +560,9 @@ def probe_in_task(
         "splits": int(cfg.probe.splits if splits is None else splits),
         "episodes": int(episodes), "cues": int(cues), "gamma": gamma,
     }  # fmt: skip
-    env = make_cloneable_env(cfg.env, seed=seed)
-    states = episode_states(learner, env, episodes=episodes, epsilon=float(cfg.agent.eps_eval),
-                            max_steps=max_steps, seed=seed)  # fmt: skip
-    chosen = choose_cues(states, cues, given=cue_list)
-    pool = [env] + [make_cloneable_env(cfg.env, seed=seed + 1 + k) for k in range(parallel - 1)]
+    states, chosen, pool = _cues_and_pool(
+        learner, cfg, cues, cue_list, episodes, max_steps, parallel, seed
+    )
     result = _probe_agent(learner, chosen, pool, settings, seed=seed)
     result.update(
         jsonable(

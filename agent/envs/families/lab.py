@@ -1,14 +1,15 @@
 """Family ``lab``: the two lab tasks of Dabney et al. 2020 (agent/envs/lab_tasks.py), trials
-with cue states that the paper's probe reads; no rendering."""
+with cue states that the paper's probe reads; no rendering. Otherwise the ``control`` family:
+in-process gymnasium envs with the same schema, cloning, evaluation and population support."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..base import VecEnv
-from ..cloning import gym_clone_state, gym_restore_state
-from ..registry import EnvFamily, EvalProtocol, register
-from .control import GymEnvConfig
+from ..registry import register
+from .control import CONTROL
 
 
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001
@@ -19,20 +20,13 @@ def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:
 
 
 LAB = register(
-    EnvFamily(
+    dataclasses.replace(
+        CONTROL,
         name="lab",
         summary="the lab tasks of Dabney et al. 2020 (dopa/VariableMagnitude-v0, …)",
         make=make,
-        observation="vector",
-        torso="mlp",
-        # in-process gymnasium envs deep-copy (Box2D and MuJoCo ids fail the copy with a
-        # clear error when the in-task probe asks)
-        can_clone=True,
-        clone_state=gym_clone_state,
-        restore_state=gym_restore_state,
         lab_task=True,
-        evaluation=EvalProtocol(epsilon=0.0),
-        config_class=GymEnvConfig,
-        population=True,
+        video_fps=None,  # no rendering
+        window=False,
     )
 )
