@@ -51,6 +51,7 @@ import torch
 from ..core.config import UPDATE_MODES
 from ..core.errors import ConfigError
 from ..replay.buffer import Batch
+from .optim import torch_adam
 
 _FIELDS = ("obs", "action", "reward", "discount", "next_obs")
 
@@ -171,8 +172,9 @@ class GraphedUpdate:
     def __init__(self, learner: Any) -> None:
         if self.require_cuda and torch.device(learner.device).type != "cuda":
             resolve_update_mode("cudagraph", learner.device)  # raises the ConfigError
-        if not isinstance(learner.optimizer, torch.optim.Adam):
-            raise ConfigError("update mode 'cudagraph' supports the Adam optimiser only")
+        # the capture needs torch's capturable Adam: the CPU learners' FusedAdam (the emulated
+        # graphs of agent.learn.graph_check) becomes one with the same state
+        learner.optimizer = torch_adam(learner.optimizer)
         self.learner = learner
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static: Batch | None = None

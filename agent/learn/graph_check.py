@@ -201,10 +201,12 @@ MODES = ("eager", "eager_capturable", "cudagraph")
 
 def _update_fn(learner: Any, mode: str) -> Callable[[Batch], dict[str, torch.Tensor]]:
     from .compiled import GraphedUpdate, hold_lr_in_tensors, make_capturable
+    from .optim import torch_adam
 
     if mode == "eager":
         return learner.update
     if mode == "eager_capturable":  # eager, with the Adam arithmetic the graph runs
+        learner.optimizer = torch_adam(learner.optimizer)
         make_capturable(learner.optimizer)
         hold_lr_in_tensors(learner.optimizer)
         return learner.update

@@ -14,6 +14,7 @@ from .. import algos
 from ..nn.networks import QNetwork, build_network
 from ..replay.buffer import Batch
 from ..store.schema import OPTIMIZER_DEVICE_KEYS
+from .optim import Optimizer, make_adam
 
 
 class Learner:
@@ -50,13 +51,9 @@ class Learner:
         self._target_params: list[torch.Tensor] = list(self.target.parameters())
         self._buffer_pairs = list(zip(self.target.buffers(), self.online.buffers(), strict=True))
         # fused Adam on the CPU: one kernel instead of a dozen per tensor (3× faster on the small
-        # control-task MLPs); CUDA keeps the foreach default that the CUDA-graph path captures
-        self.optimizer = torch.optim.Adam(
-            self.params,
-            lr=agent_cfg.lr,
-            eps=agent_cfg.adam_eps,
-            fused=device.type == "cpu" or None,
-        )
+        # control-task MLPs), without torch.optim's start-up; CUDA keeps torch's foreach Adam,
+        # the form the CUDA-graph path captures (agent/learn/optim.py)
+        self.optimizer: Optimizer = make_adam(self.params, agent_cfg.lr, agent_cfg.adam_eps, device)
         self.generator = torch.Generator(device=device)  # ε-greedy and IQN τ samples
         self.generator.manual_seed(seed + 1)
         self.updates = 0
@@ -186,7 +183,7 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
 DEVICE_KEYS = OPTIMIZER_DEVICE_KEYS
 
 
-def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def optimizer_state(opt: Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimiser state into tensors (for safetensors) and JSON (hyperparameters).
 
     The device-specific flags (``DEVICE_KEYS``) are left out, and a learning rate held in a
@@ -210,7 +207,7 @@ def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor]
 
 
 def load_optimizer_state(
-    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    opt: Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> None:
     """Load what ``optimizer_state`` split; the device flags stay those of ``opt`` (saved ones,
     from checkpoints written before they were stripped, are replaced), so a checkpoint of a

@@ -30,6 +30,7 @@ from ..envs import family_of, registry
 from ..nn.networks import ImplicitHead, MLPTorso, QNetwork, UnitsHead
 from ..replay.buffer import Batch
 from .learner import Learner
+from .optim import make_adam
 
 #: agents whose population update is written and tested (tests/test_population.py)
 SUPPORTED_AGENTS = ("dqn", "qrdqn", "iqn", "erdqn", "c51", "classical")
@@ -218,12 +219,7 @@ class Population:
         self._param_list = list(self.params.values())
         self._target_list = list(self.target_params.values())
         # one fused Adam over the stacks: elementwise, so exactly each member's own Adam
-        self.optimizer = torch.optim.Adam(
-            self._param_list,
-            lr=agent_cfg.lr,
-            eps=agent_cfg.adam_eps,
-            fused=self.device.type == "cpu" or None,
-        )
+        self.optimizer = make_adam(self._param_list, agent_cfg.lr, agent_cfg.adam_eps, self.device)
         self.updates = 0
 
     # -- acting ----------------------------------------------------------------------------

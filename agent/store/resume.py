@@ -25,8 +25,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..core.errors import ConfigError
 from .checkpoint import has_checkpoint, resolve_checkpoint
 
@@ -127,7 +125,7 @@ def reconcile_config(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [c for c in changes if not c.startswith("resume ")]
 
 
-def apply_optimizer_config(optimizer: torch.optim.Optimizer, agent_cfg: Any) -> None:
+def apply_optimizer_config(optimizer: Any, agent_cfg: Any) -> None:
     """The restored optimizer carries the saved lr and eps; the resuming config's win (a lower
     lr after a NaN stop must take effect, not only show in config.json)."""
     for group in optimizer.param_groups:

@@ -67,11 +67,10 @@ class Checker:
 OPTIMIZER_DEVICE_KEYS = ("capturable", "fused", "foreach", "differentiable")
 
 
-def check_optimizer_meta(
-    c: Checker, meta: dict[str, Any], optimizer: torch.optim.Optimizer
-) -> None:
-    """Param groups must have this optimizer's shape: same groups, same keys, same value types,
-    the same parameter ids, finite numbers."""
+def check_optimizer_meta(c: Checker, meta: dict[str, Any], optimizer: Any) -> None:
+    """Param groups must have this optimizer's shape (``optimizer``: torch.optim.Adam or
+    agent.learn.optim.FusedAdam, one layout): same groups, same keys, same value types, the same
+    parameter ids, finite numbers."""
     live = optimizer.state_dict()["param_groups"]
     groups = meta.get("param_groups")
     if not isinstance(groups, list) or len(groups) != len(live):
