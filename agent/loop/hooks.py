@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..core.errors import EXIT_PREEMPTED, Preempted, TrainingDiverged
+from ..core.threads import FreeCoreFollower
 from ..envs import family_of
 from ..learn.evaluate import evaluate_policy
 from ..replay.buffer import Batch
@@ -191,6 +192,17 @@ class Logging(Periodic):
         )
         if metrics.get("loss/nonfinite", 0.0) > 0:
             raise diverged(run, state, "loss", divergence.report())
+
+
+class FollowFreeCores(Hook):
+    """The torch threads follow the cores other processes leave free (``torch_threads=0``):
+    :class:`agent.core.threads.FreeCoreFollower`, looked at every few seconds."""
+
+    def __init__(self, torch_threads: int, deterministic: bool) -> None:
+        self.follow = FreeCoreFollower(torch_threads, deterministic)
+
+    def after_step(self, run: Run, state: TrainState, divergence: MemberDivergence) -> None:
+        self.follow()
 
 
 class Evaluation(Periodic):

@@ -162,6 +162,8 @@ def start_members(cfg: Any, run_dir: Path, cohort: Cohort) -> list[dict[str, Any
             r.logger.bar.set_description(f"population of {len(runs)} [{shown}; ret: {names[k]}]")
         s.start_clock(cohort.updates)
     cohort.side_jobs = [side_jobs(r, s) for r, s in zip(runs, states, strict=True)]
+    # one process, one thread count: the first member's hooks move it
+    cohort.side_jobs[0].insert(0, hooks.FollowFreeCores(cfg.torch_threads, cfg.deterministic))
     return summaries
 
 
