@@ -66,6 +66,31 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert state["counters"]["env_steps"] < 600
 
 
+def test_divergence_watch_reports_the_first_bad_batch() -> None:
+    """Good batches leave nothing (on the CPU they are not even summarised); of two bad ones,
+    the first is the one reported."""
+    from dopa_rl.loop.hooks import DivergenceWatch
+    from dopa_rl.replay.buffer import Batch
+
+    def batch(reward: float) -> Batch:
+        return Batch(
+            torch.ones(4, 2),
+            torch.zeros(4, dtype=torch.int64),
+            torch.full((4,), reward),
+            torch.full((4,), 0.9),
+            torch.ones(4, 2),
+        )
+
+    watch = DivergenceWatch()
+    watch.observe([batch(1.0)], {"loss/nonfinite": torch.tensor(0.0)})
+    assert watch.report() == {}
+    watch.observe([batch(7.0)], {"loss/nonfinite": torch.tensor(1.0)})
+    watch.observe([batch(-3.0)], {"loss/nonfinite": torch.tensor(1.0)})
+    stats = watch.report()
+    assert stats["reward_min"] == stats["reward_max"] == 7.0
+    assert stats["discount_min"] == pytest.approx(0.9)
+
+
 # ----------------------------------------------------------------------------------------------
 # issue 12: resume that never loses work
 # ----------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -56,7 +57,7 @@ def test_oversubscription_warns_once(
 ) -> None:
     before = torch.get_num_threads()
     monkeypatch.setattr(threads, "_warned", False)
-    monkeypatch.setattr(threads, "load_average", lambda: 50.0)
+    monkeypatch.setattr(threads.METER, "free_cores", lambda: 0.0)
     monkeypatch.setattr(threads, "allowed_cpus", lambda: 2)
     try:
         with caplog.at_level(logging.INFO, logger="agent"):
@@ -74,3 +75,53 @@ def test_cartpole_config_no_longer_pins_two_threads() -> None:
 
     text = (Path(__file__).resolve().parents[1] / "conf/env/cartpole.yaml").read_text()
     assert "torch_threads" not in text
+
+
+def test_measured_free_cores_choose_the_threads() -> None:
+    assert choose_threads(0, cpus=2, free=1.9).threads == 2  # an idle machine's daemons
+    assert choose_threads(0, cpus=2, free=1.0).threads == 1  # one busy neighbour
+    busy = choose_threads(0, cpus=2, free=0.1)
+    assert busy.threads == 1 and busy.oversubscribed
+    assert not choose_threads(0, cpus=2, free=1.0).oversubscribed
+    assert choose_threads(0, cpus=4, free=7.5).threads == 4  # never more than allowed
+    assert choose_threads(0, deterministic=True, cpus=4, free=4.0).threads == 1
+
+
+def test_meter_counts_the_others_not_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free cores = CPUs − (their busy seconds − this process's own) / elapsed seconds."""
+    samples = iter(
+        [
+            threads.CpuSample(at=10.0, cpus=2, busy_s=100.0, own_s=5.0),
+            # 2 s later: 3 busy CPU seconds, 1.6 of them this process's → 0.7 cores busy
+            threads.CpuSample(at=12.0, cpus=2, busy_s=103.0, own_s=6.6),
+        ]
+    )
+    monkeypatch.setattr(threads, "cpu_sample", lambda: next(samples))
+    meter = threads.CpuMeter()
+    assert meter.free_cores() == pytest.approx(2 - 0.7)
+
+
+def test_meter_on_this_machine_is_in_range() -> None:
+    if threads.cpu_sample() is None:
+        pytest.skip("no /proc/stat here")
+    free = threads.CpuMeter().free_cores()  # a fresh meter waits its minimum window
+    assert free is not None and 0.0 <= free <= len(os.sched_getaffinity(0))
+
+
+def test_training_follows_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    free = iter([1.0, 2.0])
+    monkeypatch.setattr(threads.METER, "free_cores", lambda max_age_s: next(free))
+    monkeypatch.setattr(threads, "allowed_cpus", lambda: 2)
+    try:
+        torch.set_num_threads(2)
+        follow = threads.FreeCoreFollower(0, deterministic=False, every_s=0.0)
+        follow()
+        assert torch.get_num_threads() == 1  # a neighbour came
+        follow()
+        assert torch.get_num_threads() == 2  # and went
+        pinned = threads.FreeCoreFollower(2, deterministic=False, every_s=0.0)
+        assert not pinned.active  # torch_threads=2 is kept as configured
+        assert not threads.FreeCoreFollower(0, deterministic=True).active
+    finally:
+        torch.set_num_threads(before)
