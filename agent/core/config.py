@@ -170,8 +170,9 @@ class Config:
     deterministic: bool = False  # deterministic torch kernels (bit-exact CPU resume)
     # auto (tf32 on CUDA, fp32 on the CPU) | fp32 | tf32 | bf16 (torso under bf16 autocast)
     precision: str = "auto"
-    # 0 = auto: one per allowed CPU (affinity, SLURM_CPUS_PER_TASK) that the load leaves free
-    # (agent/core/threads.py; 1 with deterministic=true); a positive number is used as given
+    # 0 = auto: one per allowed CPU (affinity, SLURM_CPUS_PER_TASK) that other processes leave
+    # free, followed while training (agent/core/threads.py; 1 with deterministic=true); a
+    # positive number is used as given
     torch_threads: int = 0
     # auto: continue this run dir's own checkpoint; never: refuse to; PATH: start from PATH
     # unless this run dir has its own checkpoint (agent/store/resume.py)

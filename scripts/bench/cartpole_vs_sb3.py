@@ -189,12 +189,12 @@ def main() -> None:
                         results.setdefault(row["who"], []).append(row)
                         print(json.dumps(row), flush=True)
     medians = {who: median_time(rows) for who, rows in results.items()}
-    summary = {"median_time_to_solve_s": medians}
-    sb3 = medians.get("sb3-contrib qrdqn (idle)")
-    if sb3:
-        summary["ratio_to_sb3"] = {
-            who: (m / sb3 if m is not None else None) for who, m in medians.items()
-        }
+    summary: dict[str, dict] = {"median_time_to_solve_s": medians, "ratio_to_sb3": {}}
+    for load in args.load:  # each condition against SB3 in the same condition, side by side
+        sb3 = medians.get(f"sb3-contrib qrdqn ({load})")
+        for who, m in medians.items():
+            if sb3 and who.endswith(f"({load})") and not who.startswith("sb3"):
+                summary["ratio_to_sb3"][who] = m / sb3 if m is not None else None
     print(json.dumps(summary))
 
 
