@@ -35,12 +35,18 @@ def assert_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
         assert torch.equal(x, y)
 
 
-def test_steps_are_torch_fused_adam_bit_for_bit() -> None:
+def stepped_pair(count: int, lr: float, eps: float) -> tuple:
+    """FusedAdam and torch's fused Adam on equal parameters after ``count`` equal steps."""
     ours_p, torch_p = make_params(), make_params()
-    ours = FusedAdam(ours_p, lr=3e-3, eps=1e-5)
-    ref = torch.optim.Adam(torch_p, lr=3e-3, eps=1e-5, fused=True)
-    steps(ours, ours_p, 0, 6)
-    steps(ref, torch_p, 0, 6)
+    ours = FusedAdam(ours_p, lr=lr, eps=eps)
+    ref = torch.optim.Adam(torch_p, lr=lr, eps=eps, fused=True)
+    steps(ours, ours_p, 0, count)
+    steps(ref, torch_p, 0, count)
+    return ours, ours_p, ref, torch_p
+
+
+def test_steps_are_torch_fused_adam_bit_for_bit() -> None:
+    ours, ours_p, ref, torch_p = stepped_pair(6, lr=3e-3, eps=1e-5)
     assert_same(ours_p, torch_p)
     for po, pt in zip(ours_p, torch_p, strict=True):
         for key in ("step", "exp_avg", "exp_avg_sq"):
@@ -49,11 +55,7 @@ def test_steps_are_torch_fused_adam_bit_for_bit() -> None:
 
 
 def test_state_dict_has_torch_adams_layout() -> None:
-    ours_p, torch_p = make_params(), make_params()
-    ours = FusedAdam(ours_p, lr=1e-3, eps=1e-8)
-    ref = torch.optim.Adam(torch_p, lr=1e-3, eps=1e-8, fused=True)
-    steps(ours, ours_p, 0, 1)
-    steps(ref, torch_p, 0, 1)
+    ours, _, ref, _ = stepped_pair(1, lr=1e-3, eps=1e-8)
     a, b = ours.state_dict(), ref.state_dict()
     assert a["param_groups"] == b["param_groups"]
     assert a["state"].keys() == b["state"].keys()
