@@ -20,6 +20,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from .allocator import keep_freed_memory
+
 log = logging.getLogger("agent")
 
 _warned = False
@@ -166,10 +168,13 @@ def choose_threads(
 
 def configure_torch_threads(requested: int = 0, *, deterministic: bool = False) -> ThreadChoice:
     """Set ``torch.set_num_threads`` from :func:`choose_threads`; warn once per process when
-    the machine looks oversubscribed (load average at or above the allowed CPUs)."""
+    the machine looks oversubscribed (load average at or above the allowed CPUs). Every entry
+    point passes here, so it also keeps freed tensor memory in the process
+    (:func:`agent.core.allocator.keep_freed_memory`)."""
     import torch
 
     global _warned
+    keep_freed_memory()
     choice = choose_threads(requested, deterministic=deterministic)
     torch.set_num_threads(choice.threads)
     if choice.oversubscribed and not _warned:
