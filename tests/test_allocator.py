@@ -3,6 +3,7 @@ page-faulting once the process keeps its freed memory, and the user's own glibc 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -11,20 +12,30 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="glibc's malloc thresholds are Linux-only"
+    not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"),
+    reason="glibc ≥ 2.33 only (malloc thresholds, mallinfo2)",
 )
 
 # Each round allocates eight 640 KB tensors (a QR-DQN CartPole update's [256, 25, 25] pairwise
 # terms) and frees them. With glibc's defaults, whether the freed top of the heap goes back to
 # the kernel (and the next round faults its pages in again) depends on what else sits on the
-# heap: 0 or ~90,000 faults per 100 rounds in identical processes. Kept, it is always ~0. The
-# second part reads where a 4 MB block comes from (mallinfo2): mapped pages by default, the heap
-# when kept.
+# heap: 0 or ~90,000 faults per 100 rounds in identical processes. Kept, it is always ~0. First
+# the probe reads where a fresh process's 24 MB block comes from (mallinfo2): mapped pages by
+# default, the heap when kept.
 PROBE = """
 import ctypes, json, resource, sys
 import torch
 from dopa_rl.core.allocator import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena ordblks smblks hblks hblkhd usmblks "
+                                               "fsmblks uordblks fordblks keepcost").split()]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+mapped_before = libc.mallinfo2().hblkhd
+block = torch.empty(24 << 20, dtype=torch.uint8)
+mapped = libc.mallinfo2().hblkhd - mapped_before >= 24 << 20
+del block
 def round_():
     ts = [torch.ones(256, 25, 25) for _ in range(8)]
     return sum(float(t[0, 0, 0]) for t in ts)
@@ -34,14 +45,6 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(100):
     round_()
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena ordblks smblks hblks hblkhd usmblks "
-                                               "fsmblks uordblks fordblks keepcost").split()]
-libc = ctypes.CDLL(None)
-libc.mallinfo2.restype = MallInfo2
-mapped_before = libc.mallinfo2().hblkhd
-block = torch.empty(4 << 20, dtype=torch.uint8)
-mapped = libc.mallinfo2().hblkhd - mapped_before >= 4 << 20
 print(json.dumps({"kept": kept, "faults": faults, "mapped": mapped}))
 """
 

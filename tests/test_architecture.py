@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from dopa_rl import algos
+from dopa_rl import algos, envs
 from dopa_rl.core.config import ENV_SCHEMAS, EnvConfig
 from hydra import compose, initialize_config_dir
 
@@ -189,7 +189,7 @@ def test_a_new_agent_is_one_python_file_and_one_yaml(tmp_path: Path) -> None:
     spec.loader.exec_module(toy_module)
     try:
         algos.register(toy_module.ALGORITHM)
-        algos.register_configs()
+        envs.register_configs()  # every schema: the run's, each agent's, each env family's
         search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
         overrides = [
             search,
