@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from dopa_rl.nn.imputation import expectile_residuals, impute_samples, sample_expectiles
+from dopa_rl.nn.imputation import (
+    ImputationPlan,
+    expectile_residuals,
+    impute_samples,
+    sample_expectiles,
+)
 from scipy.optimize import brentq
 from scipy.stats import wasserstein_distance
 
@@ -198,3 +203,30 @@ def test_torch_and_scipy_solvers_agree(values: list[float], probs: list[float]) 
     residual = expectile_residuals(torch.tensor(z_scipy), torch.tensor(expect), taus)
     assert residual.abs().max() < 1e-2 * spread
     assert wasserstein_distance(z_torch, z_scipy) < 0.05 * spread
+
+
+@pytest.mark.parametrize("kind", ["midpoints", "unsorted", "all_half", "one_unit"])
+def test_a_plan_gives_the_same_samples_bit_for_bit(kind: str) -> None:
+    """ER-DQN builds the τ-only part of the imputation once (ImputationPlan); the samples are
+    the same bits as when impute_samples builds it on each call, for every shape of τ."""
+    gen = torch.Generator().manual_seed(3)
+    n = {"midpoints": 11, "unsorted": 11, "all_half": 3, "one_unit": 1}[kind]
+    taus = _taus(n, torch.float32)
+    if kind == "unsorted":
+        taus = taus[torch.randperm(n, generator=gen)]
+    elif kind == "all_half":
+        taus = torch.full((n,), 0.5)
+    eps = torch.randn(64, n, generator=gen) * 3.0
+    plan = ImputationPlan.build(taus, 2 * n)
+    assert (plan.order is None) == (kind != "unsorted")
+    for iterations in (0, 2):
+        want = impute_samples(eps, taus, num_samples=2 * n, iterations=iterations)
+        got = impute_samples(eps, taus, num_samples=2 * n, iterations=iterations, plan=plan)
+        assert torch.equal(got, want)
+    # a plan that does not fit (another dtype, another M) is rebuilt, not misused
+    eps64 = eps.double()
+    assert torch.equal(
+        impute_samples(eps64, taus, num_samples=2 * n, plan=plan),
+        impute_samples(eps64, taus, num_samples=2 * n),
+    )
+    assert torch.equal(impute_samples(eps, taus, plan=plan), impute_samples(eps, taus))

@@ -14,7 +14,7 @@ import torch
 from ..core.config import AgentConfig
 from ..core.errors import ConfigError
 from ..nn import losses
-from ..nn.imputation import impute_samples
+from ..nn.imputation import ImputationPlan, impute_samples
 from ..nn.networks import Head, QNetwork, UnitsHead, midpoint_taus
 from ..replay.buffer import Batch
 from .base import (
@@ -49,6 +49,7 @@ def expectile_q_learning(
     dist_q_t: torch.Tensor,
     imputation: str = "root",
     imputation_iterations: int = 0,
+    plan: ImputationPlan | None = None,
 ) -> torch.Tensor:
     """Expectile regression Q-learning with imputation (Rowland et al. 2019, ER-DQN), per sample:
 
@@ -57,13 +58,14 @@ def expectile_q_learning(
         L_b = Σ_i mean_j |τ_i − 1{u_ij < 0}| · u_ij²
 
     Minimised by ε_i = the τ_i-expectile of the target distribution. dist_q_tm1, dist_q_t
-    [B, A, N]; tau [N]; q_t_selector [B, A]; a_tm1, r_t, discount_t [B] → [B]."""
+    [B, A, N]; tau [N]; q_t_selector [B, A]; a_tm1, r_t, discount_t [B] → [B]. ``plan``: the
+    imputation's :class:`ImputationPlan` of ``tau``, when the caller keeps one."""
     check_transition(r_t, discount_t, dist_q_tm1.shape[0])
     pred = taken_values(dist_q_tm1, a_tm1)
     with torch.no_grad():
         z = greedy_values(dist_q_t, q_t_selector)
         if imputation == "root":
-            z = impute_samples(z, tau, iterations=imputation_iterations)
+            z = impute_samples(z, tau, iterations=imputation_iterations, plan=plan)
         target = r_t.unsqueeze(1) + discount_t.unsqueeze(1) * z
     return losses.expectile_loss(pred, target, tau)
 
@@ -91,6 +93,8 @@ class ERDQN(Algorithm):
         self.taus = midpoint_taus(cfg.num_units).to(device)
         # the mean as a fixed linear read-out of the expectiles
         self.mean_readout = expectile_mean_readout(self.taus)
+        # what the imputation needs of τ alone, once (before any CUDA graph is captured)
+        self.imputation_plan = ImputationPlan.build(self.taus, cfg.num_units)
 
     @classmethod
     def validate(cls, cfg: Any) -> None:
@@ -130,6 +134,7 @@ class ERDQN(Algorithm):
             dist_q_t,
             self.cfg.imputation,
             self.cfg.imputation_iterations,
+            self.imputation_plan,
         )
 
     measurable = True

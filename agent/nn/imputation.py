@@ -9,8 +9,9 @@ expectiles ε_1..ε_N at levels τ_1..τ_N against *imputed samples*: samples z_
 or minimisers of L(z) = (1/N) Σ_i g_i(z)² (the decoding objective of Dabney et al. 2020).
 
 Everything here is batched over arbitrary leading dims, runs on the tensors' device, has a fixed
-amount of work (no host sync, no data-dependent Python control flow, so CUDA-graph capturable) and
-runs under ``torch.no_grad()``.
+amount of work (no data-dependent Python control flow) and runs under ``torch.no_grad()``. Given
+an :class:`ImputationPlan` (what depends on τ alone, built once), ``impute_samples`` makes no host
+sync, so it is CUDA-graph capturable; without one it builds it, reading three flags of τ.
 
 Solver. Write G(e) = E[(e − Z)₊] (convex, G′ = CDF). The τ-expectile condition is equivalent to
 
@@ -27,6 +28,8 @@ Levenberg–Marquardt steps on g polish it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -94,41 +97,106 @@ def sample_expectiles(samples: torch.Tensor, taus: torch.Tensor) -> torch.Tensor
     return candidates.gather(-1, best).squeeze(-1)
 
 
-def _envelope_samples(
-    eps: torch.Tensor, taus: torch.Tensor, num_samples: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class ImputationPlan:
+    """What the closed-form imputation needs of τ and M alone, computed once: ER-DQN's τ
+    never change, and these are a third of the imputation's small tensor ops. Building one
+    reads three flags of τ on the host, so a captured CUDA graph uses a plan built before it."""
+
+    num_samples: int  # M
+    dtype: torch.dtype
+    device: torch.device
+    order: torch.Tensor | None  # [N] the permutation sorting τ; None: τ is sorted already
+    tau_sorted: torch.Tensor  # [N]
+    # the mean: exact if some τ = ½, else ε(τ) interpolated at ½ between units lo and hi
+    mean_lo: torch.Tensor  # [1] unit index
+    mean_hi: torch.Tensor  # [1]
+    mean_frac: torch.Tensor  # [1] weight of unit hi
+    mean_frac_lo: torch.Tensor  # [1] 1 − mean_frac
+    denom: torch.Tensor  # [N] 2τ − 1, with 1 at τ = ½
+    is_half: torch.Tensor  # [N] bool
+    any_half: bool
+    all_half: bool
+    grid: torch.Tensor  # [M + 1] k / M
+    k: torch.Tensor  # [M + 1] int64 k
+    k_float: torch.Tensor  # [M + 1] k in ``dtype``
+
+    @classmethod
+    def build(cls, taus: torch.Tensor, num_samples: int) -> ImputationPlan:
+        """The plan for levels ``taus`` [N] (any order) and M samples, in τ's dtype and
+        device."""
+        dtype, device, n, m = taus.dtype, taus.device, taus.shape[-1], num_samples
+        tau_sorted, order = torch.sort(taus)
+        identity = bool((order == torch.arange(n, device=device)).all())
+        if n == 1:
+            lo = hi = torch.zeros(1, dtype=torch.long, device=device)
+            frac = torch.zeros(1, dtype=dtype, device=device)
+        else:
+            half_pt = torch.full((1,), 0.5, dtype=dtype, device=device)
+            hi = torch.searchsorted(tau_sorted, half_pt).clamp(1, n - 1)
+            lo = hi - 1
+            t_lo, t_hi = tau_sorted[lo], tau_sorted[hi]
+            frac = ((0.5 - t_lo) / (t_hi - t_lo).clamp(min=torch.finfo(dtype).tiny)).clamp(0, 1)
+        denom = 2 * tau_sorted - 1
+        is_half = denom.abs() < _HALF_TOL
+        k = torch.arange(m + 1, device=device)
+        return cls(
+            num_samples=m,
+            dtype=dtype,
+            device=device,
+            order=None if identity else order,
+            tau_sorted=tau_sorted,
+            mean_lo=lo,
+            mean_hi=hi,
+            mean_frac=frac,
+            mean_frac_lo=1 - frac,
+            denom=torch.where(is_half, torch.ones_like(denom), denom),
+            is_half=is_half,
+            any_half=bool(is_half.any()),
+            all_half=bool(is_half.all()),
+            grid=torch.arange(m + 1, dtype=dtype, device=device) / m,
+            k=k,
+            k_float=k.to(dtype),
+        )
+
+    def fits(self, expectiles: torch.Tensor, num_samples: int) -> bool:
+        return (
+            num_samples == self.num_samples
+            and expectiles.shape[-1] == self.tau_sorted.shape[-1]
+            and expectiles.dtype == self.dtype
+            and expectiles.device == self.device
+        )
+
+
+def _envelope_samples(eps: torch.Tensor, plan: ImputationPlan) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form imputation on normalised, τ-sorted, non-decreasing expectiles.
 
     Returns the samples [..., M] and the mean μ used [..., 1]."""
-    n, m = eps.shape[-1], num_samples
-    dtype, device = eps.dtype, eps.device
+    n, m = eps.shape[-1], plan.num_samples
+    dtype = eps.dtype
 
     # The mean: exact if some τ = ½, else linear interpolation of ε(τ) at τ = ½ (clamped to the
     # ends, where extrapolating would leave the range the expectiles vouch for).
     if n == 1:
         mu = eps[..., :1]
     else:
-        half_pt = torch.full((1,), 0.5, dtype=dtype, device=device)
-        hi = torch.searchsorted(taus, half_pt).clamp(1, n - 1)
-        t_lo, t_hi = taus[hi - 1], taus[hi]
-        frac = ((0.5 - t_lo) / (t_hi - t_lo).clamp(min=torch.finfo(dtype).tiny)).clamp(0, 1)
-        mu = eps[..., hi - 1] * (1 - frac) + eps[..., hi] * frac
+        mu = eps[..., plan.mean_lo] * plan.mean_frac_lo + eps[..., plan.mean_hi] * plan.mean_frac
 
     # G(ε_i) = τ_i (ε_i − μ) / (2τ_i − 1), clamped to what any distribution with mean μ allows:
     # G(e) ≥ max(0, e − μ). τ = ½ units say nothing about G, so their lines are pushed out of the
     # envelope.
-    denom = 2 * taus - 1
-    is_half = denom.abs() < _HALF_TOL
-    g = taus * (eps - mu) / torch.where(is_half, torch.ones_like(denom), denom)
+    g = plan.tau_sorted * (eps - mu) / plan.denom
     g = torch.maximum(g, (eps - mu).clamp(min=0))
-    g = torch.where(is_half, torch.full_like(g, torch.finfo(dtype).max / 4), g)
+    if plan.any_half:
+        g = torch.where(plan.is_half, torch.full_like(g, torch.finfo(dtype).max / 4), g)
 
     # Upper envelope of the supporting lines ℓ_i(s) = ε_i s − G_i on the grid s = k/M.
-    grid = torch.arange(m + 1, dtype=dtype, device=device) / m
+    grid = plan.grid
     lines = grid.unsqueeze(-1) * eps.unsqueeze(-2) - g.unsqueeze(-2)  # [..., M+1, N]
     env = lines.amax(dim=-1)  # [..., M+1]
     # With only τ = ½ units the mean is all there is: a point mass (H(s) = μ s).
-    env = torch.where(is_half.all(), mu * grid, env)
+    if plan.all_half:
+        env = mu * grid
 
     # Tails. The lowest line must touch at the last grid point it owns (k_lo); joining (0, 0) to
     # it with a straight segment puts the whole lower tail into one atom, the least spread-out
@@ -141,10 +209,10 @@ def _envelope_samples(
     k_lo = lowest.sum(dim=-1, keepdim=True).clamp(min=1)
     k_hi = m - highest.sum(dim=-1, keepdim=True).clamp(min=1)
     k_hi = torch.maximum(k_hi, k_lo)  # only bites for ties among the extreme lines
-    k = torch.arange(m + 1, device=device)
+    k = plan.k
     env_lo = env.gather(-1, k_lo)
     env_hi = env.gather(-1, k_hi)
-    h_lo = env_lo * (k.to(dtype) / k_lo.to(dtype))
+    h_lo = env_lo * (plan.k_float / k_lo.to(dtype))
     h_hi = env_hi + (mu - env_hi) * ((k - k_hi).to(dtype) / (m - k_hi).clamp(min=1).to(dtype))
     h = torch.where(k < k_lo, h_lo, torch.where(k > k_hi, h_hi, env))
     # h is convex, so its slopes z_m = M (h_m − h_{m−1}) come out sorted.
@@ -158,6 +226,7 @@ def impute_samples(
     num_samples: int | None = None,
     iterations: int = 0,
     damping: float = 1e-2,
+    plan: ImputationPlan | None = None,
 ) -> torch.Tensor:
     """Samples whose expectiles match the given ones (Rowland et al. 2019, ER-DQN imputation).
 
@@ -178,6 +247,9 @@ def impute_samples(
       num_samples: M, defaults to N.
       iterations: number of LM refinement steps (fixed, not a tolerance).
       damping: initial LM damping relative to the mean diagonal of the normal matrix.
+      plan: :class:`ImputationPlan` of these ``taus`` and M, built once by a caller that
+        imputes with the same τ every time (ER-DQN); one is built here when it is missing or
+        does not fit the expectiles' size, dtype or device.
 
     Returns:
       [..., M] sorted samples, same dtype and device as ``expectiles``; all samples equal ε when
@@ -198,9 +270,10 @@ def impute_samples(
 
     # Expectiles are non-decreasing in τ; network outputs need not be, so the construction uses
     # the monotone repair (running max) while the refinement fits the raw pairs.
-    tau_sorted, order = torch.sort(taus)
-    eps_sorted = eps[..., order].cummax(dim=-1).values
-    z, _ = _envelope_samples(eps_sorted, tau_sorted, m)
+    if plan is None or not plan.fits(expectiles, m):
+        plan = ImputationPlan.build(taus, m)
+    eps_sorted = (eps if plan.order is None else eps[..., plan.order]).cummax(dim=-1).values
+    z, _ = _envelope_samples(eps_sorted, plan)
 
     if iterations > 0 and n > 1:
         z = _levenberg_marquardt(z, eps, taus, iterations, damping)
