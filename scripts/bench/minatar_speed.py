@@ -7,7 +7,7 @@ per figure:
 * ``env``: agent steps/s of the vector of MinAtar envs alone (random actions, no acting);
 * ``update``: updates/s of the config's update alone (replay sample + loss + Adam step; batch,
   network and loss of the config), on a replay prefilled by the loop;
-* ``loop``: agent steps/s of ``dopa_rl.loop.train.train_loop`` after the prefill (acting, env
+* ``loop``: agent steps/s of ``dopa_rl.loop.body.train_loop`` after the prefill (acting, env
   steps, replay writes and updates at the config's replay ratio);
 * ``limit``: what those two allow together: an agent step costs ``1/env`` seconds of env
   stepping and ``1/(update × train_every)`` seconds of updates, so without overlap the limit is
@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from dopa_rl.envs import make_env, register_configs
 from dopa_rl.loop import hooks
+from dopa_rl.loop.body import train_loop
 from dopa_rl.loop.hooks import Hook
-from dopa_rl.loop.train import build, train_loop
+from dopa_rl.loop.train import build
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
