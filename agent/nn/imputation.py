@@ -97,7 +97,7 @@ def sample_expectiles(samples: torch.Tensor, taus: torch.Tensor) -> torch.Tensor
     return candidates.gather(-1, best).squeeze(-1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: compared by identity
 class ImputationPlan:
     """What the closed-form imputation needs of τ and M alone, computed once: ER-DQN's τ
     never change, and these are a third of the imputation's small tensor ops. Building one
