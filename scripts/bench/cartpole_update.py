@@ -59,11 +59,11 @@ def linear_flop(sizes: list[int], batch: int, forwards: int) -> int:
 
 
 def one(agent: str, threads: int, updates: int, default_malloc: bool) -> dict:
+    from dopa_rl.cli.common import CONF_DIR
     from dopa_rl.core.allocator import keep_freed_memory
     from dopa_rl.envs import register_configs
     from dopa_rl.learn.learner import Learner
     from dopa_rl.replay.buffer import Batch
-    from dopa_rl.results.study import CONF_DIR
     from hydra import compose, initialize_config_dir
 
     kept = False if default_malloc else keep_freed_memory()
