@@ -5,10 +5,11 @@ CartPole update: [256, 25, 25] pairwise terms of 640 KB each). glibc's malloc se
 above its mmap threshold (128 KB at start, raised on the fly) with fresh ``mmap`` pages, and
 hands the top of the heap back to the kernel whenever more than twice that threshold is free
 there; either way the next update touches new pages, each a page fault and a zeroed page.
-Measured on a 2-core AMD EPYC VM (docs/benchmarks.md): 230 page faults per QR-DQN CartPole
-update, a count that varies 10× between identical processes, and updates 18 % slower than with
-the memory kept. ``keep_freed_memory`` fixes both thresholds once per process (``mallopt``): blocks
-under ``MMAP_THRESHOLD`` come from the heap, and the heap keeps up to ``TRIM_THRESHOLD`` of free
+Measured on a 2-core AMD EPYC VM (docs/benchmarks.md): 200–460 page faults per QR-DQN CartPole
+update, a count that varies 10× between identical processes, and one-thread updates 13–21 %
+slower than with the memory kept (at two threads the spread between processes hides it).
+``keep_freed_memory`` fixes both thresholds once per process (``mallopt``): blocks under
+``MMAP_THRESHOLD`` come from the heap, and the heap keeps up to ``TRIM_THRESHOLD`` of free
 memory at its top instead of returning it. Larger blocks (replay buffers, Atari frame stacks)
 are still mapped and unmapped as before.
 
