@@ -76,8 +76,14 @@ class VecEnv(ABC):
         restart on resume)."""
         return None
 
+    def check_state(self, state: Any) -> None:
+        """ValueError (one line naming the field) unless ``set_state`` would restore ``state``
+        into this env; changes nothing. A checkpoint's env state is checked with this before
+        any part of the run is restored: what a snapshot holds is each family's own business."""
+        raise ValueError(f"env_state: {type(self).__name__} keeps no env state in checkpoints")
+
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what ``get_state`` returned."""
+        """Restore what ``get_state`` returned (checked first: ``check_state``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot restore its state")
 
     def close(self) -> None:  # noqa: B027 - optional hook

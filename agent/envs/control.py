@@ -128,15 +128,35 @@ class GymVecEnv(VecEnv):
             "lengths": self._lengths.tolist(),
         }
 
+    def check_state(self, state: Any) -> None:
+        """ValueError naming the field unless ``set_state`` would restore ``state``."""
+        self._checked(state)
+
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore ``get_state``'s output. Everything is checked first (ValueError naming the
         field) against a freshly reset env of the same id, so a crafted snapshot changes
         nothing and cannot leave an attribute of a type the env would crash on."""
+        obs, returns, lengths, decoded = self._checked(state)
+        for env, layers in zip(self.envs, decoded, strict=True):
+            for layer, attrs in zip(_layers(env), layers, strict=True):
+                for name, enc in attrs.items():
+                    setattr(layer, name, _decode(getattr(layer, name, None), enc))
+                _mark_checked(layer)
+        self._obs[:] = obs
+        self._returns[:] = returns
+        self._lengths[:] = lengths
+
+    def _checked(
+        self, state: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[dict[str, Any]]]]:
+        """``state``'s observations, returns, lengths and per-env layer attributes, checked."""
         n = self.num_envs
         if not isinstance(state, dict) or not isinstance(state.get("envs"), list):
             raise ValueError("env_state must be an object with an 'envs' list")
         if len(state["envs"]) != n:
-            raise ValueError(f"env_state holds {len(state['envs'])} envs, this run has {n}")
+            raise ValueError(
+                f"env_state.envs holds {len(state['envs'])} envs, this run has {n} (env.num_envs)"
+            )
         obs = _numbers(state.get("obs"), (n, *self.observation_shape), np.float32, "env_state.obs")
         returns = _numbers(state.get("returns"), (n,), np.float64, "env_state.returns")
         lengths = _numbers(state.get("lengths"), (n,), np.int64, "env_state.lengths")
@@ -152,14 +172,7 @@ class GymVecEnv(VecEnv):
             ]
         finally:
             reference.close()
-        for env, layers in zip(self.envs, decoded, strict=True):
-            for layer, attrs in zip(_layers(env), layers, strict=True):
-                for name, enc in attrs.items():
-                    setattr(layer, name, _decode(getattr(layer, name, None), enc))
-                _mark_checked(layer)
-        self._obs[:] = obs
-        self._returns[:] = returns
-        self._lengths[:] = lengths
+        return obs, returns, lengths, decoded
 
 
 _SIMPLE = (bool, int, float, str, type(None))

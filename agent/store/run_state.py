@@ -214,10 +214,10 @@ class TorchRng(Part):
 class EnvState(Part):
     """The training envs' snapshot (families whose state lives in Python: ``get_state``); the
     others (Atari: C++) restart their episodes on resume, the replay ending its episodes there
-    (no n-step window across the restart)."""
+    (no n-step window across the restart). What a snapshot holds is its family's: the env
+    checks it (``check_state``) and restores it; the one key shared by all is ``obs``."""
 
     name = "env_state"
-    KEYS = ("envs", "obs", "returns", "lengths")
 
     def save(self, objs: RunObjects, tensors: Tensors, state: dict[str, Any]) -> None:
         env_state = objs.env.get_state()
@@ -227,17 +227,15 @@ class EnvState(Part):
     def check(self, c: Checker, state: dict[str, Any], tensors: Tensors, objs: RunObjects) -> None:
         if "env_state" not in state:
             return
-        env_state = c.dict(state["env_state"], "env_state")
-        num_envs = objs.env.num_envs
-        for key in self.KEYS:
-            value = env_state.get(key)
-            if not isinstance(value, list) or len(value) != num_envs:
-                c.fail(f"env_state.{key}", f"a list of {num_envs} entries (env.num_envs)", value)
+        try:
+            objs.env.check_state(state["env_state"])
+        except ValueError as err:
+            raise CheckpointError(f"{c.where}: {err}") from None
 
     def restore(self, objs: RunObjects, tensors: Tensors, state: dict[str, Any]) -> None:
         env, env_state = objs.env, state.get("env_state")
-        if env_state is not None and hasattr(env, "set_state"):
-            env.set_state(env_state)  # validates the whole snapshot before changing anything
+        if env_state is not None:
+            env.set_state(env_state)
             objs.restored_obs = np.asarray(env_state["obs"], dtype=env.observation_dtype)
             return
         objs.replay.end_episodes()

@@ -6,7 +6,7 @@ Each part of a run's state (:mod:`agent.store.run_state`) checks its share with 
 :class:`Checker`: types, ranges and the lengths that must match this run's env, replay and
 optimizer, so a crafted state ends in one ``CheckpointError`` line instead of a
 ``KeyError``/``IndexError``/``TypeError`` deep inside the restore. The env snapshot itself is
-checked by the env (``GymVecEnv.set_state`` validates before it changes anything).
+checked by the env of its family (``VecEnv.check_state``) before anything changes.
 """
 
 from __future__ import annotations

@@ -172,21 +172,14 @@ class MinAtarVecEnv(VecEnv):
             "lengths": self._lengths.tolist(),
         }
 
+    def check_state(self, state: Any) -> None:
+        """ValueError naming the field unless ``set_state`` would restore ``state``."""
+        self._checked(state)
+
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore ``get_state``'s output; everything is checked against a fresh game first
         (ValueError naming the field), so a bad snapshot changes nothing."""
-        n = self.num_envs
-        if not isinstance(state, dict) or not isinstance(state.get("games"), list):
-            raise ValueError("env_state must be an object with a 'games' list")
-        if len(state["games"]) != n:
-            raise ValueError(f"env_state holds {len(state['games'])} games, this run has {n}")
-        obs = _array(state.get("obs"), (n, *self.observation_shape), np.float32, "obs")
-        returns = _array(state.get("returns"), (n,), np.float64, "returns")
-        lengths = _array(state.get("lengths"), (n,), np.int64, "lengths")
-        reference = vars(self.games[0].env)
-        decoded = [
-            _check(reference, s, f"env_state.games[{i}]") for i, s in enumerate(state["games"])
-        ]
+        obs, returns, lengths, decoded = self._checked(state)
         for g, (attrs, last_action, rng) in zip(self.games, decoded, strict=True):
             random = np.random.RandomState()
             random.set_state(rng)
@@ -197,6 +190,29 @@ class MinAtarVecEnv(VecEnv):
         self._obs[:] = obs
         self._returns[:] = returns
         self._lengths[:] = lengths
+
+    def _checked(
+        self, state: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[dict[str, Any], int, Any]]]:
+        """``state``'s observations, returns, lengths and per-game attributes, checked."""
+        n = self.num_envs
+        if not isinstance(state, dict) or not isinstance(state.get("games"), list):
+            raise ValueError("env_state must be an object with a 'games' list")
+        if len(state["games"]) != n:
+            raise ValueError(
+                f"env_state.games holds {len(state['games'])} games, this run has {n} "
+                "(env.num_envs)"
+            )
+        obs = _array(state.get("obs"), (n, *self.observation_shape), np.float32, "obs")
+        returns = _array(state.get("returns"), (n,), np.float64, "returns")
+        lengths = _array(state.get("lengths"), (n,), np.int64, "lengths")
+        if (lengths < 0).any():
+            raise ValueError("env_state.lengths must be >= 0")
+        reference = vars(self.games[0].env)
+        decoded = [
+            _check(reference, s, f"env_state.games[{i}]") for i, s in enumerate(state["games"])
+        ]
+        return obs, returns, lengths, decoded
 
 
 _SKIP = ("random", "channels", "action_map")  # the generator is saved once; the rest is fixed
@@ -228,6 +244,8 @@ def _array(value: Any, shape: tuple[int, ...], dtype: Any, field: str) -> np.nda
         raise ValueError(f"env_state.{field} must hold numbers") from None
     if arr.shape != shape:
         raise ValueError(f"env_state.{field} must have shape {list(shape)}, got {list(arr.shape)}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"env_state.{field} must be finite")
     return arr
 
 
