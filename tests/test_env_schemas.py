@@ -81,7 +81,7 @@ def test_cartpole_recorded_config_has_no_atari_keys(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = _train(*TINY_CARTPOLE, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    wanted = COMMON | {"id", "kwargs"}
+    wanted = COMMON | {"id", "kwargs", "imports"}
     hydra_env = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["env"]
     assert set(hydra_env) == wanted and hydra_env["id"] == "CartPole-v1"
     saved_env = json.loads((run_dir / "config.json").read_text())["env"]
@@ -171,7 +171,9 @@ def test_saved_flat_configs_drop_the_keys_that_do_not_apply() -> None:
     assert isinstance(data, dict)
     data["env"] |= FLAT_DEFAULTS
     loaded = from_container(data)
-    assert set(loaded.env) == COMMON | {"id", "kwargs"} and loaded.env.id == "CartPole-v1"
+    assert (
+        set(loaded.env) == COMMON | {"id", "kwargs", "imports"} and loaded.env.id == "CartPole-v1"
+    )
     minatar = OmegaConf.to_container(make_cfg("env=minatar"), resolve=True)
     assert isinstance(minatar, dict)
     minatar["env"] |= {k: v for k, v in FLAT_DEFAULTS.items() if k not in minatar["env"]}

@@ -62,6 +62,7 @@ def play_in_window(agent: Any, episodes: int, seed: int, epsilon: float) -> list
     import gymnasium as gym
 
     from ..envs import family_of
+    from ..envs.control import check_env_id
 
     cfg = agent.config
     family = family_of(cfg.env)
@@ -70,7 +71,8 @@ def play_in_window(agent: Any, episodes: int, seed: int, epsilon: float) -> list
             f"window=true plays gymnasium control envs; '{family.display_id(cfg.env)}' "
             f"({cfg.env.family}) is written to a video instead (window=false)"
         )
-    env = gym.make(cfg.env.id, render_mode="human", **dict(cfg.env.kwargs))
+    spec = check_env_id(cfg.env.id, list(cfg.env.imports))  # imports the user's env modules
+    env = gym.make(spec.id, render_mode="human", **dict(cfg.env.kwargs))
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)

@@ -8,6 +8,8 @@ their exact state (``get_state``/``set_state``) for a bit-exact resume.
 from __future__ import annotations
 
 import difflib
+import importlib
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -17,14 +19,55 @@ from ..core.errors import ConfigError
 from .base import VecEnv, VecStep
 
 
-def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registry spec of ``env_id``, or a ConfigError listing close matches."""
+def _is_module_name(name: Any) -> bool:
+    return isinstance(name, str) and all(part.isidentifier() for part in name.split("."))
+
+
+def import_env_module(module: str, key: str) -> None:
+    """Import ``module``, which registers gymnasium ids (a user's own envs); ConfigError naming
+    ``key`` (the config key that asked for it), the module and the import's error otherwise."""
+    if not _is_module_name(module):
+        raise ConfigError(f"{key}: {module!r} is not a Python module name")
     try:
-        return gym.spec(env_id)
+        importlib.import_module(module)
+    except Exception as err:  # the user's module runs at import: any error is theirs
+        if isinstance(err, ModuleNotFoundError) and err.name == module.split(".")[0]:
+            raise ConfigError(
+                f"{key}: cannot import module '{module}': {err} (install its package, or add "
+                "its folder to PYTHONPATH)"
+            ) from None
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ConfigError(
+            f"{key}: importing module '{module}' failed: {type(err).__name__}: {first}"
+        ) from None
+
+
+def check_env_id(env_id: str, imports: Sequence[str] = ()) -> gym.envs.registration.EnvSpec:
+    """The registry spec of ``env_id``, after importing the modules that register it: each of
+    ``imports`` (``env.imports``) and, for gymnasium's ``module:Id`` form, ``module``. A
+    ConfigError names a module that does not import, or the id still unknown (with close
+    matches)."""
+    if not isinstance(env_id, str):
+        raise ConfigError(f"env.id must be a gymnasium id, got {env_id!r}")
+    if isinstance(imports, str) or not isinstance(imports, Sequence):
+        raise ConfigError(f"env.imports must be a list of module names, got {imports!r}")
+    for module in imports:
+        import_env_module(module, "env.imports")
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        if not module or not name:
+            raise ConfigError(f"env.id must be 'Id' or 'module:Id', got '{env_id}'")
+        import_env_module(module, f"env.id={env_id}")
+    imported = [*imports, *([module] if sep else [])]
+    try:
+        return gym.spec(name)
     except gym.error.Error:
-        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown gymnasium id '{env_id}'{hint}") from None
+        close = difflib.get_close_matches(name, list(gym.registry.keys()), n=3)
+        hints = ([f"not registered by importing {', '.join(imported)}"] if imported else []) + (
+            [f"did you mean {', '.join(close)}?"] if close else []
+        )
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise ConfigError(f"unknown gymnasium id '{name}'{hint}") from None
 
 
 class GymVecEnv(VecEnv):
@@ -37,13 +80,14 @@ class GymVecEnv(VecEnv):
         *,
         kwargs: dict[str, Any] | None = None,
         render: bool = False,
+        imports: Sequence[str] = (),
     ) -> None:
-        spec = check_env_id(env_id)
+        spec = check_env_id(env_id, imports)
         kwargs = dict(kwargs or {})
         if render:
             kwargs["render_mode"] = "rgb_array"
         try:
-            self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
+            self.envs = [gym.make(spec.id, **kwargs) for _ in range(num_envs)]
             self._kwargs = kwargs  # a reference env for set_state's checks is built alike
         except TypeError as err:
             raise ConfigError(f"bad env.kwargs for '{env_id}': {err}") from None
@@ -65,7 +109,8 @@ class GymVecEnv(VecEnv):
         obs_space = self.envs[0].observation_space
         if not isinstance(obs_space, gym.spaces.Box):
             raise ConfigError(f"env '{env_id}' needs a Box observation space")
-        self.env_id = env_id
+        self.env_id = env_id  # as configured (``module:Id`` included)
+        self._spec_id = spec.id  # its registered id, made after the module's import
         self.num_envs = num_envs
         self.num_actions = int(space.n)
         self.observation_shape = tuple(obs_space.shape)
@@ -162,7 +207,7 @@ class GymVecEnv(VecEnv):
         lengths = _numbers(state.get("lengths"), (n,), np.int64, "env_state.lengths")
         if (lengths < 0).any():
             raise ValueError("env_state.lengths must be >= 0")
-        reference = gym.make(self.env_id, **self._kwargs)
+        reference = gym.make(self._spec_id, **self._kwargs)
         try:
             reference.reset(seed=0)
             ref_layers = _layers(reference)

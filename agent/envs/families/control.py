@@ -16,14 +16,26 @@ from ..registry import EnvFamily, EvalProtocol, register
 class GymEnvConfig(EnvConfig):
     """Families ``control`` and ``lab``: any gymnasium id with discrete actions."""
 
-    id: str = "CartPole-v1"  # gymnasium id
+    # gymnasium id; ``module:Id`` imports ``module`` first (which registers it), as
+    # gymnasium.make does
+    id: str = "CartPole-v1"
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
+    # modules imported before the env is made, for packages that register their ids on import
+    # (RL-Zoo's --gym-packages); recorded with the run, so evaluate, resume and probe import
+    # them again
+    imports: list[str] = field(default_factory=list)
 
 
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001
     from ..control import GymVecEnv
 
-    return GymVecEnv(env_cfg.id, num_envs, kwargs=dict(env_cfg.kwargs), render=render)
+    return GymVecEnv(
+        env_cfg.id,
+        num_envs,
+        kwargs=dict(env_cfg.kwargs),
+        render=render,
+        imports=list(env_cfg.imports),
+    )
 
 
 CONTROL = register(

@@ -9,14 +9,14 @@ from typing import Any
 
 from ..base import VecEnv
 from ..registry import register
+from . import control
 from .control import CONTROL
 
 
-def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001
+def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:
     from .. import lab_tasks  # noqa: F401  (registers the dopa/* ids)
-    from ..control import GymVecEnv
 
-    return GymVecEnv(env_cfg.id, num_envs, kwargs=dict(env_cfg.kwargs), render=render)
+    return control.make(env_cfg, num_envs, evaluation, render)
 
 
 LAB = register(
