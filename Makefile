@@ -1,4 +1,7 @@
-# `make run` and `make test` create .venv and install what they need first.
+# `make run` and `make test` create .venv and install what they need first: `make run` the
+# package alone (the demo needs no extra), `make test` and `make lint` also the development
+# extras. Each install leaves a stamp, so `make run` after `make test` installs nothing, and
+# `make test` after `make run` adds only the extras.
 # TORCH picks the PyTorch build: the default pin is a CPU build on our CI machines; on a CUDA
 # machine use e.g. `make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`
 # (see README). EXTRAS are the optional groups installed for development.
@@ -8,6 +11,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 EXTRAS ?= dev,atari,video,slurm,optuna,minatar
 STAMP := $(VENV)/.installed-stamp
+CORE_STAMP := $(VENV)/.installed-core
 # tests run in parallel, one worker per core (pytest-xdist); most are single-threaded Python.
 # --dist loadfile: each test file runs on one worker, so a module-scoped fixture (a trained agent)
 # is built once, and the slurm tests' jobs queue one at a time. PYTEST_WORKERS=0: in-process.
@@ -16,15 +20,26 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint install clean docker-check
 
-$(STAMP): pyproject.toml Makefile
+# $(call install_package,EXTRAS): the venv, torch, then the package with those extras (none: "")
+define install_package
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e ".$(if $(1),[$(1)])"
+endef
+
+# the package with the development extras; it holds everything the core install does
+$(STAMP): pyproject.toml Makefile
+	$(call install_package,$(EXTRAS))
+	touch $(STAMP) $(CORE_STAMP)
+
+# the package alone: what the demo imports (torch, gymnasium, hydra, matplotlib, scipy, ...)
+$(CORE_STAMP): pyproject.toml Makefile
+	$(call install_package,)
+	touch $(CORE_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(CORE_STAMP)
 	$(PY) scripts/demo.py
 
 test: $(STAMP)
