@@ -38,6 +38,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,14 @@ import scipy.stats
 from ..core.errors import ConfigError, DataError
 from ..envs import family_of
 from .measured import RESPONSE_NOTES
+from .study_inputs import (
+    LabTaskSource,
+    SeedSource,
+    check_group_seeds,
+    check_same_lab_task,
+    unique_runs,
+    validated_group,
+)
 from .trials import criterion, population, rp_from_criterion
 
 ALPHA = 0.01
@@ -493,22 +502,35 @@ class UnitGroup:
         )  # fmt: skip
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> UnitGroup:
-        return cls(
-            name=d["name"], agent=d["agent"], response_model=d["response_model"],
-            axis=np.asarray(d["axis"], float), magnitudes=np.asarray(d["magnitudes"], float),
-            probs=np.asarray(d["probs"], float), seeds=[int(s) for s in d["seeds"]],
-            responses=[np.asarray(r, float) for r in d["responses"]] if d.get("cue_axes") is None
-            else [_arrays(r) for r in d["responses"]],
-            note=d.get("note", ""), extra=d.get("extra", {}),
-            cue_axes=None if d.get("cue_axes") is None else [_arrays(a) for a in d["cue_axes"]],
-            cue_probs=None if d.get("cue_probs") is None else [_arrays(p) for p in d["cue_probs"]],
-            task=d.get("task", ""),
-        )  # fmt: skip
+    def from_json(cls, d: Any, where: str = "unit_responses.json") -> UnitGroup:
+        """A saved group, every field validated (:func:`agent.probes.study_inputs.validated_group`:
+        DataError naming ``where``, the field and the problem)."""
+        return cls(**validated_group(d, where))
 
 
-def _arrays(rows: Sequence[Any]) -> list[np.ndarray]:
-    return [np.asarray(r, float) for r in rows]
+def read_unit_groups(path: Path) -> list[UnitGroup]:
+    """The groups of a saved ``unit_responses.json``, validated; one DataError line naming the
+    file otherwise (a FIFO or folder in its place included)."""
+    import json
+
+    from ..core.files import read_text_regular
+
+    try:
+        data = json.loads(read_text_regular(path))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a unit_responses.json of the study ({err})") from None
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to be a unit_responses.json") from None
+    except OSError as err:
+        raise DataError(f"{path}: unreadable ({err.strerror})") from None
+    if not isinstance(data, list) or not data:
+        raise DataError(f"{path}: a unit_responses.json is a non-empty list of groups")
+    groups = [UnitGroup.from_json(g, f"{path}: group {i}") for i, g in enumerate(data)]
+    names = [g.name for g in groups]
+    repeated = next((n for n in names if names.count(n) > 1), None)
+    if repeated is not None:
+        raise DataError(f"{path}: group '{repeated}' appears more than once")
+    return groups
 
 
 #: how the study presents quantile-Huber units with the gradient model (as the noise sweep)
@@ -880,19 +902,20 @@ def detection_study(
 # ----------------------------------------------------------------------------- from runs
 
 
-def expand_runs(spec: str | Sequence[str]) -> list[Any]:
+def expand_runs(spec: str | Sequence[str], notes: list[str] | None = None) -> list[Any]:
     """Run dirs from ``RUN[,RUN…]`` (dirs or globs); a population run counts as one run per
-    member. Errors (ConfigError): nothing given, a glob matching nothing, a missing dir, a
-    dir with neither members nor a checkpoint."""
+    member, and every run once (:func:`agent.probes.study_inputs.unique_runs`: the repeats
+    dropped are named in a line appended to ``notes``). Errors (ConfigError): nothing given, a
+    glob matching nothing, a missing dir, a dir with neither members nor a checkpoint, a
+    population with a member missing, two checkpoints of one run."""
     import glob
-    from pathlib import Path
 
     from .population import member_dirs
 
     items = [s for s in (spec.split(",") if isinstance(spec, str) else spec) if s]
     if not items:
         raise ConfigError("study= needs at least one run dir or glob (RUN[,RUN...])")
-    dirs: list[Path] = []
+    dirs: list[tuple[Path, str]] = []  # (run dir, the argument it came from)
     for item in items:
         if any(ch in item for ch in "*?["):
             matches = sorted(glob.glob(item))
@@ -903,11 +926,11 @@ def expand_runs(spec: str | Sequence[str]) -> list[Any]:
         else:
             matches = [item]
         for m in matches:
-            if Path(m).is_file() and m.endswith(".json"):
-                dirs.append(Path(m))  # saved unit responses of an earlier study
+            if m.endswith(".json") and not Path(m).is_dir():  # a FIFO too: refused on read
+                dirs.append((Path(m), item))  # saved unit responses of an earlier study
             else:
-                dirs.extend(member_dirs(m))
-    return dirs
+                dirs.extend((d, item) for d in member_dirs(m))
+    return unique_runs(dirs, notes)
 
 
 MODELS = ("gradient", "measured")
@@ -924,26 +947,38 @@ def groups_from_runs(
     ``cues`` of the run's own cue states to sampled returns (the in-task protocol,
     :func:`agent.probes.in_task.cue_conditions`). Saved ``unit_responses.json`` files are
     read back as they are."""
-    import json
-    from pathlib import Path
-
     from ..learn.evaluate import load_agent
 
     bad = [m for m in models if m not in MODELS]
     if bad or not models:
         raise ConfigError(f"responses must be among {', '.join(MODELS)}, got {','.join(models)}")
-    saved: list[UnitGroup] = []
+    saved: list[tuple[UnitGroup, str]] = []
     loaded = []
     for run in runs:
-        if Path(run).is_file():
-            try:
-                saved += [UnitGroup.from_json(g) for g in json.loads(Path(run).read_text())]
-            except (ValueError, KeyError, TypeError) as err:
-                raise DataError(f"{run}: not a unit_responses.json of the study ({err})") from None
+        if not Path(run).is_dir():  # a saved file (expand_runs)
+            saved += [(g, str(run)) for g in read_unit_groups(Path(run))]
             continue
         learner, cfg, _ = load_agent(run, "cpu")
         loaded.append((run, learner, cfg))
-    return saved + groups_from_learners(loaded, models, n_units, cues)
+    # groups of a saved file are complete: the same group from elsewhere would be counted
+    # twice (or one copy lost under its name), and saved lab groups share the runs' task
+    source = {g.name: where for g, where in saved}
+    clash = next((g.name for g, where in saved if source[g.name] != where), None)
+    if clash is not None:
+        raise ConfigError(f"group '{clash}' comes from more than one saved file; give it once")
+    lab = [_lab_source(run, cfg) for run, _, cfg in loaded if family_of(cfg.env).lab_task]
+    check_same_lab_task(
+        [LabTaskSource(f"{where} ('{g.name}')", g.axis, g.magnitudes, g.probs, None)
+         for g, where in saved if g.cue_axes is None] + lab
+    )  # fmt: skip
+    fresh = groups_from_learners(loaded, models, n_units, cues)
+    clash = next((g.name for g in fresh if g.name in source), None)
+    if clash is not None:
+        raise ConfigError(
+            f"group '{clash}' is in {source[clash]} and comes from the runs given too; give "
+            "the saved file or the runs, not both"
+        )
+    return [g for g, _ in saved] + fresh
 
 
 def groups_from_learners(
@@ -952,7 +987,20 @@ def groups_from_learners(
     n_units: int = N_UNITS,
     cues: int = 6,
 ) -> list[UnitGroup]:
-    """:func:`groups_from_runs` for agents already loaded: (name, learner, cfg) each."""
+    """:func:`groups_from_runs` for agents already loaded: (name, learner, cfg) each.
+
+    Checked before any response is computed: one lab task over all lab-task runs, distinct
+    seeds in every group; after: the same τ of every unit within a group."""
+    check_same_lab_task(
+        [_lab_source(run, cfg) for run, _, cfg in runs if family_of(cfg.env).lab_task]
+    )
+    by_group: dict[tuple[str, str], list[SeedSource]] = {}
+    for run, learner, cfg in runs:
+        family = family_of(cfg.env)
+        task = "" if family.lab_task else family.display_id(cfg.env)
+        by_group.setdefault((learner.name, task), []).append(SeedSource(str(run), int(cfg.seed)))
+    for (agent, task), sources in by_group.items():
+        check_group_seeds(agent + (f"@{task}" if task else ""), sources)
     collected: dict[str, dict[str, Any]] = {}
     for run, learner, cfg in runs:
         if "measured" in models and not learner.algo.measurable:
@@ -972,10 +1020,13 @@ def groups_from_learners(
                       "decomp": [], **row["group"]},
             )  # fmt: skip
             g["seeds"].append(int(cfg.seed))
+            g.setdefault("sources", []).append(SeedSource(str(run), int(cfg.seed), row["taus"]))
             g["responses"].append(row["mean"])
             for name in ("cue_axes", "cue_probs", "decomp", "cue_counts", "cue_units"):
                 if name in row:
                     g.setdefault(name, []).append(row[name])
+    for key, g in collected.items():
+        check_group_seeds(key, g["sources"])
     groups = []
     for key, g in collected.items():
         extra: dict[str, Any] = {}
@@ -1080,20 +1131,15 @@ def _lab_rows(
     run: Any, learner: Any, cfg: Any, models: Sequence[str], n_units: int
 ) -> dict[str, dict[str, Any]]:
     """One seed's responses to the variable-magnitude task's outcomes, per response model."""
-    from .agent_cells import _resolve_scale, lab_task, read_units, unit_responses
+    from .agent_cells import _resolve_scale, read_units, unit_responses
 
-    if "Magnitude" not in str(cfg.env.id):
-        raise ConfigError(
-            f"{run}: the detection study needs a variable-magnitude lab-task run or a run on "
-            f"a task that is not a lab task, not {cfg.env.id}"
-        )
-    task = lab_task(cfg)
+    task = _variable_magnitude_task(run, cfg)
     readout = read_units(learner, task.observation[None, :])[0]
     _enough_units(run, readout.values.size, n_units)
     group = {"axis": task.values, "magnitudes": task.magnitudes, "probs": task.probs, "task": ""}
     rows: dict[str, dict[str, Any]] = {}
     for model in models:
-        row: dict[str, Any] = {"group": group, "task": ""}
+        row: dict[str, Any] = {"group": group, "task": "", "taus": readout.taus}
         if model == "gradient":
             scale = _resolve_scale(readout, task.values, "auto")
             row["mean"], _ = unit_responses(readout, task.values, scale)
@@ -1104,6 +1150,28 @@ def _lab_rows(
             row["mean"] = row["decomp"]["measured"]
         rows[model] = row
     return rows
+
+
+def _variable_magnitude_task(run: Any, cfg: Any) -> Any:
+    """The run's lab task (:func:`agent.probes.agent_cells.lab_task`); the study's lab
+    protocol is the variable-magnitude task's."""
+    from .agent_cells import lab_task
+
+    if "Magnitude" not in str(cfg.env.id):
+        raise ConfigError(
+            f"{run}: the detection study needs a variable-magnitude lab-task run or a run on "
+            f"a task that is not a lab task, not {cfg.env.id}"
+        )
+    return lab_task(cfg)
+
+
+def _lab_source(run: Any, cfg: Any) -> LabTaskSource:
+    """What makes a lab-task run comparable with another: its task's outcomes, and the config
+    keys that set them (for the message when two differ)."""
+    task = _variable_magnitude_task(run, cfg)
+    config = {"env.id": str(cfg.env.id)}
+    config.update({f"env.kwargs.{k}": v for k, v in dict(cfg.env.kwargs).items()})
+    return LabTaskSource(str(run), task.values, task.magnitudes, task.probs, config)
 
 
 def _in_task_rows(
@@ -1130,6 +1198,7 @@ def _in_task_rows(
             "cue_axes": [o.values for o in outcomes],
             "cue_probs": [o.probs for o in outcomes],
             "cue_counts": (len(outcomes), found["cues_skipped"]),
+            "taus": outcomes[0].readout.taus,
         }
         if model == "gradient":
             row["cue_units"] = [units_against_returns(o) for o in outcomes]

@@ -22,7 +22,7 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..envs import family_of
 from ..store.checkpoint import STATE_FILE
-from ..store.population_root import population_members
+from ..store.population_root import missing_members, population_members
 from .agent_cells import probe_learner, summary_row
 
 #: the across-member statistics reported for every headline number
@@ -32,8 +32,17 @@ STAT_KEYS = ("median", "q25", "q75", "min", "max", "n")
 def member_dirs(run_dir: str | Path) -> list[Path]:
     """The member folders of a population run (``population.json``'s order:
     :func:`agent.store.population_root.population_members`), or ``run_dir`` itself when it is
-    a single run or one checkpoint folder (``RUN/checkpoints/<step>``)."""
+    a single run or one checkpoint folder (``RUN/checkpoints/<step>``). A population with a
+    listed member folder gone is refused (its members would be counted short); the members
+    that are there can be given one by one."""
     root = Path(run_dir)
+    gone = missing_members(root)
+    if gone:
+        raise ConfigError(
+            f"population '{run_dir}' lists member {gone[0]}, whose folder is missing"
+            + (f" (and {len(gone) - 1} more)" if len(gone) > 1 else "")
+            + "; give the members that are there one by one to use them without it"
+        )
     found = population_members(root)
     if found:
         return found

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.files import open_regular
+
 POPULATION_JSON = "population.json"
 SUMMARY_JSON = "summary.json"
 MEMBER_DIR = re.compile(r"^member_(\d+)_s(-?\d+)$")
@@ -24,27 +26,45 @@ MEMBER_DIR = re.compile(r"^member_(\d+)_s(-?\d+)$")
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        with open(path) as f:
+        # a FIFO in place of the file would block a plain open(): read regular files only
+        with open_regular(path) as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # UserError is a ValueError
         return None
     return data if isinstance(data, dict) else None
+
+
+def _listed_members(root: Path) -> list[str] | None:
+    """The member folder names ``population.json`` (or the root ``summary.json``) lists."""
+    for name in (POPULATION_JSON, SUMMARY_JSON):
+        listed = (_read(root / name) or {}).get("member_dirs")
+        if isinstance(listed, list) and listed and all(isinstance(d, str) for d in listed):
+            return [d for d in listed if Path(d).name == d]
+    return None
 
 
 def population_members(path: str | Path) -> list[Path]:
     """The member folders of a population root, in member order; [] for anything else.
 
     ``population.json`` (or the root ``summary.json``) names them; a population that was
-    stopped before writing either is recognised by its ``member_<k>_s<seed>`` folders."""
+    stopped before writing either is recognised by its ``member_<k>_s<seed>`` folders. A
+    listed member whose folder is gone is left out: :func:`missing_members` names those."""
     root = Path(path)
     if not root.is_dir():
         return []
-    for name in (POPULATION_JSON, SUMMARY_JSON):
-        listed = (_read(root / name) or {}).get("member_dirs")
-        if isinstance(listed, list) and listed and all(isinstance(d, str) for d in listed):
-            return [root / d for d in listed if Path(d).name == d and (root / d).is_dir()]
+    listed = _listed_members(root)
+    if listed is not None:
+        return [root / d for d in listed if (root / d).is_dir()]
     found = [p for p in root.iterdir() if p.is_dir() and MEMBER_DIR.match(p.name)]
     return sorted(found, key=lambda p: int(MEMBER_DIR.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def missing_members(path: str | Path) -> list[str]:
+    """The members a population root lists whose folders are gone (deleted or moved): tools
+    that count members refuse such a population rather than count the rest silently."""
+    root = Path(path)
+    listed = _listed_members(root) if root.is_dir() else None
+    return [d for d in listed or [] if not (root / d).is_dir()]
 
 
 def is_population_summary(summary: dict[str, Any]) -> bool:
