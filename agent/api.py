@@ -1,6 +1,6 @@
 """The Python API: open a trained agent, act with it, read its value units, evaluate it.
 
->>> from agent.api import load, evaluate          # doctest: +SKIP
+>>> from dopa_rl.api import load, evaluate        # doctest: +SKIP
 >>> agent = load("runs/…/RUN_DIR")                # a run dir or one checkpoint folder
 >>> agent.predict(obs)                            # one observation → an int action
 >>> agent.predict(batch_of_obs)                   # [B, *obs_shape] → int64 actions [B]
@@ -84,8 +84,12 @@ class Agent:
         )
 
     def seed(self, seed: int) -> None:
-        """Reseed the generator of ε draws."""
-        self.generator.manual_seed(seed)
+        """Reseed the generator of ε draws: an integer in [0, 2**31 - 1], like every seed of
+        this library (``check_seed``; -1 is refused, not wrapped around)."""
+        from .core.config import check_seed
+
+        check_seed(int(seed) if isinstance(seed, np.integer) else seed)
+        self.generator.manual_seed(int(seed))
 
     def _batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
         """``obs`` as a [B, *shape] tensor on the agent's device, and whether it was one."""
@@ -100,7 +104,17 @@ class Agent:
                 f"observation of shape {x.shape} fits neither one observation "
                 f"{self.observation_shape} nor a batch [B, *{self.observation_shape}]"
             )
-        return torch.as_tensor(x.astype(self.obs_dtype, copy=False), device=self.device), single
+        with np.errstate(over="ignore"):  # 1e300 as float32 is inf: refused just below
+            cast = x.astype(self.obs_dtype, copy=False)
+        for values in (x, cast):  # the network's action for NaN or inf would be meaningless
+            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+                bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+                kind = "" if values is x else f" as {self.obs_dtype}"
+                raise ConfigError(
+                    f"observation holds {bad} NaN or infinite value(s){kind} of {values.size}; "
+                    "the agent acts only on finite observations"
+                )
+        return torch.as_tensor(cast, device=self.device), single
 
     def predict(self, obs: Any, epsilon: float = 0.0) -> Any:
         """The action for one observation (an ``int``) or for a batch (an int64 array [B])."""

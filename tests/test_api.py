@@ -106,6 +106,9 @@ def test_enjoy_writes_a_video_in_the_current_folder(trained: Path, tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     video = tmp_path / f"enjoy_{trained.name}_ep0.mp4"
     assert video.stat().st_size > 0 and str(video) in proc.stdout
+    # headless, the episode's return is printed too (a CartPole return: 1 per step, >= 8)
+    shown = re.search(r"episode 0: return (\d+\.\d\d), wrote", proc.stdout)
+    assert shown and float(shown.group(1)) >= 8, proc.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "dopa_rl.cli.enjoy", str(tmp_path / "nothing")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
@@ -142,3 +145,47 @@ def test_the_api_works_beside_a_users_own_agent(trained: Path, tmp_path: Path, s
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() in ("0", "1")
+
+
+def test_predict_refuses_nan_and_inf_observations(trained: Path) -> None:
+    """A NaN or inf observation used to give action 0; the agent now refuses it by name."""
+    agent = load(trained)
+    good = np.array([0.01, -0.02, 0.03, 0.04], dtype=np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        obs = good.copy()
+        obs[2] = bad
+        with pytest.raises(ConfigError, match="1 NaN or infinite value"):
+            agent.predict(obs)
+        with pytest.raises(ConfigError, match="NaN or infinite"):
+            agent.predict(np.stack([good, obs]))
+        with pytest.raises(ConfigError, match="NaN or infinite"):
+            agent.units(obs)
+    huge = good.astype(np.float64)
+    huge[0] = 1e300  # finite as float64, inf as the network's float32
+    with pytest.raises(ConfigError, match="as float32"):
+        agent.predict(huge)
+    assert agent.predict(good) in (0, 1)
+
+
+def test_seed_takes_only_the_seeds_every_entry_point_takes(trained: Path) -> None:
+    agent = load(trained)
+    for bad in (-1, 2**31, 1.5, "3"):
+        with pytest.raises(ConfigError, match=r"seed must be an integer in \[0, 2147483647\]"):
+            agent.seed(bad)  # type: ignore[arg-type]
+    obs = np.zeros((64, 4), dtype=np.float32)
+    agent.seed(np.int64(7))
+    first = agent.predict(obs, epsilon=1.0)
+    agent.seed(7)
+    assert np.array_equal(agent.predict(obs, epsilon=1.0), first)  # same seed, same draws
+
+
+def test_evaluate_names_episodes_when_it_is_not_a_positive_integer(
+    trained: Path, tmp_path: Path
+) -> None:
+    """``episodes=1.5`` used to reach the env's constructor and blame the env's kwargs."""
+    for episodes in (1.5, 0, -2, True, "3"):
+        with pytest.raises(ConfigError, match="episodes must be a positive integer"):
+            evaluate(trained, episodes=episodes, out=tmp_path, device="cpu")  # type: ignore[arg-type]
+    assert not (tmp_path / "eval.json").exists()
+    result = evaluate(trained, episodes=np.int64(1), out=tmp_path, device="cpu")  # type: ignore[arg-type]
+    assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == result["episodes"] == 1

@@ -265,3 +265,121 @@ def test_aggregate_skips_a_run_with_a_nan_or_string_score(tmp_path):
     result = json.loads(out.read_text())
     assert result["used_runs"] == 2 and len(result["skipped"]) == 2
     assert result["raw_returns"]["CartPole-v1"]["qrdqn"]["returns"] == [100.0, 120.0]
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 34 (minor) and issue 38 (item 4): one line for bad outputs, suggestions that finish the
+# sentence
+# ----------------------------------------------------------------------------------------------
+
+
+def without_dac_override(cmd: list[str]) -> list[str]:
+    """Root writes anywhere: a read-only folder is read-only to it only without this capability."""
+    if os.getuid() != 0:
+        return cmd
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and no setpriv to drop CAP_DAC_OVERRIDE")
+    return [setpriv, "--bounding-set=-dac_override", *cmd]
+
+
+def module_cli(module: str, *args: str, cwd=ROOT, read_only: bool = False):
+    cmd = [sys.executable, "-m", f"dopa_rl.cli.{module}", *args]
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    cmd = without_dac_override(cmd) if read_only else cmd
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("arg", "suggested"),
+    [
+        ("learning_rate=1e-3", "did you mean agent.lr"),  # SB3's name
+        ("agent.lerning_rate=1e-3", "did you mean agent.lr"),  # a typo of it, in a group
+        ("gamma=0.9", "did you mean agent.gamma"),  # the right name in another group
+    ],
+)
+def test_train_suggests_our_key_for_other_libraries_names(tmp_path, arg, suggested):
+    proc = cli("train.py", arg, f"hydra.run.dir={tmp_path / 'r'}")
+    assert_exit_2_one_line(proc, f"unknown config key '{arg.partition('=')[0]}'", suggested)
+    assert not (tmp_path / "r").exists()
+
+
+def test_close_keys_across_groups_and_libraries():
+    from dopa_rl.cli.common import _schema_keys, close_keys, run_schema
+
+    keys, _ = _schema_keys(run_schema(["train.py", "agent=qrdqn", "env=cartpole"]))
+    expected = {
+        "lr": "agent.lr",
+        "train.lr": "agent.lr",
+        "learning_rate": "agent.lr",
+        "agent.learning_rate": "agent.lr",
+        "buffer_size": "agent.replay_size",
+        "n_steps": "agent.n_step",
+        "agent.n_steps": "agent.n_step",
+        "total_timesteps": "train.total_env_steps",
+        "n_envs": "env.num_envs",
+        "tau": "agent.target_tau",
+        "batch_size": "agent.batch_size",
+        "seeds": "seed",
+    }
+    for typed, meant in expected.items():
+        assert close_keys(typed, keys)[0] == meant, (typed, close_keys(typed, keys))
+    assert close_keys("zzzz", keys) == []
+    assert "agent" not in close_keys("agent.lrr", keys)  # a group is not a key to set
+    # another library's name is suggested only where the schema has our key (dopa-evaluate's)
+    assert close_keys("learning_rate", {"checkpoint", "episodes", "seed"}) == []
+
+
+def test_probe_suggests_one_key_instead_of_listing_thirty(tmp_path):
+    proc = cli("probe.py", "data=dabney2020", "split=5", f"out={tmp_path}")
+    assert_exit_2_one_line(proc, "unknown key 'split'", "did you mean splits")
+    assert "parallel" not in proc.stderr  # not the list of every key
+
+
+def test_probe_refuses_a_read_only_run_dir_before_the_analysis(trained_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    copy.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            without_dac_override([sys.executable, str(ROOT / "scripts" / "probe.py"),
+                                  f"checkpoint={copy}"]),
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        copy.chmod(0o755)
+    assert_exit_2_one_line(proc, "cannot write the probe's output", str(copy), "out=DIR")
+    assert not (copy / "probe.json").exists()
+    assert "in-task" not in proc.stdout  # refused before the analysis, not after it
+
+
+def test_checkpoint_error_for_a_folder_of_runs_names_checkpoints_latest(trained_run, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run, runs / "run_a")
+    proc = cli("evaluate.py", f"checkpoint={runs}")
+    assert_exit_2_one_line(proc, f"{runs / 'checkpoints' / 'latest'}", "1 run dir(s) (run_a)")
+
+
+@pytest.mark.parametrize("case", ["text_file", "folder", "file_child", "read_only"])
+def test_enjoy_out_that_cannot_hold_a_video_is_one_line(trained_run, tmp_path, case):
+    pytest.importorskip("moviepy")
+    (tmp_path / "notes.txt").write_text("keep me")
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "locked").mkdir(mode=0o555)
+    out = {
+        "text_file": tmp_path / "notes.txt",
+        "folder": tmp_path / "folder.mp4",
+        "file_child": tmp_path / "notes.txt" / "v.mp4",
+        "read_only": tmp_path / "locked" / "v.mp4",
+    }[case]
+    proc = module_cli("enjoy", str(trained_run), f"out={out}", cwd=tmp_path,
+                      read_only=case == "read_only")  # fmt: skip
+    assert_exit_2_one_line(proc, str(out) if case != "read_only" else "not writable")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert not any((tmp_path / "locked").iterdir()) and not any((tmp_path / "folder.mp4").iterdir())
+
+
+def test_demo_refuses_an_empty_out(tmp_path):
+    proc = module_cli("demo", "out=", cwd=tmp_path)
+    assert_exit_2_one_line(proc, "out= is empty")
+    assert not any(tmp_path.iterdir())  # nothing written into the current folder

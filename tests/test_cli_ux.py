@@ -92,3 +92,39 @@ def test_lunarlander_without_box2d_is_one_line(tmp_path: Path) -> None:
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "dopa-rl[box2d]" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_train_help_says_how_sweeps_run() -> None:
+    """Issue 38: -m runs its jobs one after another here; in parallel only with a launcher, and
+    every launcher named is one conf/hydra/launcher/ configures."""
+    from dopa_rl.cli.help import train_help
+
+    text = train_help("dopa-train", [])
+    sweeps = text.split("sweeps (-m", 1)[1].split("\n\n", 1)[0]
+    assert "one after another" in sweeps
+    named = set(re.findall(r"hydra/launcher=(\w+)", sweeps))
+    configured = {p.stem for p in (ROOT / "conf" / "hydra" / "launcher").glob("*.yaml")}
+    assert named and named <= configured, (named, configured)
+
+
+def test_performance_profile_calls_its_threshold_a_score_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 38: τ is the probes' asymmetry; the profile's axis is a score threshold."""
+    import matplotlib.figure
+    from dopa_rl.results.aggregate import performance_profiles
+
+    labels: list[str] = []
+
+    def keep_labels(fig: matplotlib.figure.Figure, *args: object, **kwargs: object) -> None:
+        for ax in fig.axes:
+            labels.extend([ax.get_xlabel(), ax.get_ylabel()])
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep_labels)
+    result = {
+        "atari_hns": {},
+        "raw_returns": {"CartPole-v1": {"qrdqn": {"returns": [100.0, 200.0, 300.0]}}},
+    }
+    performance_profiles(result, tmp_path / "profiles.png")
+    assert labels and all("τ" not in label for label in labels), labels
+    assert any("threshold" in label for label in labels)

@@ -40,6 +40,12 @@ def main(argv: list[str]) -> int:
         seed = int(opts["seed"])
     except ValueError:
         raise ConfigError(f"seed must be an integer, got '{opts['seed']}'") from None
+    if not opts["out"].strip():
+        raise ConfigError("out= is empty (it would write into the current folder); give "
+                          "out=DIR, or leave it out for runs/demo")  # fmt: skip
+    problem = _cli.unwritable(Path(opts["out"]))
+    if problem:  # before minutes of training
+        raise ConfigError(f"cannot write the demo's output to out={opts['out']}: {problem}")
     from ..probes.detection_report import headline_lines
     from ..probes.noise import recorded_noise
     from ..probes.population import member_dirs

@@ -8,8 +8,9 @@ folder asks for one member. The agent acts greedily (``epsilon``: its ``agent.ep
 given). ``window=true`` shows the episodes in a window (a gymnasium control env and a display
 are needed); ``window=auto`` (the default) does so when ``DISPLAY`` or ``WAYLAND_DISPLAY`` is
 set, and otherwise writes each episode to a video in the current folder,
-``enjoy_<run>_ep<i>.mp4`` (``out=FILE.mp4`` names it; the video extra). Prints each episode's
-return (window) or video file.
+``enjoy_<run>_ep<i>.mp4`` (``out=FILE.mp4`` names it, ``FILE_ep<i>.mp4`` for several episodes;
+the video extra). Prints each episode's return (and its video file). An ``out=`` that is not an
+.mp4 file in a writable folder is refused before the agent plays.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from .common import one_line_errors, wants_help
+from ..core.files import is_regular
+from .common import did_you_mean, one_line_errors, unwritable, wants_help
 
 KEYS = {"episodes": int, "window": str, "out": str, "seed": int, "epsilon": float, "device": str}
 
@@ -39,7 +41,10 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             args["run"] = value
             continue
         if key not in KEYS:
-            raise ConfigError(f"unknown key '{key}'; expected RUN_DIR and {', '.join(KEYS)}")
+            raise ConfigError(
+                f"unknown key '{key}'{did_you_mean(key, KEYS)}; expected RUN_DIR and "
+                f"{', '.join(KEYS)}"
+            )
         try:
             args[key] = KEYS[key](value)
         except ValueError:
@@ -94,7 +99,6 @@ def run(argv: list[str]) -> int:
     from ..learn.evaluate import VideoUnsupported, record_video
 
     agent = load(args["run"], device=args["device"])
-    configure_torch_threads(0)
     epsilon = agent.config.agent.eps_eval if args.get("epsilon") is None else args["epsilon"]
     if not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"epsilon must be in [0, 1], got {epsilon}")
@@ -102,27 +106,47 @@ def run(argv: list[str]) -> int:
     from ..envs import family_of
 
     window = window and (args["window"] == "true" or family_of(agent.config.env).window)
+    run_name = Path(args["run"]).resolve().name
+    if run_name.isdigit():  # a checkpoint folder: name the video after its run
+        run_name = Path(args["run"]).resolve().parent.parent.name
+    paths = [] if window else video_paths(args.get("out"), run_name, args["episodes"])
+    configure_torch_threads(0)  # after every check: its load note never precedes an error line
     if window:
         for i, ret in enumerate(play_in_window(agent, args["episodes"], args["seed"], epsilon)):
             print(f"episode {i}: return {ret:.2f}")
         return 0
-    run_name = Path(args["run"]).resolve().name
-    if run_name.isdigit():  # a checkpoint folder: name the video after its run
-        run_name = Path(args["run"]).resolve().parent.parent.name
-    for i in range(args["episodes"]):
-        if args.get("out") and args["episodes"] == 1:
-            path = Path(args["out"])
-        elif args.get("out"):
-            path = Path(args["out"]).with_name(f"{Path(args['out']).stem}_ep{i}.mp4")
-        else:
-            path = Path.cwd() / f"enjoy_{run_name}_ep{i}.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(paths):
         try:
-            record_video(agent.learner, agent.config, path, epsilon, args["seed"] + i)
+            video = record_video(agent.learner, agent.config, path, epsilon, args["seed"] + i)
         except VideoUnsupported as err:  # the lab tasks cannot render
             raise ConfigError(f"cannot show this agent: {err}") from None
-        print(f"episode {i}: wrote {path}")
+        print(f"episode {i}: return {video.episode_return:.2f}, wrote {path}")
     return 0
+
+
+def video_paths(out: str | None, run_name: str, episodes: int) -> list[Path]:
+    """Each episode's video file: ``out`` (an .mp4 file; ``<stem>_ep<i>.mp4`` beside it for
+    several episodes), else ``enjoy_<run>_ep<i>.mp4`` in the current folder. Checked before the
+    agent plays, so a folder, a text file, a file's child or a read-only place in ``out=`` is
+    one error line, and nothing but an .mp4 is ever overwritten."""
+    if out is None:
+        paths = [Path.cwd() / f"enjoy_{run_name}_ep{i}.mp4" for i in range(episodes)]
+    else:
+        given = Path(out)
+        if given.suffix.lower() != ".mp4" or given.is_dir():
+            raise ConfigError(f"out={out} must name an .mp4 file (the video), not a folder or "
+                              "another kind of file")  # fmt: skip
+        paths = [given] if episodes == 1 else [
+            given.with_name(f"{given.stem}_ep{i}{given.suffix}") for i in range(episodes)
+        ]  # fmt: skip
+    for path in paths:
+        if path.exists() and not is_regular(path):
+            raise ConfigError(f"cannot write the video to '{path}': it is not a regular file")
+    problem = unwritable(paths[0].parent)
+    if problem:
+        raise ConfigError(f"cannot write the video to '{paths[0]}': {problem}")
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:

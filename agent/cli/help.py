@@ -102,6 +102,15 @@ def train_help(prog: str, overrides: list[str]) -> str:
     for group in GROUPS:
         out.append(f"  {group}=  one of: {', '.join(group_options(group))}")
     out.append("  hydra/launcher=  local (submitit, this machine) | slurm")
+    out += [
+        "",
+        "sweeps (-m, a multirun: one job per combination, e.g. -m agent=qrdqn,erdqn seed=1,2,3):",
+        "  by default the jobs run one after another in this process (Hydra's basic launcher);",
+        "  hydra/launcher=local runs them side by side, each in its own process on this machine",
+        "  (submitit's local executor); hydra/launcher=slurm submits them as a SLURM job array",
+        "  (both need the slurm extra). A population, train.population=S, trains S seeds in one",
+        "  process instead. Each job's run dir is multirun/<date>/<time>/<job>/.",
+    ]
     out += ["", "run:"]
     out += describe(config.Config, cfg, "")
     sections = [

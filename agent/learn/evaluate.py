@@ -7,6 +7,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,10 @@ def evaluate(
 
     ``video=true`` on an env that cannot render (the lab tasks) still writes ``eval.json`` and
     says so in one warning line; the result's ``video`` is then null."""
-    if episodes <= 0:
-        raise ConfigError(f"episodes must be a positive integer, got {episodes}")
+    # an int, not 1.5 (which would reach the env's constructor and blame its kwargs)
+    if isinstance(episodes, bool) or not isinstance(episodes, int | np.integer) or episodes <= 0:
+        raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
+    episodes = int(episodes)  # numpy's integers are welcome; eval.json holds a plain int
     if epsilon is not None and not (math.isfinite(epsilon) and 0.0 <= epsilon <= 1.0):
         raise ConfigError(f"epsilon must be in [0, 1], got {epsilon}")
     if seed is not None:
@@ -180,7 +183,7 @@ def evaluate(
         with open(eval_json, "w") as f:  # the episodes ran: keep their scores whatever happens
             json.dump(result, f, indent=1)
         try:
-            result["video"] = str(record_video(learner, cfg, out_dir / "video.mp4", eps, seed))
+            result["video"] = str(record_video(learner, cfg, out_dir / "video.mp4", eps, seed).path)
         except VideoUnsupported as err:  # the CLI says so in one line
             result["video_unsupported"] = str(err)
     with open(eval_json, "w") as f:
@@ -204,7 +207,17 @@ class VideoUnsupported(Exception):
     """The env cannot render frames (e.g. the lab tasks have no render mode)."""
 
 
-def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: int) -> Path:
+@dataclass(frozen=True)
+class RecordedEpisode:
+    """One episode written to a video: where, and the episode's return (unclipped)."""
+
+    path: Path
+    episode_return: float
+
+
+def record_video(
+    learner: Learner, cfg: Any, path: Path, epsilon: float, seed: int
+) -> RecordedEpisode:
     """One episode rendered to an mp4 (needs the `video` extra: moviepy)."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame rendering
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -229,6 +242,7 @@ def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: i
         action = learner.act(torch.as_tensor(obs, device=learner.device), epsilon)
         step = env.step(action.cpu().numpy())
         if step.episode_returns:
+            episode_return = float(step.episode_returns[0])
             break
         frames.append(env.render_frame())
         obs = step.obs
@@ -237,4 +251,4 @@ def record_video(learner: Learner, cfg: Any, path: Path, epsilon: float, seed: i
     if not frames:
         raise VideoUnsupported(f"env '{family.display_id(cfg.env)}' rendered no frames")
     ImageSequenceClip(frames, fps=family.video_fps(cfg.env)).write_videofile(str(path), logger=None)
-    return path
+    return RecordedEpisode(path, episode_return)

@@ -378,8 +378,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def performance_profiles(result: dict[str, Any], path: Path, points: int = 101) -> None:
     """Performance profiles (Agarwal et al. 2021): the fraction of runs (× games on Atari)
-    whose final score exceeds τ, against τ, one line per algo; a panel per env and one for
-    Atari HNS. No band: each curve is over all runs of its algo."""
+    whose final score exceeds a threshold, against that threshold (rliable calls it τ; here τ
+    is the probes' asymmetry, so the figure says "score threshold"), one line per algo; a panel
+    per env and one for Atari HNS. No band: each curve is over all runs of its algo."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -391,23 +392,25 @@ def performance_profiles(result: dict[str, Any], path: Path, points: int = 101) 
             a: 100.0 * np.concatenate([g["hns"] for g in st["per_game"].values()])
             for a, st in result["atari_hns"].items()
         }
-        panels.append(("Atari", hns, "human-normalised score τ (%)"))
+        panels.append(("Atari", hns, "score threshold: human-normalised score (%)"))
     for env, by_algo in result["raw_returns"].items():
         returns = {a: np.asarray(st["returns"], dtype=float) for a, st in by_algo.items()}
-        panels.append((env, returns, "final eval return τ (episode return)"))
+        panels.append((env, returns, "score threshold: final eval return"))
     names = sorted({a for _, scores, _ in panels for a in scores})
     colours = {a: f"C{i % 10}" for i, a in enumerate(names)}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (title, scores, xlabel) in zip(axes[0], panels, strict=True):
         values = np.concatenate(list(scores.values()))
         pad = 0.05 * (values.max() - values.min() or 1.0)
-        taus = np.linspace(values.min() - pad, values.max() + pad, points)
+        thresholds = np.linspace(values.min() - pad, values.max() + pad, points)
         for algo, v in scores.items():
-            frac = (v[:, None] > taus[None, :]).mean(axis=0)
-            ax.step(taus, frac, where="post", color=colours[algo], label=f"{algo} ({v.size} runs)")
+            frac = (v[:, None] > thresholds[None, :]).mean(axis=0)
+            ax.step(
+                thresholds, frac, where="post", color=colours[algo], label=f"{algo} ({v.size} runs)"
+            )
         ax.set_title(f"{title}: performance profile", fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel("fraction of runs with score > τ", fontsize=8)
+        ax.set_ylabel("fraction of runs with score > threshold", fontsize=8)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -18,6 +18,7 @@ atomically only after that, and old folders are pruned last. A crash at any poin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -262,8 +263,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if isinstance(name, str) and (root / name).is_dir():
         return root / name
     if name is None:
+        # a run dir's `latest` is under checkpoints/ (a folder of runs has none of its own)
+        expected = root / LATEST if root.name == "checkpoints" else p / "checkpoints" / LATEST
         problem = CheckpointError(
-            f"no checkpoint in '{path}' (expected {root / LATEST}){members_hint(p)}"
+            f"no checkpoint in '{path}' (expected {expected}){members_hint(p) or _runs_hint(p)}"
         )
     elif isinstance(name, str):
         problem = CheckpointError(f"'{root / LATEST}' names '{name}', which does not exist")
@@ -277,6 +280,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise problem
     log.warning("%s; using the newest complete checkpoint %s instead", problem, fallback)
     return fallback
+
+
+def _runs_hint(folder: Path, limit: int = 4, scan: int = 10_000) -> str:
+    """A sentence naming the run dirs a folder of runs holds, for error messages ('' if none).
+    Looks at most ``scan`` entries: a folder of runs may be large."""
+    try:
+        entries = list(itertools.islice(folder.iterdir(), scan))
+    except OSError:  # unreadable: the message goes without the hint
+        return ""
+    runs = sorted(entry.name for entry in entries if (entry / "checkpoints").is_dir())
+    if not runs:
+        return ""
+    shown = ", ".join(runs[:limit]) + (", …" if len(runs) > limit else "")
+    return f"; it holds {len(runs)} run dir(s) ({shown}): give one of them"
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
