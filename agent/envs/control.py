@@ -366,9 +366,14 @@ def _check_encoding(current: Any, enc: Any, path: str) -> None:
             np.asarray(enc["a"], dtype=dtype).reshape(shape)
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{path} is not a valid array") from None
-        if dtype != current.dtype or shape != list(current.shape):
+        # the same kind of number, at any width: a stepped env may hold float64 where a fresh
+        # one holds float32 (Acrobot's state after its first integration step); it is
+        # restored with the width it was saved with
+        if dtype.kind != current.dtype.kind or shape != list(current.shape):
+            kind = {"b": "boolean", "i": "integer", "u": "unsigned", "f": "float"}
             raise ValueError(
-                f"{path} must be a {current.dtype} array of shape {list(current.shape)}"
+                f"{path} must be a {kind.get(current.dtype.kind, str(current.dtype))} array of "
+                f"shape {list(current.shape)}"
             )
     elif kind == "l":
         items = enc["l"]
