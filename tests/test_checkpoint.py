@@ -87,8 +87,10 @@ def test_failed_write_leaves_latest_on_the_previous_checkpoint(tmp_path, monkeyp
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt, "save_file", broken_save_file)
-    with pytest.raises(OSError):
+    # one line (the CLI's error:), naming what is kept; the partial folder is removed
+    with pytest.raises(CheckpointError, match="could not write checkpoint 2 .*disk full.*kept: 1"):
         _small_save(tmp_path, 2, 2.0)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1", "latest"]
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "1"
     tensors, _, folder = ckpt.load_checkpoint(tmp_path)
     assert folder.name == "1" and tensors["model"]["w"][0, 0].item() == 1.0

@@ -19,6 +19,8 @@ def test_videos_every_n_env_steps(tmp_path: Path) -> None:
     assert all((tmp_path / "videos" / v).stat().st_size > 0 for v in videos)
 
 
-def test_negative_period_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="video_every_env_steps must be >= 0"):
-        run(make_cfg("train.video_every_env_steps=-1", *TINY), tmp_path)
+@pytest.mark.parametrize("every", [-1, 1, 99])
+def test_negative_or_too_short_period_is_refused(tmp_path: Path, every: int) -> None:
+    with pytest.raises(ConfigError, match="video_every_env_steps must be 0 .* or at least 100"):
+        run(make_cfg(f"train.video_every_env_steps={every}", *TINY), tmp_path)
+    assert not (tmp_path / "videos").exists()

@@ -84,7 +84,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..store.population_root import population_members
-from .common import did_you_mean, one_line_errors, unwritable, wants_help
+from .common import one_line_errors, wants_help
 
 KEYS = {
     "checkpoint": str,
@@ -123,8 +123,26 @@ POPULATION_KEYS = ("population", "baseline", "out", "trials", "noise", "splits",
 IN_TASK = ("cues", "cue_at", "episodes", "rollouts", "rollout_eps", "horizon", "bins",
            "protocol", "parallel")  # fmt: skip
 #: split halves and visited states: a few hundred settle the medians (probe.splits defaults
-#: to 100); 10**8 splits hung for hours or ran out of memory
-MAX_COUNTS = {"splits": 100_000, "states": 1_000_000}
+#: to 100); 10**8 splits hung for hours or ran out of memory. The study's draws (50; 5 ms
+#: each: 10**7 would run 14 h, 10**9 allocated 7.45 GiB), its units (40) and cues (6); the
+#: in-task protocol's evaluation episodes (3), cues (8), rollouts per cue (215: 10**10 tried
+#: 74.5 GiB), rollout horizon (at most 5,000 by default), envs stepped together (16: 3e6 grew
+#: until the machine ran out) and outcome bins (7). What they allocate together is estimated
+#: against the memory there is before the rollouts (agent.probes.in_task.check_memory).
+MAX_COUNTS = {
+    "splits": 100_000,
+    "states": 1_000_000,
+    "draws": 10_000,
+    "units": 1 << 16,
+    "cues": 1_000,
+    "episodes": 1_000,
+    "rollouts": 100_000,
+    "horizon": 100_000,
+    "parallel": 1_024,
+    "bins": 1_000,
+}
+#: env steps the rollouts may take at most (cues x rollouts x horizon): hours on any machine
+MAX_ROLLOUT_STEPS = 10**9
 MAX_SEED = 2**32 - 1  # numpy's seeds
 CHOICES = {
     "response": ("gradient", "measured"),
@@ -141,13 +159,9 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep:
+        if not sep or key not in KEYS:
             raise ConfigError(
-                f"unexpected argument '{arg}'; expected key=value (dopa-probe --help: the keys)"
-            )
-        if key not in KEYS:
-            raise ConfigError(
-                f"unknown key '{key}'{did_you_mean(key, KEYS)}; dopa-probe --help lists the keys"
+                f"unexpected argument '{arg}'; expected key=value with key one of {', '.join(KEYS)}"
             )
         try:
             args[key] = KEYS[key](value)
@@ -162,6 +176,12 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     # every mode (checkpoint, data, sweep, study)
     if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
+    if "out" in args:
+        from .common import unwritable
+
+        problem = unwritable(Path(args["out"]))
+        if problem:  # checked before the analysis, which may take minutes
+            raise ConfigError(f"cannot write in out={args['out']}: {problem}")
     if "data" in args and "response" in args:
         raise ConfigError("response= chooses how agent units respond; it needs checkpoint=")
     if "study" in args:
@@ -170,9 +190,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             raise ConfigError(
                 f"study= takes draws, units, responses, decode, out, seed and cues, not {extra[0]}"
             )
-        for key in ("draws", "units", "cues"):
-            if key in args and args[key] < 1:
-                raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+        _check_counts(args, ("draws", "units", "cues"))
         return args
     if any(k in args for k in ("draws", "units", "responses", "decode")):
         raise ConfigError("draws=, units=, responses= and decode= belong to study=")
@@ -199,20 +217,22 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     if "data" in args and any(k in args for k in IN_TASK + ("states",)):
         raise ConfigError(f"{', '.join(k for k in IN_TASK if k in args) or 'states'}= probe an "
                           "agent in its task; they need checkpoint=")  # fmt: skip
-    for key in ("cues", "episodes", "rollouts", "horizon", "parallel"):
-        if key in args and args[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+    _check_counts(args, ("cues", "episodes", "rollouts", "horizon", "parallel"))
+    steps = args.get("cues", 8) * args.get("rollouts", 215) * args.get("horizon", 5_000)
+    if steps > MAX_ROLLOUT_STEPS:
+        raise ConfigError(
+            f"cues x rollouts x horizon = {steps:.3g} env steps of rollouts at most, over the "
+            f"{MAX_ROLLOUT_STEPS:.0e} this probe allows (hours on any machine); make them smaller"
+        )
     if "rollout_eps" in args and not 0.0 <= args["rollout_eps"] <= 1.0:
         raise ConfigError(f"rollout_eps must be in [0, 1], got {args['rollout_eps']}")
-    if "bins" in args and args["bins"] < 3:
-        raise ConfigError(f"bins must be an integer >= 3, got {args['bins']}")
+    if "bins" in args and not 3 <= args["bins"] <= MAX_COUNTS["bins"]:
+        raise ConfigError(
+            f"bins must be an integer in [3, {MAX_COUNTS['bins']}], got {args['bins']}"
+        )
     if "cue_at" in args:
         args["cue_at"] = _cue_list(args["cue_at"])
-    for key in ("splits", "states"):
-        if key in args and not 1 <= args[key] <= MAX_COUNTS[key]:
-            raise ConfigError(
-                f"{key} must be an integer in [1, {MAX_COUNTS[key]}], got {args[key]}"
-            )
+    _check_counts(args, ("splits", "states"))
     if "trials" in args:
         args["trials"] = parse_trials(args["trials"])
     if "noise" in args:
@@ -228,29 +248,13 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     return args
 
 
-def output_folder(args: dict[str, Any]) -> Path:
-    """Where this probe writes: ``out=``, else its mode's default (the run dir for
-    ``checkpoint=``, the population's folder, ``./detection_study``, ``./noise_sweep``,
-    ``./<data>_probe``). Checked before the analysis, which may take minutes, so a read-only
-    run dir is refused in one line up front instead of failing after the work is done."""
-    from ..probes.report import default_out
-    from ..store.checkpoint import resolve_checkpoint
-
-    if "out" in args or "data" in args:
-        out = default_out(args, None)
-    elif "study" in args:
-        out = Path("detection_study")
-    elif "sweep" in args:
-        out = Path("noise_sweep")
-    elif "population" in args:
-        out = Path(args["population"])
-    else:
-        out = default_out(args, resolve_checkpoint(args["checkpoint"]).parent.parent)
-    problem = unwritable(out)
-    if problem:
-        given = f"out={args['out']}" if "out" in args else f"the default out='{out}'"
-        raise ConfigError(f"cannot write the probe's output to {given}: {problem}; give out=DIR")
-    return out
+def _check_counts(args: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Each of ``keys`` given is an integer in [1, MAX_COUNTS[key]] (ConfigError, one line)."""
+    for key in keys:
+        if key in args and not 1 <= args[key] <= MAX_COUNTS[key]:
+            raise ConfigError(
+                f"{key} must be an integer in [1, {MAX_COUNTS[key]}], got {args[key]}"
+            )
 
 
 def _cue_list(text: str) -> list[tuple[int, int]]:
@@ -283,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 def _probe(argv: list[str]) -> int:
     args = parse_args(argv)
     from ..probes.report import (
+        default_out,
         headline,
         probe_checkpoint,
         probe_data,
@@ -290,12 +295,12 @@ def _probe(argv: list[str]) -> int:
         write_report,
     )
 
-    out = output_folder(args)
     if "study" in args:
-        return _study(args, argv, out)
+        return _study(args, argv)
     if "sweep" in args:
         from ..results.study import full_sweep
 
+        out = args.get("out", "noise_sweep")
         content = full_sweep([r for r in args["sweep"].split(",") if r], out,
                              seed=args.get("seed", 0))  # fmt: skip
         recorded = content["recorded_noise"]["noise_ratio_median"]
@@ -316,7 +321,7 @@ def _probe(argv: list[str]) -> int:
         print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
         return 0
     if "population" in args:
-        return _probe_population(args, out)
+        return _probe_population(args)
     slope = args.get("slope", "linear")
     from tqdm import tqdm
 
@@ -327,6 +332,7 @@ def _probe(argv: list[str]) -> int:
         result = probe_data(
             args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0), slope=slope
         )
+        run_dir = None
     else:
         from ..core.device import resolve_device
         from ..core.threads import configure_torch_threads
@@ -347,9 +353,10 @@ def _probe(argv: list[str]) -> int:
                 ("cue_list" if k == "cue_at" else k): args[k] for k in IN_TASK if k in args
             },
         }
-        result, _ = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
+        result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
     stages.update()
     stages.set_postfix_str("figures")
+    out = default_out(args, run_dir)
     paths = write_report(result, out)
     stages.update()
     stages.close()
@@ -374,14 +381,14 @@ def _probe(argv: list[str]) -> int:
     return 0
 
 
-def _probe_population(args: dict[str, Any], out: Path) -> int:
+def _probe_population(args: dict[str, Any]) -> int:
     from ..core.device import resolve_device
     from ..probes.population import probe_population
 
     summary = probe_population(
         args["population"],
         args.get("baseline"),
-        out=out,
+        out=args.get("out"),
         device=str(resolve_device(args.get("device", "cpu"))),
         trials=args.get("trials"),
         response_noise=args.get("noise"),
@@ -403,18 +410,21 @@ def _probe_population(args: dict[str, Any], out: Path) -> int:
             f"  {key:24s} {shown(s['median'])} [{shown(s['q25'])}, {shown(s['q75'])}] "
             f"({shown(s['min'])}..{shown(s['max'])})"
         )
+    out = args.get("out") or args["population"]
     print(f"wrote population_probe.json and population_probe.png in {out}")
     return 0
 
 
-def _study(args: dict[str, Any], argv: list[str], out: Path) -> int:
+def _study(args: dict[str, Any], argv: list[str]) -> int:
     import json
+    from pathlib import Path
 
     from ..core.threads import configure_torch_threads
     from ..probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
     from ..probes.detection_report import headline_lines, write_detection
 
     configure_torch_threads()
+    out = Path(args.get("out", "detection_study"))
     runs = expand_runs(args["study"])
     models = [m for m in args.get("responses", "gradient,measured").split(",") if m]
     n_units = args.get("units", N_UNITS)

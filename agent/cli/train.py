@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -94,10 +95,21 @@ def main() -> None:
     check_run_dir_override(sys.argv)
     check_default_run_dir(sys.argv)
     sys.argv = add_env_kwargs(sys.argv)
+    _check_run_files_before_hydra(explicit_run_dir(sys.argv))
     global _CHECKED_BEFORE_HYDRA
     _CHECKED_BEFORE_HYDRA = check_before_hydra(sys.argv)
     with KeepHydraRecord(explicit_run_dir(sys.argv)):
         _hydra_main()
+
+
+@one_line_errors
+def _check_run_files_before_hydra(run_dir: Path | None) -> None:
+    """Hydra opens ``train.log`` for appending before the trainer runs: a FIFO there would
+    block it (SIGTERM deferred), so the run files of an explicit run dir are checked first."""
+    if run_dir is not None and run_dir.is_dir():
+        from ..loop.logging import check_run_files
+
+        check_run_files(run_dir)
 
 
 def add_env_kwargs(argv: list[str]) -> list[str]:

@@ -215,9 +215,20 @@ def validate(cfg: Config | DictConfig) -> None:
             raise ConfigError(f"{key} must be a positive integer, got {value}")
     if a.learning_starts < 0:
         raise ConfigError(f"agent.learning_starts must be >= 0, got {a.learning_starts}")
-    if t.video_every_env_steps < 0:
-        every = t.video_every_env_steps
-        raise ConfigError(f"train.video_every_env_steps must be >= 0 (0: no videos), got {every}")
+    every = t.video_every_env_steps
+    if every != 0 and every < MIN_VIDEO_EVERY:
+        raise ConfigError(
+            f"train.video_every_env_steps must be 0 (no videos) or at least {MIN_VIDEO_EVERY} "
+            f"(each video is a whole episode), got {every}"
+        )
+    bounded = {
+        "agent.n_step": (a.n_step, MAX_N_STEP),
+        "agent.gradient_steps": (a.gradient_steps, MAX_GRADIENT_STEPS),
+        "train.eval_episodes": (t.eval_episodes, MAX_EVAL_EPISODES),
+    }
+    for key, (value, most) in bounded.items():
+        if value > most:
+            raise ConfigError(f"{key} must be at most {most}, got {value}")
     for key in ("eps_start", "eps_end", "eps_eval"):
         v = getattr(a, key)
         if not 0.0 <= v <= 1.0:
@@ -273,6 +284,19 @@ MAX_LAYER_UNITS = 1 << 16  # one hidden layer, num_units, IQN embedding or τ sa
 MAX_POPULATION = 1 << 20  # members: far beyond any machine (the estimate refuses sooner)
 MAX_SPLITS = 100_000  # split halves: a few hundred settle the medians
 MAX_LAYER_WEIGHTS = 1 << 28  # one weight matrix: 1 GiB of float32, before Adam's 2 copies
+# n-step windows are gathered as [batch, n] per sampled tensor: agent.n_step=1e8 took 6.4 GB
+# after training had started; beyond 1,000 steps γⁿ is below 5e-5 at γ = 0.99
+MAX_N_STEP = 1_000
+# updates per round: published replay ratios need a few; 5,000 kept a round going for 34 s
+MAX_GRADIENT_STEPS = 1_000
+# episodes per evaluation: the paper-style 10-100 and Atari's 100-200 fit well inside; 1e8
+# kept the run in evaluation for hours
+MAX_EVAL_EPISODES = 10_000
+# a video is one whole greedy episode (CartPole: up to 500 steps); one every env step wrote a
+# video per step; the disk check counts the videos a run will write (agent/loop/train.py)
+MIN_VIDEO_EVERY = 100
+MAX_PROBE_TRIALS = 10_000  # trials per magnitude and unit of the lab probe (recorded: ~30)
+MAX_PROBE_NOISE = 1e6  # response noise × the reward SD: far past where noise is all there is
 
 
 def check_seed(value: Any, key: str = "seed") -> None:
@@ -438,8 +462,11 @@ def parse_noise(value: Any, name: str = "response_noise") -> float | str:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be 'recorded' or a number >= 0, got {value!r}") from None
-    if not (math.isfinite(number) and number >= 0):
-        raise ConfigError(f"{name} must be 'recorded' or a number >= 0, got {value!r}")
+    if not (math.isfinite(number) and 0 <= number <= MAX_PROBE_NOISE):
+        raise ConfigError(
+            f"{name} must be 'recorded' or a number >= 0 (at most {MAX_PROBE_NOISE:g}), "
+            f"got {value!r}"
+        )
     return number
 
 
@@ -453,8 +480,11 @@ def parse_trials(value: Any, name: str = "trials") -> int | str:
             raise ValueError
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be 'recorded' or an integer >= 2, got {value!r}") from None
-    if number < 2:
-        raise ConfigError(f"{name} must be 'recorded' or an integer >= 2, got {value!r}")
+    if not 2 <= number <= MAX_PROBE_TRIALS:
+        raise ConfigError(
+            f"{name} must be 'recorded' or an integer >= 2 (at most {MAX_PROBE_TRIALS}), "
+            f"got {value!r}"
+        )
     return number
 
 

@@ -25,6 +25,11 @@ class Preempted(SystemExit):
     """Raised after a SIGTERM/SIGUSR1 checkpoint so the process exits with EXIT_PREEMPTED."""
 
 
+class StopRequested(Exception):
+    """A long step (an evaluation, gradient steps, probe rollouts) saw a pre-emption signal
+    and stopped early; the trainer then checkpoints and raises ``Preempted``."""
+
+
 EXIT_PREEMPTED = 3  # "checkpoint written, run again (or requeue) to resume"
 
 

@@ -166,17 +166,36 @@ def choose_threads(
     return ThreadChoice(threads_for(cpus, cpus - load), cpus, load, reason)
 
 
-def configure_torch_threads(requested: int = 0, *, deterministic: bool = False) -> ThreadChoice:
+def configure_torch_threads(
+    requested: int = 0, *, deterministic: bool = False, warn: bool = True
+) -> ThreadChoice:
     """Set ``torch.set_num_threads`` from :func:`choose_threads`; warn once per process when
-    the machine looks oversubscribed (load average at or above the allowed CPUs). Every entry
-    point passes here, so it also keeps freed tensor memory in the process
+    the machine looks oversubscribed (load average at or above the allowed CPUs), or, with
+    ``warn=False``, keep the warning for :func:`warn_if_oversubscribed` (the trainer's, once
+    its start-up checks passed: the note never precedes an error line). Every entry point
+    passes here, so it also keeps freed tensor memory in the process
     (:func:`agent.core.allocator.keep_freed_memory`)."""
     import torch
 
-    global _warned
+    global _pending
     keep_freed_memory()
     choice = choose_threads(requested, deterministic=deterministic)
     torch.set_num_threads(choice.threads)
+    _pending = choice
+    if warn:
+        warn_if_oversubscribed()
+    return choice
+
+
+_pending: ThreadChoice | None = None  # the last choice, not yet reported
+
+
+def warn_if_oversubscribed() -> None:
+    """Report the last thread choice (once per process: a warning when oversubscribed)."""
+    global _warned, _pending
+    choice, _pending = _pending, None
+    if choice is None:
+        return
     if choice.oversubscribed and not _warned:
         _warned = True
         log.warning(
@@ -187,7 +206,6 @@ def configure_torch_threads(requested: int = 0, *, deterministic: bool = False) 
         )
     else:
         log.info("torch threads: %d (%s)", choice.threads, choice.reason)
-    return choice
 
 
 class FreeCoreFollower:

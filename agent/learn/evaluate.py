@@ -18,7 +18,7 @@ from .. import envs
 from ..algos import from_container, validate
 from ..core.config import check_device, check_seed
 from ..core.device import resolve_device
-from ..core.errors import CheckpointError, ConfigError
+from ..core.errors import CheckpointError, ConfigError, StopRequested
 from ..envs import VecEnv, make_env
 from ..store.checkpoint import load_checkpoint
 from .learner import Learner
@@ -31,18 +31,22 @@ def evaluate_policy(
     epsilon: float,
     seed: int,
     on_step: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[float]:
     """Returns of the first ``episodes`` episodes finished by a batch of eval envs.
 
     Acting uses a generator of its own, seeded with ``seed``, so evaluating never shifts the
     training random stream. ``on_step(episodes finished, steps taken)`` after each batched step
-    (a progress bar)."""
+    (a progress bar). ``stop()`` is asked before each batched step: True (a pre-emption signal
+    arrived) abandons the evaluation with ``StopRequested``."""
     obs = env.reset(seed=seed)
     generator = torch.Generator(device=learner.device)
     generator.manual_seed(seed)
     returns: list[float] = []
     steps = 0
     while len(returns) < episodes:
+        if stop is not None and stop():
+            raise StopRequested(f"evaluation stopped after {len(returns)} of {episodes} episodes")
         x = torch.as_tensor(obs, device=learner.device)
         actions = learner.act(x, epsilon, generator).cpu().numpy()
         step = env.step(actions)

@@ -36,6 +36,12 @@ ENV_BYTES = {"control": 16 << 10, "lab": 16 << 10, "atari": 2 << 20}
 #: a million CartPole envs took minutes and 6.8 GB to build; ALE envs take 0.4 s each to build
 ENVS_PER_CPU = {"control": 4096, "lab": 4096, "atari": 64}
 PAIRWISE_LOSSES = ("quantile_huber", "expectile", "cross_entropy")
+#: the lab probe at each evaluation (agent/probes/agent_cells.py): a tidy table of units x
+#: magnitudes x trials rows (four float64/int64 columns, the noise draws, split-half copies);
+#: ``probe.trials=1e9`` took 52 GiB at the first evaluation
+PROBE_BYTES_PER_TRIAL = 128
+#: trials per magnitude of probe.trials=recorded: the recorded cells' counts are below this
+RECORDED_TRIALS_AT_MOST = 100
 
 
 @dataclass
@@ -126,6 +132,22 @@ def _replay(cfg: Any, obs_shape: tuple[int, ...], dtype_bytes: int, kind: str) -
     return capacity * (2 * math.prod(obs_shape) * dtype_bytes + per_row)
 
 
+def _lab_probe(cfg: Any) -> int:
+    """Bytes of one lab-task probe at an evaluation (0: not a lab task, or the probe is off)."""
+    from ..core.config import RECORDED, parse_trials
+    from ..envs import family_of
+    from ..envs.lab_tasks import DEFAULT_MAGNITUDES
+
+    if not (family_of(cfg.env).lab_task and cfg.probe.enabled):
+        return 0
+    trials = parse_trials(cfg.probe.trials, "probe.trials")
+    per_magnitude = RECORDED_TRIALS_AT_MOST if trials == RECORDED else int(trials)
+    magnitudes = len(dict(getattr(cfg.env, "kwargs", None) or {}).get("magnitudes")
+                     or DEFAULT_MAGNITUDES)  # fmt: skip
+    units = int(getattr(cfg.agent, "num_units", 1))
+    return PROBE_BYTES_PER_TRIAL * units * magnitudes * per_magnitude
+
+
 def estimate(cfg: Any) -> Estimate:
     """The run's memory by part, from its config (one env is built to read the observation
     shape; the network is built on the meta device)."""
@@ -149,6 +171,7 @@ def estimate(cfg: Any) -> Estimate:
     replay = members * _replay(cfg, obs_shape, dtype_bytes, kind)
     out = Estimate(env_instances=envs, device_used=device)
     out.host["envs"] = envs * ENV_BYTES.get(family, ENV_BYTES["control"])
+    out.host["lab probe"] = _lab_probe(cfg)
     tensors = {"network": network, "update tensors": per_update, "replay": replay}
     if device.type == "cuda":
         out.device.update(tensors)

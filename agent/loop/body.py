@@ -137,15 +137,19 @@ def train_cohort(
     refill_from = states[live[0]].refill_from if live else None
 
     def update_until(step: int) -> None:
-        """The updates due at env step ``step`` (none until every replay can sample)."""
+        """The updates due at env step ``step`` (none until every replay can sample); a
+        pre-emption signal stops them between two updates (the checkpoint counts the updates
+        done and a resume does the rest first, below)."""
         if not all(r.replay.can_sample() for r in runs):
             return
         due = updates_due(a, step, refill_from)
-        while cohort.updates < due:
+        while cohort.updates < due and not received:
             batches, metrics = cohort.learn()
             watch.observe(batches, metrics)
             sums.add(metrics)
 
+    # updates a pre-emption cut short, before acting (none otherwise): as uninterrupted
+    update_until(env_steps)
     while env_steps < t.total_env_steps and not all(stopped):
         epsilon = epsilon_at(a, env_steps)
         actions, obs_device = cohort.act(obs, epsilon)

@@ -319,7 +319,12 @@ def evaluate_in_training(run: Run, env_step: int, obs: np.ndarray | None = None)
     cfg = run.cfg
     start = time.perf_counter()
     returns = evaluate_policy(
-        run.learner, run.eval_env, cfg.train.eval_episodes, cfg.agent.eps_eval, cfg.seed + 10_000
+        run.learner,
+        run.eval_env,
+        cfg.train.eval_episodes,
+        cfg.agent.eps_eval,
+        cfg.seed + 10_000,
+        stop=lambda: bool(run.stop_signals),
     )
     return evaluation_result(run, env_step, returns, time.perf_counter() - start, obs=obs)
 

@@ -29,12 +29,29 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from ..core.files import open_regular, read_text_regular
+
 log = logging.getLogger("agent")
 
 EVALS_CSV = "evals.csv"
 SCALARS_CSV = "scalars.csv"
 # once solved the remaining budget is not a wait: no ETA
 SOLVED_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
+
+
+#: the files a run dir's trainer reads, appends to or rewrites (Hydra appends to train.log)
+RUN_FILES = (EVALS_CSV, SCALARS_CSV, "summary.json", "config.json", "population.json", "train.log")
+
+
+def check_run_files(run_dir: Path) -> None:
+    """One ``UserError`` line when a run file exists and is not a regular file (a FIFO would
+    block its ``open`` and SIGTERM with it; a folder fails deep in the run), before anything
+    is built or rewritten."""
+    for name in RUN_FILES:
+        try:
+            open_regular(run_dir / name).close()  # never blocks (O_NONBLOCK), then fstat
+        except FileNotFoundError:
+            continue
 
 
 def _append_csv(path: Path, header: list[str], start_step: int) -> tuple[IO[str], Any]:
@@ -45,16 +62,16 @@ def _append_csv(path: Path, header: list[str], start_step: int) -> tuple[IO[str]
     atomically); so is a last line cut short by a kill."""
     if path.is_file() and path.stat().st_size > 0:
         _drop_rows_after(path, start_step)
-    new = not path.is_file() or path.stat().st_size == 0
-    f = open(path, "a", newline="")  # noqa: SIM115  (closed by RunLogger.close)
+    # a FIFO or a device in its place would block open() (and SIGTERM with it): one error line
+    f = open_regular(path, "a", newline="")
     writer = csv.writer(f)
-    if new:
+    if f.tell() == 0:
         writer.writerow(header)
     return f, writer
 
 
 def _drop_rows_after(path: Path, step: int) -> None:
-    text = path.read_text()
+    text = read_text_regular(path)
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines = lines[:-1]  # a row cut short by a kill

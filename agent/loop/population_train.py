@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.errors import CheckpointError, ConfigError
+from ..core.errors import CheckpointError, ConfigError, UserError
+from ..core.files import open_regular
 from ..envs import VecEnv, make_env
 from ..learn.population import Population, population_seeds
 from ..store.checkpoint import has_checkpoint, list_checkpoints, prune_checkpoints
@@ -113,9 +114,10 @@ def restore_members(
     Unfinished members restart together from the newest env step that every one of them has
     a checkpoint for (members keep one checkpoint more than ``keep_checkpoints`` while they
     run, so a kill between two members' saves leaves that step), and the log says which.
-    When some unfinished member has no checkpoint at all, every one starts afresh (also said);
-    when all have checkpoints but no common step, CheckpointError: never a silent restart.
-    ``resume`` names another population folder to start from."""
+    Only a population none of whose members has a checkpoint starts afresh; one whose
+    unfinished members share no checkpointed step (one member's checkpoints deleted, say) is
+    refused with CheckpointError before anything is changed: restarting would discard the
+    others' training. ``resume`` names another population folder to start from."""
     sources = [Path(resume) / r.run_dir.name if resume else r.run_dir for r in runs]
     for source in sources:
         if resume and not source.is_dir():
@@ -124,19 +126,15 @@ def restore_members(
     live = [k for k in range(len(runs)) if not done[k]]
     steps = {k: {int(p.name) for p in list_checkpoints(sources[k])} for k in live}
     common = set.intersection(*steps.values()) if steps else set()
-    newest = {runs[k].run_dir.name: max(s, default=0) for k, s in steps.items()}
-    if live and not common and all(steps.values()):
+    newest = {runs[k].run_dir.name: max(s, default=None) for k, s in steps.items()}
+    if live and not common and (any(done) or any(steps.values())):
+        shown = [f"{name} {'none' if step is None else step}" for name, step in newest.items()]
+        shown += [f"{r.run_dir.name} finished" for r, d in zip(runs, done, strict=True) if d]
         raise CheckpointError(
-            "the members' checkpoints share no env step (newest: "
-            + ", ".join(f"{name} {step}" for name, step in newest.items())
-            + "), so they cannot resume in step; continue from a copy with fewer members, or "
-            "start a new hydra.run.dir"
-        )
-    if live and not common and any(steps.values()):
-        log.warning(
-            "no env step that every unfinished member has a checkpoint for (newest: %s): "
-            "every member starts afresh",
-            ", ".join(f"{name} {step}" for name, step in newest.items()),
+            f"the members' checkpoints share no env step (newest: {', '.join(shown)}), so they "
+            "cannot resume in step, and starting afresh would discard the trained ones: "
+            "refused, nothing changed; put the missing checkpoints back, continue from a copy "
+            "with fewer members, or start a new hydra.run.dir"
         )
     states, obs = [], []
     for k, r in enumerate(runs):
@@ -144,7 +142,7 @@ def restore_members(
             state, o = hooks.restore(r, sources[k])
         elif common:
             state, o = hooks.restore(r, sources[k] / "checkpoints" / str(max(common)))
-        else:  # no step every member reached: all start afresh
+        else:  # no member has a checkpoint yet: all start afresh
             state, o = TrainState(), r.env.reset(seed=r.cfg.seed)
         states.append(state)
         obs.append(o)
@@ -216,9 +214,11 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        with open(path) as f:
+        with open_regular(path) as f:  # a FIFO in its place must not block a restart
             data = json.load(f)
         return data if isinstance(data, dict) else None
+    except UserError:  # not a regular file: said in one line, not read as "no summary"
+        raise
     except (OSError, ValueError):
         return None
 
@@ -250,7 +250,7 @@ def write_population_summary(
         else max(int(s) for s in solved if s is not None),
         "members": members,
     }
-    with open(run_dir / "population.json", "w") as f:
+    with open_regular(run_dir / "population.json", "w") as f:
         json.dump(summary, f, indent=1)
     # the root's summary.json across members (agent/store/population_root.py): aggregate reads
     # its members, evaluate and probe take each member

@@ -127,6 +127,9 @@ class Run:
     # checkpoints kept beyond train.keep_checkpoints while the run goes on: a population
     # member keeps one more, so that a kill between two members' saves leaves a common step
     keep_extra: int = 0
+    # pre-emption signals received (agent.loop.hooks.preemption_signals; empty: none, or not
+    # handled): the steps that can take long (evaluation) check it and stop early
+    stop_signals: list[int] = field(default_factory=list)
 
     def open_logger(self, start_step: int, progress: bool | None = None) -> RunLogger:
         """The member's logger, from ``start_step``; ``progress``: show a console bar (default

@@ -30,7 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 from .. import algos, envs
 from ..core.config import to_container, typed_env
 from ..core.device import configure_backends, resolve_device
-from ..core.threads import configure_torch_threads
+from ..core.errors import StopRequested
+from ..core.files import open_regular
+from ..core.threads import configure_torch_threads, warn_if_oversubscribed
 from ..envs import make_env
 from ..learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, make_update_fn
 from ..learn.learner import Learner
@@ -40,6 +42,7 @@ from ..store.runlock import run_dir_lock
 from . import hooks, population_train
 from .body import Cohort, train_cohort
 from .hooks import Hook
+from .logging import check_run_files
 from .overlap import BackgroundEvaluation, overlap_enabled
 from .run import Run, TrainState, make_replay, make_summary
 
@@ -50,10 +53,25 @@ def prepare_device(cfg: Any) -> tuple[torch.device, str]:
     """The device, torch threads, determinism and math backends of this process; returns the
     device and the precision in use (TF32, cudnn: ``configure_backends``)."""
     device = resolve_device(cfg.device)
-    configure_torch_threads(cfg.torch_threads, deterministic=cfg.deterministic)
+    # its "oversubscribed" note waits until the start-up checks passed (run: after restoring)
+    configure_torch_threads(cfg.torch_threads, deterministic=cfg.deterministic, warn=False)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     return device, configure_backends(device, cfg.precision, cfg.deterministic)
+
+
+#: what a member's logs take besides checkpoints, at least (train.log, TensorBoard events,
+#: scalars.csv and evals.csv of a short run: a few MB): 2.5 MB free passed the disk check
+LOG_BYTES = 16 << 20
+#: one greedy-episode video (train.video_every_env_steps): an MP4 of a few hundred frames
+VIDEO_BYTES = 4 << 20
+
+
+def log_and_video_bytes(cfg: Any) -> int:
+    """Disk a member needs beside its checkpoints: its logs and the videos it will record."""
+    every = cfg.train.video_every_env_steps
+    videos = cfg.train.total_env_steps // every if every else 0
+    return LOG_BYTES + videos * VIDEO_BYTES
 
 
 def build(cfg: Any, run_dir: Path) -> Run:
@@ -143,14 +161,14 @@ def start_members(cfg: Any, run_dir: Path, cohort: Cohort) -> list[dict[str, Any
     """Write config.json (the run's and each member's), open each member's logger (one
     progress bar: the members move in step), start the clocks and the side jobs. Returns the
     summaries of the members that had finished before this start."""
-    with open(run_dir / "config.json", "w") as f:
+    with open_regular(run_dir / "config.json", "w") as f:
         json.dump(to_container(cfg), f, indent=1)
     runs, states = cohort.runs, cohort.states
     summaries: list[dict[str, Any] | None] = [None] * cohort.size
     first_live = next(iter(cohort.live()), 0)
     for k, (r, s) in enumerate(zip(runs, states, strict=True)):
         if cohort.population is not None:
-            with open(r.run_dir / "config.json", "w") as f:
+            with open_regular(r.run_dir / "config.json", "w") as f:
                 json.dump(to_container(r.cfg), f, indent=1)
             if cohort.stopped[k]:  # finished before the restart: its summary stands
                 summaries[k] = population_train.read_summary(r.run_dir)
@@ -193,7 +211,7 @@ def finish_member(run: Run, state: TrainState) -> dict[str, Any]:
     summary = make_summary(run, state)
     assert run.logger is not None
     run.logger.hparams(to_container(run.cfg), summary)
-    with open(run.run_dir / "summary.json", "w") as f:
+    with open_regular(run.run_dir / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
     return summary
 
@@ -214,6 +232,7 @@ def run(
     cfg = dataclasses.replace(cfg, env=OmegaConf.to_object(typed_env(cfg.env)))
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
     check_run_dir_writable(run_dir)  # before anything is built or trained
+    check_run_files(run_dir)  # a FIFO in place of evals.csv would block a resume in open()
     seeds = member_seeds(cfg)
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
@@ -225,21 +244,33 @@ def run(
         try:
             with_replay = cfg.checkpoint.replay
             needed = sum(checkpoint_bytes(r.learner, r.replay, with_replay) for r in runs)
-            check_disk_space(run_dir, 2 * needed)
+            check_disk_space(run_dir, 2 * needed + len(runs) * log_and_video_bytes(cfg))
             obs = restore_cohort(cfg, cohort)
+            warn_if_oversubscribed()  # start-up passed: the note no longer precedes an error
             # Built and restored before the pre-emption handlers go in: a signal meanwhile
             # ends the process at once (its default action, or a launcher's requeue) instead
             # of after a start-up of any length; nothing has been trained or written yet.
             received = handlers.enter_context(signals)
+            for r in runs:
+                r.stop_signals = received  # an evaluation of any length stops on a signal
             summaries = start_members(cfg, run_dir, cohort)
 
             def on_stop(k: int) -> None:
                 summaries[k] = finish_member(runs[k], cohort.states[k])
 
-            train_cohort(cohort, obs, overlap=runs[0].overlap, received=received, on_stop=on_stop)
-            for k in cohort.live():
-                on_stop(k)
-                cohort.stopped[k] = True
+            try:
+                train_cohort(
+                    cohort, obs, overlap=runs[0].overlap, received=received, on_stop=on_stop
+                )
+                for k in cohort.live():
+                    on_stop(k)
+                    cohort.stopped[k] = True
+            except StopRequested as stop:
+                # a signal during an evaluation (the final one included): every member without
+                # its summary is checkpointed at its step and the run exits to be resumed
+                log.info("%s", stop)
+                unfinished = [k for k in range(cohort.size) if summaries[k] is None]
+                hooks.checkpoint_and_exit(runs, cohort.states, unfinished, received[0])
             if seeds is not None:
                 population_train.prune_members(runs)
         finally:

@@ -448,6 +448,58 @@ def _probe_agent(
     }
 
 
+#: bytes per (unit, rollout) of one cue state's analysis: the responses [N, M] (noise-free and
+#: noisy, float64), the tidy table's four columns and the split halves' copies of it
+BYTES_PER_UNIT_TRIAL = 128
+#: a state kept from the evaluation episodes beside its observation: the env's snapshot
+#: (gymnasium's deep copy, ALE's cloneState: kilobytes)
+SNAPSHOT_BYTES = 16 << 10
+
+
+def check_memory(
+    learner: Any,
+    cfg: Any,
+    obs_shape: Sequence[int],
+    *,
+    episodes: int,
+    max_steps: int,
+    rollouts: int,
+    parallel: int,
+) -> None:
+    """Refuse (ConfigError, one line) a probe whose estimated memory exceeds what this process
+    may take, before any episode is played: the evaluation episodes' states with snapshots,
+    ``parallel`` rollout envs (and no more than the resources' envs per CPU), and the largest
+    cue state's analysis (units x rollouts). The rollouts' time is bounded by the CLI's
+    maxima (``agent.cli.probe.MAX_COUNTS``)."""
+    from ..core.limits import gib, memory_room
+    from ..core.threads import allowed_cpus
+    from ..learn.resources import ENV_BYTES, ENVS_PER_CPU
+
+    family = str(cfg.env.family)
+    cpus = allowed_cpus()
+    per_cpu = ENVS_PER_CPU.get(family, ENVS_PER_CPU["control"])
+    if parallel > per_cpu * cpus:
+        raise ConfigError(
+            f"parallel={parallel} rollout envs, more than {per_cpu} per CPU on the {cpus} "
+            "CPU(s) this process may use; make it smaller"
+        )
+    obs_bytes = 4 * math.prod(obs_shape)
+    parts = {
+        "episode states": episodes * max_steps * (2 * obs_bytes + SNAPSHOT_BYTES),
+        "rollout envs": parallel * ENV_BYTES.get(family, ENV_BYTES["control"]),
+        "one cue's analysis": BYTES_PER_UNIT_TRIAL * int(learner.cfg.num_units) * rollouts,
+    }
+    needed = sum(parts.values())
+    room, source = memory_room()
+    if room is not None and needed > room:
+        shown = ", ".join(f"{k} {gib(v)}" for k, v in parts.items())
+        raise ConfigError(
+            f"this probe needs about {gib(needed)} of memory ({shown}), more than the "
+            f"{gib(room)} this process may take ({source}); make episodes, parallel or "
+            "rollouts smaller"
+        )
+
+
 def _cues_and_pool(
     learner: Any,
     cfg: Any,
@@ -457,10 +509,18 @@ def _cues_and_pool(
     max_steps: int,
     parallel: int,
     seed: int,
+    rollouts: int,
 ) -> tuple[list[CueState], list[CueState], list[CloneableEnv]]:
     """Step 1 of the module docstring: the evaluation episodes' states, the cue states chosen
-    among them, and ``parallel`` cloneable envs for the rollouts (the first one played)."""
+    among them, and ``parallel`` cloneable envs for the rollouts (the first one played); the
+    memory all this and ``rollouts`` per cue take is checked first (:func:`check_memory`)."""
     env = make_cloneable_env(cfg.env, seed=seed)
+    try:
+        check_memory(learner, cfg, env.observation_shape, episodes=episodes,
+                     max_steps=max_steps, rollouts=rollouts, parallel=parallel)  # fmt: skip
+    except ConfigError:
+        env.close()
+        raise
     states = episode_states(learner, env, episodes=episodes, epsilon=float(cfg.agent.eps_eval),
                             max_steps=max_steps, seed=seed)  # fmt: skip
     chosen = choose_cues(states, cues, given=cue_list)
@@ -494,7 +554,9 @@ def cue_conditions(
     than ``bins`` equal-count bins (:func:`bin_outcomes`); the study then shares the
     recorded trials over the bins there are."""
     gamma = float(cfg.agent.gamma)
-    _, chosen, pool = _cues_and_pool(learner, cfg, cues, None, episodes, max_steps, parallel, seed)
+    _, chosen, pool = _cues_and_pool(
+        learner, cfg, cues, None, episodes, max_steps, parallel, seed, rollouts
+    )
     outcomes: dict[str, list[CueOutcomes]] = {m: [] for m in models}
     skipped = 0
     try:
@@ -561,7 +623,7 @@ def probe_in_task(
         "episodes": int(episodes), "cues": int(cues), "gamma": gamma,
     }  # fmt: skip
     states, chosen, pool = _cues_and_pool(
-        learner, cfg, cues, cue_list, episodes, max_steps, parallel, seed
+        learner, cfg, cues, cue_list, episodes, max_steps, parallel, seed, rollouts
     )
     result = _probe_agent(learner, chosen, pool, settings, seed=seed)
     result.update(

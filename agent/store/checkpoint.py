@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..core.errors import CheckpointError
+from ..core.files import read_text_regular
 from .population_root import members_hint
 
 FORMAT_VERSION = 1
@@ -94,18 +96,19 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    hashes = {}
-    for stem, named in tensors.items():
-        path = tmp / f"{stem}.safetensors"
-        save_file({k: v.detach().cpu().contiguous() for k, v in named.items()}, str(path))
-        _fsync(path)
-        hashes[path.name] = _sha256(path)
-    body = {"format_version": FORMAT_VERSION, "step": step, "files": hashes, **state}
-    body["state_hash"] = _json_hash(body)
-    with open(tmp / STATE_FILE, "w") as f:
-        json.dump(body, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        _write_folder(tmp, step, tensors, state)
+    except (OSError, SafetensorError) as err:
+        # a full disk (safetensors says "StorageFull"), a quota: the partial folder goes, the
+        # previous checkpoint and `latest` stay as they were, and the run stops in one line
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = _read_latest(root)
+        kept_name = kept if isinstance(kept, str) else "none"
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:200]
+        raise CheckpointError(
+            f"could not write checkpoint {step} in '{root}' ({reason}); the last complete "
+            f"checkpoint is kept: {kept_name}"
+        ) from None
     if final.exists():
         # The same step written again (periodic then final save, a signal right after a
         # periodic save): `latest` must never name a folder while it is being replaced, so it
@@ -126,6 +129,24 @@ def save_checkpoint(
         _point_latest(root, str(step))
     prune_checkpoints(run_dir, keep, final)
     return final
+
+
+def _write_folder(
+    tmp: Path, step: int, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]
+) -> None:
+    """The files of one checkpoint into ``tmp``, each flushed to disk, state.json last."""
+    hashes = {}
+    for stem, named in tensors.items():
+        path = tmp / f"{stem}.safetensors"
+        save_file({k: v.detach().cpu().contiguous() for k, v in named.items()}, str(path))
+        _fsync(path)
+        hashes[path.name] = _sha256(path)
+    body = {"format_version": FORMAT_VERSION, "step": step, "files": hashes, **state}
+    body["state_hash"] = _json_hash(body)
+    with open(tmp / STATE_FILE, "w") as f:
+        json.dump(body, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def prune_checkpoints(run_dir: str | Path, keep: int, newest: Path | None = None) -> None:
@@ -319,7 +340,7 @@ def read_state(folder: Path) -> dict[str, Any]:
             f"checkpoint '{path}' is not a regular file of at most {STATE_MAX_BYTES} bytes"
         )
     try:
-        body = json.loads(path.read_text())
+        body = json.loads(read_text_regular(path))
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint '{folder}' has no {STATE_FILE}") from None
     # ValueError covers JSONDecodeError and ints past Python's digit limit; RecursionError
