@@ -247,6 +247,79 @@ def _shown(text: str, limit: int = 200) -> str:
     return clean if len(clean) <= limit else clean[:limit] + "..."
 
 
+# The names other libraries give our settings (Stable-Baselines3 / RL-Zoo, CleanRL, Dopamine),
+# so a user's habit (``learning_rate=1e-3``) meets our key in the "did you mean" of the error.
+OTHER_LIBRARY_NAMES = {
+    "learning_rate": "agent.lr",
+    "discount": "agent.gamma",
+    "buffer_size": "agent.replay_size",
+    "replay_capacity": "agent.replay_size",
+    "min_replay_history": "agent.learning_starts",
+    "train_freq": "agent.train_every",
+    "train_frequency": "agent.train_every",
+    "update_period": "agent.train_every",
+    "target_update_interval": "agent.target_update_every",
+    "target_network_frequency": "agent.target_update_every",
+    "target_update_period": "agent.target_update_every",
+    "tau": "agent.target_tau",
+    "n_steps": "agent.n_step",
+    "update_horizon": "agent.n_step",
+    "n_quantiles": "agent.num_units",
+    "num_quantiles": "agent.num_units",
+    "n_atoms": "agent.num_units",
+    "num_atoms": "agent.num_units",
+    "net_arch": "agent.hidden",
+    "exploration_initial_eps": "agent.eps_start",
+    "start_e": "agent.eps_start",
+    "exploration_final_eps": "agent.eps_end",
+    "end_e": "agent.eps_end",
+    "epsilon_train": "agent.eps_end",
+    "epsilon_eval": "agent.eps_eval",
+    "exploration_fraction": "agent.eps_decay_env_steps",
+    "epsilon_decay_period": "agent.eps_decay_env_steps",
+    "kappa": "agent.huber_kappa",
+    "total_timesteps": "train.total_env_steps",
+    "n_timesteps": "train.total_env_steps",
+    "eval_freq": "train.eval_every_env_steps",
+    "n_eval_episodes": "train.eval_episodes",
+    "save_freq": "train.checkpoint_every_env_steps",
+    "n_envs": "env.num_envs",
+    "num_envs": "env.num_envs",
+    "env_id": "env.id",
+    "v_min": "env.value_min",
+    "v_max": "env.value_max",
+}
+
+
+def close_keys(key: str, keys: Iterable[str], n: int = 3) -> list[str]:
+    """The valid keys a mistyped ``key`` most likely meant, best first: another library's name
+    for one (``learning_rate``, also mistyped: ``agent.lerning_rate`` → ``agent.lr``), a close
+    spelling in the same group, and the same or a close name in another group (``gamma`` →
+    ``agent.gamma``, ``train.lr`` → ``agent.lr``)."""
+    valid = sorted(set(keys))
+    groups = {k.rsplit(".", 1)[0] for k in valid if "." in k}
+    valid = [k for k in valid if k not in groups]  # a group (agent, train) is not a key to set
+    leaf = key.rsplit(".", 1)[-1].lower().replace("-", "_")
+    by_leaf: dict[str, list[str]] = {}
+    for k in valid:
+        by_leaf.setdefault(k.rsplit(".", 1)[-1], []).append(k)
+    found = [
+        OTHER_LIBRARY_NAMES[name]
+        for name in difflib.get_close_matches(leaf, OTHER_LIBRARY_NAMES, n=1, cutoff=0.85)
+    ]
+    found += by_leaf.get(leaf, [])
+    found += difflib.get_close_matches(key, valid, n=n, cutoff=0.7)
+    for name in difflib.get_close_matches(leaf, by_leaf, n=n, cutoff=0.75):
+        found += by_leaf[name]
+    return [k for k in dict.fromkeys(found) if k in valid and k != key][:n]
+
+
+def did_you_mean(key: str, keys: Iterable[str]) -> str:
+    """`` (did you mean X, Y?)`` for an unknown ``key`` (:func:`close_keys`), or ''."""
+    close = close_keys(key, keys)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 def check_override_keys(argv: list[str], schema: Any, groups: Iterable[str] = ()) -> None:
     """Fail in one line (exit 2, with a "did you mean") on an override of a key the schema does
     not have, with or without ``+``: Hydra adds a ``+key`` silently, so a typo there would
@@ -268,9 +341,7 @@ def check_override_keys(argv: list[str], schema: Any, groups: Iterable[str] = ()
         if key in keys:
             _check_value(typed, key, override)
             continue
-        close = difflib.get_close_matches(key, sorted(keys), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        fail(f"unknown config key '{key}'{hint}")
+        fail(f"unknown config key '{key}'{did_you_mean(key, keys)}")
 
 
 def _check_value(typed: Any, key: str, override: Any) -> None:

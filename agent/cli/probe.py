@@ -84,7 +84,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..store.population_root import population_members
-from .common import one_line_errors, wants_help
+from .common import did_you_mean, one_line_errors, unwritable, wants_help
 
 KEYS = {
     "checkpoint": str,
@@ -159,9 +159,13 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep or key not in KEYS:
+        if not sep:
             raise ConfigError(
-                f"unexpected argument '{arg}'; expected key=value with key one of {', '.join(KEYS)}"
+                f"unexpected argument '{arg}'; expected key=value (dopa-probe --help: the keys)"
+            )
+        if key not in KEYS:
+            raise ConfigError(
+                f"unknown key '{key}'{did_you_mean(key, KEYS)}; dopa-probe --help lists the keys"
             )
         try:
             args[key] = KEYS[key](value)
@@ -176,12 +180,6 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     # every mode (checkpoint, data, sweep, study)
     if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
-    if "out" in args:
-        from .common import unwritable
-
-        problem = unwritable(Path(args["out"]))
-        if problem:  # checked before the analysis, which may take minutes
-            raise ConfigError(f"cannot write in out={args['out']}: {problem}")
     if "data" in args and "response" in args:
         raise ConfigError("response= chooses how agent units respond; it needs checkpoint=")
     if "study" in args:
@@ -248,6 +246,31 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     return args
 
 
+def output_folder(args: dict[str, Any]) -> Path:
+    """Where this probe writes: ``out=``, else its mode's default (the run dir for
+    ``checkpoint=``, the population's folder, ``./detection_study``, ``./noise_sweep``,
+    ``./<data>_probe``). Checked before the analysis, which may take minutes, so a read-only
+    run dir is refused in one line up front instead of failing after the work is done."""
+    from ..probes.report import default_out
+    from ..store.checkpoint import resolve_checkpoint
+
+    if "out" in args or "data" in args:
+        out = default_out(args, None)
+    elif "study" in args:
+        out = Path("detection_study")
+    elif "sweep" in args:
+        out = Path("noise_sweep")
+    elif "population" in args:
+        out = Path(args["population"])
+    else:
+        out = default_out(args, resolve_checkpoint(args["checkpoint"]).parent.parent)
+    problem = unwritable(out)
+    if problem:
+        given = f"out={args['out']}" if "out" in args else f"the default out='{out}'"
+        raise ConfigError(f"cannot write the probe's output to {given}: {problem}; give out=DIR")
+    return out
+
+
 def _check_counts(args: dict[str, Any], keys: tuple[str, ...]) -> None:
     """Each of ``keys`` given is an integer in [1, MAX_COUNTS[key]] (ConfigError, one line)."""
     for key in keys:
@@ -287,7 +310,6 @@ def main(argv: list[str] | None = None) -> int:
 def _probe(argv: list[str]) -> int:
     args = parse_args(argv)
     from ..probes.report import (
-        default_out,
         headline,
         probe_checkpoint,
         probe_data,
@@ -295,12 +317,12 @@ def _probe(argv: list[str]) -> int:
         write_report,
     )
 
+    out = output_folder(args)
     if "study" in args:
-        return _study(args, argv)
+        return _study(args, argv, out)
     if "sweep" in args:
         from ..results.study import full_sweep
 
-        out = args.get("out", "noise_sweep")
         content = full_sweep([r for r in args["sweep"].split(",") if r], out,
                              seed=args.get("seed", 0))  # fmt: skip
         recorded = content["recorded_noise"]["noise_ratio_median"]
@@ -321,7 +343,7 @@ def _probe(argv: list[str]) -> int:
         print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
         return 0
     if "population" in args:
-        return _probe_population(args)
+        return _probe_population(args, out)
     slope = args.get("slope", "linear")
     from tqdm import tqdm
 
@@ -332,7 +354,6 @@ def _probe(argv: list[str]) -> int:
         result = probe_data(
             args["data"], splits=args.get("splits", 100), seed=args.get("seed", 0), slope=slope
         )
-        run_dir = None
     else:
         from ..core.device import resolve_device
         from ..core.threads import configure_torch_threads
@@ -353,10 +374,9 @@ def _probe(argv: list[str]) -> int:
                 ("cue_list" if k == "cue_at" else k): args[k] for k in IN_TASK if k in args
             },
         }
-        result, run_dir = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
+        result, _ = probe_checkpoint(args["checkpoint"], args.get("baseline"), **kwargs)
     stages.update()
     stages.set_postfix_str("figures")
-    out = default_out(args, run_dir)
     paths = write_report(result, out)
     stages.update()
     stages.close()
@@ -381,14 +401,14 @@ def _probe(argv: list[str]) -> int:
     return 0
 
 
-def _probe_population(args: dict[str, Any]) -> int:
+def _probe_population(args: dict[str, Any], out: Path) -> int:
     from ..core.device import resolve_device
     from ..probes.population import probe_population
 
     summary = probe_population(
         args["population"],
         args.get("baseline"),
-        out=args.get("out"),
+        out=out,
         device=str(resolve_device(args.get("device", "cpu"))),
         trials=args.get("trials"),
         response_noise=args.get("noise"),
@@ -410,21 +430,18 @@ def _probe_population(args: dict[str, Any]) -> int:
             f"  {key:24s} {shown(s['median'])} [{shown(s['q25'])}, {shown(s['q75'])}] "
             f"({shown(s['min'])}..{shown(s['max'])})"
         )
-    out = args.get("out") or args["population"]
     print(f"wrote population_probe.json and population_probe.png in {out}")
     return 0
 
 
-def _study(args: dict[str, Any], argv: list[str]) -> int:
+def _study(args: dict[str, Any], argv: list[str], out: Path) -> int:
     import json
-    from pathlib import Path
 
     from ..core.threads import configure_torch_threads
     from ..probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
     from ..probes.detection_report import headline_lines, write_detection
 
     configure_torch_threads()
-    out = Path(args.get("out", "detection_study"))
     runs = expand_runs(args["study"])
     models = [m for m in args.get("responses", "gradient,measured").split(",") if m]
     n_units = args.get("units", N_UNITS)
