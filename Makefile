@@ -20,11 +20,14 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint install clean docker-check
 
-# $(call install_package,EXTRAS): the venv, torch, then the package with those extras (none: "")
+# $(call install_package,EXTRAS): the venv, torch, then the package with those extras (none: "").
+# --no-compile: pip's byte-compiling of every installed module (torch, sympy, pandas, scipy ...)
+# cost 56 s of CPU of a 100 s core install; Python compiles the modules a run imports on first
+# import instead (about 1 s for the demo's; docs/benchmarks.md)
 define install_package
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".$(if $(1),[$(1)])"
+	$(PY) -m pip install --quiet --no-compile $(TORCH)
+	$(PY) -m pip install --quiet --no-compile -e ".$(if $(1),[$(1)])"
 endef
 
 # the package with the development extras; it holds everything the core install does
