@@ -16,7 +16,7 @@ from dopa_rl.core.errors import ConfigError
 from dopa_rl.envs.lab_tasks import VariableMagnitudeTask
 from dopa_rl.loop.train import run
 from dopa_rl.probes.detection import UnitGroup, read_unit_groups
-from dopa_rl.probes.study_inputs import unique_runs
+from dopa_rl.store.run_identity import unique_runs
 from helpers import make_cfg
 
 TINY = [

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import UserError
 from ..results import aggregate as agg
 from .common import unwritable
 
@@ -134,11 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         print(HELP)
         return 0
     try:
-        args = parse_args(argv)
-    except UsageError as err:
+        return _aggregate(parse_args(argv))
+    except (UsageError, UserError) as err:  # a UserError: a bad run folder or population
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run_dirs = agg.find_run_dirs(args["runs"])
+
+
+def _aggregate(args: dict[str, Any]) -> int:
+    input_notes: list[str] = []  # repeated runs dropped, unfinished runs left out
+    run_dirs = agg.find_run_dirs(args["runs"], input_notes)
     if not run_dirs:
         print(
             f"error: no run folders (with a summary.json) under {', '.join(args['runs'])}",
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         source = "eval.json return_mean" if args["score"] == "posthoc" else "summary.json"
         print(
             f"error: none of the {len(run_dirs)} run folders has an evaluation return "
-            f"({source} eval_return_mean or evals.csv)",
+            f"({source} eval_return_mean or evals.csv)"
+            + (f"; e.g. {skipped[0]['dir']}: {skipped[0]['why']}" if skipped else ""),
             file=sys.stderr,
         )
         return 2
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         agg.performance_profiles(result, profiles)
     stages.set_postfix_str("learning curves (bootstrap)")
     stages.update()
-    notes: list[str] = list(curve_notes)
+    notes: list[str] = input_notes + curve_notes
     # a run that cannot be read is named, not folded into an unknown/unknown group
     notes += [f"{x['dir']}: {x['why']}; skipped" for x in skipped if "summary.json" in x["why"]]
     if curves:

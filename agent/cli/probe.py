@@ -442,7 +442,10 @@ def _study(args: dict[str, Any], argv: list[str], out: Path) -> int:
     from ..probes.detection_report import headline_lines, write_detection
 
     configure_torch_threads()
-    runs = expand_runs(args["study"])
+    notes: list[str] = []
+    runs = expand_runs(args["study"], notes)
+    for note in notes:  # repeated runs dropped: said before the minutes of analysis
+        print(f"note: {note}", file=sys.stderr)
     models = [m for m in args.get("responses", "gradient,measured").split(",") if m]
     n_units = args.get("units", N_UNITS)
     groups = groups_from_runs(runs, models, n_units, cues=args.get("cues", 6))

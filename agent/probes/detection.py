@@ -47,13 +47,13 @@ import scipy.stats
 
 from ..core.errors import ConfigError, DataError
 from ..envs import family_of
+from ..store.run_identity import unique_runs
 from .measured import RESPONSE_NOTES
 from .study_inputs import (
     LabTaskSource,
     SeedSource,
     check_group_seeds,
     check_same_lab_task,
-    unique_runs,
     validated_group,
 )
 from .trials import criterion, population, rp_from_criterion
@@ -904,7 +904,7 @@ def detection_study(
 
 def expand_runs(spec: str | Sequence[str], notes: list[str] | None = None) -> list[Any]:
     """Run dirs from ``RUN[,RUN…]`` (dirs or globs); a population run counts as one run per
-    member, and every run once (:func:`agent.probes.study_inputs.unique_runs`: the repeats
+    member, and every run once (:func:`agent.store.run_identity.unique_runs`: the repeats
     dropped are named in a line appended to ``notes``). Errors (ConfigError): nothing given, a
     glob matching nothing, a missing dir, a dir with neither members nor a checkpoint, a
     population with a member missing, two checkpoints of one run."""

@@ -1,9 +1,8 @@
 """What the detection study takes as input, checked once before any analysis (issue 34).
 
-- **Identity.** A run counts once, however it is given: the same folder twice, a population
-  and one of its members, a run dir and its newest checkpoint folder. Inputs are compared by
-  the resolved real path of their run dir; repeats are dropped and named in one note. Two
-  *different* checkpoints of one run are refused (one training seed, not two).
+- **Identity.** A run counts once, however it is given
+  (:func:`agent.store.run_identity.unique_runs`: repeats dropped and named in one note, two
+  checkpoints of one run refused); a copy of a run (its seed twice in a group) is refused.
 - **Comparability.** A group pools seeds of one agent × response model × task: its seeds must
   be distinct and their heads alike (the same τ of every unit, so the same number of units);
   every lab-task group of a study must be on the same task (outcome axis, magnitudes and
@@ -19,13 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.errors import ConfigError, DataError
-from ..store.checkpoint import STATE_FILE, is_step_name, resolve_checkpoint
 
 #: Largest |value| of an outcome axis or magnitude: utilities and discounted returns are far
 #: below it (MinAtar returns are tens, Atari scores below 1e7); past it sums of squares over
@@ -41,48 +38,6 @@ MAX_RESPONSE_RATIO = 1e12
 #: |sum of probabilities - 1| allowed (JSON round trips of float64 sums stay far below)
 PROB_TOLERANCE = 1e-6
 RESPONSE_MODELS = ("gradient", "measured")
-
-
-# ----------------------------------------------------------------------------- identity
-
-
-def run_identity(path: Path) -> Path:
-    """The real path of the run an input belongs to: a saved file itself, a checkpoint folder
-    its run dir (``RUN/checkpoints/<step>`` → ``RUN``), a run or member dir itself."""
-    real = path.resolve()
-    checkpoint = real.is_dir() and ((real / STATE_FILE).is_file() or is_step_name(real.name))
-    return real.parent.parent if checkpoint and real.parent.name == "checkpoints" else real
-
-
-def unique_runs(inputs: Sequence[tuple[Path, str]], notes: list[str] | None = None) -> list[Path]:
-    """The paths of ``inputs`` (path, the argument it came from) with every run kept once
-    (first occurrence, order kept); the repeats dropped are named in one line appended to
-    ``notes``. Two different checkpoints of one run raise ConfigError."""
-    kept: dict[Path, tuple[Path, str]] = {}
-    dropped: list[str] = []
-    for path, given in inputs:
-        run = run_identity(path)
-        if run not in kept:
-            kept[run] = (path, given)
-            continue
-        first, first_given = kept[run]
-        if not _same_checkpoint(first, path):
-            raise ConfigError(
-                f"{first} and {path} are two checkpoints of one run ({run}): a run is one "
-                "training seed; give one of them"
-            )
-        dropped.append(f"{path} from '{given}' (already counted from '{first_given}')")
-    if dropped and notes is not None:
-        notes.append(
-            f"dropped {len(dropped)} repeated input(s), each run counts once: {'; '.join(dropped)}"
-        )
-    return [path for path, _ in kept.values()]
-
-
-def _same_checkpoint(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve() or a.is_file():
-        return True
-    return resolve_checkpoint(a).resolve() == resolve_checkpoint(b).resolve()
 
 
 # ----------------------------------------------------------------------------- comparability

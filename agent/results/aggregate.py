@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import UserError
+from ..core.files import is_regular, open_regular, read_text_regular
+
 SCORES = ("train", "posthoc")
 MIN_SEEDS = 3  # fewer seeds: the bootstrap band is not a confidence interval
 # below this many seeds the figures and table show the range over the seeds, named so: a
@@ -87,36 +90,95 @@ def improvement_table(matrices: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     ]
 
 
-def find_run_dirs(roots: list[str]) -> list[Path]:
+def find_run_dirs(roots: list[str], notes: list[str] | None = None) -> list[Path]:
     """Every folder under ``roots`` (the roots included) that holds a ``summary.json``; a
-    population root's summary (across its members) stands for its member folders, so each
-    member counts once."""
-    from ..store.population_root import is_population_summary, population_members
+    population root's summary (across its members) stands for its member folders.
 
-    found: set[Path] = set()
+    Every run counts once (:func:`agent.store.run_identity.unique_runs`, by real path: a
+    folder given twice, a population and one of its members); the repeats dropped and the
+    folders left out for want of a ``summary.json`` (an unfinished or killed run) are named in
+    ``notes``. ConfigError: a root that does not exist; a population whose member folder or
+    member ``summary.json`` is missing (its members can be given one by one instead)."""
+    from ..core.errors import ConfigError
+    from ..store.population_root import (
+        is_population_summary,
+        missing_members,
+        population_members,
+    )
+    from ..store.run_identity import unique_runs
+
+    inputs: list[tuple[Path, str]] = []
+    unfinished: list[Path] = []
     for root in roots:
         path = Path(root)
-        if path.is_file() and path.name == "summary.json":
-            found.add(path.parent)
-        elif path.is_dir():
-            found.update(p.parent for p in path.rglob("summary.json"))
-    runs: set[Path] = set()
-    for folder in found:
-        summary = _load_json(folder / "summary.json")
-        if summary is not None and is_population_summary(summary):
-            runs.update(m for m in population_members(folder) if (m / "summary.json").is_file())
+        if not (path.exists() or path.is_symlink()):
+            raise ConfigError(f"runs= '{root}' does not exist")
+        if path.is_dir():
+            found = sorted({p.parent for p in path.rglob(SUMMARY_JSON)})
+            unfinished += _without_summary(path)
         else:
-            runs.add(folder)
-    return sorted(runs)
+            found = [path.parent] if path.name == SUMMARY_JSON else []
+        runs: dict[Path, Path] = {}  # one argument's runs by real path (members found twice)
+        for folder in found:
+            summary = _load_json(folder / SUMMARY_JSON)
+            members = [folder]
+            if summary is not None and is_population_summary(summary):
+                members = population_members(folder)
+                gone = missing_members(folder) + [
+                    f"{m.name}/{SUMMARY_JSON}" for m in members if not (m / SUMMARY_JSON).exists()
+                ]
+                if gone:
+                    raise ConfigError(
+                        f"population '{folder}' lists {gone[0]}, which is missing"
+                        + (f" (and {len(gone) - 1} more)" if len(gone) > 1 else "")
+                        + f"; to aggregate it without that member give the others one by one "
+                        f"(runs={folder}/member_...)"
+                    )
+            runs.update((m.resolve(), m) for m in members)
+        inputs += [(m, root) for m in runs.values()]
+    if unfinished and notes is not None:
+        shown = ", ".join(str(d) for d in unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
+        notes.append(
+            f"{len(unfinished)} run folder(s) without a {SUMMARY_JSON} (unfinished or killed?) "
+            f"left out: {shown}"
+        )
+    return sorted(unique_runs(inputs, notes))
+
+
+SUMMARY_JSON = "summary.json"
+
+
+def _without_summary(root: Path) -> list[Path]:
+    """Run folders under ``root`` that have started (a Hydra config or a checkpoints folder)
+    but hold no ``summary.json``; a population root is its members, not a run."""
+    from ..store.population_root import population_members
+
+    started = {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
+    started |= {p.parent for p in root.rglob("checkpoints") if p.is_dir()}
+    return sorted(
+        d
+        for d in started
+        if not (d / SUMMARY_JSON).exists()
+        and "checkpoints" not in d.relative_to(root).parts
+        and not population_members(d)
+    )
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a regular file (a FIFO in its place is never opened to block)."""
     try:
-        with open(path) as f:
+        with open_regular(path) as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # a UserError (not a regular file) is a ValueError
         return None
     return data if isinstance(data, dict) else None
+
+
+def _unreadable(path: Path) -> str:
+    """Why ``_load_json(path)`` gave None, for the note naming the run."""
+    if not is_regular(path):
+        return f"{path.name} is not a regular file"
+    return f"{path.name} is not a JSON object"
 
 
 def _sticky_prob(run_dir: Path, evaluation: dict[str, Any] | None) -> float | None:
@@ -129,7 +191,7 @@ def _sticky_prob(run_dir: Path, evaluation: dict[str, Any] | None) -> float | No
     try:
         import yaml
 
-        env = (yaml.safe_load(config.read_text()) or {}).get("env") or {}
+        env = (yaml.safe_load(read_text_regular(config)) or {}).get("env") or {}
         value = env.get("sticky_action_prob")
     except Exception:
         return None
@@ -149,9 +211,9 @@ def load_runs(
         raise ValueError(f"score must be one of {', '.join(SCORES)}, got '{score}'")
     runs, skipped = [], []
     for run_dir in run_dirs:
-        summary = _load_json(run_dir / "summary.json")
+        summary = _load_json(run_dir / SUMMARY_JSON)
         if summary is None:
-            skipped.append({"dir": str(run_dir), "why": "summary.json is not a JSON object"})
+            skipped.append({"dir": str(run_dir), "why": _unreadable(run_dir / SUMMARY_JSON)})
             continue
         evaluation = _load_json(run_dir / "eval.json")
         if score == "posthoc":
@@ -159,7 +221,11 @@ def load_runs(
         else:
             value, source = summary.get("eval_return_mean"), "summary.json"
         if value is None:
-            why = "no eval.json (run evaluate.py)" if score == "posthoc" else "no evaluation return"
+            why = "no evaluation return"
+            if score == "posthoc":
+                path = run_dir / "eval.json"
+                exists = path.exists() or path.is_symlink()
+                why = _unreadable(path) if exists else "no eval.json (run evaluate.py)"
             skipped.append({"dir": str(run_dir), "why": why})
             continue
         # one run's bad score (a string, NaN, inf) skips that run, not the whole aggregation
@@ -444,9 +510,13 @@ def _read_evals_csv(path: Path, notes: list[str]) -> dict[int, float]:
     non-negative integer or whose return is not a number are dropped, each with a note."""
     by_step: dict[int, float] = {}
     try:
-        text = path.read_text(errors="replace")
+        with open_regular(path, errors="replace") as f:
+            text = f.read()
     except OSError as err:
         notes.append(f"{path}: unreadable ({err.strerror}); no curve from it")
+        return by_step
+    except UserError as err:  # a FIFO or folder in its place
+        notes.append(f"{err}; no curve from it")
         return by_step
     lines = text.splitlines()
     if lines and not text.endswith("\n"):
@@ -488,11 +558,18 @@ def read_eval_curve(
     by_step: dict[int, float] = {}
     source = EVALS_CSV
     path = run_dir / EVALS_CSV
-    if path.is_file():
+    if path.exists() or path.is_symlink():
         by_step = _read_evals_csv(path, notes)
     if not by_step and (run_dir / "tb").is_dir():
         by_step, source = _tensorboard_curve(run_dir / "tb"), "tensorboard"
-    by_step = {k: v for k, v in by_step.items() if math.isfinite(v)}
+    bad = sorted(k for k, v in by_step.items() if not math.isfinite(v))
+    if bad:  # an inf or NaN evaluation is not a score: dropped, and said
+        where = ", ".join(str(k) for k in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        notes.append(
+            f"{run_dir / EVALS_CSV if source == EVALS_CSV else run_dir / 'tb'}: {len(bad)} "
+            f"evaluation(s) with a non-finite return dropped (env step {where})"
+        )
+        by_step = {k: v for k, v in by_step.items() if math.isfinite(v)}
     if not by_step:
         return None
     steps = np.array(sorted(by_step), dtype=np.int64)
@@ -522,9 +599,9 @@ def load_curves(
 
     curves, skipped = [], []
     for run_dir in run_dirs:
-        summary = _load_json(run_dir / "summary.json")
+        summary = _load_json(run_dir / SUMMARY_JSON)
         if summary is None:
-            skipped.append({"dir": str(run_dir), "why": "summary.json is not a JSON object"})
+            skipped.append({"dir": str(run_dir), "why": _unreadable(run_dir / SUMMARY_JSON)})
             continue
         if not summary.get("algo") or not summary.get("env_id"):
             skipped.append({"dir": str(run_dir), "why": "summary.json names no algo or env_id"})
