@@ -35,7 +35,11 @@ improvement P(X > Y) for every pair of algorithms and performance profiles (Agar
 2021). Learning curves: eval return against env steps from each run's evals.csv, mean and IQM
 across seeds with bootstrap bands (rliable's sample-efficiency curves, or scipy; the range below
 5 seeds), one CSV for the sweep. Below 3 seeds a warning says a band is not a confidence
-interval. A population's folder counts each of its members once.
+interval. A population's folder counts each of its members once, and every run counts once
+however it is given (a folder twice, a population and one of its members: the repeats are
+named in a warning). A population with a member folder or a member's summary.json missing is
+refused (give the members that are there by name to go on without it); run folders without a
+summary.json (unfinished or killed) and non-finite evals.csv rows are named in warnings.
 """
 
 

@@ -24,9 +24,13 @@ of variable-magnitude runs, or of runs on any task that is not a lab task (MinAt
 control): there each seed is probed at ``cues`` of its own cue states (the in-task protocol,
 215 greedy rollouts each, returns in 7 bins) and its draws are shared out over them; groups
 are per agent x response model x task. A population run counts as one run per member; the heads need
-``units`` units (default 40; fewer only when asked for with units=N). An earlier study's
-``unit_responses.json`` can be given instead of runs. Writes detection.json, detection.md,
-detection.png and unit_responses.json into out (default ./detection_study).
+``units`` units (default 40; fewer only when asked for with units=N). Every run counts once
+however it is given (repeats are dropped and named in a note); a group's seeds must be distinct
+and its heads alike (the same tau of every unit), and all lab-task runs of a study on one task
+(utility, magnitudes): anything else is refused in one line. An earlier study's
+``unit_responses.json`` can be given instead of runs (validated: finite, in range, shapes).
+Writes detection.json, detection.md, detection.png and unit_responses.json into out (default
+./detection_study).
 
 population: every member of a ``train.population=S`` run on a lab task probed
 (agent/probes/population.py), each headline number as median, quartiles and range across the
