@@ -242,9 +242,11 @@ def test_population_seeds_outside_the_range_are_refused(population, seed) -> Non
 
 
 def test_overlap_on_with_a_population_is_refused_not_ignored() -> None:
+    from dopa_rl.learn.population import check_population
+
     with pytest.raises(ConfigError, match="train.overlap=on"):
-        validate(_config(**{"train.population": 2, "train.overlap": "on"}))
-    validate(_config(**{"train.population": 2, "train.overlap": "auto"}))
+        check_population(_config(**{"train.population": 2, "train.overlap": "on"}))
+    assert check_population(_config(**{"train.population": 2, "train.overlap": "auto"})) == [1, 2]
 
 
 def test_population_seeds_at_the_limit_are_accepted() -> None:

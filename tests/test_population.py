@@ -194,15 +194,36 @@ def test_population_resume_after_a_kill_gives_the_same_weights(tmp_path: Path, m
         (["train.population=2", "env=atari"], "env.family=atari"),
         (["train.population=2", "train.overlap=on"], "train.overlap=on"),
         (["train.population=2", "precision=bf16"], "precision=bf16"),
+        (["train.population=2", "agent.head_detach=true"], "head_detach"),
+        (["train.population=2", "agent.update_mode=compile"], "update_mode=compile"),
+        # a Hydra flag: the config is checked inside Hydra's job, after it made the run dir
+        (["--config-name", "config", "train.population=2", "agent.head_detach=true"], "head_"),
     ],
 )
 def test_bad_population_is_one_error_line_and_exit_2(tmp_path: Path, args, fragment) -> None:
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, f"hydra.run.dir={tmp_path}"]
+    """Refused in one line before anything is created: the new run dir (and the folder made
+    for it) is not left behind with Hydra's record, train.log, the lock or checkpoints/."""
+    run_dir = tmp_path / "new" / "run"
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, f"hydra.run.dir={run_dir}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_refusal_in_an_existing_run_dir_removes_nothing(tmp_path: Path) -> None:
+    """Only what a refused command created is removed: in a run dir that existed, its files
+    (a previous run's train.log, an empty checkpoints/) stay."""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "train.log").write_text("an earlier run\n")
+    args = ["--config-name", "config", "train.population=2", "precision=bf16"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert (tmp_path / "checkpoints").is_dir()
+    assert (tmp_path / "train.log").read_text().startswith("an earlier run\n")
 
 
 @pytest.mark.parametrize(
@@ -211,12 +232,14 @@ def test_bad_population_is_one_error_line_and_exit_2(tmp_path: Path, args, fragm
         (["train.population=[]"], "train.population"),
         (["train.population=[3,3]"], "distinct"),
         (["train.population=2", "agent.update_mode=compile"], "update_mode=compile"),
+        (["train.population=2", "agent.head_detach=true"], "head_detach"),
+        (["train.population=2", "train.overlap=on"], "train.overlap=on"),
     ],
 )
 def test_bad_population_raises_config_error(tmp_path: Path, args, fragment) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        run(make_cfg(*small("dqn", *args)), tmp_path)
-    assert not list(tmp_path.glob("member_*"))  # nothing built before the check
+        run(make_cfg(*small("dqn", *args)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything is created
 
 
 def test_member_folders_are_ordinary_runs_for_the_tools(tmp_path: Path) -> None:

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
+import fcntl
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, cast
@@ -449,17 +451,33 @@ def explicit_run_dir(argv: list[str]) -> Path | None:
 
 
 class KeepHydraRecord:
-    """Hydra writes ``RUN_DIR/.hydra/{config,hydra,overrides}.yaml`` before the trainer has read
-    the config. When the trainer then refuses the command (exit 2: a changed key on resume, a
-    value found bad only inside the job), the run dir's record of the command that made it
-    must stay as it was: this holds the previous files' bytes and puts them back."""
+    """Hydra writes ``RUN_DIR/.hydra/{config,hydra,overrides}.yaml`` (and opens ``train.log``)
+    before the trainer has read the config. When the trainer then refuses the command (exit 2:
+    a changed key on resume, a value found bad only inside the job):
+
+    - in a run dir that existed before, the record of the command that made it stays as it
+      was: this holds the previous files' bytes and puts them back;
+    - in a run dir this command created, what start-up left there (Hydra's record,
+      ``train.log``, the lock file, an empty ``checkpoints/``) is removed, with the folders
+      created for it, so a refused command leaves nothing behind. Anything else in it (a
+      checkpoint, TensorBoard events: the run had started) keeps the whole folder."""
 
     NAMES = ("config.yaml", "hydra.yaml", "overrides.yaml")
     MAX_BYTES = 16 << 20  # Hydra's records are kilobytes; anything larger is not one
+    # what a start-up that was refused leaves in a new run dir (Hydra's and the trainer's)
+    START_UP_FILES = ("train.log", ".lock")
+    START_UP_FOLDERS = (".hydra", "checkpoints")
 
     def __init__(self, run_dir: Path | None) -> None:
-        self.folder = None if run_dir is None else run_dir / ".hydra"
+        self.run_dir = None if run_dir is None else run_dir.absolute()
+        self.folder = None if self.run_dir is None else self.run_dir / ".hydra"
         self.saved: dict[str, bytes | None] = {}
+        # the outermost folder this command will create (None: the run dir exists already)
+        self.created: Path | None = None
+        if self.run_dir is not None and not os.path.lexists(self.run_dir):
+            self.created = self.run_dir
+            while not os.path.lexists(self.created.parent) and self.created != self.created.parent:
+                self.created = self.created.parent
         if self.folder is not None and self.folder.is_dir():
             for name in self.NAMES:
                 file = self.folder / name
@@ -475,12 +493,77 @@ class KeepHydraRecord:
     def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
         if not (isinstance(err, SystemExit) and err.code == 2) or self.folder is None:
             return
+        if self.created is not None:
+            self._remove_start_up()
+            return
         for name, data in self.saved.items():
             file = self.folder / name
             if data is None:
                 file.unlink(missing_ok=True)
             else:
                 file.write_bytes(data)
+
+    def _remove_start_up(self) -> None:
+        """Remove a refused start-up's files from the run dir this command created, if they are
+        all it holds; then the empty folders up to the first one that existed before."""
+        assert self.run_dir is not None and self.created is not None
+        hydra_names, folders = set(self.NAMES), self.START_UP_FOLDERS
+        try:
+            entries = list(self.run_dir.iterdir())
+            for entry in entries:
+                if entry.is_symlink() or not (
+                    (entry.name in self.START_UP_FILES and entry.is_file())
+                    or (entry.name in folders and entry.is_dir())
+                ):
+                    return
+            record = self.run_dir / ".hydra"
+            if record.is_dir() and not {p.name for p in record.iterdir()} <= hydra_names:
+                return
+            if any((self.run_dir / "checkpoints").glob("*")):
+                return
+            with _unheld_lock(self.run_dir / ".lock") as free:
+                if free:
+                    self._remove(entries)
+        except OSError:  # best effort: the refusal's one line has been printed already
+            return
+
+    def _remove(self, entries: list[Path]) -> None:
+        assert self.run_dir is not None and self.created is not None
+        for entry in entries:
+            if entry.name == ".hydra":
+                for file in entry.iterdir():
+                    file.unlink()
+                entry.rmdir()
+            elif entry.is_dir():
+                entry.rmdir()
+            else:
+                entry.unlink()
+        folder = self.run_dir
+        while True:
+            folder.rmdir()
+            if folder == self.created:
+                break
+            folder = folder.parent
+
+
+@contextlib.contextmanager
+def _unheld_lock(path: Path) -> Iterator[bool]:
+    """Yields whether no other process holds the run-dir lock at ``path`` (its ``flock``),
+    holding it meanwhile: a run that started in the same new folder at the same moment keeps
+    its files. True when there is no lock file."""
+    if not path.exists():
+        yield True
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def unwritable(folder: Path) -> str | None:

@@ -261,10 +261,6 @@ def validate(cfg: Config | DictConfig) -> None:
     if t.overlap not in OVERLAP_MODES:
         modes = ", ".join(OVERLAP_MODES)
         raise ConfigError(f"train.overlap must be one of {modes}, got '{t.overlap}'")
-    if t.overlap == "on" and t.population != 1:
-        # the population loop (agent/loop/population_train.py) is synchronous: say so rather
-        # than run without the overlap that was asked for
-        raise ConfigError("train.overlap=on is not supported with train.population yet; use auto")
     if cfg.checkpoint.replay_when not in REPLAY_WHEN:
         raise ConfigError(
             f"checkpoint.replay_when must be one of {', '.join(REPLAY_WHEN)}, "

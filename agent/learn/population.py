@@ -59,14 +59,15 @@ def population_seeds(population: Any, seed: int) -> list[int]:
     )
 
 
-def check_supported(cfg: Any) -> None:
-    """ConfigError for a population of an agent, env family, precision or update mode not
-    supported yet (``train.overlap=on``: refused with the config, agent/core/config.py)."""
-    if cfg.agent.name not in SUPPORTED_AGENTS:
-        raise ConfigError(
-            f"train.population > 1 does not support agent={cfg.agent.name} yet "
-            f"(supported: {', '.join(SUPPORTED_AGENTS)})"
-        )
+def check_population(cfg: Any) -> list[int] | None:
+    """The members' seeds of ``train.population=S`` (None: a single run); ConfigError (one line)
+    for a population this library cannot train yet. Every such rule is here, and it runs at
+    start-up before anything is created: ``dopa-train`` checks it before Hydra makes the run
+    dir, ``agent.loop.train.run`` before it touches the run dir."""
+    if cfg.train.population == 1:
+        return None
+    seeds = population_seeds(cfg.train.population, cfg.seed)
+    check_population_agent(cfg.agent)
     if not family_of(cfg.env).population:  # declared by each family (agent/envs/families/)
         supported = [n for n in registry.names() if registry.get(n).population]
         raise ConfigError(
@@ -78,11 +79,29 @@ def check_supported(cfg: Any) -> None:
             "train.population > 1 does not support precision=bf16 yet (the stacked networks "
             "run in float32; use precision=auto, tf32 or fp32)"
         )
-    if cfg.agent.update_mode not in ("auto", "eager"):
+    if cfg.train.overlap == "on":
+        # the population loop (agent/loop/population_train.py) is synchronous: say so rather
+        # than run without the overlap that was asked for
+        raise ConfigError("train.overlap=on is not supported with train.population yet; use auto")
+    return seeds
+
+
+def check_population_agent(agent_cfg: Any) -> None:
+    """The agent part of :func:`check_population` (a ``Population`` built directly checks it
+    too): a supported agent, eager updates, no detached head."""
+    if agent_cfg.name not in SUPPORTED_AGENTS:
+        raise ConfigError(
+            f"train.population > 1 does not support agent={agent_cfg.name} yet "
+            f"(supported: {', '.join(SUPPORTED_AGENTS)})"
+        )
+    if agent_cfg.update_mode not in ("auto", "eager"):
         raise ConfigError(
             f"train.population > 1 runs eager updates only; agent.update_mode="
-            f"{cfg.agent.update_mode} is not supported with a population yet"
+            f"{agent_cfg.update_mode} is not supported with a population yet"
         )
+    if agent_cfg.head_detach:
+        # its value-head loss lives in Learner.loss, which the stacked update does not run
+        raise ConfigError("agent.head_detach is not supported by population training")
 
 
 class StackedNetwork:
@@ -188,9 +207,7 @@ class Population:
         device: torch.device | str,
         seeds: list[int],
     ) -> None:
-        if getattr(agent_cfg, "head_detach", False):
-            # its value-head loss lives in Learner.loss, which the stacked update does not run
-            raise ConfigError("agent.head_detach is not supported by population training")
+        check_population_agent(agent_cfg)
         self.cfg = agent_cfg
         self.device = torch.device(device)
         self.seeds = list(seeds)

@@ -36,7 +36,7 @@ from ..core.threads import configure_torch_threads, warn_if_oversubscribed
 from ..envs import make_env
 from ..learn.compiled import ActFn, GraphedAct, GraphedSampleUpdate, make_update_fn
 from ..learn.learner import Learner
-from ..learn.population import check_supported, population_seeds
+from ..learn.population import check_population
 from ..store.resume import check_disk_space, check_run_dir_writable, checkpoint_bytes
 from ..store.runlock import run_dir_lock
 from . import hooks, population_train
@@ -119,16 +119,6 @@ def build(cfg: Any, run_dir: Path) -> Run:
         act=act,
         sample_update=sample_update,
     )
-
-
-def member_seeds(cfg: Any) -> list[int] | None:
-    """The members' seeds of ``train.population=S`` (None: a single run); an agent, env or
-    execution a population does not support yet is refused here, before anything is built."""
-    if cfg.train.population == 1:
-        return None
-    seeds = population_seeds(cfg.train.population, cfg.seed)
-    check_supported(cfg)
-    return seeds
 
 
 def build_cohort(cfg: Any, run_dir: Path, seeds: list[int] | None) -> Cohort:
@@ -231,9 +221,9 @@ def run(
     # checkpoints record no other family's keys); a copy: the caller's config stays as given
     cfg = dataclasses.replace(cfg, env=OmegaConf.to_object(typed_env(cfg.env)))
     run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
+    seeds = check_population(cfg)  # before anything is created
     check_run_dir_writable(run_dir)  # before anything is built or trained
     check_run_files(run_dir)  # a FIFO in place of evals.csv would block a resume in open()
-    seeds = member_seeds(cfg)
     signals: AbstractContextManager[list[int]] = (
         hooks.preemption_signals() if handle_signals else nullcontext([])
     )
