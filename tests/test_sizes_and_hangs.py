@@ -269,3 +269,48 @@ def test_full_disk_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_path, m
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "200"
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]
     ckpt.load_checkpoint(tmp_path)  # the kept one loads
+
+
+# ----------------------------------------------------------------------------------------------
+# the in-task probe's memory, and a search whose trial is refused
+# ----------------------------------------------------------------------------------------------
+
+
+def test_in_task_probe_memory_is_estimated_before_any_episode(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    """Item 5: episodes=1e7 and parallel=3e6 grew memory until the machine ran out. Within the
+    maxima, what they take together is estimated (states with snapshots, rollout envs, one
+    cue's analysis) and compared with the memory there is before anything is played."""
+    from dopa_rl.cli import probe
+    from dopa_rl.core import limits
+    from dopa_rl.probes import in_task
+
+    played = []
+    monkeypatch.setattr(in_task, "episode_states", lambda *a, **k: played.append(1) or [])
+    monkeypatch.setattr(limits, "memory_room", lambda: (1 << 30, "a test's 1 GiB"))
+    out = tmp_path / "out"
+    argv = [f"checkpoint={trained_run}", "episodes=1000", f"out={out}"]
+    with pytest.raises(SystemExit) as exit_:
+        probe.main(argv)
+    assert exit_.value.code == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "this probe needs about" in line and "episode states" in line, line
+    assert played == [] and not (out / "probe.json").exists()
+
+
+def test_a_refused_search_trial_fails_and_the_search_goes_on(tmp_path) -> None:
+    """Minor item: one invalid Optuna trial aborted the sweep with no results file."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep = tmp_path / "sweep"
+    args = ["-m", "+search=qrdqn", "agent=qrdqn", "hydra.sweeper.n_trials=2"]
+    args += ["agent.n_step=choice(1,2000)", "train.total_env_steps=50", "agent.learning_starts=20"]
+    args += [*QUIET, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(
+        [sys.executable, TRAIN, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = error_lines(proc.stderr)  # the sampler (seed 0) draws n_step=2000 once of two
+    assert "agent.n_step must be at most 1000" in line and "counts as failed" in line
+    assert (sweep / "optimization_results.yaml").is_file()

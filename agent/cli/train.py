@@ -38,26 +38,46 @@ register_configs()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 @one_line_errors
 def _hydra_main(cfg: DictConfig) -> float:
+    from ..core.errors import UserError
     from ..loop.train import main_entry  # torch loads after the config is known to be valid
 
-    if not _CHECKED_BEFORE_HYDRA:  # a multirun job, or a command with Hydra flags
-        check_config(cfg)
-    # the final evaluation return: what a sweeper optimises (hydra/sweeper=optuna, conf/search/)
-    return float(main_entry(cfg)["eval_return_mean"])
+    try:
+        if not _CHECKED_BEFORE_HYDRA:  # a multirun job, or a command with Hydra flags
+            check_config(cfg)
+        # the final evaluation return: what a sweeper optimises (hydra/sweeper=optuna)
+        return float(main_entry(cfg)["eval_return_mean"])
+    except UserError as err:
+        if not _in_optuna_search():
+            raise
+        # one trial's sampled values can be invalid (or too large for this machine): an
+        # exception (not the exit that ends a command) makes the launcher record the job as
+        # failed, the sweeper tells Optuna so, and the search goes on (conf/search/*.yaml:
+        # max_failure_rate) to its results file
+        print(f"error: {err} (this trial counts as failed; the search goes on)", file=sys.stderr)
+        raise FailedTrial(str(err)) from None
+
+
+class FailedTrial(RuntimeError):
+    """An Optuna trial refused in one line; the sweeper records it as failed."""
+
+
+def _in_optuna_search() -> bool:
+    """Whether this job is a trial of an Optuna search (``+search=``, hydra/sweeper=optuna)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    sweeper = HydraConfig.get().sweeper
+    return "optuna" in str(sweeper.get("_target_", "")).lower()
 
 
 _CHECKED_BEFORE_HYDRA = False
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Values, population rules and resource estimates (memory, env count) of a composed
-    config; ConfigError."""
+    """Values and resource estimates (memory, env count) of a composed config; ConfigError."""
     from .. import algos
-    from ..learn.population import check_population
     from ..learn.resources import check_resources
 
     algos.validate(cfg)
-    check_population(cfg)
     check_resources(cfg)  # from estimates, before any large allocation
 
 
