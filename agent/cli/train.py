@@ -73,11 +73,14 @@ _CHECKED_BEFORE_HYDRA = False
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Values and resource estimates (memory, env count) of a composed config; ConfigError."""
+    """Values, population rules and resource estimates (memory, env count) of a composed
+    config; ConfigError."""
     from .. import algos
+    from ..learn.population import check_population
     from ..learn.resources import check_resources
 
     algos.validate(cfg)
+    check_population(cfg)
     check_resources(cfg)  # from estimates, before any large allocation
 
 
