@@ -329,7 +329,7 @@ def test_study_command_end_to_end(runs: dict[str, Path], tmp_path: Path, capsys)
     [
         (["study="], "at least one run"),
         (["study={empty}"], "neither population members nor a checkpoint"),
-        (["study={erdqn}", "draws=0"], "draws must be a positive integer"),
+        (["study={erdqn}", "draws=0"], "draws must be an integer in [1, "),
         (["study={root}/nothing*"], "matches no run dir"),
         (["study={cartpole}"], "gave returns in 3 or more bins"),
         (["study={few}"], "fewer than the 40"),
