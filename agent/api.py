@@ -2,10 +2,12 @@
 
 >>> from dopa_rl.api import load, evaluate        # doctest: +SKIP
 >>> agent = load("runs/…/RUN_DIR")                # a run dir or one checkpoint folder
+>>> agent = load("zoo:cartpole/qrdqn")            # or a trained agent of the zoo (dopa-zoo)
 >>> agent.predict(obs)                            # one observation → an int action
 >>> agent.predict(batch_of_obs)                   # [B, *obs_shape] → int64 actions [B]
 >>> agent.units(obs)                              # the greedy action's unit values and their τ
 >>> evaluate("runs/…/RUN_DIR", episodes=10)       # like dopa-evaluate: eval.json in ./
+>>> agent.evaluate(episodes=10)                   # the same for a loaded agent
 
 Everything here is what the command lines use (``agent.learn.evaluate``,
 ``agent.loop.unit_values``); no new behaviour. A population root (``train.population=S``) is
@@ -139,6 +141,14 @@ class Agent:
         values, taus, representation = greedy_units(self.learner, x.cpu().numpy())
         return Units(values[0] if single else values, taus, representation)
 
+    def evaluate(
+        self, episodes: int = 10, out: str | Path | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """:func:`evaluate` of this agent's checkpoint on its own device (``eval.json`` in
+        ``out``, the current folder by default; the keyword arguments are its own)."""
+        kwargs.setdefault("device", str(self.device))
+        return evaluate(self.checkpoint, episodes=episodes, out=out, **kwargs)
+
 
 def _one_run(path: str | Path) -> Path:
     """``path`` itself, unless it is a population root: then an error naming its members."""
@@ -153,7 +163,8 @@ def _one_run(path: str | Path) -> Path:
 
 
 def load(run_or_checkpoint: str | Path, device: str = "cpu") -> Agent:
-    """Open a run dir (its newest checkpoint) or one checkpoint folder.
+    """Open a run dir (its newest checkpoint), one checkpoint folder, or a zoo agent by name
+    (``zoo:cartpole/qrdqn``; ``dopa-zoo`` lists them).
 
     ``device``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``."""
     from .core.config import check_device

@@ -3,7 +3,8 @@
     dopa-enjoy RUN_DIR [episodes=1] [window=auto|true|false] [out=FILE.mp4] [seed=N]
                [epsilon=X] [device=cpu]
 
-RUN_DIR: a run dir (its newest checkpoint) or one ``checkpoints/<step>`` folder; a population's
+RUN_DIR: a run dir (its newest checkpoint), one ``checkpoints/<step>`` folder, or a zoo agent
+(``zoo:cartpole/qrdqn``, its videos ``enjoy_zoo_cartpole_qrdqn_ep<i>.mp4``); a population's
 folder asks for one member. The agent acts greedily (``epsilon``: its ``agent.eps_eval`` unless
 given). ``window=true`` shows the episodes in a window (a gymnasium control env and a display
 are needed); ``window=auto`` (the default) does so when ``DISPLAY`` or ``WAYLAND_DISPLAY`` is
@@ -22,6 +23,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.files import is_regular
+from ..store.zoo import is_zoo_name, output_stem
 from .common import did_you_mean, one_line_errors, unwritable, wants_help
 
 KEYS = {"episodes": int, "window": str, "out": str, "seed": int, "epsilon": float, "device": str}
@@ -107,7 +109,9 @@ def run(argv: list[str]) -> int:
 
     window = window and (args["window"] == "true" or family_of(agent.config.env).window)
     run_name = Path(args["run"]).resolve().name
-    if run_name.isdigit():  # a checkpoint folder: name the video after its run
+    if is_zoo_name(args["run"]):
+        run_name = output_stem(args["run"])
+    elif run_name.isdigit():  # a checkpoint folder: name the video after its run
         run_name = Path(args["run"]).resolve().parent.parent.name
     paths = [] if window else video_paths(args.get("out"), run_name, args["episodes"])
     configure_torch_threads(0)  # after every check: its load note never precedes an error line

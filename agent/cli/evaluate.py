@@ -20,8 +20,9 @@ from .common import check_override_keys, fail, one_line_errors, wants_help
 
 @dataclass
 class EvalArgs:
-    # a run dir (its newest checkpoint), RUN_DIR/checkpoints/<step>, or a population root (every
-    # member, into out/<member folder>/eval.json; out=RUN_DIR: each member's own folder)
+    # a run dir (its newest checkpoint), RUN_DIR/checkpoints/<step>, a zoo agent (zoo:NAME;
+    # dopa-zoo lists them), or a population root (every member, into
+    # out/<member folder>/eval.json; out=RUN_DIR: each member's own folder)
     checkpoint: str = MISSING
     episodes: int = 10  # greedy evaluation episodes
     epsilon: float | None = None  # ε of the evaluation policy (null: the agent's agent.eps_eval)

@@ -44,7 +44,8 @@ distributional and classical populations and the recorded cells as a point: spli
 cross-validated τ–RP r and spread ratio against noise, and the trials per magnitude needed
 at the recorded noise.
 
-checkpoint: a run dir (its newest checkpoint) or a checkpoint folder. On a lab task the units
+checkpoint: a run dir (its newest checkpoint), a checkpoint folder, or a trained agent of the
+zoo (``zoo:minatar/breakout/erdqn``; ``dopa-zoo`` lists them). On a lab task the units
 are presented with every outcome at the pre-outcome state (agent/probes/agent_cells.py);
 ``trials``/``noise``/``splits`` default to the run's ``probe.*`` config (``recorded``: the 40
 recorded cells' trial counts and signal-to-noise ratio; a number: noise × reward SD).
@@ -76,7 +77,8 @@ distribution placed on the same axis: the utility-axis value of each magnitude, 
 its pooled trial frequency (for the committed recordings these are the task's probabilities).
 
 out: by default the run dir for checkpoint=, and ``./<name>_probe/`` in the current folder for
-data= (``./dabney2020_probe/``; never beside the input, which may be read-only or the package).
+data= (``./dabney2020_probe/``) and a zoo agent (``./zoo_minatar_breakout_erdqn_probe/``):
+never beside the input, which may be read-only or the package.
 Writes ``probe.json`` and ``probe_*.png``.
 """
 
@@ -257,6 +259,7 @@ def output_folder(args: dict[str, Any]) -> Path:
     run dir is refused in one line up front instead of failing after the work is done."""
     from ..probes.report import default_out
     from ..store.checkpoint import resolve_checkpoint
+    from ..store.zoo import is_zoo_name, output_stem
 
     if "out" in args or "data" in args:
         out = default_out(args, None)
@@ -266,6 +269,8 @@ def output_folder(args: dict[str, Any]) -> Path:
         out = Path("noise_sweep")
     elif "population" in args:
         out = Path(args["population"])
+    elif is_zoo_name(args["checkpoint"]):  # in the current folder, never inside the package
+        out = Path(f"{output_stem(args['checkpoint'])}_probe")
     else:
         out = default_out(args, resolve_checkpoint(args["checkpoint"]).parent.parent)
     problem = unwritable(out)

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from ..core.errors import CheckpointError
 from ..core.files import read_text_regular
 from .population_root import members_hint
+from .zoo import is_zoo_name, zoo_run_dir
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
@@ -269,7 +270,10 @@ def _newest_complete(root: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run dir, its ``checkpoints/`` folder, or one checkpoint folder → the checkpoint folder."""
+    """A run dir, its ``checkpoints/`` folder, one checkpoint folder, or a zoo agent's name
+    (``zoo:cartpole/qrdqn``: agent/store/zoo.py) → the checkpoint folder."""
+    if is_zoo_name(path):
+        path = zoo_run_dir(path)
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"checkpoint path '{path}' does not exist")

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from .checkpoint import has_checkpoint, resolve_checkpoint
+from .zoo import PREFIX, is_zoo_name
 
 log = logging.getLogger("agent")
 
@@ -73,6 +74,12 @@ def resolve_source(resume: str | None, run_dir: str | Path) -> tuple[Path | None
         if own is None:
             return None, "no checkpoint in the run dir: fresh start"
         return own, "this run dir's own newest checkpoint"
+    if is_zoo_name(mode):
+        raise ConfigError(
+            f"resume={mode}: a zoo agent holds its network only (no optimiser, target or "
+            f"replay), so it cannot be resumed; `dopa-zoo {mode.removeprefix(PREFIX)}` shows "
+            "the command that trained it"
+        )
     given = resolve_checkpoint(mode)
     if own is None:
         return given, f"resume={mode}"
