@@ -4,10 +4,13 @@ exact state, its config, and every agent training a few hundred steps on it."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from helpers import make_cfg
 
 pytest.importorskip("minatar")
@@ -110,6 +113,29 @@ def test_game_names_and_config_errors() -> None:
     assert "frame_skip" not in cfg.env and "clip_rewards" not in cfg.env
     with pytest.raises(Exception, match="frame_skip"):
         compose_cfg("env.frame_skip=2")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["env.kwargs.difficulty_ramping=maybe"], "env.kwargs.difficulty_ramping must be true or"),
+        (["env.max_episode_frames=0"], "env.max_episode_frames must be an integer >= 1"),
+        (["env.max_episode_frames=-5"], "env.max_episode_frames must be an integer >= 1"),
+        (["agent.torso=nature_cnn"], "agent.torso=nature_cnn needs images of at least 36"),
+    ],
+)
+def test_bad_minatar_values_are_one_error_line(tmp_path: Path, args, fragment) -> None:
+    """Issue 34 minor items: refused in one line (exit 2), the new run dir not left behind (the
+    torso is refused once the env is built, inside Hydra's job)."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "env=minatar", *args]
+    proc = subprocess.run(
+        [*cmd, f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert not run_dir.exists()
 
 
 @pytest.mark.parametrize("agent", algos.names())

@@ -75,11 +75,12 @@ _CHECKED_BEFORE_HYDRA = False
 def check_config(cfg: DictConfig) -> None:
     """Values, population rules and resource estimates (memory, env count) of a composed
     config; ConfigError."""
-    from .. import algos
+    from .. import algos, envs
     from ..learn.population import check_population
     from ..learn.resources import check_resources
 
     algos.validate(cfg)
+    envs.validate(cfg)  # the env family's own keys
     check_population(cfg)
     check_resources(cfg)  # from estimates, before any large allocation
 

@@ -77,6 +77,9 @@ class EnvFamily:
     cap_episode_steps: ``cap_episode_steps(env_cfg, n)`` sets the env config so that episodes
                    are cut (truncated) at ``n`` agent steps; the default passes gymnasium's
                    ``max_episode_steps`` to ``gymnasium.make``.
+    check_config:  ``check_config(env_cfg)`` raises ConfigError (one line) for a bad value of
+                   the family's own keys; :func:`validate` runs it at start-up, before
+                   anything is created.
     """
 
     name: str
@@ -101,6 +104,7 @@ class EnvFamily:
     evaluation_extras: Callable[[Any, float], dict[str, Any]] | None = None
     window: bool = False
     cap_episode_steps: Callable[[Any, int], None] = lambda env_cfg, n: _gym_cap(env_cfg, n)
+    check_config: Callable[[Any], None] = lambda env_cfg: None
 
     def __post_init__(self) -> None:
         if self.observation not in OBSERVATIONS:
@@ -175,8 +179,8 @@ def family_of(env_cfg: Any) -> EnvFamily:
 
 
 def validate(cfg: Any) -> None:
-    """The env part of a run config: a registered family, and no ``env.*`` key that does not
+    """The env part of a run config: a registered family, no ``env.*`` key that does not
     apply to it (``core.config.typed_env``: so ``env.family=toy env.id=Acrobot-v1`` fails at
-    start-up instead of training the toy family)."""
-    family_of(cfg.env)
-    typed_env(cfg.env)
+    start-up instead of training the toy family), and the family's own values
+    (``EnvFamily.check_config``)."""
+    family_of(cfg.env).check_config(typed_env(cfg.env))

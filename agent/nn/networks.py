@@ -221,14 +221,19 @@ def midpoint_taus(num_units: int, dtype: torch.dtype = torch.float32) -> torch.T
     return (2 * torch.arange(1, num_units + 1, dtype=dtype, device="cpu") - 1) / (2 * num_units)
 
 
+# the smallest image side each convolutional torso takes: the Nature CNN's 8×8/4, 4×4/2 and
+# 3×3/1 convolutions need 36 pixels, the MinAtar CNN's one 3×3 convolution 3
+MIN_IMAGE_SIDE = {"nature_cnn": 36, "minatar_cnn": 3}
+
+
 def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
     """The torso for ``agent.torso``: ``auto`` picks from the observation shape: the Nature CNN
-    for image stacks at least 36 pixels wide (its 8×8/4, 4×4/2, 3×3/1 convolutions need that),
-    the MinAtar CNN for smaller images such as MinAtar's 10×10×C, an MLP for vectors."""
+    for image stacks large enough for it (``MIN_IMAGE_SIDE``), the MinAtar CNN for smaller
+    images such as MinAtar's 10×10×C, an MLP for vectors."""
     if torso != "auto":
         return torso
     if len(obs_shape) == 3:
-        return "nature_cnn" if min(obs_shape[1:]) >= 36 else "minatar_cnn"
+        return "nature_cnn" if min(obs_shape[1:]) >= MIN_IMAGE_SIDE["nature_cnn"] else "minatar_cnn"
     return "mlp"
 
 
@@ -239,6 +244,13 @@ def build_torso(torso: str, obs_shape: tuple[int, ...], hidden: list[int]) -> To
         return MLPTorso(obs_shape, hidden)
     if len(obs_shape) != 3:
         raise ConfigError(f"agent.torso={kind} needs image observations [C, H, W], got {obs_shape}")
+    side = MIN_IMAGE_SIDE.get(kind, 1)
+    if min(obs_shape[1:]) < side:
+        raise ConfigError(
+            f"agent.torso={kind} needs images of at least {side}×{side} pixels, but this env's "
+            f"are {obs_shape[1]}×{obs_shape[2]}; use agent.torso=auto (it picks the torso that "
+            "fits)"
+        )
     if kind == "nature_cnn":
         return NatureCNNTorso(obs_shape)
     if kind == "minatar_cnn":

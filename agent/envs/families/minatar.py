@@ -291,18 +291,33 @@ def _check(reference: dict[str, Any], snap: Any, where: str) -> tuple[dict[str, 
     return attrs, last_action, state
 
 
-def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001
+def check_config(env_cfg: Any) -> None:
+    """The game, the episode cap and ``env.kwargs`` (only ``difficulty_ramping``, true or
+    false): ConfigError naming the key."""
+    game_name(env_cfg.game)
+    frames = env_cfg.max_episode_frames
+    if type(frames) is not int or frames < 1:
+        raise ConfigError(
+            f"env.max_episode_frames must be an integer >= 1 (one frame is one agent step), "
+            f"got {frames!r}"
+        )
     kwargs = dict(env_cfg.kwargs)
     ramping = kwargs.pop("difficulty_ramping", True)
     if kwargs:
         raise ConfigError(
             f"env.kwargs for env.family=minatar takes only difficulty_ramping, got {sorted(kwargs)}"
         )
+    if not isinstance(ramping, bool):
+        raise ConfigError(f"env.kwargs.difficulty_ramping must be true or false, got {ramping!r}")
+
+
+def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001
+    check_config(env_cfg)
     return MinAtarVecEnv(
         env_cfg.game,
         num_envs,
         sticky_action_prob=env_cfg.sticky_action_prob,
-        difficulty_ramping=bool(ramping),
+        difficulty_ramping=env_cfg.kwargs.get("difficulty_ramping", True),
         max_episode_frames=env_cfg.max_episode_frames,
     )
 
@@ -328,6 +343,7 @@ MINATAR = register(
         config_class=MinAtarEnvConfig,
         video_fps=lambda env_cfg: 10,
         cap_episode_steps=cap_episode_steps,
+        check_config=check_config,
         display_id=lambda env_cfg: game_name(env_cfg.game),
         population=True,
     )
