@@ -280,3 +280,21 @@ def test_saved_in_task_groups_are_validated(root: Path, tmp_path: Path) -> None:
     path.write_text(json.dumps(groups))
     with pytest.raises(DataError, match=r"group 1 .*seed 2: 'cue_probs' of cue 0 must lie in"):
         read_unit_groups(path)
+
+
+def test_in_task_seeds_of_different_settings_are_not_pooled() -> None:
+    """Two CartPole runs of one agent that differ in γ (the returns the units are probed with
+    are discounted by it): refused before any rollout, naming the key and both runs."""
+    from types import SimpleNamespace
+
+    from dopa_rl.probes.detection import groups_from_learners
+
+    def fake(seed: int, gamma: float) -> tuple[str, SimpleNamespace, SimpleNamespace]:
+        env = SimpleNamespace(family="control", id="CartPole-v1", kwargs={}, num_envs=4)
+        cfg = SimpleNamespace(env=env, agent=SimpleNamespace(gamma=gamma), seed=seed)
+        return f"run{seed}", SimpleNamespace(name="qrdqn"), cfg
+
+    with pytest.raises(
+        ConfigError, match=r"run1 and run2 differ in agent.gamma \(0.99 against 0.9"
+    ):
+        groups_from_learners([fake(1, 0.99), fake(2, 0.9)], ["gradient"])

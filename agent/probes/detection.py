@@ -50,10 +50,12 @@ from ..envs import family_of
 from ..store.run_identity import unique_runs
 from .measured import RESPONSE_NOTES
 from .study_inputs import (
+    RUNTIME_ENV_KEYS,
     LabTaskSource,
     SeedSource,
     check_group_seeds,
     check_same_lab_task,
+    config_items,
     validated_group,
 )
 from .trials import criterion, population, rp_from_criterion
@@ -998,7 +1000,12 @@ def groups_from_learners(
     for run, learner, cfg in runs:
         family = family_of(cfg.env)
         task = "" if family.lab_task else family.display_id(cfg.env)
-        by_group.setdefault((learner.name, task), []).append(SeedSource(str(run), int(cfg.seed)))
+        source = SeedSource(str(run), int(cfg.seed), task=None if family.lab_task else {
+            **{k: v for k, v in config_items(cfg.env, "env").items()
+               if k.split(".")[1] not in RUNTIME_ENV_KEYS},
+            "agent.gamma": cfg.agent.gamma,  # the returns G are discounted by it
+        })  # fmt: skip
+        by_group.setdefault((learner.name, task), []).append(source)
     for (agent, task), sources in by_group.items():
         check_group_seeds(agent + (f"@{task}" if task else ""), sources)
     collected: dict[str, dict[str, Any]] = {}
@@ -1169,8 +1176,10 @@ def _lab_source(run: Any, cfg: Any) -> LabTaskSource:
     """What makes a lab-task run comparable with another: its task's outcomes, and the config
     keys that set them (for the message when two differ)."""
     task = _variable_magnitude_task(run, cfg)
-    config = {"env.id": str(cfg.env.id)}
-    config.update({f"env.kwargs.{k}": v for k, v in dict(cfg.env.kwargs).items()})
+    config = {
+        k: v for k, v in config_items(cfg.env, "env").items()
+        if k == "env.id" or k.startswith("env.kwargs.")
+    }  # fmt: skip
     return LabTaskSource(str(run), task.values, task.magnitudes, task.probs, config)
 
 

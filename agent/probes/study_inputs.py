@@ -50,10 +50,19 @@ class SeedSource:
     label: str  # the run dir or saved file, for messages
     seed: int
     taus: np.ndarray | None = None  # the head's τ of every unit (None: not known yet)
+    # the config keys that set an in-task group's return distribution (None: a lab task,
+    # checked across the study by check_same_lab_task)
+    task: dict[str, Any] | None = None
+
+
+#: env keys that set how a run steps its envs, not the task
+RUNTIME_ENV_KEYS = ("num_envs", "eval_num_envs", "imports")
 
 
 def check_group_seeds(group: str, sources: Sequence[SeedSource]) -> None:
-    """One group's seeds: distinct, and heads alike (number of units, τ of every unit)."""
+    """One group's seeds: distinct, on one task (in a task: the env config and γ, which set
+    the returns the units are probed with), and heads alike (number of units, τ of every
+    unit)."""
     seen: dict[int, SeedSource] = {}
     first = sources[0]
     for s in sources:
@@ -63,6 +72,12 @@ def check_group_seeds(group: str, sources: Sequence[SeedSource]) -> None:
                 "seed trains the same network, so it counts once: give one of them"
             )
         seen[s.seed] = s
+        differs = first_difference(first.task, s.task)
+        if differs:
+            raise ConfigError(
+                f"{group}: {first.label} and {s.label} differ in {differs}; a group pools "
+                "seeds of one task: study them separately"
+            )
         if s.taus is None or first.taus is None:
             continue
         if s.taus.shape != first.taus.shape or not np.allclose(s.taus, first.taus):
@@ -103,18 +118,35 @@ def check_same_lab_task(sources: Sequence[LabTaskSource]) -> None:
         )  # fmt: skip
         if same:
             continue
-        what = "the outcome axis, magnitudes or probabilities"
-        if first.config is not None and s.config is not None:
-            keys = sorted(set(first.config) | set(s.config))
-            diff = [k for k in keys if first.config.get(k) != s.config.get(k)]
-            if diff:
-                what = (
-                    f"{diff[0]} ({first.config.get(diff[0])!r} against {s.config.get(diff[0])!r})"
-                )
+        what = first_difference(first.config, s.config)
+        what = what or "the outcome axis, magnitudes or probabilities"
         raise ConfigError(
             f"study= mixes lab tasks: {first.label} and {s.label} differ in {what}; a study "
             "compares runs of one task: study each task separately"
         )
+
+
+def first_difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str | None:
+    """``"key (a's value against b's)"`` for the first key (sorted) on which two configs
+    differ; None when they agree or either is unknown."""
+    if a is None or b is None:
+        return None
+    key = next((k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)), None)
+    return None if key is None else f"{key} ({a.get(key)!r} against {b.get(key)!r})"
+
+
+def config_items(node: Any, prefix: str) -> dict[str, Any]:
+    """A config node (OmegaConf, or a namespace in tests) as flat ``prefix.key`` items."""
+    from omegaconf import DictConfig, OmegaConf
+
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    out: dict[str, Any] = {}
+    for key, value in (data if isinstance(data, dict) else vars(data)).items():
+        if isinstance(value, dict):
+            out.update(config_items(value, f"{prefix}.{str(key)}"))
+        else:
+            out[f"{prefix}.{str(key)}"] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- saved files
