@@ -164,3 +164,30 @@ def test_every_agent_trains_on_minatar(agent: str, tmp_path: Path) -> None:
     assert isinstance(learner.online.torso, MinAtarTorso)
     result = evaluate(tmp_path, episodes=2, device="cpu")
     assert len(result["returns"]) == 2 and np.isfinite(result["return_mean"])
+
+
+def test_probe_of_a_minatar_population_is_one_line_naming_a_member(tmp_path: Path) -> None:
+    """Issue 34 minor item: ``checkpoint=POP`` of a MinAtar population ended in a traceback
+    (``Key 'id' not in 'MinAtarEnvConfig'``): the population probe is the lab tasks' protocol,
+    so it refuses in one line and names the member folder the in-task protocol takes."""
+    from dopa_rl.loop.train import run
+
+    pop = tmp_path / "pop"
+    run(
+        compose_cfg(
+            "train.population=2",
+            "train.total_env_steps=40",
+            "agent.learning_starts=20",
+            "train.eval_episodes=1",
+            "env.max_episode_frames=50",
+            "train.progress=false",
+        ),
+        pop,
+    )
+    cmd = [sys.executable, str(ROOT / "scripts" / "probe.py"), f"checkpoint={pop}"]
+    proc = subprocess.run(
+        [*cmd, f"out={tmp_path / 'probe'}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and f"checkpoint={pop / 'member_0_s1'}" in lines[0], proc.stderr

@@ -75,8 +75,13 @@ def probe_members(dirs: list[Path], *, device: str = "cpu", **kwargs: Any) -> li
     results = []
     for d in dirs:
         learner, cfg, _ = load_agent(d, device)
-        if not family_of(cfg.env).lab_task:
-            raise ConfigError(f"population probes need lab-task runs; '{d}' is {cfg.env.id}")
+        family = family_of(cfg.env)
+        if not family.lab_task:  # (the in-task protocol takes one run: a member's folder)
+            raise ConfigError(
+                f"population probes need lab-task runs; '{d}' is {family.display_id(cfg.env)} "
+                f"(env.family={family.name}): probe each member with the in-task protocol "
+                f"instead, e.g. checkpoint={d}"
+            )
         result = probe_learner(learner, cfg, **kwargs)
         result["run_dir"], result["seed"] = str(d), int(cfg.seed)
         results.append(result)
