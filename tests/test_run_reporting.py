@@ -91,7 +91,7 @@ def test_recent_return_is_na_before_any_episode(
     logger = RunLogger(tmp_path, 100, 0, progress=False)
     with caplog.at_level(logging.INFO, logger="agent"):
         logger.flush_metrics(10, 10, 0, 1.0)
-        logger.episode(20, 0.0, 5)
+        logger.episodes(20, [0.0], [5])
         logger.flush_metrics(20, 20, 0, 1.0)
     logger.close()
     lines = [r.getMessage() for r in caplog.records if "recent_return" in r.getMessage()]
@@ -162,3 +162,32 @@ def test_a_resumed_run_drops_csv_rows_past_its_checkpoint(tmp_path: Path) -> Non
     logger = RunLogger(tmp_path, 1000, 200, progress=False, scalars_csv=False)
     logger.close()
     assert evals.read_text() == "env_step,return_mean,return_std,episodes\n100,1,0,2\n200,2,0,2\n"
+
+
+def test_episodes_ending_together_are_all_in_the_csv_and_their_mean_in_tensorboard(
+    tmp_path: Path,
+) -> None:
+    # vector envs end several episodes on one step; TensorBoard keeps one point per step and
+    # tag, so it gets their mean and count while scalars.csv keeps every episode
+    logger = RunLogger(tmp_path, total_env_steps=100, start_step=0, progress=False)
+    logger.episodes(10, [1.0, 3.0, 8.0], [10, 20, 30])
+    logger.episodes(20, [], [])
+    logger.episodes(30, [5.0], [7])
+    logger.close()
+    with open(tmp_path / "scalars.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["tag"] == "train/episode_return"]
+    assert [(int(r["env_step"]), float(r["value"])) for r in rows] == [
+        (10, 1.0),
+        (10, 3.0),
+        (10, 8.0),
+        (30, 5.0),
+    ]
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    returns = [(e.step, e.value) for e in acc.Scalars("train/episode_return")]
+    assert returns == [(10, pytest.approx(4.0)), (30, pytest.approx(5.0))]
+    assert [e.value for e in acc.Scalars("train/episodes_ended")] == [3.0, 1.0]
+    assert [e.value for e in acc.Scalars("train/episode_length")] == [20.0, 7.0]
+    assert logger.recent_return() == pytest.approx(17.0 / 4)
+    with pytest.raises(ValueError, match="2 episode returns but 1 lengths"):
+        logger.episodes(40, [1.0, 2.0], [3])

@@ -180,9 +180,8 @@ def train_cohort(
             states[k].env_steps = env_steps
             logger = r.logger
             assert logger is not None
-            for ret, length in zip(step.episode_returns, step.episode_lengths, strict=True):
-                states[k].episodes += 1
-                logger.episode(env_steps, ret, length)
+            states[k].episodes += len(step.episode_returns)
+            logger.episodes(env_steps, step.episode_returns, step.episode_lengths)
         if not overlap:
             update_until(env_steps)
 

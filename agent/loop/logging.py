@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -187,10 +187,29 @@ class RunLogger:
         if self._csv is not None:
             self._csv[1].writerow([step, tag, f"{float(value):.8g}"])
 
-    def episode(self, step: int, episode_return: float, length: int) -> None:
-        self.recent_returns.append(episode_return)
-        self.scalar("train/episode_return", episode_return, step)
-        self.scalar("train/episode_length", length, step)
+    def episodes(self, step: int, returns: Sequence[float], lengths: Sequence[int]) -> None:
+        """The episodes that ended at env step ``step``: every one to ``scalars.csv``; to
+        TensorBoard their mean return and length, and how many ended (``train/episodes_ended``).
+
+        TensorBoard keeps one point per step and tag (a later point at the same step replaces
+        the earlier), so with vector envs it showed one arbitrary episode of those that ended
+        together (135 points where scalars.csv had 145); the mean keeps them all in its value.
+        """
+        if len(returns) != len(lengths):
+            raise ValueError(f"{len(returns)} episode returns but {len(lengths)} lengths")
+        if not returns:
+            return
+        self.recent_returns.extend(returns)
+        if self._csv is not None:
+            for episode_return, length in zip(returns, lengths, strict=True):
+                self._csv[1].writerow(
+                    [step, "train/episode_return", f"{float(episode_return):.8g}"]
+                )
+                self._csv[1].writerow([step, "train/episode_length", f"{float(length):.8g}"])
+        count = len(returns)
+        self.writer.add_scalar("train/episode_return", sum(returns) / count, step)
+        self.writer.add_scalar("train/episode_length", sum(lengths) / count, step)
+        self.writer.add_scalar("train/episodes_ended", count, step)
 
     def accumulate(self, sums: dict[str, torch.Tensor], count: int = 1) -> None:
         """Add metric sums over ``count`` updates (the loop's ``MetricSums``); logged as means."""
