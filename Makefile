@@ -21,9 +21,9 @@ PYTEST_ARGS ?=
 .PHONY: run test lint install clean docker-check
 
 # $(call install_package,EXTRAS): the venv, torch, then the package with those extras (none: "").
-# --no-compile: pip's byte-compiling of every installed module (torch, sympy, pandas, scipy ...)
-# cost 56 s of CPU of a 100 s core install; Python compiles the modules a run imports on first
-# import instead (about 1 s for the demo's; docs/benchmarks.md)
+# --no-compile: pip byte-compiled every installed module (torch, sympy, pandas, scipy ...), 56 s
+# of CPU, more than the rest of the core install (52 s); Python compiles the modules a run
+# imports on their first import instead (about 1 s for the demo's; docs/benchmarks.md)
 define install_package
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-compile $(TORCH)
