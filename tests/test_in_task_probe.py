@@ -79,7 +79,9 @@ def _tabular_agent(gamma: float = 0.9, n: int = 21) -> tuple[Learner, SimpleName
     learner.online = TableNet(table, taus)
     cfg = SimpleNamespace(
         agent=agent_cfg,
-        env=SimpleNamespace(family="control", id="test/CueReward-v0", kwargs={}, game=None),
+        env=SimpleNamespace(
+            family="control", id="test/CueReward-v0", kwargs={}, imports=[], game=None
+        ),
         probe=SimpleNamespace(response_noise="recorded", splits=50),
     )
     return learner, cfg, cue
@@ -253,7 +255,9 @@ def _tabular_classical(n: int, gamma: float = 0.9) -> tuple[Learner, SimpleNames
     learner.online = TableNet(table, np.full(n, 0.5))
     cfg = SimpleNamespace(
         agent=agent_cfg, seed=0,
-        env=SimpleNamespace(family="control", id="test/CueReward-v0", kwargs={}, game=None),
+        env=SimpleNamespace(
+            family="control", id="test/CueReward-v0", kwargs={}, imports=[], game=None
+        ),
     )  # fmt: skip
     return learner, cfg
 

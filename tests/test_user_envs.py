@@ -137,7 +137,7 @@ def test_train_refuses_a_module_that_does_not_import(tmp_path: Path) -> None:
                 "env.id=no_such_pkg:ToyChain-v0", *TINY_TOY)  # fmt: skip
     line = _one_error_line(proc)
     assert "env.id=no_such_pkg:ToyChain-v0" in line and "No module named 'no_such_pkg'" in line
-    assert not (tmp_path / "run" / "checkpoints" / "latest").exists()
+    assert not (tmp_path / "run").exists()  # refused before Hydra creates the run dir
 
 
 def test_import_errors_and_unknown_ids_are_one_line(

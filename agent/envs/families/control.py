@@ -26,6 +26,15 @@ class GymEnvConfig(EnvConfig):
     imports: list[str] = field(default_factory=list)
 
 
+def check_config(env_cfg: Any) -> None:
+    """``env.id`` names a registered gymnasium id once ``env.imports`` and the module of a
+    ``module:Id`` are imported: a module that does not import, or an unknown id, is one line
+    at start-up, before the run dir exists."""
+    from ..control import check_env_id
+
+    check_env_id(env_cfg.id, list(env_cfg.imports))
+
+
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:  # noqa: ARG001
     from ..control import GymVecEnv
 
@@ -55,5 +64,6 @@ CONTROL = register(
         config_class=GymEnvConfig,
         population=True,
         window=True,
+        check_config=check_config,
     )
 )

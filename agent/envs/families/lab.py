@@ -13,6 +13,12 @@ from . import control
 from .control import CONTROL
 
 
+def check_config(env_cfg: Any) -> None:
+    from .. import lab_tasks  # noqa: F401  (registers the dopa/* ids)
+
+    control.check_config(env_cfg)
+
+
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:
     from .. import lab_tasks  # noqa: F401  (registers the dopa/* ids)
 
@@ -28,5 +34,6 @@ LAB = register(
         lab_task=True,
         video_fps=None,  # no rendering
         window=False,
+        check_config=check_config,
     )
 )
