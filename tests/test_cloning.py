@@ -34,7 +34,7 @@ def _same(a: list, b: list) -> bool:
 def _minatar() -> CloneableEnv:
     pytest.importorskip("minatar")
     cfg = SimpleNamespace(
-        family="minatar", game="breakout", sticky_action_prob=0.1, max_episode_frames=None,
+        family="minatar", game="breakout", sticky_action_prob=0.1, max_episode_frames=108_000,
         kwargs={},
     )  # fmt: skip
     return make_cloneable_env(cfg)

@@ -370,9 +370,9 @@ def _check_encoding(current: Any, enc: Any, path: str) -> None:
         # one holds float32 (Acrobot's state after its first integration step); it is
         # restored with the width it was saved with
         if dtype.kind != current.dtype.kind or shape != list(current.shape):
-            kind = {"b": "boolean", "i": "integer", "u": "unsigned", "f": "float"}
+            kind_names = {"b": "boolean", "i": "integer", "u": "unsigned", "f": "float"}
             raise ValueError(
-                f"{path} must be a {kind.get(current.dtype.kind, str(current.dtype))} array of "
+                f"{path} must be a {kind_names.get(current.dtype.kind, str(current.dtype))} array of "
                 f"shape {list(current.shape)}"
             )
     elif kind == "l":
