@@ -383,3 +383,25 @@ def test_demo_refuses_an_empty_out(tmp_path):
     proc = module_cli("demo", "out=", cwd=tmp_path)
     assert_exit_2_one_line(proc, "out= is empty")
     assert not any(tmp_path.iterdir())  # nothing written into the current folder
+
+
+def _evaluate_on_a_busy_machine(*args: str) -> subprocess.CompletedProcess:
+    # dopa-evaluate with the thread choice forced to "oversubscribed" (the real one follows
+    # the machine's load, which a test cannot set)
+    code = (
+        "import sys; import dopa_rl.core.threads as t; "
+        "t.choose_threads = lambda *a, **k: t.ThreadChoice(1, 2, 9.0, 'forced by the test', 0.0); "
+        "from dopa_rl.cli.evaluate import main; sys.argv = ['dopa-evaluate', *sys.argv[1:]]; main()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_evaluate_notes_oversubscription_only_after_it_evaluated(trained_run, tmp_path):
+    refused = _evaluate_on_a_busy_machine(f"checkpoint={tmp_path / 'nope'}")
+    assert_one_line_error(refused, "does not exist")
+    assert "oversubscribed" not in refused.stderr
+    done = _evaluate_on_a_busy_machine(f"checkpoint={trained_run}", "episodes=1", f"out={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    assert "machine looks oversubscribed (forced by the test)" in done.stderr

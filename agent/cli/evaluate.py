@@ -45,11 +45,12 @@ ConfigStore.instance().store(name="evaluate", node=EvalArgs)
 def _hydra_main(args: EvalArgs) -> None:
     from ..api import evaluate
     from ..core.errors import ConfigError
-    from ..core.threads import configure_torch_threads
+    from ..core.threads import configure_torch_threads, warn_if_oversubscribed
 
     if args.torch_threads < 0:
         raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {args.torch_threads}")
-    configure_torch_threads(args.torch_threads)
+    # the oversubscription note waits for the evaluation: it never precedes an error line
+    configure_torch_threads(args.torch_threads, warn=False)
     result = evaluate(
         args.checkpoint,
         episodes=args.episodes,
@@ -61,6 +62,7 @@ def _hydra_main(args: EvalArgs) -> None:
         max_episode_steps=args.max_episode_steps,
         progress=args.progress,
     )
+    warn_if_oversubscribed()
     keys = ("algo", "env_id", "episodes", "return_mean", "return_std")
     # a population root: every member, one line each
     for member in result.get("members", [result]):
