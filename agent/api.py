@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .core.errors import ConfigError
-from .store.population_root import population_members
+from .store.population_root import complete_members, population_members
 
 __all__ = ["Agent", "Units", "evaluate", "load"]
 
@@ -211,7 +211,7 @@ def evaluate(
         "max_episode_steps": max_episode_steps,
         "progress": progress,
     }
-    members = population_members(run)
+    members = complete_members(run)  # a member gone is refused, not left out of the median
     if not members:
         return evaluate_checkpoint(run, out=target, **kwargs)
     results = []

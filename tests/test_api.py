@@ -189,3 +189,15 @@ def test_evaluate_names_episodes_when_it_is_not_a_positive_integer(
     assert not (tmp_path / "eval.json").exists()
     result = evaluate(trained, episodes=np.int64(1), out=tmp_path, device="cpu")  # type: ignore[arg-type]
     assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == result["episodes"] == 1
+
+
+def test_evaluate_refuses_a_population_with_a_member_gone(tmp_path) -> None:
+    # a median over the members that are left would be counted short without a word
+    root = tmp_path / "pop"
+    (root / "member_0_s1" / "checkpoints").mkdir(parents=True)
+    (root / "population.json").write_text(
+        json.dumps({"member_dirs": ["member_0_s1", "member_1_s2"]})
+    )
+    with pytest.raises(ConfigError, match="lists member member_1_s2, whose folder is missing"):
+        evaluate(root, episodes=1, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

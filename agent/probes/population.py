@@ -22,7 +22,7 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..envs import family_of
 from ..store.checkpoint import STATE_FILE
-from ..store.population_root import missing_members, population_members
+from ..store.population_root import complete_members
 from .agent_cells import probe_learner, summary_row
 
 #: the across-member statistics reported for every headline number
@@ -36,14 +36,7 @@ def member_dirs(run_dir: str | Path) -> list[Path]:
     listed member folder gone is refused (its members would be counted short); the members
     that are there can be given one by one."""
     root = Path(run_dir)
-    gone = missing_members(root)
-    if gone:
-        raise ConfigError(
-            f"population '{run_dir}' lists member {gone[0]}, whose folder is missing"
-            + (f" (and {len(gone) - 1} more)" if len(gone) > 1 else "")
-            + "; give the members that are there one by one to use them without it"
-        )
-    found = population_members(root)
+    found = complete_members(root)
     if found:
         return found
     if (root / "checkpoints").is_dir() or (root / STATE_FILE).is_file():

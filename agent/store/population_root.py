@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import ConfigError
 from ..core.files import open_regular
 
 POPULATION_JSON = "population.json"
@@ -65,6 +66,20 @@ def missing_members(path: str | Path) -> list[str]:
     root = Path(path)
     listed = _listed_members(root) if root.is_dir() else None
     return [d for d in listed or [] if not (root / d).is_dir()]
+
+
+def complete_members(path: str | Path) -> list[Path]:
+    """:func:`population_members`, refused (``ConfigError``) when a listed member's folder is
+    gone: a median or a study over the rest would be counted short without a word. The
+    members that are there can still be given one by one."""
+    gone = missing_members(path)
+    if gone:
+        raise ConfigError(
+            f"population '{path}' lists member {gone[0]}, whose folder is missing"
+            + (f" (and {len(gone) - 1} more)" if len(gone) > 1 else "")
+            + "; give the members that are there one by one to use them without it"
+        )
+    return population_members(path)
 
 
 def is_population_summary(summary: dict[str, Any]) -> bool:
