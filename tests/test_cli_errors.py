@@ -1,5 +1,6 @@
 """Bad input from the command line: one clear `error:` line, non-zero exit, no traceback."""
 
+import errno
 import json
 import os
 import shutil
@@ -405,3 +406,30 @@ def test_evaluate_notes_oversubscription_only_after_it_evaluated(trained_run, tm
     done = _evaluate_on_a_busy_machine(f"checkpoint={trained_run}", "episodes=1", f"out={tmp_path}")
     assert done.returncode == 0, done.stderr
     assert "machine looks oversubscribed (forced by the test)" in done.stderr
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_disk_that_fills_while_writing_logs_is_one_line(code, capsys):
+    from dopa_rl.cli.common import one_line_errors
+
+    @one_line_errors
+    def writes_a_log() -> None:
+        raise OSError(code, os.strerror(code), "RUN/scalars.csv")
+
+    with pytest.raises(SystemExit) as exit_info:
+        writes_a_log()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the disk is full writing 'RUN/scalars.csv'")
+    assert "resume" in err[0]
+
+
+def test_other_os_errors_are_not_called_a_full_disk():
+    from dopa_rl.cli.common import one_line_errors
+
+    @one_line_errors
+    def fails() -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", "x")
+
+    with pytest.raises(PermissionError):
+        fails()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import errno
 import fcntl
 import os
 import sys
@@ -69,6 +70,18 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except TrainingDiverged as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
+        except OSError as err:
+            # a disk that fills while logs or outputs are written (a checkpoint save says so
+            # itself, keeping the last one): one line, not a traceback; anything else is a bug
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" writing '{err.filename}'" if err.filename else ""
+            print(
+                f"error: the disk is full{where} ({err.strerror}); checkpoints already written "
+                "are kept: free some space and run the same command again to resume",
+                file=sys.stderr,
+            )
+            sys.exit(2)
 
     return wrapper
 
