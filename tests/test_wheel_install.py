@@ -98,3 +98,27 @@ def test_console_scripts_from_an_empty_folder(venv: Path, tmp_path: Path) -> Non
     assert probed.returncode == 0, probed.stderr[-2000:]
     # the shipped recordings by name; the output in the current folder, not in the package
     assert json.loads((work / "dabney2020_probe" / "probe.json").read_text())["cells"]
+
+
+def test_the_zoo_ships_in_the_wheel(venv: Path, tmp_path: Path) -> None:
+    """Issue 38 item 1: on an install with no training, a zoo agent evaluates from the API and
+    the command line; dopa-zoo lists the agents; nothing is written into the package."""
+    bin_dir = venv / "bin"
+    listed = sh([str(bin_dir / "dopa-zoo")], tmp_path)
+    assert listed.returncode == 0 and "zoo:minatar/breakout/erdqn" in listed.stdout, listed.stderr
+    code = (
+        "import dopa_rl, dopa_rl.api as api; "
+        "print(api.load('zoo:cartpole/qrdqn').evaluate(episodes=1)['return_mean']); "
+        "print(dopa_rl.__file__)"
+    )
+    loaded = sh([str(bin_dir / "python"), "-c", code], tmp_path)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    package = Path(loaded.stdout.splitlines()[-1]).parent
+    assert str(venv) in str(package) and (package / "zoo" / "zoo.json").is_file()
+    assert json.loads((tmp_path / "eval.json").read_text())["algo"] == "qrdqn"
+    evaluated = sh(
+        [str(bin_dir / "dopa-evaluate"), "checkpoint=zoo:variable_magnitude/erdqn", "episodes=2",
+         "out=lab"], tmp_path,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert not [p for p in (package / "zoo").rglob("eval.json")]
