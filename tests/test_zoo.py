@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,25 @@ def test_resuming_from_a_zoo_agent_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
     assert "a zoo agent holds its network only" in line and "dopa-zoo cartpole/qrdqn" in line
+
+
+def test_a_broken_install_of_the_zoo_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dopa_rl.store import zoo
+
+    copy = tmp_path / "zoo"
+    shutil.copytree(ZOO_DIR / "cartpole", copy / "cartpole")
+    shutil.copy(INDEX, copy / "zoo.json")
+    monkeypatch.setattr(zoo, "ZOO_DIR", copy)
+    monkeypatch.setattr(zoo, "INDEX", copy / "zoo.json")
+    (model,) = (copy / "cartpole" / "qrdqn").rglob("model.safetensors")
+    model.write_bytes(model.read_bytes()[:100])  # a truncated shipped file
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        api.load("zoo:cartpole/qrdqn")
+    (copy / "zoo.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"the zoo's index '.*zoo.json' is corrupt"):
+        api.load("zoo:cartpole/qrdqn")
+    (copy / "zoo.json").unlink()
+    with pytest.raises(CheckpointError, match=r"zoo.json' is missing \(a broken install\)"):
+        api.load("zoo:cartpole/qrdqn")
