@@ -15,6 +15,7 @@ from conftest import ROOT
 from dopa_rl import api
 from dopa_rl.cli import zoo as zoo_cli
 from dopa_rl.core.errors import CheckpointError
+from dopa_rl.learn.evaluate import evaluate as evaluate_checkpoint
 from dopa_rl.store.zoo import INDEX, ZOO_DIR, find, load_index
 
 ENTRIES = load_index()
@@ -94,6 +95,10 @@ def test_api_load_of_a_zoo_agent_acts_and_evaluates_into_the_current_folder(
     assert agent.predict([0.0, 0.0, 0.05, 0.0]) in (0, 1)
     result = agent.evaluate(episodes=2)
     assert result["eval_json"] == str(tmp_path / "eval.json") and result["episodes"] == 2
+    # the library's own default (the run dir) is the current folder for a zoo agent too
+    (tmp_path / "eval.json").unlink()
+    evaluate_checkpoint("zoo:cartpole/qrdqn", episodes=1)
+    assert (tmp_path / "eval.json").is_file()
     assert _package_files() == before
 
 

@@ -21,6 +21,7 @@ from ..core.device import resolve_device
 from ..core.errors import CheckpointError, ConfigError, StopRequested
 from ..envs import VecEnv, make_env
 from ..store.checkpoint import load_checkpoint
+from ..store.zoo import is_zoo_name
 from .learner import Learner
 
 
@@ -116,7 +117,8 @@ def evaluate(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run ``episodes`` evaluation episodes; write ``eval.json`` (and ``video.mp4``) to ``out``
-    (default: the run dir that holds the checkpoint; the CLI passes the current folder).
+    (default: the run dir that holds the checkpoint, the current folder for a zoo agent; the CLI
+    passes the current folder).
     Returns the result dict (``eval_json``: where it was written).
 
     By default the evaluation is training's own (``agent.loop.hooks.evaluate_in_training``):
@@ -160,7 +162,8 @@ def evaluate(
         bar.close()
         env_id = env.env_id  # the name summary.json uses (ALE/Pong, not pong)
         env.close()
-    run_dir = folder.parent.parent
+    # a zoo agent's run dir lies inside the installed package: its results go to the current folder
+    run_dir = Path.cwd() if is_zoo_name(checkpoint) else folder.parent.parent
     out_dir = Path(out) if out is not None else run_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
