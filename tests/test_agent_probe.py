@@ -300,7 +300,7 @@ def test_probe_cli_rejects_malformed_data(tmp_path: Path, make: Any, fragment: s
     [
         ([], "exactly one of checkpoint"),
         (["data=x.csv", "checkpoint=y"], "exactly one of checkpoint"),
-        (["data=x.csv", "colour=red"], "unexpected argument 'colour=red'"),
+        (["data=x.csv", "colour=red"], "unknown key 'colour'"),
         (["data=x.csv", "splits=many"], "splits must be int"),
         (["checkpoint=x", "noise=loud"], "noise must be 'recorded' or a number >= 0"),
         (["checkpoint=x", "noise=-1"], "noise must be 'recorded' or a number >= 0"),
