@@ -312,6 +312,14 @@ def test_study_command_end_to_end(runs: dict[str, Path], tmp_path: Path, capsys)
     assert content["groups"]["erdqn/measured"]["decomposition"]["own_fraction"]["median"] > 0
     assert "command" in content and (tmp_path / "detection.png").is_file()
     assert "P(both)" in capsys.readouterr().out
+    # calibration, the primary endpoint (issue 36): every agent group, with its ideal ceiling
+    er = content["groups"]["erdqn/gradient"]
+    assert er["calibration"]["spread_ratio"]["median"] > 0
+    assert len(er["calibration"]["per_seed"]) == 2
+    assert len(er["calibration"]["per_seed"][0]["states"][0]["unit_errors"]) == 40
+    assert 0 <= er["ideal_ceiling"]["p_detect_both"] <= 1
+    assert content["groups"]["classical/measured"]["calibration"]["spread_ratio"]["median"] is None
+    assert "## Calibration" in (tmp_path / "detection.md").read_text()
     # the saved unit responses reproduce the study without the checkpoints
     again = tmp_path / "again"
     assert (

@@ -769,7 +769,9 @@ def study_group(
             "(range) over seeds",
             **{k: _spread([d[k] for d in descriptive]) for k in descriptive[0]},
         },
-        **group.extra,
+        # the units' raw values and targets stay in unit_responses.json; detection.json
+        # carries their calibration
+        **{k: v for k, v in group.extra.items() if k != "state_units"},
     }
     if decode:
         out["decode"] = _decode_over_seeds(decodes)
@@ -851,6 +853,8 @@ def detection_study(
     if not groups and not recorded:
         raise ConfigError("the detection study needs at least one group of units")
     protocol = recorded_protocol() if protocol is None else protocol
+    # saved calibration units are checked before any analysis
+    units = {g.name: group_state_units(g) for g in groups}
     results: dict[str, Any] = {}
     per_seed_both: dict[str, np.ndarray] = {}
     for g in groups:
@@ -873,6 +877,8 @@ def detection_study(
             f"two-sided permutation test over seeds (exact when possible) of the difference "
             f"in mean per-seed P(both) against {base}"
         )
+    _add_calibration(groups, units, results, protocol, draws=draws, n_units=n_units,
+                     alpha=alpha, seed=seed)  # fmt: skip
     if recorded:
         results.update(study_recorded(draws=draws, alpha=alpha, seed=seed, decode=decode))
     from .analysis import jsonable
@@ -899,6 +905,138 @@ def detection_study(
             "groups": results,
         }
     )
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+#: how a group's scale was obtained when its saved file predates ``state_units``
+LEGACY_SCALE = (
+    "from a unit_responses.json written before calibration: each cue state's return mean is "
+    "exact (the bins' frequency-weighted mean), its SD the SD of the binned returns (between "
+    "bins, a slight underestimate), so c is exact and the offsets and unit errors approximate"
+)
+
+
+def group_state_units(group: UnitGroup) -> tuple[list[Any], str | None] | None:
+    """Every seed's units and targets at its probed states (:class:`agent.probes.calibration.
+    StateUnits`) and, for a saved file that predates them, how they were rebuilt from its
+    ``units_vs_returns``; None when the group carries neither. DataError naming the group and
+    the field for a malformed saved entry."""
+    from .calibration import StateUnits
+
+    where = f"group '{group.name}'"
+    saved = group.extra.get("state_units")
+    if saved is not None:
+        if not isinstance(saved, list) or len(saved) != len(group.seeds):
+            raise DataError(f"{where}: 'state_units' must hold one entry per seed")
+        units = [StateUnits.from_json(u, f"{where}: 'state_units' of seed {s}")
+                 for u, s in zip(saved, group.seeds, strict=True)]  # fmt: skip
+        source = None
+    else:
+        fit = group.extra.get("units_vs_returns")
+        if not isinstance(fit, dict) or group.cue_axes is None or group.cue_probs is None:
+            return None
+        per_seed = fit.get("per_seed")
+        if not isinstance(per_seed, list) or len(per_seed) != len(group.seeds):
+            raise DataError(f"{where}: 'units_vs_returns' must hold one entry per seed")
+        units = [
+            _legacy_state_units(seed, axes, probs, f"{where}: 'units_vs_returns'")
+            for seed, axes, probs in zip(per_seed, group.cue_axes, group.cue_probs, strict=True)
+        ]
+        source = LEGACY_SCALE
+    for i, (u, s) in enumerate(zip(units, group.seeds, strict=True)):
+        states = len(group.conditions(i))
+        if u.values.shape[0] != states:
+            raise DataError(f"{where}: seed {s} has {states} states but calibration units at "
+                            f"{u.values.shape[0]}")  # fmt: skip
+    return units, source
+
+
+def _legacy_state_units(seed: Any, axes: Sequence[np.ndarray], probs: Sequence[np.ndarray],
+                        where: str) -> Any:  # fmt: skip
+    """A seed's units rebuilt from a saved ``units_vs_returns`` entry (z-scores per cue
+    state) with each state's mean and SD from its bins (:data:`LEGACY_SCALE`)."""
+    from .calibration import StateUnits
+
+    if not isinstance(seed, list) or len(seed) != len(axes) or not seed:
+        raise DataError(f"{where}: 'per_seed' must hold one entry per cue state of every seed")
+    try:
+        taus = np.asarray(seed[0]["tau"], dtype=float)
+        z = np.array([c["z"] for c in seed], dtype=float)
+        t = np.array([c["target_z"] for c in seed], dtype=float)
+    except (TypeError, ValueError, KeyError):
+        raise DataError(
+            f"{where}: every cue state needs numeric 'tau', 'z' and 'target_z'"
+        ) from None
+    means = np.array([float(a @ p) for a, p in zip(axes, probs, strict=True)])
+    sds = np.array([math.sqrt(float(((a - m) ** 2) @ p))
+                    for a, p, m in zip(axes, probs, means, strict=True)])  # fmt: skip
+    if z.ndim != 2 or t.shape != z.shape:
+        raise DataError(f"{where}: 'z' and 'target_z' must have one value per unit")
+    return StateUnits.from_json(
+        {"tau": taus.tolist(), "values": (means[:, None] + sds[:, None] * z).tolist(),
+         "targets": (means[:, None] + sds[:, None] * t).tolist(),
+         "return_means": means.tolist(), "return_sds": sds.tolist()},
+        where,
+    )  # fmt: skip
+
+
+IDEAL_NOTE = (
+    "the ceiling: the same seeds' units placed exactly on their targets (c = 1, offset 0) at "
+    "the same states and outcomes, own-gradient responses, the same protocol, draws and "
+    "detection rule; shared by the agent's response models"
+)
+
+
+def ideal_group(group: UnitGroup, units: Sequence[Any]) -> UnitGroup:
+    """The group's ideal population: every seed's units exactly on their targets."""
+    from .calibration import ideal_responses
+
+    responses: list[Any] = []
+    for i, u in enumerate(units):
+        per_state = [ideal_responses(u.taus, u.targets[c], axis)
+                     for c, (axis, _, _, _) in enumerate(group.conditions(i))]  # fmt: skip
+        responses.append(per_state if group.cue_axes is not None else per_state[0])
+    name = f"ideal/{group.agent}" + (f"@{group.task}" if group.task else "")
+    return dataclasses.replace(group, name=name, agent="ideal", response_model="gradient",
+                               responses=responses, extra={}, note=IDEAL_NOTE)  # fmt: skip
+
+
+def _add_calibration(
+    groups: Sequence[UnitGroup],
+    found: dict[str, tuple[list[Any], str | None] | None],
+    results: dict[str, Any],
+    protocol: RecordedProtocol,
+    **study: Any,
+) -> None:
+    """Each group's ``calibration`` and ``ideal_ceiling`` (P(both) of its ideal population),
+    from its units ``found`` by :func:`group_state_units`; the ceiling is computed once per
+    agent and task; a group without units of its own (a measured group of
+    a saved file that predates calibration) borrows those of its agent's group at the same
+    task and seeds."""
+    from .calibration import group_calibration
+
+    by_units = {(g.agent, g.task, tuple(g.seeds)): found[g.name] for g in groups if found[g.name]}
+    ceilings: dict[tuple[str, str], dict[str, Any]] = {}
+    for g in groups:
+        units = found[g.name] or by_units.get((g.agent, g.task, tuple(g.seeds)))
+        if units is None:
+            continue
+        cal = group_calibration(g.seeds, units[0])
+        if units[1]:
+            cal["scale_source"] = units[1]
+        results[g.name]["calibration"] = cal
+        key = (g.agent, g.task)
+        if key not in ceilings:
+            ideal, _ = study_group(ideal_group(g, units[0]), protocol, decode=False, **study)
+            ceilings[key] = {
+                "note": IDEAL_NOTE,
+                **{k: ideal[k] for k in ("p_detect_both", "p_detect_both_ci",
+                                         "p_detect_both_count", "rank_p_detect_both",
+                                         "rank_p_detect_both_ci")},
+            }  # fmt: skip
+        results[g.name]["ideal_ceiling"] = ceilings[key]
 
 
 # ----------------------------------------------------------------------------- from runs
@@ -1029,7 +1167,8 @@ def groups_from_learners(
             g["seeds"].append(int(cfg.seed))
             g.setdefault("sources", []).append(SeedSource(str(run), int(cfg.seed), row["taus"]))
             g["responses"].append(row["mean"])
-            for name in ("cue_axes", "cue_probs", "decomp", "cue_counts", "cue_units"):
+            for name in ("cue_axes", "cue_probs", "decomp", "cue_counts", "cue_units",
+                         "state_units"):  # fmt: skip
                 if name in row:
                     g.setdefault(name, []).append(row[name])
     for key, g in collected.items():
@@ -1058,6 +1197,8 @@ def groups_from_learners(
                 },
                 "per_seed": g["cue_units"],
             }
+        if g.get("state_units"):
+            extra["state_units"] = g["state_units"]  # read by the calibration endpoint
         if g["task"]:
             used = [c[0] for c in g["cue_counts"]]
             extra["cue_states"] = {
@@ -1109,17 +1250,10 @@ UNITS_VS_RETURNS_NOTE = (
 def units_against_returns(outcome: Any) -> dict[str, Any]:
     """Where the head's units sit at a cue state against the distribution they should have
     learned there: the rollouts' τ-expectiles, τ-quantiles or mean (by the head's kind)."""
-    from .tabular import expectiles
-
     r = outcome.readout
     g = outcome.returns
     mean, sd = float(np.mean(g)), float(np.std(g))
-    if r.representation == "expectile":
-        target = expectiles(g.tolist(), [1.0 / g.size] * g.size, r.taus.tolist())
-    elif r.representation == "quantile":
-        target = np.quantile(g, np.clip(r.taus, 0.0, 1.0))
-    else:
-        target = np.full(r.values.size, mean)
+    target = return_targets(outcome)
     z = (r.values - mean) / sd
     t = (target - mean) / sd
     order = (
@@ -1134,6 +1268,55 @@ def units_against_returns(outcome: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def return_targets(outcome: Any) -> np.ndarray:
+    """[N] what each unit probed at a cue state should hold: the statistic at its τ of the
+    rollouts' returns (expectile units: the τ-expectile; quantile units: the τ-quantile; mean
+    units: the mean)."""
+    from .tabular import expectiles
+
+    r = outcome.readout
+    g = outcome.returns
+    if r.representation == "expectile":
+        return expectiles(g.tolist(), [1.0 / g.size] * g.size, r.taus.tolist())
+    if r.representation == "quantile":
+        return np.quantile(g, np.clip(r.taus, 0.0, 1.0))
+    return np.full(r.values.size, float(np.mean(g)))
+
+
+def _cue_state_units(outcomes: Sequence[Any]) -> dict[str, Any]:
+    """One seed's units at its cue states against the rollouts' returns, for calibration."""
+    from .calibration import StateUnits
+
+    return StateUnits(
+        taus=outcomes[0].readout.taus,
+        values=np.stack([o.readout.values for o in outcomes]),
+        targets=np.stack([return_targets(o) for o in outcomes]),
+        return_means=np.array([float(np.mean(o.returns)) for o in outcomes]),
+        return_sds=np.array([float(np.std(o.returns)) for o in outcomes]),
+    ).to_json()
+
+
+def _lab_state_units(readout: Any, task: Any) -> dict[str, Any]:
+    """One seed's units at the lab task's pre-outcome state against the true statistics of
+    the utility distribution at their τ, for calibration."""
+    from .calibration import StateUnits
+    from .tabular import expectiles, quantiles
+
+    if readout.representation == "expectile":
+        targets = expectiles(task.values, task.probs, readout.taus)
+    elif readout.representation == "quantile":
+        targets = quantiles(task.values, task.probs, readout.taus)
+    else:
+        targets = np.full(readout.values.size, float(task.values @ task.probs))
+    return StateUnits(
+        taus=readout.taus,
+        values=readout.values[None, :],
+        targets=np.asarray(targets, dtype=float)[None, :],
+        return_means=np.array([float(task.values @ task.probs)]),
+        return_sds=np.array([task.reward_sd]),
+    ).to_json()
+
+
 def _lab_rows(
     run: Any, learner: Any, cfg: Any, models: Sequence[str], n_units: int
 ) -> dict[str, dict[str, Any]]:
@@ -1146,7 +1329,8 @@ def _lab_rows(
     group = {"axis": task.values, "magnitudes": task.magnitudes, "probs": task.probs, "task": ""}
     rows: dict[str, dict[str, Any]] = {}
     for model in models:
-        row: dict[str, Any] = {"group": group, "task": "", "taus": readout.taus}
+        row: dict[str, Any] = {"group": group, "task": "", "taus": readout.taus,
+                               "state_units": _lab_state_units(readout, task)}  # fmt: skip
         if model == "gradient":
             scale = _resolve_scale(readout, task.values, "auto")
             row["mean"], _ = unit_responses(readout, task.values, scale)
@@ -1208,6 +1392,7 @@ def _in_task_rows(
             "cue_probs": [o.probs for o in outcomes],
             "cue_counts": (len(outcomes), found["cues_skipped"]),
             "taus": outcomes[0].readout.taus,
+            "state_units": _cue_state_units(outcomes),
         }
         if model == "gradient":
             row["cue_units"] = [units_against_returns(o) for o in outcomes]

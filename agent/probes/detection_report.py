@@ -90,6 +90,9 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
         "learned. With the measured response (one gradient step through the shared network) "
         "both are measured.",
         "",
+        *calibration_lines(content),
+        "## Detection (secondary endpoint)",
+        "",
         "| group | seeds × draws | units | P(split-half) [95 %] | P(τ–RP) [95 %] | "
         "P(both) [95 %] | across-seed p | vs classical p | rank-based P(both) [95 %] |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -210,6 +213,65 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
     if command:
         lines += ["Made with:", "", "```", command, "```", ""]
     return "\n".join(lines)
+
+
+def _interval(s: dict[str, Any] | None, spec: str = ".2f") -> str:
+    """median [low, high] of :func:`agent.probes.calibration.over_seeds`."""
+    if not s or s.get("median") is None:
+        return "n/a"
+    lo, hi = s["interval"]
+    return f"{_f(s['median'], spec)} [{_f(lo, spec)}, {_f(hi, spec)}]"
+
+
+def calibration_lines(content: dict[str, Any]) -> list[str]:
+    """The primary endpoint: where each group's units sit against their targets, and the
+    ideal population's P(both) (the ceiling) beside the group's; empty when no group carries
+    a calibration."""
+    groups = content["groups"]
+    names = [n for n in ordered(groups) if "calibration" in groups[n]]
+    if not names:
+        return []
+    first = groups[names[0]]["calibration"]
+    lines = [
+        "## Calibration (primary endpoint)",
+        "",
+        first["note"] + ".",
+        "",
+        "| group | c = SD(units) / SD(targets) [interval] | offset, return SDs [interval] | "
+        "median abs. unit error | worst state (seed, state: c, offset) | P(both) [95 %] | "
+        "ideal P(both) [95 %] (ceiling) | rank-based: agent / ideal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        e = groups[name]
+        cal, ideal = e["calibration"], e.get("ideal_ceiling") or {}
+        w = cal.get("worst_state")
+        worst = "n/a" if not w else (
+            f"{w['seed']}, {w['state']}: {_f(w['spread_ratio'])}, {_f(w['offset'])}"
+        )  # fmt: skip
+        lines.append(
+            f"| {group_label(name, e)} | {_interval(cal['spread_ratio'])} | "
+            f"{_interval(cal['offset'])} | {_interval(cal['median_abs_unit_error'])} | {worst} | "
+            f"{_pci(e, 'p_detect_both')} | {_pci(ideal, 'p_detect_both')} | "
+            f"{_f(e.get('rank_p_detect_both'))} / {_f(ideal.get('rank_p_detect_both'))} |"
+        )
+    methods = sorted({m for n in names for k in ("spread_ratio", "offset")
+                      if (m := groups[n]["calibration"][k]["interval_method"])})  # fmt: skip
+    lines += [
+        "",
+        "Intervals: " + ("; ".join(methods) or "none (no seed with a value)") + ". c is n/a "
+        "where the targets do not spread (classical units: every target is the mean). "
+        + (
+            first["scale_source"][:1].upper() + first["scale_source"][1:] + ". "
+            if "scale_source" in first
+            else ""
+        )
+        + "Ideal: "
+        + (groups[names[0]].get("ideal_ceiling") or {}).get("note", "not computed")
+        + ".",
+        "",
+    ]
+    return lines
 
 
 def figure(content: dict[str, Any]) -> Any:
