@@ -409,5 +409,12 @@ def headline_lines(content: dict[str, Any]) -> list[str]:
                 if e.get("vs_classical_p") is not None
                 else ""
             )
+            + (
+                f"; c {_interval(e['calibration']['spread_ratio'])}, offset "
+                f"{_interval(e['calibration']['offset'])} return SDs; ideal P(both) "
+                f"{_pci(e['ideal_ceiling'], 'p_detect_both')}"
+                if "calibration" in e and "ideal_ceiling" in e
+                else ""
+            )
         )
     return lines
