@@ -984,8 +984,9 @@ def _legacy_state_units(seed: Any, axes: Sequence[np.ndarray], probs: Sequence[n
 
 IDEAL_NOTE = (
     "the ceiling: the same seeds' units placed exactly on their targets (c = 1, offset 0) at "
-    "the same states and outcomes, own-gradient responses, the same protocol, draws and "
-    "detection rule; shared by the agent's response models"
+    "the same states and outcomes, own-gradient responses (in a task: to each bin's mean "
+    "return, where the agent's are averaged over the bin's returns), the same protocol, "
+    "draws and detection rule; shared by the agent's response models"
 )
 
 
