@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from conftest import ROOT
 from dopa_rl.envs import register_configs
 from hydra import compose, initialize_config_dir
@@ -23,3 +25,18 @@ TINY = [
 def make_cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The `error:` lines a command printed."""
+    return [x for x in stderr.splitlines() if x.startswith("error:")]
+
+
+def assert_one_line_exit_2(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """A refusal as promised: exit 2, no traceback, one `error:` line holding each fragment."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = error_lines(proc.stderr)
+    for fragment in fragments:
+        assert fragment in line, line
+    return line

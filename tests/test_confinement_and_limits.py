@@ -23,7 +23,7 @@ from conftest import ROOT
 from dopa_rl.algos import make_config, validate
 from dopa_rl.core.config import MAX_SEED, Config, typed_env
 from dopa_rl.core.errors import CheckpointError, ConfigError, DataError
-from helpers import TINY, make_cfg
+from helpers import TINY, assert_one_line_exit_2, error_lines, make_cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -51,19 +51,6 @@ def _config(**values: object):
     for key, value in values.items():
         OmegaConf.update(cfg, key, value)
     return cfg
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [x for x in stderr.splitlines() if x.startswith("error:")]
-
-
-def assert_one_line_exit_2(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    (line,) = error_lines(proc.stderr)
-    for fragment in fragments:
-        assert fragment in line, line
-    return line
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,25 +18,12 @@ import torch
 from conftest import ROOT
 from dopa_rl.core.errors import EXIT_PREEMPTED
 from dopa_rl.store import checkpoint as ckpt
-from helpers import TINY
+from helpers import TINY, assert_one_line_exit_2, error_lines
 from safetensors.torch import load_file
 
 TRAIN = str(ROOT / "scripts" / "train.py")
 PROBE = str(ROOT / "scripts" / "probe.py")
 QUIET = ["train.progress=false", "torch_threads=1"]
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [x for x in stderr.splitlines() if x.startswith("error:")]
-
-
-def assert_one_line_exit_2(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    (line,) = error_lines(proc.stderr)
-    for fragment in fragments:
-        assert fragment in line, line
-    return line
 
 
 # ----------------------------------------------------------------------------------------------
