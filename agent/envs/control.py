@@ -371,10 +371,8 @@ def _check_encoding(current: Any, enc: Any, path: str) -> None:
         # restored with the width it was saved with
         if dtype.kind != current.dtype.kind or shape != list(current.shape):
             kind_names = {"b": "boolean", "i": "integer", "u": "unsigned", "f": "float"}
-            raise ValueError(
-                f"{path} must be a {kind_names.get(current.dtype.kind, str(current.dtype))} array of "
-                f"shape {list(current.shape)}"
-            )
+            kind_name = kind_names.get(current.dtype.kind, str(current.dtype))
+            raise ValueError(f"{path} must be a {kind_name} array of shape {list(current.shape)}")
     elif kind == "l":
         items = enc["l"]
         if not isinstance(items, list) or len(items) != len(current):
