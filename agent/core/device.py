@@ -1,6 +1,10 @@
-"""Device choice (``device=auto|cpu|cuda|cuda:N``)."""
+"""Device choice (``device=auto|cpu|cuda|cuda:N``), math backends and deterministic mode."""
 
 from __future__ import annotations
+
+import os
+import sys
+from typing import Any
 
 import torch
 
@@ -40,3 +44,20 @@ def configure_backends(device: torch.device, precision: str, deterministic: bool
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = not deterministic
     return precision
+
+
+def use_deterministic_algorithms() -> None:
+    """What ``torch.use_deterministic_algorithms(True)`` sets, without its import of
+    TorchInductor's config, which loads ``torch._dynamo``: about 2.5 s of CPU at the start of
+    every ``deterministic=true`` run (torch 2.13, 2-core VM), most runs never compiling.
+
+    The same two switches: the kernels' flag (the C++ call torch makes), and Inductor's
+    ``deterministic`` flag, set on its config when already imported, else through
+    ``TORCHINDUCTOR_DETERMINISTIC``, which that config reads when it is first imported (a
+    later ``torch.compile``)."""
+    torch._C._set_deterministic_algorithms(True)
+    inductor_config: Any = sys.modules.get("torch._inductor.config")  # a ConfigModule
+    if inductor_config is not None:
+        inductor_config.deterministic = True
+    else:
+        os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1"

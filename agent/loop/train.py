@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import algos, envs
 from ..core.config import to_container, typed_env
-from ..core.device import configure_backends, resolve_device
+from ..core.device import configure_backends, resolve_device, use_deterministic_algorithms
 from ..core.errors import StopRequested
 from ..core.files import open_regular
 from ..core.threads import configure_torch_threads, warn_if_oversubscribed
@@ -56,7 +56,7 @@ def prepare_device(cfg: Any) -> tuple[torch.device, str]:
     # its "oversubscribed" note waits until the start-up checks passed (run: after restoring)
     configure_torch_threads(cfg.torch_threads, deterministic=cfg.deterministic, warn=False)
     if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
+        use_deterministic_algorithms()
     return device, configure_backends(device, cfg.precision, cfg.deterministic)
 
 
