@@ -15,8 +15,8 @@ from dopa_rl.probes import figures
 from dopa_rl.probes.analysis import (
     analyse_population,
     asymmetry,
+    by_cell,
     fold_asymmetry,
-    population,
     reversal_point,
     split_half,
     tau_standard_error,
@@ -208,7 +208,7 @@ def test_split_half_shapes_and_determinism(expectile_population) -> None:
 def test_utility_axis_empirical_and_given(expectile_population) -> None:
     table, _, _ = expectile_population
     mags, emp = utility_axis(table)
-    means = population(table).mean_responses()
+    means = by_cell(table).mean_responses()
     np.testing.assert_allclose(emp, means.mean(axis=0))
     np.testing.assert_array_equal(mags, MAGNITUDES)
     _, given = utility_axis(table, np.arange(7.0))
@@ -316,7 +316,7 @@ def test_figures_render(tmp_path, expectile_population, expectile_result) -> Non
     figs = {
         "curves": figures.plot_response_curves(
             res["utility_axis"],
-            population(table).mean_responses(),
+            by_cell(table).mean_responses(),
             res["reversal_points"],
             res["asymmetries"],
         ),

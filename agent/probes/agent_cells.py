@@ -58,7 +58,7 @@ from .analysis import analyse_population, jsonable, split_half
 from .decoding import decode_report, reference_decodes, score_decode
 from .noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
 from .pipeline import pipeline_decodes, robustness_and_overlay
-from .trials import population
+from .trials import by_cell
 
 if TYPE_CHECKING:
     from ..envs.lab_tasks import VariableProbabilityTask
@@ -322,7 +322,7 @@ def probe_learner(
                     "range": float(np.ptp(v)),
                     "std_rel_reward_sd": value_std / task.reward_sd,
                 },
-                "mean_responses": population(table).mean_responses(),
+                "mean_responses": by_cell(table).mean_responses(),
                 "split_example": split_example(table, task.values, seed),
                 "response_model": model,
                 "probe_settings": {"trials": trials, "response_noise": noise, "splits": splits},

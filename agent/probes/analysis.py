@@ -22,11 +22,11 @@ import scipy.stats
 from ..core.errors import DataError
 from .paper_extras import baseline_relation, same_vs_diverse
 from .trials import (
-    Population,
+    CellTrials,
+    by_cell,
     cell_means,
     criterion,
     pearson,
-    population,
     reversal_point,
     rp_from_criterion,
     stratified_halves,
@@ -227,7 +227,7 @@ class SplitHalf:
 
 
 def split_half(
-    table: pd.DataFrame | Population,
+    table: pd.DataFrame | CellTrials,
     axis: np.ndarray,
     n_splits: int = 100,
     rng: np.random.Generator | None = None,
@@ -239,7 +239,7 @@ def split_half(
     (B) give RP_B and τ_B (trial-level slopes around RP_B). Per split: reliability =
     pearson(RP_A, RP_B) across cells; optimism = pearson(τ_B, RP_A).
     """
-    pop = population(table)
+    pop = by_cell(table)
     rng = np.random.default_rng() if rng is None else rng
     axis = np.asarray(axis, dtype=float)
     k, n_cells = pop.n_magnitudes, len(pop.cells)
@@ -303,7 +303,7 @@ def jsonable(value: Any) -> Any:
 
 
 def analyse_population(
-    table: pd.DataFrame | Population,
+    table: pd.DataFrame | CellTrials,
     *,
     axis: str | Sequence[float] | np.ndarray | None = None,
     n_splits: int = 100,
@@ -324,7 +324,7 @@ def analyse_population(
     """
     if slope not in SLOPES:
         raise DataError(f"slope must be one of {', '.join(SLOPES)}, got {slope!r}")
-    pop = population(table)
+    pop = by_cell(table)
     rng = np.random.default_rng(seed)
     magnitudes, u = utility_axis(pop, "empirical" if axis is None else axis)
     means = pop.mean_responses()

@@ -58,7 +58,7 @@ from .study_inputs import (
     config_items,
     validated_group,
 )
-from .trials import criterion, population, rp_from_criterion
+from .trials import by_cell, criterion, rp_from_criterion
 
 ALPHA = 0.01
 N_UNITS = 40
@@ -203,7 +203,7 @@ def simulate_recordings(
 def trial_layout(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
     """A tidy table's trials as arrays: responses [C, K, L], validity [C, K, L], the
     magnitudes [K] and the cells (order of appearance)."""
-    pop = population(table)
+    pop = by_cell(table)
     k = pop.n_magnitudes
     counts = np.stack([np.bincount(m, minlength=k) for m in pop.mag_index])
     slots = int(counts.max())
@@ -794,7 +794,7 @@ def study_recorded(
         from ..data.tidy import PACKAGED_TABLE, load_cell_table
 
         table = load_cell_table(PACKAGED_TABLE)
-    pop = population(table)
+    pop = by_cell(table)
     _, axis = utility_axis(pop, "empirical")
     resp, valid, mags, cells = trial_layout(pop)
     out = {}

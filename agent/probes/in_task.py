@@ -60,7 +60,7 @@ from .agent_cells import LabTask, _decode, read_units, split_example, unit_respo
 from .analysis import analyse_population, jsonable
 from .decoding import decode_report
 from .noise import noise_sd, parse_noise
-from .trials import population
+from .trials import by_cell
 
 RECORDED_UNITS = 40  # cells in the recorded population (Dabney et al. 2020)
 RECORDED_TRIALS = 215  # their median trials per cell (agent/probes/noise.py)
@@ -344,7 +344,7 @@ def probe_cue(
                 # units predicting beyond every sampled return reverse at the axis' edge
                 "units_above_all_returns": float(np.mean(readout.values > g.max())),
                 "units_below_all_returns": float(np.mean(readout.values < g.min())),
-                "mean_responses": population(table).mean_responses(),
+                "mean_responses": by_cell(table).mean_responses(),
                 "split_example": split_example(table, values, seed),
                 "response_model": {
                     "response": response,

@@ -25,10 +25,10 @@ import scipy.stats
 
 from .decoding import decode_distribution, score_decode
 from .trials import (
-    Population,
+    CellTrials,
+    by_cell,
     criterion,
     pearson,
-    population,
     rp_from_criterion,
     stratified_halves,
     utility_axis,
@@ -68,7 +68,7 @@ def baseline_relation(
 
 
 def same_vs_diverse(
-    table: pd.DataFrame | Population,
+    table: pd.DataFrame | CellTrials,
     axis: str | Sequence[float] | np.ndarray = "empirical",
     n_splits: int = 100,
     seed: int = 0,
@@ -82,7 +82,7 @@ def same_vs_diverse(
     (zero responses skipped). Returns per-split accuracies and the median and IQR of
     (diverse − same), and the fraction of splits in which diverse wins.
     """
-    pop = population(table)
+    pop = by_cell(table)
     _, u = utility_axis(pop, axis)
     rng = np.random.default_rng(seed)
     k = pop.n_magnitudes

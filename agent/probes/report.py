@@ -118,9 +118,9 @@ def probe_data(
     from .agent_cells import split_example
     from .analysis import analyse_population, jsonable
     from .pipeline import pipeline_decodes, robustness_and_overlay
-    from .trials import population
+    from .trials import by_cell
 
-    pop = population(table)
+    pop = by_cell(table)
     if len(pop.cells) < 3:
         raise DataError(f"{path}: the probe needs at least 3 cells, found {len(pop.cells)}")
     result = analyse_population(table, axis="empirical", n_splits=splits, seed=seed, slope=slope)

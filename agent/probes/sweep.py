@@ -28,7 +28,7 @@ import pandas as pd
 from ..core.progress import progress
 from .analysis import split_half
 from .noise import noisy_trials, recorded_noise
-from .trials import population, reversal_point
+from .trials import by_cell, reversal_point
 
 #: Noise levels ρ of the default sweep (the recorded median is about 1).
 DEFAULT_LEVELS = (0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
@@ -87,7 +87,7 @@ def _one_draw(
     table = noisy_trials(
         pop.mean, pop.magnitudes, noise=noise, trials=trials, per_unit=True, seed=rng
     )
-    p = population(table)
+    p = by_cell(table)
     rps = np.array([reversal_point(k, r, pop.axis, rng) for k, r in p.cell_trials()])
     halves = split_half(p, pop.axis, n_splits=n_splits, rng=rng)
     rp_sd = float(np.std(rps, ddof=1))

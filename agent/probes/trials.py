@@ -26,7 +26,7 @@ _TIE_NOISE = 1e-3
 
 
 @dataclass(frozen=True)
-class Population:
+class CellTrials:
     """Trials grouped by cell: magnitude index (0..K−1) and response of every trial."""
 
     cells: list[Any]
@@ -53,9 +53,9 @@ class Population:
         return list(zip(self.mag_index, self.response, strict=True))
 
 
-def population(table: pd.DataFrame | Population) -> Population:
+def by_cell(table: pd.DataFrame | CellTrials) -> CellTrials:
     """Validate a tidy cell table and group its trials by cell (cells in order of appearance)."""
-    if isinstance(table, Population):
+    if isinstance(table, CellTrials):
         return table
     table = validate_table(table)
     magnitudes = np.unique(table["magnitude"].to_numpy(dtype=float))
@@ -72,7 +72,7 @@ def population(table: pd.DataFrame | Population) -> Population:
         baseline = np.bincount(codes, weights=table["baseline"].to_numpy(float)) / np.bincount(
             codes
         )
-    return Population(list(cells), magnitudes, mag_index, responses, baseline)
+    return CellTrials(list(cells), magnitudes, mag_index, responses, baseline)
 
 
 def cell_means(mag_index: np.ndarray, response: np.ndarray, k: int) -> np.ndarray:
@@ -83,14 +83,14 @@ def cell_means(mag_index: np.ndarray, response: np.ndarray, k: int) -> np.ndarra
 
 
 def utility_axis(
-    table: pd.DataFrame | Population, axis: str | Sequence[float] | np.ndarray = "empirical"
+    table: pd.DataFrame | CellTrials, axis: str | Sequence[float] | np.ndarray = "empirical"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(magnitudes [K], utility axis [K]).
 
     "empirical": the mean over cells of each cell's mean response at each magnitude (the
     paper's axis for recorded neurons); "reward": the magnitudes themselves; or K values given.
     """
-    pop = population(table)
+    pop = by_cell(table)
     if isinstance(axis, str):
         if axis == "empirical":
             values = np.nanmean(pop.mean_responses(), axis=0)
