@@ -35,7 +35,8 @@ Generators = torch.Generator | Sequence[torch.Generator]
 
 @dataclass(frozen=True)
 class UnitReadout:
-    """The units of one head at one state: values θᵢ, asymmetries τᵢ and their response rule."""
+    """The units of one head at one state: values θᵢ, asymmetries τᵢ (discounts γᵢ where they
+    differ) and their response rule."""
 
     values: np.ndarray  # [N] in utility (reward) units
     taus: np.ndarray  # [N]
@@ -43,6 +44,9 @@ class UnitReadout:
     kappa: float | None  # Huber threshold for rule "huber"
     representation: str  # "expectile" | "quantile" | "mean"
     note: str  # how the units were read (said in the output)
+    # [N] each unit's discount per env step where units have their own (agent=tmrl); None:
+    # every unit discounts with agent.gamma
+    gammas: np.ndarray | None = None
 
 
 class Algorithm(ABC):

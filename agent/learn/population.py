@@ -33,7 +33,7 @@ from .learner import Learner
 from .optim import make_adam
 
 #: agents whose population update is written and tested (tests/test_population.py)
-SUPPORTED_AGENTS = ("dqn", "qrdqn", "iqn", "erdqn", "c51", "classical")
+SUPPORTED_AGENTS = ("dqn", "qrdqn", "iqn", "erdqn", "c51", "classical", "tmrl")
 
 
 def population_seeds(population: Any, seed: int) -> list[int]:
