@@ -16,7 +16,6 @@ into ``out`` (library: agent/results/study.py).
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -51,12 +50,14 @@ def main(argv: list[str]) -> int:
     from ..probes.population import member_dirs
     from ..probes.report import probe_checkpoint, write_report
     from ..probes.sweep import signature_threshold
+    from ..probes.verdict import files_written
     from ..results.study import (
         DEMO_SEEDS,
         DEMO_UNITS,
         comparison_rows,
         demo_detection,
         demo_sweep,
+        demo_verdict,
         print_table,
         recorded_result,
         train_pair,
@@ -80,18 +81,16 @@ def main(argv: list[str]) -> int:
     print_table(
         comparison_rows(result, recorded), f"Seed {seed}, one noise draw (an example). {title}"
     )
-    detection = demo_detection(runs, root / "detection")
+    detection, detection_paths = demo_detection(runs, root / "detection")
     print(
-        f"Detection probabilities (r > 0, p < 0.01) under the recorded protocol over only "
-        f"{DEMO_SEEDS} seeds x {detection['groups']['erdqn/gradient']['n_draws']} draws per "
-        "agent (few: a quick look, not the result), 95 % intervals:"
+        f"Detection probabilities (both findings: r > 0, p < 0.01; Spearman the headline, "
+        f"Pearson beside it) under the recorded protocol over only {DEMO_SEEDS} seeds x "
+        f"{detection['groups']['erdqn/gradient']['n_draws']} draws per agent (few: a quick "
+        "look, not the result), 95 % intervals:"
     )
     for line in headline_lines(detection):
         print("  " + line)
     print(
-        "  (own-gradient response: tau is configured, only the reversal point is learned; with "
-        f"{DEMO_SEEDS} seeds per agent the permutation contrast cannot go below "
-        f"p = {2 / math.comb(2 * DEMO_SEEDS, DEMO_SEEDS):.2g})\n"
         "  full study (8 seeds x 100 draws, ER-DQN/QR-DQN/classical, gradient and measured "
         "responses): docs/detection/detection.md and docs/detection/detection.png"
     )
@@ -115,8 +114,11 @@ def main(argv: list[str]) -> int:
     decoded = result["baseline"]["decoded"]
     if not decoded.get("identifiable", True):
         print(f"classical decode: {decoded.get('reason')} (collapses to a point mass)")
-    print(f"probe.json: {paths[0]}")
-    print("figures:    " + "\n            ".join(str(p) for p in paths[1:]))
+    print("verdict (computed from the numbers above):")
+    for line in demo_verdict(result, detection):
+        print(f"  {line}")
+    print(f"trained runs (checkpoints, TensorBoard): {', '.join(str(r) for r in runs.values())}")
+    print("\n".join(files_written([*paths, *detection_paths, root / "noise_sweep.csv"])))
     print(f"tensorboard --logdir {root}   (probe/* scalars, unit histograms, figures)")
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0

@@ -322,6 +322,7 @@ def _probe(argv: list[str]) -> int:
         headline,
         probe_checkpoint,
         probe_data,
+        verdict,
         write_markdown_report,
         write_report,
     )
@@ -349,7 +350,10 @@ def _probe(argv: list[str]) -> int:
         need = content["trials_needed_at_recorded_noise"]["trials_needed"]
         shown = "more than the largest count tried" if need is None else str(need)
         print(f"trials per magnitude needed at the recorded noise (tabular pair): {shown}")
-        print(f"wrote noise_sweep.csv, noise_sweep.json and probe_noise_sweep.png in {out}")
+        from ..probes.verdict import files_written
+
+        written = ("noise_sweep.csv", "noise_sweep.json", "probe_noise_sweep.png")
+        print("\n".join(files_written(out / n for n in written)))
         return 0
     if "population" in args:
         return _probe_population(args, out)
@@ -404,10 +408,20 @@ def _probe(argv: list[str]) -> int:
     note = result.get("response_model", {}).get("saturation_note")
     if note:
         print(f"note: {note}")
-    print(f"wrote {paths[0]} and {len(paths) - 1} figure(s) in {out}")
     if args.get("report") == "true" and "split_half" in result:
-        print(f"wrote {write_markdown_report(result, out, paths, seed=args.get('seed', 0))}")
+        paths.append(write_markdown_report(result, out, paths, seed=args.get("seed", 0)))
+    _print_verdict(verdict(result), paths)
     return 0
+
+
+def _print_verdict(lines: list[str], paths: list[Path]) -> None:
+    """The verdict in words, then the files written (those that exist)."""
+    from ..probes.verdict import files_written
+
+    print("verdict:")
+    for line in lines:
+        print(f"  {line}")
+    print("\n".join(files_written(paths)))
 
 
 def _probe_population(args: dict[str, Any], out: Path) -> int:
@@ -439,7 +453,12 @@ def _probe_population(args: dict[str, Any], out: Path) -> int:
             f"  {key:24s} {shown(s['median'])} [{shown(s['q25'])}, {shown(s['q75'])}] "
             f"({shown(s['min'])}..{shown(s['max'])})"
         )
-    print(f"wrote population_probe.json and population_probe.png in {out}")
+    from ..probes.verdict import population_verdict
+
+    _print_verdict(
+        population_verdict(summary, str(args["population"])),
+        [out / "population_probe.json", out / "population_probe.png"],
+    )
     return 0
 
 
@@ -448,7 +467,7 @@ def _study(args: dict[str, Any], argv: list[str], out: Path) -> int:
 
     from ..core.threads import configure_torch_threads
     from ..probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
-    from ..probes.detection_report import headline_lines, write_detection
+    from ..probes.detection_report import headline_lines, verdict_lines, write_detection
 
     configure_torch_threads()
     notes: list[str] = []
@@ -470,7 +489,7 @@ def _study(args: dict[str, Any], argv: list[str], out: Path) -> int:
     paths = write_detection(content, out, command="dopa-probe " + " ".join(argv))
     for line in headline_lines(content):
         print(line)
-    print(f"wrote {', '.join(p.name for p in paths)} and unit_responses.json in {out}")
+    _print_verdict(verdict_lines(content), [*paths, out / "unit_responses.json"])
     return 0
 
 

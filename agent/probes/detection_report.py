@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .decoding import FAIR_REFERENCES
+from .verdict import study_verdict
 
 AGENT_LABELS = {"erdqn": "ER-DQN", "qrdqn": "QR-DQN", "classical": "classical TD",
                 "iqn": "IQN", "c51": "C51", "dqn": "DQN"}  # fmt: skip
@@ -56,6 +57,17 @@ def _spread(s: dict[str, Any] | None, spec: str = ".2f") -> str:
     return f"{_f(s['median'], spec)} ({_f(s['min'], spec)} to {_f(s['max'], spec)})"
 
 
+def units_phrase(content: dict[str, Any]) -> str:
+    """How many units a simulated recording draws, from the groups' ``n_units`` (the study's
+    ``units=``): "25 units", or "25 to 40 units" should groups differ."""
+    counts = sorted({int(e["n_units"]) for e in content["groups"].values()
+                     if e.get("response_model") != "recorded" and "n_units" in e})  # fmt: skip
+    if not counts:
+        return "no agent units"
+    shown = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return f"{shown} unit{'s' if counts[-1] != 1 else ''}"
+
+
 def markdown(content: dict[str, Any], command: str | None = None) -> str:
     """detection.md: the table a reader compares with the paper, and what it builds in."""
     groups = content["groups"]
@@ -66,8 +78,9 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
         "",
         f"α = {content['alpha']}. {content['detection_rule']}.",
         "",
-        "**Protocol** (measured on the 40 recorded cells): each simulated recording draws 40 "
-        "units from the head and pairs each with a recorded cell drawn at random, taking that "
+        f"**Protocol** (measured on the {proto.get('n_cells', 'recorded')} recorded cells): "
+        f"each simulated recording draws {units_phrase(content)} from the head and pairs each "
+        "with a recorded cell drawn at random, taking that "
         f"cell's noise ratio ρ (median {proto['noise_ratio_median']:.2f}, range "
         f"{proto['noise_ratio_range'][0]:.2f}–{proto['noise_ratio_range'][1]:.2f}) and its trial "
         "counts per magnitude (median "
@@ -93,24 +106,28 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
         *calibration_lines(content),
         "## Detection (secondary endpoint)",
         "",
-        "| group | seeds × draws | units | P(split-half) [95 %] | P(τ–RP) [95 %] | "
-        "P(both) [95 %] | across-seed p | vs classical p | rank-based P(both) [95 %] |",
+        "Headline: Spearman's rank correlation; Pearson (the paper's test) beside it.",
+        "",
+        "| group | seeds × draws | units | P(both), Spearman [95 %] | P(both), Pearson "
+        "[95 %] | P(split-half) Spearman / Pearson | P(τ–RP) Spearman / Pearson | "
+        "across-seed p | vs classical p (per-seed Pearson P(both)) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         e = groups[name]
         lines.append(
             f"| {group_label(name, e)} | {e['n_seeds']} × {e['n_draws']} | {e['n_units']} | "
-            f"{_pci(e, 'p_detect_split_half')} | {_pci(e, 'p_detect_tau_rp')} | "
-            f"{_pci(e, 'p_detect_both')} | {_f(e.get('across_seed_p'), '.2g')} | "
-            f"{_f(e.get('vs_classical_p'), '.2g')} | {_pci(e, 'rank_p_detect_both')} |"
+            f"{_pci(e, 'rank_p_detect_both')} | {_pci(e, 'p_detect_both')} | "
+            f"{_f(e.get('rank_p_detect_split_half'))} / {_f(e.get('p_detect_split_half'))} | "
+            f"{_f(e.get('rank_p_detect_tau_rp'))} / {_f(e.get('p_detect_tau_rp'))} | "
+            f"{_f(e.get('across_seed_p'), '.2g')} | {_f(e.get('vs_classical_p'), '.2g')} |"
         )
     lines += [
         "",
-        "Rank-based: the same rule with Spearman's rank correlation. The units' noise differs "
-        "about tenfold between recorded cells, so a few noisy units get outlying reversal "
-        "points and Pearson's p (the paper's test) is anti-conservative: read the classical "
-        "rows as this protocol's false-positive rate.",
+        "Spearman: the same rule with the rank correlation. The units' noise differs about "
+        "tenfold between recorded cells, so a few noisy units get outlying reversal points "
+        "and Pearson's p (the paper's test) is anti-conservative: read the classical rows as "
+        "this protocol's false-positive rate.",
         "",
         "## Correlations over seeds (descriptive)",
         "",
@@ -148,10 +165,12 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
         "| group | decode W1 | " + " | ".join(FAIR_REFERENCES) + " |",
         "|---|---|" + "---|" * len(FAIR_REFERENCES),
     ]
-    for name in names:
-        dec = groups[name].get("decode")
-        if not dec:
-            continue
+    decoded = [n for n in names if groups[n].get("decode")]
+    if not decoded:
+        lines += ["| (none) | this study was run with decode=false: no group was decoded |"
+                  + " |" * len(FAIR_REFERENCES)]  # fmt: skip
+    for name in decoded:
+        dec = groups[name]["decode"]
         cells = []
         for ref in FAIR_REFERENCES:
             b = dec["beats"].get(ref)
@@ -210,6 +229,8 @@ def markdown(content: dict[str, Any], command: str | None = None) -> str:
                 f"{_spread(d['first_order_r2'], '.3f')} |"
             )
     lines += ["", "![detection probability per group](detection.png)", ""]
+    lines += ["## Verdict", "", "Computed from the numbers above.", ""]
+    lines += [f"- {line}" for line in verdict_lines(content)] + [""]
     if command:
         lines += ["Made with:", "", "```", command, "```", ""]
     return "\n".join(lines)
@@ -326,7 +347,8 @@ def figure(content: dict[str, Any]) -> Any:
     ax.set_ylim(0, 1.02)
     ax.set_ylabel(f"P(finding detected: r > 0, p < {content['alpha']:g})")
     ax.set_title(
-        "Detection under the recorded protocol (40 units, per-cell SNR and trial counts)\n"
+        f"Detection under the recorded protocol ({units_phrase(content)}, per-cell SNR and "
+        "trial counts)\n"
         "own-gradient response: τ is configured, only the reversal point is learned; "
         "measured: one step through the shared network",
         fontsize=9,
@@ -394,16 +416,27 @@ def cue_units_figure(content: dict[str, Any]) -> Any:
     return fig
 
 
+def verdict_lines(content: dict[str, Any]) -> list[str]:
+    """The study's verdict in words (:func:`agent.probes.verdict.study_verdict`), its groups
+    in display order."""
+    groups = content["groups"]
+    return study_verdict([(group_label(n, groups[n]), groups[n]) for n in ordered(groups)],
+                         content["alpha"])  # fmt: skip
+
+
 def headline_lines(content: dict[str, Any]) -> list[str]:
-    """One line per group for the terminal."""
+    """One line per group for the terminal: P(both) by Spearman (the headline), Pearson
+    beside it."""
     groups = content["groups"]
     lines = []
     for name in ordered(groups):
         e = groups[name]
         lines.append(
-            f"{group_label(name, e)}: P(both) {_pci(e, 'p_detect_both')} over "
-            f"{e['n_seeds']} seed(s) x {e['n_draws']} draws; split-half "
-            f"{_pci(e, 'p_detect_split_half')}, tau-RP {_pci(e, 'p_detect_tau_rp')}"
+            f"{group_label(name, e)}: P(both) {_pci(e, 'rank_p_detect_both')} by Spearman "
+            f"(Pearson {_pci(e, 'p_detect_both')}) over {e['n_seeds']} seed(s) x "
+            f"{e['n_draws']} draws; split-half {_f(e.get('rank_p_detect_split_half'))} / "
+            f"{_f(e.get('p_detect_split_half'))}, tau-RP {_f(e.get('rank_p_detect_tau_rp'))} / "
+            f"{_f(e.get('p_detect_tau_rp'))} (Spearman / Pearson)"
             + (
                 f"; vs classical p {_f(e['vs_classical_p'], '.2g')}"
                 if e.get("vs_classical_p") is not None

@@ -7,6 +7,7 @@ functions (docs/science.md §3–§6; docs/design.md "Interfaces").
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ def short_label(result: dict[str, Any]) -> str:
         model = result.get("response_model", {}).get("response")
         suffix = {"gradient": " (own-gradient response)", "measured": " (measured response)"}
         return f"{AGENT_LABELS.get(rest, rest)} units{suffix.get(model, '')}"
-    if kind == "states":
+    if kind in ("states", "in_task"):
         return f"{AGENT_LABELS.get(rest, rest)} units"
     return source
 
@@ -216,9 +217,10 @@ def axis_unit(result: dict[str, Any]) -> str:
     return "utility"
 
 
-def _decode_figure(result: dict[str, Any]) -> Any:
+def _decode_figure(result: dict[str, Any], context: str = "") -> Any:
     """Decodes in both spaces, side by side: the pipeline's (from estimated (RP, τ)), the
-    exact-unit reference, the baseline's and the moment-matched Gaussian."""
+    exact-unit reference, the baseline's and the moment-matched Gaussian; ``context`` (which
+    cue state, ...) as the figure's title."""
     import matplotlib.pyplot as plt
 
     from . import figures
@@ -243,7 +245,8 @@ def _decode_figure(result: dict[str, Any]) -> Any:
         decodes["moment-matched Gaussian"] = list(gauss)
         w1 = result[key].get("wasserstein1")
         g1 = result[key].get("references", {}).get("gaussian", {}).get("wasserstein1")
-        space = "reward space" if key == "decoded_reward" else "utility axis"
+        # the axis the decode is drawn against: utility, discounted return G or spikes/s
+        space = "reward space" if key == "decoded_reward" else unit
         title = f"decoded, {space}\nW1 to the truth {_f(w1)} vs Gaussian {_f(g1)} (lower is better)"
         for name in decodes:
             colours.setdefault(name, f"C{len(colours)}")
@@ -251,6 +254,8 @@ def _decode_figure(result: dict[str, Any]) -> Any:
         lower = 0.0 if key == "decoded_reward" and min(truth["values"]) >= 0 else None
         figures.plot_decoded(truth["values"], truth["probs"], decodes, title=title,
                              xlabel=unit, ax=ax, colours=colours, lower=lower)  # fmt: skip
+    if context:
+        fig.suptitle(textwrap.fill(context, 60 * len(spaces)), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -282,22 +287,28 @@ def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
 
 def _in_task_figures(result: dict[str, Any], out: Path) -> list[Path]:
     """The lab figures at the first cue state (the head's most uncertain one chosen), with
-    the baseline at the same cue state."""
+    the baseline at the same cue state; every title says which cue state it is, why, and at
+    how many cue states both findings hold (the console's fraction)."""
+    from .verdict import cue_context
+
     if not result.get("cues"):
         return []
     rep = dict(result["cues"][0])
+    context = cue_context(result, 0)
     base = result.get("baseline")
     if isinstance(base, dict):
         where = (rep["cue"]["episode"], rep["cue"]["step"])
         same = [c for c in base.get("cues", []) if (c["cue"]["episode"], c["cue"]["step"]) == where]
         if same:
             rep["baseline"] = same[0]
-    return _population_figures(rep, out, "probe_in_task")
+    return _population_figures(rep, out, "probe_in_task", context)
 
 
-def _population_figures(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
+def _population_figures(
+    result: dict[str, Any], out: Path, stem: str, context: str = ""
+) -> list[Path]:
     """τ vs RP, response curves, one split and the decode of an analysed population (and
-    its baseline), as ``{stem}_*.png``."""
+    its baseline), as ``{stem}_*.png``; ``context`` (which cue state, ...) in every title."""
     import matplotlib.pyplot as plt
 
     from . import figures
@@ -309,6 +320,10 @@ def _population_figures(result: dict[str, Any], out: Path, stem: str) -> list[Pa
     u = np.asarray(result["utility_axis"], dtype=float)
     xlim = (float(u.min()), float(u.max()))
     unit = axis_unit(result)
+    # what the axis measures: the return G in a task, the utility (or the cells' empirical
+    # utility axis) on a lab task
+    quantity = "G" if unit.startswith("discounted return") else "utility"
+    note = "\n" + textwrap.fill(context, 64) if context else ""
     # τ vs RP: one panel per population on shared axes (the utility axis' range), so a
     # classical population's tiny spread is not zoomed into a trend.
     fig, axes = plt.subplots(
@@ -321,6 +336,8 @@ def _population_figures(result: dict[str, Any], out: Path, stem: str) -> list[Pa
             cross_validated=res.get("asymmetry_vs_reversal"), xlim=xlim,
             xlabel=f"reversal point ({unit})", overlay=res.get("simulation_overlay"), ax=ax,
         )  # fmt: skip
+    if context:
+        fig.suptitle(textwrap.fill(context, 56 * len(populations)), fontsize=9)
     fig.tight_layout()
     paths.append(figures.save_figure(fig, out / f"{stem}_asymmetry_vs_reversal.png"))
     for prefix, res in populations:
@@ -330,18 +347,18 @@ def _population_figures(result: dict[str, Any], out: Path, stem: str) -> list[Pa
             np.array([[np.nan if v is None else v for v in row] for row in res["mean_responses"]]),
             res["reversal_points"],
             res["asymmetries"],
-            title=f"{label}: mean responses",
-            xlabel=f"utility − reversal point ({unit})",
-            ylabel="response (spikes/s)" if unit.startswith("spikes") else "response (utility)",
+            title=f"{label}: mean responses{note}",
+            xlabel=f"{quantity} − reversal point ({unit})",
+            ylabel="response (spikes/s)" if unit.startswith("spikes") else f"response ({unit})",
         )
         paths.append(figures.save_figure(fig, out / f"{stem}_{prefix}response_curves.png"))
         ex = res.get("split_example")
         if ex:
             fig = figures.plot_split_half(
-                ex["rp_a"], ex["rp_b"], title=f"{label}: one random split", unit=unit
+                ex["rp_a"], ex["rp_b"], title=f"{label}: one random split{note}", unit=unit
             )
             paths.append(figures.save_figure(fig, out / f"{stem}_{prefix}split_half.png"))
-    paths.append(figures.save_figure(_decode_figure(result), out / f"{stem}_decoded.png"))
+    paths.append(figures.save_figure(_decode_figure(result, context), out / f"{stem}_decoded.png"))
     return paths
 
 
@@ -392,6 +409,17 @@ def headline(result: dict[str, Any]) -> str:
             else ""
         )
         + " (W1: lower is better)"
+    )
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    """What this probe found, in words computed from its numbers
+    (:func:`agent.probes.verdict.probe_verdict`)."""
+    from .verdict import probe_verdict
+
+    base = result.get("baseline")
+    return probe_verdict(
+        result, short_label(result), short_label(base) if isinstance(base, dict) else None
     )
 
 
@@ -537,6 +565,8 @@ def write_markdown_report(
             f"configured τ: r = {_f(measured['tau_estimated_vs_configured_r'])}.",
             "",
         ]
+    lines += ["## Verdict", "", "Computed from this probe's numbers.", ""]
+    lines += [f"- {line}" for line in verdict(result)] + [""]
     lines += ["## Figures (in the order of the paper's)", ""]
     order = ("response_curves", "split_half", "asymmetry_vs_reversal", "decoded")
 

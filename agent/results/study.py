@@ -71,16 +71,31 @@ def train_pair(
 
 def demo_detection(
     runs: dict[str, Path], out: Path, *, draws: int = 20, n_units: int = DEMO_UNITS
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[Path]]:
     """The detection study (agent/probes/detection.py) of the demo's few seeds: own-gradient
-    responses, no decode; writes detection.json/.md/.png into ``out``."""
+    responses, no decode; writes detection.json/.md/.png into ``out``; returns the content
+    and the paths written."""
     from ..probes.detection import detection_study, expand_runs, groups_from_runs
     from ..probes.detection_report import write_detection
 
     groups = groups_from_runs(expand_runs([str(r) for r in runs.values()]), ("gradient",), n_units)
     content = detection_study(groups, draws=draws, n_units=n_units, decode=False)
-    write_detection(content, out, command=f"make run (demo: {draws} draws, gradient responses)")
-    return content
+    paths = write_detection(
+        content, out, command=f"make run (demo: {draws} draws, gradient responses, decode=false)"
+    )
+    return content, paths
+
+
+def demo_verdict(result: dict[str, Any], detection: dict[str, Any]) -> list[str]:
+    """``make run``'s verdict in words: the example probe's (one seed, one noise draw) and the
+    detection study's over the seeds and draws, each computed from its numbers; a sentence
+    both would say is said once."""
+    from ..probes.detection_report import verdict_lines
+    from ..probes.report import verdict
+
+    lines = ["In the example (one seed, one noise draw):", *verdict(result)]
+    lines += ["Over the seeds and draws of the detection study:", *verdict_lines(detection)]
+    return list(dict.fromkeys(lines))
 
 
 def _cell(value: Any, spec: str) -> str:
@@ -111,7 +126,7 @@ def comparison_rows(
     def row(name: str, key: str, spec: str) -> tuple[str, ...]:
         return (name, _cell(a[key], spec), _cell(b[key], spec), _cell(c[key], spec))
 
-    return [
+    rows = [
         row("RP spread SD / reward SD", "reversal_spread_rel_sd", ".3f"),
         ("  distributional / classical", _cell(ratio, ".1f") + "x", "", ""),
         row("split-half r(RP_A, RP_B), median", "split_half_r", ".3f"),
@@ -124,6 +139,16 @@ def comparison_rows(
         row("  moment-matched Gaussian W1", "gaussian_reward_w1", ".3f"),
         row("reference: exact-unit decode W1", "decode_exact_w1", ".3f"),
     ]
+    cals = [r.get("calibration") if r else None for r in (result, result["baseline"], recorded)]
+    if any(isinstance(c, dict) for c in cals):
+        # calibration (the primary endpoint) where the probe computed it; n/a for the
+        # classical units' c: their targets are all the mean (the verdict says so)
+        for name, key, spec in (
+            ("units' spread c / targets' spread", "spread_ratio", ".2f"),
+            ("units' offset from targets (return SDs)", "offset", "+.2f"),
+        ):
+            rows.append((name, *(_cell((c or {}).get(key), spec) for c in cals)))
+    return rows
 
 
 def print_table(rows: list[tuple[str, ...]], title: str) -> None:
