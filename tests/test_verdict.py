@@ -84,6 +84,9 @@ def test_against_the_ideal_ceiling() -> None:
         [("ER-DQN", entry(ideal_ceiling=high))]
     )
     assert "no ideal ceiling in this study" in said([("ER-DQN", entry())])
+    curve = {"agent": {"rank_p_detect_both": 0.2, "rank_p_detect_both_ci": [0.15, 0.25]}}
+    placed = said([("ER-DQN", entry(ideal_ceiling=ideal, calibration_curve=curve))])
+    assert "ideal units at its own c and offset: 20 % [15, 25]" in placed
 
 
 def _calibration(c: float | None, interval: list[Any], reason: str | None = None) -> dict:

@@ -186,6 +186,10 @@ def _ceiling_clause(e: dict[str, Any]) -> str:
     mine, theirs = _ci(e, key), _ci(ideal, key)
     test = "Spearman" if key.startswith("rank") else "Pearson"
     shown = f"the ideal population's {_p_ci(ideal, key)} ({test})"
+    # ideal units placed at the group's own c and offset (the calibration curve's point)
+    placed = (e.get("calibration_curve") or {}).get("agent") or {}
+    if placed.get(key) is not None:
+        shown += f"; ideal units at its own c and offset: {_p_ci(placed, key)}"
     if mine is None or theirs is None:
         return f"ideal ceiling: {shown}"
     if mine[1] < theirs[0]:
