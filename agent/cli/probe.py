@@ -12,6 +12,7 @@
     dopa-probe sweep=RUN[,RUN...] [out=DIR] [seed=N]
     dopa-probe study=RUN[,RUN...] [draws=50] [out=DIR] [seed=N] [units=40]
                [responses=gradient,measured] [decode=true|false] [cues=6]
+               [state=pre_outcome|cue_onset]
     dopa-probe population=RUN [baseline=OTHER_POPULATION] [out=DIR]
                [trials=recorded|N] [noise=recorded|X] [splits=N] [seed=N]
 
@@ -29,6 +30,9 @@ however it is given (repeats are dropped and named in a note); a group's seeds m
 and its heads alike (the same tau of every unit), and all lab-task runs of a study on one task
 (utility, magnitudes): anything else is refused in one line. An earlier study's
 ``unit_responses.json`` can be given instead of runs (validated: finite, in range, shapes).
+On a lab task the units are read at each run's ``probe.state`` (``state=`` overrides it):
+``pre_outcome`` (its target is u(reward) itself) or ``cue_onset`` (the outcomes presented as the
+return there, gamma^d * u(reward), d steps to the reward; env=variable_magnitude_delayed).
 Writes detection.json, detection.md, detection.png and unit_responses.json into out (default
 ./detection_study).
 
@@ -88,6 +92,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core.config import PROBED_STATES
 from ..core.errors import ConfigError
 from ..store.population_root import population_members
 from .common import did_you_mean, one_line_errors, unwritable, wants_help
@@ -123,6 +128,7 @@ KEYS = {
     "bins": int,
     "protocol": str,
     "parallel": int,
+    "state": str,
 }
 # the keys the population mode takes (agent/probes/population.py)
 POPULATION_KEYS = ("population", "baseline", "out", "trials", "noise", "splits", "seed", "device")
@@ -156,8 +162,9 @@ CHOICES = {
     "report": ("true", "false"),
     "protocol": ("all", "recorded"),
     "decode": ("true", "false"),
+    "state": PROBED_STATES,
 }
-STUDY_KEYS = {"study", "draws", "units", "responses", "decode", "out", "seed", "cues"}
+STUDY_KEYS = {"study", "draws", "units", "responses", "decode", "out", "seed", "cues", "state"}
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -192,12 +199,13 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         extra = sorted(set(args) - STUDY_KEYS)
         if extra:
             raise ConfigError(
-                f"study= takes draws, units, responses, decode, out, seed and cues, not {extra[0]}"
+                f"study= takes draws, units, responses, decode, out, seed, cues and state, not "
+                f"{extra[0]}"
             )
         _check_counts(args, ("draws", "units", "cues"))
         return args
-    if any(k in args for k in ("draws", "units", "responses", "decode")):
-        raise ConfigError("draws=, units=, responses= and decode= belong to study=")
+    if any(k in args for k in ("draws", "units", "responses", "decode", "state")):
+        raise ConfigError("draws=, units=, responses=, decode= and state= belong to study=")
     if "sweep" in args:
         if "checkpoint" in args or "data" in args or "population" in args:
             raise ConfigError("sweep= is a mode of its own; give it without checkpoint= or data=")
@@ -476,7 +484,8 @@ def _study(args: dict[str, Any], argv: list[str], out: Path) -> int:
         print(f"note: {note}", file=sys.stderr)
     models = [m for m in args.get("responses", "gradient,measured").split(",") if m]
     n_units = args.get("units", N_UNITS)
-    groups = groups_from_runs(runs, models, n_units, cues=args.get("cues", 6))
+    groups = groups_from_runs(runs, models, n_units, cues=args.get("cues", 6),
+                              state=args.get("state"))  # fmt: skip
     content = detection_study(
         groups,
         draws=args.get("draws", 50),

@@ -21,6 +21,7 @@ TORSOS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 UPDATE_MODES = ("auto", "eager", "compile", "cudagraph")  # agent/learn/compiled.py
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # agent/core/device.py
 OVERLAP_MODES = ("auto", "on", "off")  # agent/loop/overlap.py
+PROBED_STATES = ("pre_outcome", "cue_onset")  # agent/envs/lab_tasks.py
 
 
 @dataclass
@@ -141,6 +142,10 @@ class ProbeConfig:
     # ratio of trial SD to the spread of its own mean responses) or a number × the reward SD.
     response_noise: Any = "recorded"
     splits: int = 100
+    # The lab task's state the units are read at: "pre_outcome" (its TD target is u(reward)
+    # itself) or "cue_onset" (its value is bootstrapped through the delay; the outcomes are
+    # presented as the return there, gamma^d * u(reward), d steps from cue onset to reward).
+    state: str = "pre_outcome"
 
 
 @dataclass
@@ -254,6 +259,11 @@ def validate(cfg: Config | DictConfig) -> None:
     sticky = getattr(e, "sticky_action_prob", None)  # the families with sticky actions
     if sticky is not None and not 0.0 <= sticky <= 1.0:
         raise ConfigError(f"env.sticky_action_prob must be in [0, 1], got {sticky}")
+    if cfg.probe.state not in PROBED_STATES:
+        raise ConfigError(
+            f"probe.state must be one of {', '.join(PROBED_STATES)}, got "
+            f"'{cfg.probe.state}'{suggest(str(cfg.probe.state), PROBED_STATES)}"
+        )
     if cfg.precision not in PRECISIONS:
         raise ConfigError(
             f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'"

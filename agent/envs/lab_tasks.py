@@ -12,7 +12,10 @@ separate timing channel, so their pre-outcome state is still one fixed observati
 
 The step out of the last delay state (the *pre-outcome state*) delivers the reward and is
 terminal, so a TD target at that state is exactly ``u(reward) + γ·0``: the population at the
-pre-outcome state learns the (utility-transformed) reward distribution itself. The action
+pre-outcome state learns the (utility-transformed) reward distribution itself. At *cue onset*
+the reward is ``d = cue_steps + delay_steps − 1`` transitions away, so the return there is
+``γ^d·u(reward)`` and a TD learner's value at cue onset is bootstrapped through the ``d``
+states after it (:meth:`_LabTask.outcome_delay`; ``probe.state`` picks the probed one). The action
 space is ``Discrete(1)``: the tasks are pure prediction. Neither task has a "solved" level
 (``reward_threshold`` is None).
 """
@@ -24,6 +27,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from ..core.config import PROBED_STATES
 
 VARIABLE_MAGNITUDE_ID = "dopa/VariableMagnitude-v0"
 VARIABLE_PROBABILITY_ID = "dopa/VariableProbability-v0"
@@ -163,6 +168,23 @@ class _LabTask(gym.Env):
     def cue_observation(self, cue: int | None = None) -> np.ndarray:
         """Observation at cue onset (first state after the ITI) for ``cue`` (0 when ``None``)."""
         return self._one_hot(self.state_index(self._type_of_cue(cue), self.iti_steps))
+
+    def outcome_delay(self, state: str) -> int:
+        """d: transitions from the probed ``state`` to the one that delivers the outcome, so
+        the return at ``state`` is ``γ^d·u(reward)`` (0 at the pre-outcome state; cue onset:
+        ``cue_steps + delay_steps − 1``)."""
+        if state == "pre_outcome":
+            return 0
+        if state == "cue_onset":
+            return self.trial_steps - 1
+        raise ValueError(f"state must be one of {PROBED_STATES}, got {state!r}")
+
+    def probed_observation(self, state: str, cue: int | None = None) -> np.ndarray:
+        """Observation of the probed ``state`` ("pre_outcome" or "cue_onset") for ``cue``."""
+        if state == "cue_onset":
+            return self.cue_observation(cue)
+        self.outcome_delay(state)  # validates the name
+        return self.pre_outcome_observation(cue)
 
     def iti_observation(self, step: int = -1) -> np.ndarray:
         """Observation of ITI step ``step`` (default: the last, from which the cue appears)."""

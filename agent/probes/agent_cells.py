@@ -52,6 +52,7 @@ import torch
 
 from ..algos.base import UnitReadout
 from ..algos.c51 import categorical_quantiles  # noqa: F401  (re-exported for the probes)
+from ..core.config import PROBED_STATES
 from ..core.errors import ConfigError
 from ..envs import family_of
 from .analysis import analyse_population, jsonable, split_half
@@ -120,14 +121,31 @@ def unit_responses(
 
 @dataclass(frozen=True)
 class LabTask:
-    """What the probe needs from a lab task: the pre-outcome observation and the outcomes."""
+    """What the probe needs from a lab task: the probed state's observation and the outcomes
+    as the return there (the probe's axis, and what the units' targets are statistics of)."""
 
     env_id: str
-    observation: np.ndarray  # [D] pre-outcome observation
+    observation: np.ndarray  # [D] observation of the probed state
     magnitudes: np.ndarray  # [M] raw outcome sizes, ascending
-    values: np.ndarray  # [M] utility of each magnitude (the probe's axis)
+    values: np.ndarray  # [M] return at the probed state of each magnitude: γ^d·u(magnitude)
     probs: np.ndarray  # [M] probability of each outcome at that state
     cue: int | None
+    state: str = "pre_outcome"  # the probed state (config.PROBED_STATES)
+    delay: int = 0  # d: transitions from the probed state to the outcome
+    discount: float = 1.0  # γ^d
+
+    def probed_state(self) -> dict[str, Any]:
+        """Which state was probed and what its units' target is (probe.json, detection.json)."""
+        if self.delay == 0:
+            target = "u(reward): the outcome's transition is terminal, no bootstrapping"
+        else:
+            target = (
+                f"gamma^d * u(reward) = {self.discount:.4g} * u(reward) (d = {self.delay} "
+                "transitions to the outcome): the value is bootstrapped through the d states "
+                "after it"
+            )
+        return {"state": self.state, "delay_steps": self.delay, "discount": self.discount,
+                "target": target}  # fmt: skip
 
     @property
     def reward_sd(self) -> float:
@@ -135,28 +153,37 @@ class LabTask:
         return float(np.sqrt(((self.values - mean) ** 2) @ self.probs))
 
 
-def lab_task(cfg: Any) -> LabTask:
-    """The probe's view of the config's lab task (the 50% cue on the probability task)."""
+def lab_task(cfg: Any, state: str | None = None) -> LabTask:
+    """The probe's view of the config's lab task (the 50% cue on the probability task) at
+    ``state`` (default ``cfg.probe.state``): its observation there, and each outcome as the
+    return there, ``γ^d·u(magnitude)`` with the agent's γ and d steps to the outcome."""
     import gymnasium as gym
 
     from ..envs import lab_tasks as lab
 
+    state = str(cfg.probe.state if state is None else state)
     env = gym.make(cfg.env.id, **dict(cfg.env.kwargs)).unwrapped
     if isinstance(env, lab.VariableProbabilityTask):
         # The most uncertain cue has the widest outcome distribution: probe there.
         cue = int(np.argmin(np.abs(env.cue_probabilities - 0.5)))
         magnitudes = np.array([0.0, env.reward_size])
-        obs = env.pre_outcome_observation(cue)
     elif isinstance(env, lab.VariableMagnitudeTask):
         cue = None
         magnitudes = env.magnitudes.copy()
-        obs = env.pre_outcome_observation()
     else:
         raise ValueError(f"{cfg.env.id} is not a lab task; use probe_states for other envs")
-    values = np.asarray(env.outcome_values(cue), dtype=np.float64)
+    if state not in PROBED_STATES:
+        raise ConfigError(f"probe.state must be one of {', '.join(PROBED_STATES)}, got '{state}'")
+    obs = env.probed_observation(state, cue)
+    delay = env.outcome_delay(state)
+    discount = float(cfg.agent.gamma) ** delay
+    values = discount * np.asarray(env.outcome_values(cue), dtype=np.float64)
     probs = np.asarray(env.outcome_probabilities(cue), dtype=np.float64)
     order = np.argsort(magnitudes)
-    return LabTask(cfg.env.id, obs, magnitudes[order], values[order], probs[order], cue)
+    return LabTask(
+        cfg.env.id, obs, magnitudes[order], values[order], probs[order], cue, state, delay,
+        discount,
+    )  # fmt: skip
 
 
 def agent_cell_table(
@@ -314,6 +341,7 @@ def probe_learner(
                 "source": f"agent:{learner.name}",
                 "env_id": task.env_id,
                 "cue": task.cue,
+                "probed_state": task.probed_state(),
                 "true_distribution": {"values": task.values, "probs": task.probs},
                 "unit_values": v,
                 "unit_taus": readout.taus,

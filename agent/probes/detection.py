@@ -1082,9 +1082,11 @@ def groups_from_runs(
     models: Sequence[str] = MODELS,
     n_units: int = N_UNITS,
     cues: int = 6,
+    state: str | None = None,
 ) -> list[UnitGroup]:
     """Noise-free responses of every run's units, one group per (agent, response model, task),
-    seeds in order: on the variable-magnitude lab task to its outcomes; on any other task at
+    seeds in order: on the variable-magnitude lab task to its outcomes at the run's
+    ``probe.state`` (or ``state``: "pre_outcome" or "cue_onset"); on any other task at
     ``cues`` of the run's own cue states to sampled returns (the in-task protocol,
     :func:`agent.probes.in_task.cue_conditions`). Saved ``unit_responses.json`` files are
     read back as they are."""
@@ -1100,6 +1102,8 @@ def groups_from_runs(
             saved += [(g, str(run)) for g in read_unit_groups(Path(run))]
             continue
         learner, cfg, _ = load_agent(run, "cpu")
+        if state is not None:
+            cfg.probe.state = state  # the probe's choice of lab state, not the run's
         loaded.append((run, learner, cfg))
     # groups of a saved file are complete: the same group from elsewhere would be counted
     # twice (or one copy lost under its name), and saved lab groups share the runs' task
@@ -1200,6 +1204,8 @@ def groups_from_learners(
             }
         if g.get("state_units"):
             extra["state_units"] = g["state_units"]  # read by the calibration endpoint
+        if g.get("probed_state"):
+            extra["probed_state"] = g["probed_state"]  # which lab state, and its target
         if g["task"]:
             used = [c[0] for c in g["cue_counts"]]
             extra["cue_states"] = {
@@ -1321,13 +1327,15 @@ def _lab_state_units(readout: Any, task: Any) -> dict[str, Any]:
 def _lab_rows(
     run: Any, learner: Any, cfg: Any, models: Sequence[str], n_units: int
 ) -> dict[str, dict[str, Any]]:
-    """One seed's responses to the variable-magnitude task's outcomes, per response model."""
+    """One seed's responses to the variable-magnitude task's outcomes, presented as the return
+    at its probed state (``probe.state``), per response model."""
     from .agent_cells import _resolve_scale, read_units, unit_responses
 
     task = _variable_magnitude_task(run, cfg)
     readout = read_units(learner, task.observation[None, :])[0]
     _enough_units(run, readout.values.size, n_units)
-    group = {"axis": task.values, "magnitudes": task.magnitudes, "probs": task.probs, "task": ""}
+    group = {"axis": task.values, "magnitudes": task.magnitudes, "probs": task.probs, "task": "",
+             "probed_state": task.probed_state()}  # fmt: skip
     rows: dict[str, dict[str, Any]] = {}
     for model in models:
         row: dict[str, Any] = {"group": group, "task": "", "taus": readout.taus,
@@ -1365,6 +1373,8 @@ def _lab_source(run: Any, cfg: Any) -> LabTaskSource:
         k: v for k, v in config_items(cfg.env, "env").items()
         if k == "env.id" or k.startswith("env.kwargs.")
     }  # fmt: skip
+    # the probed state and γ set the outcomes' values there (γ^d·u(r))
+    config.update({"probe.state": task.state, "agent.gamma": float(cfg.agent.gamma)})
     return LabTaskSource(str(run), task.values, task.magnitudes, task.probs, config)
 
 

@@ -159,6 +159,7 @@ def _train(
     init: np.ndarray,
     update_noise: float,
     rng: np.random.Generator,
+    imputed: bool = False,
 ) -> np.ndarray:
     k_types, t_len = task.sequences.shape
     n = taus.size
@@ -191,7 +192,15 @@ def _train(
         cur = values[seq[types]]  # [B, T, N]
         target = np.empty_like(cur)
         target[:, -1, :] = rewards_all[it][:, None]
-        if t_len > 1:
+        if t_len > 1 and imputed:
+            # ER-TD: every cell against all M samples imputed from the next state's expectiles
+            # (Rowland et al. 2019); the transitions before the outcome are deterministic, so
+            # one update per (type, step) slot serves every trial of that type.
+            z = gamma * _imputed_samples(values, taus)[seq[:, 1:]]  # [K, T-1, M]
+            d = z[:, :, None, :] - values[seq[:, :-1]][..., None]  # [K, T-1, N, M]
+            slot_step = (np.where(d > 0, up[:, None], down[:, None]) * d).mean(axis=-1)
+            target[:, :-1, :] = cur[:, :-1, :]  # their step is the slot's, set below
+        elif t_len > 1:
             nxt = values[seq[types, 1:]]  # [B, T-1, N]
             if rule == "classical":
                 boot = nxt
@@ -207,6 +216,8 @@ def _train(
             delta += update_noise * rng.standard_normal(delta.shape)
         f = np.sign(delta) if rule == "quantile" else delta
         step = rates[it] * np.where(delta > 0, up, down) * f  # [B, T, N]
+        if imputed and t_len > 1:
+            step[:, :-1, :] = rates[it] * slot_step[types]
         # batch mean per (type, step) slot, then per state (ITI states are shared by types)
         onehot = eye[types]
         slot_sum = np.einsum("bk,btn->ktn", onehot, step).reshape(k_types * t_len, n)
@@ -221,11 +232,24 @@ def _train(
     return avg / n_avg
 
 
+def _imputed_samples(values: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """[S, 4N] samples at every state whose τ-expectiles are its cells' values (ER-DQN's
+    imputation, :func:`agent.nn.imputation.impute_samples`, in closed form: with four samples
+    per cell it matches a law's expectiles to within 1 % of their SD, no refinement needed)."""
+    import torch
+
+    from ..nn.imputation import impute_samples
+
+    z = impute_samples(torch.from_numpy(values), torch.from_numpy(taus), 4 * taus.size)
+    return z.numpy()
+
+
 def train_distributional_td(
     task: TabularTask,
     taus: Sequence[float] | np.ndarray,
     *,
     rule: str = "expectile",
+    bootstrap: str = "sample",
     alpha: float = 0.2,
     gamma: float = 0.95,
     n_iters: int = 1500,
@@ -236,17 +260,25 @@ def train_distributional_td(
 ) -> TabularPopulation:
     """Distributional TD (docs/science.md §1) with f(δ)=δ (``expectile``) or sign(δ) (``quantile``).
 
-    Cell i uses α⁺ = α·τᵢ and α⁻ = α·(1 − τᵢ); its error at a non-final state is
-    γ·V_j(x′) − Vᵢ(x) with j drawn at random per cell and trial. At the pre-outcome state
-    cells converge to the τ-expectiles (τ-quantiles) of the outcome distribution. Upstream
-    states learn the distribution of γ·(sampled downstream values); for the expectile rule
-    that is narrower than the true discounted distribution, since expectiles are not samples
-    (the reason ER-DQN imputes). The rate decays as α/(1 + k/k0), k0 = 5% of ``n_iters``,
-    and the result is the mean of the last ``average_last`` of the iterates. For the quantile
+    Cell i uses α⁺ = α·τᵢ and α⁻ = α·(1 − τᵢ). At the pre-outcome state cells converge to
+    the τ-expectiles (τ-quantiles) of the outcome distribution. At a non-final state
+    (``bootstrap="sample"``) its error is γ·V_j(x′) − Vᵢ(x) with j drawn at random per cell and
+    trial: upstream states learn the distribution of γ·(sampled downstream values), for the
+    expectile rule narrower than the true discounted distribution, since expectiles are not
+    samples. ``bootstrap="imputed"`` (expectile rule only) is ER-TD (Rowland et al. 2019, as
+    ER-DQN): cell i's error is averaged over γ·z_m − Vᵢ(x) for the samples z imputed from the
+    next state's values, so every state learns the τ-expectiles of its discounted return (at
+    cue onset of a delayed task, those of γ^d·u(r)). The rate decays as α/(1 + k/k0), k0 = 5%
+    of ``n_iters``, and the result is the mean of the last ``average_last`` of the iterates.
+    For the quantile
     rule α is relative to the outcome range (step = α·range), since sign(δ) has no scale.
     """
     if rule not in ("expectile", "quantile"):
         raise ValueError(f"rule must be 'expectile' or 'quantile', got {rule!r}")
+    if bootstrap not in ("sample", "imputed") or (bootstrap == "imputed" and rule != "expectile"):
+        raise ValueError(
+            f"bootstrap must be 'sample', or 'imputed' with the expectile rule, got {bootstrap!r}"
+        )
     taus = np.asarray(taus, dtype=np.float64)
     if np.any(taus <= 0) or np.any(taus >= 1):
         raise ValueError("every τ must lie strictly between 0 and 1")
@@ -254,7 +286,10 @@ def train_distributional_td(
     init_v = np.full((task.n_states, taus.size), float(init))
     if rule == "quantile":
         alpha = alpha * float(np.ptp(task.outcome_values))
-    values = _train(task, taus, rule, alpha, gamma, n_iters, batch, average_last, init_v, 0.0, rng)
+    values = _train(
+        task, taus, rule, alpha, gamma, n_iters, batch, average_last, init_v, 0.0, rng,
+        imputed=bootstrap == "imputed",
+    )  # fmt: skip
     return TabularPopulation(values, taus, rule, task)
 
 
