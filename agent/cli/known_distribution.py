@@ -1,0 +1,99 @@
+"""``python scripts/known_distribution.py``: the known-distribution control (issue 36 item 2):
+c and offset of units at every state of ``dopa/KnownChain-v0`` against the exact return
+distribution, for tabular TD and for the given runs (agent/probes/known_distribution.py).
+
+    python scripts/known_distribution.py runs=RUN[,RUN…] out=DIR [tabular_seeds=3] [units=25]
+        [gamma=none] [device=cpu]
+
+runs=           run dirs or population roots trained with env=known_chain, and Monte-Carlo
+                controls made from them (scripts/mc_control.py); grouped by agent and kind
+out=            folder for known_distribution.json and known_distribution.md
+tabular_seeds=  seeds of tabular ER-TD (with imputation) and QR-TD
+units=          units of the tabular populations (midpoint τ)
+gamma=          the discount without runs (with runs: theirs)
+device=         cpu | cuda | cuda:N (reading the runs' units)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ConfigError
+from .common import did_you_mean, one_line_errors, wants_help
+from .mc_control import _optional
+
+KEYS: dict[str, Any] = {
+    "runs": str,
+    "out": str,
+    "tabular_seeds": int,
+    "units": int,
+    "gamma": _optional(float),
+    "device": str,
+}
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments → typed dict; a ConfigError names what is wrong."""
+    args: dict[str, Any] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise ConfigError(f"unexpected argument '{arg}'; expected key=value (--help: the keys)")
+        if key not in KEYS:
+            raise ConfigError(
+                f"unknown key '{key}'{did_you_mean(key, KEYS)}; --help lists the keys"
+            )
+        try:
+            args[key] = KEYS[key](value)
+        except ValueError:
+            raise ConfigError(f"{key} must be {KEYS[key].__name__}, got '{value}'") from None
+    if "out" not in args:
+        raise ConfigError("out= is required (--help: the keys)")
+    for key in ("tabular_seeds", "units"):
+        if key in args and args[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if wants_help(argv):
+        print(str(__doc__).strip())
+        return 0
+    return int(_run(argv) or 0)
+
+
+@one_line_errors
+def _run(argv: list[str]) -> int:
+    args = parse_args(argv)
+    from ..core.config import check_device
+    from ..probes.known_distribution import markdown, study
+    from ..store.population_root import population_members
+
+    device = args.get("device", "cpu")
+    check_device(device)
+    checkpoints: list[Path] = []
+    for item in (r for r in args.get("runs", "").split(",") if r):
+        path = Path(item)
+        if not path.exists():
+            raise ConfigError(f"runs: '{item}' does not exist")
+        checkpoints.extend(population_members(path) or [path])
+    content = study(
+        checkpoints,
+        tabular_seeds=args.get("tabular_seeds", 3),
+        num_units=args.get("units", 25),
+        gamma=args.get("gamma"),
+        device=device,
+    )
+    out = Path(args["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "known_distribution.json", "w") as f:
+        json.dump(content, f, indent=1)
+    table = markdown(content)
+    (out / "known_distribution.md").write_text(table)
+    print(table, end="")
+    print(f"wrote known_distribution.json and known_distribution.md in {out}")
+    return 0
