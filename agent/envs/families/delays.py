@@ -9,16 +9,29 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ...core.errors import ConfigError
 from ..base import VecEnv
 from ..registry import register
 from . import control
 from .control import CONTROL
 
+# keywords of gymnasium.make itself, not of the task
+_MAKE_KEYS = ("max_episode_steps", "render_mode", "disable_env_checker", "autoreset")
+
 
 def check_config(env_cfg: Any) -> None:
-    from .. import delay_tasks  # noqa: F401  (registers dopa/DelaysMagnitudes-v0)
+    """The id, then the task's keyword arguments (``env.kwargs``): a bad value is one line at
+    start-up, before the run dir exists."""
+    from .. import delay_tasks  # registers dopa/DelaysMagnitudes-v0
 
     control.check_config(env_cfg)
+    if env_cfg.id != delay_tasks.DELAYS_MAGNITUDES_ID:
+        return
+    task_kwargs = {k: v for k, v in dict(env_cfg.kwargs).items() if k not in _MAKE_KEYS}
+    try:
+        delay_tasks.delay_task_spec(**task_kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"env.kwargs of {env_cfg.id}: {err}") from None
 
 
 def make(env_cfg: Any, num_envs: int, evaluation: bool, render: bool) -> VecEnv:
