@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from dopa_rl.cli.probe import main as probe_main
 from dopa_rl.core.errors import DataError
 from dopa_rl.envs.lab_tasks import VariableMagnitudeTask
@@ -173,3 +175,140 @@ def test_a_malformed_saved_calibration_is_one_error_line(tmp_path: Path, capsys)
         g = det.UnitGroup.from_json({**lab_group(1.0, 0.0, [1, 2]).to_json(),
                                      "extra": {"state_units": []}})  # fmt: skip
         det.group_state_units(g)
+
+
+# ----------------------------------------------------------------------------- probe.json
+
+
+class PlacedNet(torch.nn.Module):
+    """A head that holds ``values`` [N] at every state and action (the units' placement)."""
+
+    def __init__(self, values: np.ndarray, taus: torch.Tensor) -> None:
+        super().__init__()
+        self.values = torch.nn.Parameter(torch.as_tensor(values, dtype=torch.float64))
+        self.head = torch.nn.Module()
+        self.head.register_buffer("taus", taus)
+
+    def forward(self, obs: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
+        return self.values.expand(obs.shape[0], 1, -1)
+
+
+def placed_lab_learner(c: float, offset_sd: float, agent: str = "erdqn") -> tuple[Any, Any]:
+    """A learner on the variable-magnitude task whose units sit at c × their targets' spread
+    about the targets' mean, ``offset_sd`` outcome SDs above them."""
+    from dopa_rl.envs import make_env
+    from dopa_rl.learn.learner import Learner
+    from dopa_rl.probes.agent_cells import lab_task
+    from helpers import make_cfg
+
+    cfg = make_cfg(f"agent={agent}", "env=variable_magnitude", "agent.hidden=[8]")
+    env = make_env(cfg.env, num_envs=1)
+    learner = Learner(cfg.agent, env.observation_shape, env.num_actions, torch.device("cpu"))
+    env.close()
+    task = lab_task(cfg)
+    taus = learner.taus.double()
+    targets = cal.unit_targets("expectile", taus.numpy(), task.values, task.probs)
+    values = c * (targets - targets.mean()) + targets.mean() + offset_sd * task.reward_sd
+    learner.online = PlacedNet(values, taus)
+    return learner, cfg
+
+
+def test_the_lab_probe_reports_the_units_placement() -> None:
+    """probe.json of ``dopa-probe checkpoint=RUN`` on a lab task carries the calibration:
+    units at c = 0.5, offset +1 SD are reported there (exactly: the lab task's outcome
+    distribution is known, nothing is sampled); at c = 1, offset 0 also."""
+    from dopa_rl.probes.agent_cells import probe_learner
+
+    for c, offset in ((0.5, 1.0), (1.0, 0.0)):
+        learner, cfg = placed_lab_learner(c, offset)
+        result = probe_learner(learner, cfg, trials=4, n_splits=2, decode_restarts=1, extras=False)
+        calibration = result["calibration"]
+        assert calibration["spread_ratio"] == pytest.approx(c, abs=1e-9)
+        assert calibration["offset"] == pytest.approx(offset, abs=1e-9)
+        [state] = calibration["states"]
+        assert len(state["unit_errors"]) == len(result["unit_values"])
+        json.dumps(calibration, allow_nan=False)
+
+
+def test_a_classical_head_has_no_spread_ratio_and_says_why() -> None:
+    """Mean units: every target is the mean, so c is undefined (null in probe.json, with the
+    reason), while the offset is still reported."""
+    from dopa_rl.probes.agent_cells import probe_learner
+
+    learner, cfg = untrained_classical()
+    result = probe_learner(learner, cfg, trials=4, n_splits=2, decode_restarts=1, extras=False)
+    calibration = result["calibration"]
+    assert calibration["spread_ratio"] is None
+    assert "do not spread" in calibration["spread_ratio_undefined"]
+    assert calibration["offset"] is not None and math.isfinite(calibration["offset"])
+
+
+def untrained_classical() -> tuple[Any, Any]:
+    from dopa_rl.envs import make_env
+    from dopa_rl.learn.learner import Learner
+    from helpers import make_cfg
+
+    cfg = make_cfg("agent=classical", "env=variable_magnitude", "agent.hidden=[8]")
+    env = make_env(cfg.env, num_envs=1)
+    learner = Learner(cfg.agent, env.observation_shape, env.num_actions, torch.device("cpu"))
+    env.close()
+    return learner, cfg
+
+
+def test_the_in_task_probe_reports_the_placement_within_sampling_error() -> None:
+    """The in-task probe at a cue state with a known 7-valued return: units placed at c = 0.5
+    and +1 SD of the *true* distribution. The probe compares them with the statistics of 1,400
+    sampled returns, so it reports (c, offset) up to sampling error: the mean of 1,400 returns
+    is off by ~σ/√1400 = 0.027 σ and their SD by ~2 % (this distribution's kurtosis), so the
+    offset is within 0.1 (≥ 3 standard errors) and c within 0.05 (10 %). A classical
+    population at the same state: c null with its reason."""
+    from dopa_rl.probes.in_task import probe_in_task
+    from test_in_task_probe import ITI_STEPS, VALUES, TableNet, _tabular_agent, _tabular_classical
+    from test_in_task_probe import PROBS as CUE_PROBS
+
+    learner, cfg, truth = _tabular_agent(n=41)
+    sd = math.sqrt(float(((VALUES - VALUES @ CUE_PROBS) ** 2) @ CUE_PROBS))
+    placed = 0.5 * (truth - truth.mean()) + truth.mean() + 1.0 * sd
+    table = np.stack([0.9 ** (ITI_STEPS - t) * placed for t in range(ITI_STEPS + 1)])
+    learner.online = TableNet(table, learner.taus.numpy())
+    result = probe_in_task(learner, cfg, cues=1, episodes=1, rollouts=1400, noise=0.05,
+                           splits=5, parallel=8)  # fmt: skip
+    calibration = result["calibration"]
+    assert calibration["spread_ratio"] == pytest.approx(0.5, abs=0.05)
+    assert calibration["offset"] == pytest.approx(1.0, abs=0.1)
+    [state] = calibration["states"]  # one per cue state, in the order of "cues"
+    assert state["spread_ratio"] == calibration["spread_ratio"]
+    assert len(result["cues"][0]["unit_targets"]) == 41
+
+    classical, ccfg = _tabular_classical(41)
+    out = probe_in_task(classical, ccfg, cues=1, episodes=1, rollouts=200, noise=0.05,
+                        splits=5, parallel=8)  # fmt: skip
+    assert out["calibration"]["spread_ratio"] is None
+    assert "do not spread" in out["calibration"]["spread_ratio_undefined"]
+
+
+def test_a_population_reports_the_median_and_interval_over_members() -> None:
+    """population_probe.json: each member's calibration (its probe.json medians) summarised
+    over members: 3 members give the range, 4 or more a bootstrap interval; a member without
+    a calibration is left out."""
+    from dopa_rl.probes.agent_cells import probe_learner
+    from dopa_rl.probes.population import summarise
+
+    members = []
+    for c in (0.5, 0.6, 0.8):
+        learner, cfg = placed_lab_learner(c, 0.5)
+        members.append(
+            probe_learner(learner, cfg, trials=4, n_splits=2, decode_restarts=1, extras=False)
+        )
+    summary = summarise(members)["calibration"]
+    assert summary["spread_ratio"]["median"] == pytest.approx(0.6)
+    assert summary["spread_ratio"]["interval"] == pytest.approx([0.5, 0.8])
+    assert summary["offset"]["median"] == pytest.approx(0.5)
+    assert summary["spread_ratio"]["n_seeds"] == 3
+    many = cal.members_calibration(
+        [{"calibration": {"spread_ratio": c, "offset": 0.0, "median_abs_unit_error": 0.1}}
+         for c in (0.4, 0.5, 0.6, 0.7, 0.8)] + [{}]
+    )  # fmt: skip
+    lo, hi = many["spread_ratio"]["interval"]
+    assert many["spread_ratio"]["n_seeds"] == 5 and 0.4 <= lo <= 0.6 <= hi <= 0.8
+    assert "bootstrap" in many["spread_ratio"]["interval_method"]

@@ -56,6 +56,7 @@ from ..core.config import PROBED_STATES
 from ..core.errors import ConfigError
 from ..envs import family_of
 from .analysis import analyse_population, jsonable, split_half
+from .calibration import calibration_of, lab_state_units
 from .decoding import decode_report, reference_decodes, score_decode
 from .noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
 from .pipeline import pipeline_decodes, robustness_and_overlay
@@ -357,6 +358,9 @@ def probe_learner(
             }
         )
     )
+    result["calibration"] = calibration_of(lab_state_units(
+        v, readout.taus, readout.representation, task.values, task.probs
+    ))  # fmt: skip
     # One pipeline for neurons and units (docs/science.md §6): decode from the (RP, τ) pairs the
     # analysis estimated from the noisy responses; the exact unit values are a reference.
     decodes = pipeline_decodes(result, task.probs, seed=seed, restarts=decode_restarts)

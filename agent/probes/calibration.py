@@ -55,6 +55,18 @@ NOTE = (
     "(percentile bootstrap over seeds with >= 4 seeds, else the range)"
 )
 
+PROBE_NOTE = (
+    "noise-free: each unit's value at the probed state against its target, the statistic of "
+    "the outcome distribution presented there at its tau (expectile units: tau-expectile; "
+    "quantile units: tau-quantile; mean units: the mean; lab task: the true utility "
+    "distribution; in a task: the rollouts' returns G from the cue state); spread_ratio c = "
+    "SD(units) / SD(targets) over units; offset = (mean units - mean targets) / scale and "
+    "unit_errors = (unit - target) / scale, scale = the SD of the outcomes pooled over the "
+    "probed states (equal-weight mixture; one state: its outcome SD); states in the order "
+    "they were probed; spread_ratio and offset: medians over states (one seed: no interval "
+    "over seeds; a population's is under 'calibration' of its summary)"
+)
+
 
 @dataclass(frozen=True)
 class StateUnits:
@@ -112,6 +124,60 @@ class StateUnits:
                        arrays["return_means"], arrays["return_sds"])  # fmt: skip
         except DataError as err:
             raise DataError(f"{where}: {err}") from None
+
+    @classmethod
+    def of_cues(cls, cues: Sequence[dict[str, Any]]) -> StateUnits:
+        """One agent's units at the cue states of an in-task probe.json (each cue's
+        ``unit_taus``, ``unit_values``, ``unit_targets`` and the rollouts' returns
+        ``true_distribution.values``); at least one cue."""
+        returns = [np.asarray(c["true_distribution"]["values"], dtype=float) for c in cues]
+        return cls(
+            taus=np.asarray(cues[0]["unit_taus"], dtype=float),
+            values=np.array([c["unit_values"] for c in cues], dtype=float),
+            targets=np.array([c["unit_targets"] for c in cues], dtype=float),
+            return_means=np.array([g.mean() for g in returns]),
+            return_sds=np.array([g.std() for g in returns]),
+        )
+
+
+def unit_targets(
+    representation: str, taus: np.ndarray, outcomes: np.ndarray, probs: np.ndarray | None = None
+) -> np.ndarray:
+    """[N] what each unit should hold at a state: the statistic at its τ ``taus`` [N] of the
+    outcome distribution there (``representation`` "expectile": the τ-expectile; "quantile":
+    the τ-quantile; otherwise the mean). ``outcomes`` [K] with ``probs`` [K] is a discrete
+    distribution (a lab task's); without ``probs`` a sample (a task's rollout returns, each
+    weighted 1/K; its quantiles interpolated linearly)."""
+    from .tabular import expectiles, quantiles
+
+    taus, g = np.asarray(taus, dtype=float), np.asarray(outcomes, dtype=float)
+    if taus.ndim != 1 or g.ndim != 1 or g.size == 0:
+        raise ValueError(f"unit_targets: taus {taus.shape} [N], outcomes {g.shape} [K]")
+    p = np.full(g.size, 1.0 / g.size) if probs is None else np.asarray(probs, dtype=float)
+    if p.shape != g.shape:
+        raise ValueError(f"unit_targets: probs {p.shape} must match outcomes {g.shape}")
+    if representation == "expectile":
+        return np.asarray(expectiles(g.tolist(), p.tolist(), taus.tolist()), dtype=float)
+    if representation == "quantile":
+        if probs is None:
+            return np.quantile(g, np.clip(taus, 0.0, 1.0))
+        return np.asarray(quantiles(g.tolist(), p.tolist(), taus.tolist()), dtype=float)
+    return np.full(taus.size, float(g @ (p / p.sum())))
+
+
+def lab_state_units(values: np.ndarray, taus: np.ndarray, representation: str,
+                    outcomes: np.ndarray, probs: np.ndarray) -> StateUnits:  # fmt: skip
+    """Units ``values`` [N] with ``taus`` [N] at a lab task's probed state, whose outcomes
+    (returns there) are ``outcomes`` [K] with ``probs`` [K]: one state."""
+    g, p = np.asarray(outcomes, dtype=float), np.asarray(probs, dtype=float)
+    mean = float(g @ p)
+    return StateUnits(
+        taus=np.asarray(taus, dtype=float),
+        values=np.asarray(values, dtype=float)[None, :],
+        targets=unit_targets(representation, taus, g, p)[None, :],
+        return_means=np.array([mean]),
+        return_sds=np.array([math.sqrt(float(((g - mean) ** 2) @ p))]),
+    )
 
 
 @dataclass(frozen=True)
@@ -198,39 +264,87 @@ def _median(v: np.ndarray) -> float:
     return float(np.median(v)) if v.size else math.nan
 
 
+def _seed_row(units: StateUnits) -> dict[str, Any]:
+    """One seed's calibration at its states (JSON): per state c, offset and unit errors (and
+    why c or the offset is undefined); the scale; the medians over states."""
+    cal, scale = seed_calibration(units)
+    abs_err = np.abs(cal.errors)
+    states = [
+        {"spread_ratio": _json(c), "offset": _json(o), "unit_errors": [_json(e) for e in errs],
+         **({"undefined": why} if why else {})}
+        for c, o, errs, why in zip(cal.spread_ratio, cal.offset, cal.errors, cal.reasons,
+                                   strict=True)
+    ]  # fmt: skip
+    return {
+        "scale": scale,
+        "states": states,
+        "spread_ratio": _json(_median(cal.spread_ratio)),
+        "offset": _json(_median(cal.offset)),
+        "median_abs_unit_error": _json(_median(abs_err.ravel()) if abs_err.size else math.nan),
+    }
+
+
+def calibration_of(units: StateUnits) -> dict[str, Any]:
+    """probe.json's ``calibration`` of one agent (one seed) at its probed states: per state
+    (``states``, in the order the states were probed) c, offset and unit errors, the medians
+    over states with their range over states, and, where c is undefined at every state (a
+    classical head: every target is the mean), ``spread_ratio_undefined`` with the reason."""
+    row = _seed_row(units)
+    out: dict[str, Any] = {"note": PROBE_NOTE, **row}
+    for key in ("spread_ratio", "offset"):
+        v = [s[key] for s in row["states"] if s[key] is not None]
+        out[f"{key}_range_over_states"] = [min(v), max(v)] if v else [None, None]
+    if row["spread_ratio"] is None:
+        out["spread_ratio_undefined"] = next(
+            (s["undefined"] for s in row["states"] if "undefined" in s), "no state"
+        )
+    return out
+
+
+def cue_calibration(cues: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The in-task probe.json's ``calibration``: :func:`calibration_of` the units at its cue
+    states (:meth:`StateUnits.of_cues`; ``states`` in the order of ``cues``), or why there is
+    none (every cue state skipped)."""
+    if not cues:
+        return {"note": PROBE_NOTE, "undefined": "no cue state was probed (all skipped)"}
+    return calibration_of(StateUnits.of_cues(cues))
+
+
+def members_calibration(members: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A population's calibration from its members' probe.json ``calibration`` (members
+    without one are left out): the median over members of each member's c, offset and
+    median unit error with the interval of :func:`over_seeds`."""
+    cals = [m["calibration"] for m in members if isinstance(m.get("calibration"), dict)]
+    return {
+        "note": "each member's calibration (its probe.json 'calibration': medians over its "
+        "probed states) summarised over members: median with a 95 % interval (percentile "
+        f"bootstrap over members with >= {MIN_BOOTSTRAP_SEEDS}, else the range)",
+        **{k: over_seeds([_nan_if_none(c.get(k)) for c in cals])
+           for k in ("spread_ratio", "offset", "median_abs_unit_error")},
+    }  # fmt: skip
+
+
+def _nan_if_none(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
 def group_calibration(seeds: Sequence[int], units: Sequence[StateUnits]) -> dict[str, Any]:
     """A group's calibration (detection.json ``calibration``): per seed and state c, offset and
     unit errors; per seed their medians over states; the median over seeds with intervals;
     and the worst state (c farthest from 1 by |log c|; NaN states left out)."""
     if len(seeds) != len(units) or not units:
         raise ValueError(f"group_calibration: {len(seeds)} seeds and {len(units)} unit sets")
-    rows, worst = [], None
-    per_seed_c, per_seed_offset, per_seed_error = [], [], []
-    for s, u in zip(seeds, units, strict=True):
-        cal, scale = seed_calibration(u)
-        abs_err = np.abs(cal.errors)
-        states = [
-            {"spread_ratio": _json(c), "offset": _json(o), "unit_errors": [_json(e) for e in errs],
-             **({"undefined": why} if why else {})}
-            for c, o, errs, why in zip(cal.spread_ratio, cal.offset, cal.errors, cal.reasons,
-                                       strict=True)
-        ]  # fmt: skip
-        for i, c in enumerate(cal.spread_ratio):
-            if math.isfinite(c) and c > 0:
-                badness = abs(math.log(c))
-                if worst is None or badness > worst[0]:
-                    worst = (badness, s, i, float(c), float(cal.offset[i]))
-        per_seed_c.append(_median(cal.spread_ratio))
-        per_seed_offset.append(_median(cal.offset))
-        per_seed_error.append(_median(abs_err.ravel()) if abs_err.size else math.nan)
-        rows.append({"seed": int(s), "scale": scale, "states": states,
-                     "spread_ratio": _json(per_seed_c[-1]), "offset": _json(per_seed_offset[-1]),
-                     "median_abs_unit_error": _json(per_seed_error[-1])})  # fmt: skip
+    rows = [{"seed": int(s), **_seed_row(u)} for s, u in zip(seeds, units, strict=True)]
+    worst = None
+    for row in rows:
+        for i, state in enumerate(row["states"]):
+            c = state["spread_ratio"]
+            if c is not None and c > 0 and (worst is None or abs(math.log(c)) > worst[0]):
+                worst = (abs(math.log(c)), row["seed"], i, c, state["offset"])
     return {
         "note": NOTE,
-        "spread_ratio": over_seeds(per_seed_c),
-        "offset": over_seeds(per_seed_offset),
-        "median_abs_unit_error": over_seeds(per_seed_error),
+        **{k: over_seeds([_nan_if_none(r[k]) for r in rows])
+           for k in ("spread_ratio", "offset", "median_abs_unit_error")},
         "worst_state": None if worst is None else {
             "seed": worst[1], "state": worst[2], "spread_ratio": worst[3], "offset": worst[4]
         },

@@ -1277,17 +1277,11 @@ def units_against_returns(outcome: Any) -> dict[str, Any]:
 
 def return_targets(outcome: Any) -> np.ndarray:
     """[N] what each unit probed at a cue state should hold: the statistic at its τ of the
-    rollouts' returns (expectile units: the τ-expectile; quantile units: the τ-quantile; mean
-    units: the mean)."""
-    from .tabular import expectiles
+    rollouts' returns (:func:`agent.probes.calibration.unit_targets`)."""
+    from .calibration import unit_targets
 
     r = outcome.readout
-    g = outcome.returns
-    if r.representation == "expectile":
-        return expectiles(g.tolist(), [1.0 / g.size] * g.size, r.taus.tolist())
-    if r.representation == "quantile":
-        return np.quantile(g, np.clip(r.taus, 0.0, 1.0))
-    return np.full(r.values.size, float(np.mean(g)))
+    return unit_targets(r.representation, r.taus, outcome.returns)
 
 
 def _cue_state_units(outcomes: Sequence[Any]) -> dict[str, Any]:
@@ -1306,21 +1300,10 @@ def _cue_state_units(outcomes: Sequence[Any]) -> dict[str, Any]:
 def _lab_state_units(readout: Any, task: Any) -> dict[str, Any]:
     """One seed's units at the lab task's pre-outcome state against the true statistics of
     the utility distribution at their τ, for calibration."""
-    from .calibration import StateUnits
-    from .tabular import expectiles, quantiles
+    from .calibration import lab_state_units
 
-    if readout.representation == "expectile":
-        targets = expectiles(task.values, task.probs, readout.taus)
-    elif readout.representation == "quantile":
-        targets = quantiles(task.values, task.probs, readout.taus)
-    else:
-        targets = np.full(readout.values.size, float(task.values @ task.probs))
-    return StateUnits(
-        taus=readout.taus,
-        values=readout.values[None, :],
-        targets=np.asarray(targets, dtype=float)[None, :],
-        return_means=np.array([float(task.values @ task.probs)]),
-        return_sds=np.array([task.reward_sd]),
+    return lab_state_units(
+        readout.values, readout.taus, readout.representation, task.values, task.probs
     ).to_json()
 
 

@@ -58,6 +58,7 @@ from ..envs import family_of
 from ..envs.cloning import CloneableEnv, make_cloneable_env
 from .agent_cells import LabTask, _decode, read_units, split_example, unit_responses
 from .analysis import analyse_population, jsonable
+from .calibration import cue_calibration, unit_targets
 from .decoding import decode_report
 from .noise import noise_sd, parse_noise
 from .trials import by_cell
@@ -340,6 +341,8 @@ def probe_cue(
                 "true_distribution": {"values": g, "probs": uniform},
                 "unit_values": readout.values,
                 "unit_taus": readout.taus,
+                # the statistic of G at each unit's tau (what calibration compares it with)
+                "unit_targets": unit_targets(readout.representation, readout.taus, g),
                 "unit_index": keep,
                 # units predicting beyond every sampled return reverse at the axis' edge
                 "units_above_all_returns": float(np.mean(readout.values > g.max())),
@@ -443,6 +446,7 @@ def _probe_agent(
     return {
         "source": f"in_task:{learner.name}",
         "summary": summarise(results),
+        "calibration": cue_calibration(results),
         "cues": results,
         "skipped_deterministic_cues": skipped,
     }

@@ -24,6 +24,7 @@ from ..envs import family_of
 from ..store.checkpoint import STATE_FILE
 from ..store.population_root import complete_members
 from .agent_cells import probe_learner, summary_row
+from .calibration import members_calibration
 
 #: the across-member statistics reported for every headline number
 STAT_KEYS = ("median", "q25", "q75", "min", "max", "n")
@@ -99,6 +100,7 @@ def summarise(
     out: dict[str, Any] = {
         "members": rows,
         "across_members": {k: across([r[k] for r in rows]) for k in keys},
+        "calibration": members_calibration(results),
     }
     if baseline:
         out["baseline"] = {
@@ -106,6 +108,7 @@ def summarise(
             "across_members": {
                 k: across([r[k] for r in base_rows]) for k in base_rows[0] if k != "seed"
             },
+            "calibration": members_calibration(baseline),
         }
     return out
 
