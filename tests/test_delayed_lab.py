@@ -8,7 +8,7 @@ import pytest
 from dopa_rl.algos import make_config
 from dopa_rl.core.config import validate
 from dopa_rl.core.errors import ConfigError
-from dopa_rl.envs.lab_tasks import VariableMagnitudeTask
+from dopa_rl.envs.lab_tasks import VariableMagnitudeTask, VariableProbabilityTask
 from dopa_rl.learn.learner import Learner
 from dopa_rl.probes.agent_cells import lab_task
 from dopa_rl.probes.calibration import StateUnits, seed_calibration
@@ -66,6 +66,17 @@ def test_cue_onset_probe_presents_the_discounted_utilities() -> None:
     assert pre.probed_state()["delay_steps"] == 0
     # the default task is unchanged: its pre-outcome state
     assert lab_task(make_cfg("env=variable_magnitude")).state == "pre_outcome"
+
+
+def test_the_probability_twin_is_probed_at_the_uncertain_cue_onset() -> None:
+    cfg = make_cfg("env=variable_probability_delayed")
+    env = VariableProbabilityTask(**dict(cfg.env.kwargs))
+    task = lab_task(cfg)
+    d = env.outcome_delay("cue_onset")
+    assert d >= 5 and task.cue == 1 and task.delay == d  # the 50 % cue
+    np.testing.assert_allclose(task.values, 0.99**d * np.array([0.0, 1.0]))
+    np.testing.assert_allclose(task.probs, [0.5, 0.5])
+    np.testing.assert_array_equal(task.observation, env.cue_observation(1))
 
 
 def test_a_misspelt_probe_state_fails_at_start_up() -> None:
