@@ -3,7 +3,7 @@ c and offset of units at every state of ``dopa/KnownChain-v0`` against the exact
 distribution, for tabular TD and for the given runs (agent/probes/known_distribution.py).
 
     python scripts/known_distribution.py runs=RUN[,RUN…] out=DIR [tabular_seeds=3] [units=25]
-        [gamma=none] [device=cpu]
+        [gamma=none] [device=cpu] [torch_threads=0]
 
 runs=           run dirs or population roots trained with env=known_chain, and Monte-Carlo
                 controls made from them (scripts/mc_control.py); grouped by agent and kind
@@ -12,6 +12,7 @@ tabular_seeds=  seeds of tabular ER-TD (with imputation) and QR-TD
 units=          units of the tabular populations (midpoint τ)
 gamma=          the discount without runs (with runs: theirs)
 device=         cpu | cuda | cuda:N (reading the runs' units)
+torch_threads=  torch threads (0: one per allowed CPU the load leaves free)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ KEYS: dict[str, Any] = {
     "units": int,
     "gamma": _optional(float),
     "device": str,
+    "torch_threads": int,
 }
 
 
@@ -74,6 +76,12 @@ def _run(argv: list[str]) -> int:
     from ..store.population_root import population_members
 
     device = args.get("device", "cpu")
+    from ..core.threads import configure_torch_threads
+
+    threads = args.get("torch_threads", 0)
+    if threads < 0:
+        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {threads}")
+    configure_torch_threads(threads)
     check_device(device)
     checkpoints: list[Path] = []
     for item in (r for r in args.get("runs", "").split(",") if r):

@@ -4,6 +4,7 @@ returns of its own greedy policy, no bootstrapping (issue 36 item 2).
 
     python scripts/mc_control.py checkpoint=RUN out=DIR [episodes=100] [epochs=30]
         [batch_size=256] [lr=none] [horizon=none] [epsilon=0] [seed=none] [device=cpu]
+        [torch_threads=0]
 
 checkpoint=  a run dir (its newest checkpoint), RUN/checkpoints/<step>, or a population root
              (every member, each into out/<member folder>/)
@@ -18,6 +19,7 @@ horizon=     steps over which returns are summed (none: to termination); states 
 epsilon=     the policy's exploration (0: greedy)
 seed=        episodes and the fresh network's initialisation (none: the run's seed)
 device=      cpu | cuda | cuda:N
+torch_threads=  torch threads (0: one per allowed CPU the load leaves free)
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ KEYS: dict[str, Any] = {
     "epsilon": float,
     "seed": _optional(int),
     "device": str,
+    "torch_threads": int,
 }
 REQUIRED = ("checkpoint", "out")
 
@@ -91,6 +94,12 @@ def _run(argv: list[str]) -> int:
     from ..store.population_root import population_members
 
     device = args.pop("device", "cpu")
+    from ..core.threads import configure_torch_threads
+
+    threads = args.pop("torch_threads", 0)
+    if threads < 0:
+        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {threads}")
+    configure_torch_threads(threads)
     check_device(device)
     source, out = Path(args.pop("checkpoint")), Path(args.pop("out"))
     settings = MCControlSettings(**args)
