@@ -39,25 +39,16 @@ from ..core.errors import ConfigError
 from ..envs.known_tasks import KNOWN_CHAIN_ID, KnownChain
 from ..nn.imputation import ImputationPlan, impute_samples
 from ..nn.networks import midpoint_taus
-from .calibration import StateUnits, group_calibration, over_seeds, seed_calibration
-from .tabular import expectiles, quantiles
+from .calibration import (
+    StateUnits,
+    group_calibration,
+    over_seeds,
+    seed_calibration,
+    unit_targets,
+)
 
 #: tabular TD rules and the unit representation each learns
 TD_RULES = {"expectile": "expectile", "quantile": "quantile"}
-
-
-def unit_targets(
-    representation: str, taus: np.ndarray, values: np.ndarray, probs: np.ndarray
-) -> np.ndarray:
-    """[N] the statistic at each τ of the categorical (``values``, ``probs``) that a unit of
-    ``representation`` (``expectile`` | ``quantile`` | ``mean``) should hold."""
-    if representation == "expectile":
-        return expectiles(values.tolist(), probs.tolist(), taus.tolist())
-    if representation == "quantile":
-        return quantiles(values.tolist(), probs.tolist(), taus.tolist())
-    if representation == "mean":
-        return np.full(len(taus), float(values @ probs))
-    raise ValueError(f"no target for units of representation {representation!r}")
 
 
 def chain_units(
