@@ -31,6 +31,7 @@ def entry(agent: str = "erdqn", **over: Any) -> dict[str, Any]:
         "agent": agent, "response_model": "gradient", "n_seeds": 8, "n_draws": 100,
         "n_units": 40, "rank_p_detect_both": 0.70, "rank_p_detect_both_ci": [0.64, 0.75],
         "p_detect_both": 0.56, "p_detect_both_ci": [0.51, 0.61], "vs_classical_p": 0.0002,
+        "response_model_note": "note: the configured tau plus noise",
     }  # fmt: skip
     e.update(over)
     return e
@@ -94,22 +95,33 @@ def _calibration(c: float | None, interval: list[Any], reason: str | None = None
     return {
         "spread_ratio": {"median": c, "interval": interval},
         "offset": {"median": 0.8, "interval": [0.5, 1.1]},
-        "per_seed": [{"seed": 1, "states": [state]}],
+        "per_seed": [{"seed": 1, "scale": 0.9, "states": [state]}],
     }
 
 
 def test_the_classical_spread_ratio_says_why_it_is_nan() -> None:
     nan = _calibration(None, [None, None], "the targets do not spread (mean units or a "
                        "deterministic outcome)")  # fmt: skip
-    text = calibration_sentence("classical", nan, "classical")
+    text = calibration_sentence("classical", nan)
     assert text is not None and "c is undefined (NaN)" in text
-    assert "its targets are all the mean return" in text and "no spread" in text
+    assert "the targets have no spread although the returns do" in text
+    assert "mean units, whose target is the mean return" in text
     assert "above the targets' mean, offset +0.80 [+0.50, +1.10] return SDs" in text
-    compressed = calibration_sentence("ER-DQN", _calibration(0.5, [0.4, 0.6]), "erdqn")
+    # no return spread: the calibration's own reason, not the mean-unit explanation
+    flat = copy.deepcopy(nan)
+    flat["per_seed"][0]["scale"] = 0.0
+    text = calibration_sentence("ER-DQN", flat)
+    assert text is not None and "mean units, whose" not in text and "do not spread" in text
+    compressed = calibration_sentence("ER-DQN", _calibration(0.5, [0.4, 0.6]))
     assert compressed is not None and "c = 0.50 [0.40, 0.60]" in compressed
-    assert "compressed (c below 1)" in compressed and "undefined" not in compressed
-    calibrated = calibration_sentence("ER-DQN", _calibration(0.98, [0.93, 1.02]), "erdqn")
+    assert "compressed (c below 1" in compressed and "undefined" not in compressed
+    calibrated = calibration_sentence("ER-DQN", _calibration(0.98, [0.93, 1.02]))
     assert calibrated is not None and "c = 1 within its interval" in calibrated
+    # one probe at one state: a value without an interval is reported, not classified
+    single = calibration_sentence("ER-DQN", {"spread_ratio": 1.01, "offset": -0.01})
+    assert single == (
+        "ER-DQN: the units span c = 1.01 of their targets' spread; offset -0.01 return SDs."
+    )
     # in the study's verdict, from the group's calibration
     assert "c is undefined (NaN)" in said([("classical", classical(calibration=nan))])
 
@@ -143,11 +155,13 @@ def test_decode_against_the_moment_matched_gaussian(beaten: float, words: str) -
 
 def test_what_the_study_builds_in_follows_its_groups() -> None:
     lab = said([("ER-DQN", entry())])
-    assert "bandit" in lab and "configured τ plus noise" in lab and "Monte-Carlo" not in lab
+    assert "bandit" in lab and "Monte-Carlo" not in lab
+    assert "Built in by design: note: the configured tau plus noise." in lab  # the group's note
     assert "No decode in this study (decode=false)" in lab
-    in_task = said([("ER-DQN", entry(task="MinAtar/Breakout", response_model="measured"))])
+    measured = entry(task="MinAtar/Breakout", response_model_note="note B: both measured")
+    in_task = said([("ER-DQN", measured)])
     assert "Monte-Carlo return G" in in_task and "bandit" not in in_task
-    assert "both the reversal points and the asymmetries are measured" in in_task
+    assert "note B: both measured" in in_task and "configured tau" not in in_task
     delayed = {"delay_steps": 3, "target": "gamma^d * u(reward) = 0.9703 * u(reward)"}
     text = said([("ER-DQN", entry(probed_state=delayed))])
     assert "3 steps before the outcome" in text and "reached by construction" not in text
@@ -163,7 +177,7 @@ def lab_probe(sh_p: float, tau_p: float, w1: float, g1: float) -> dict[str, Any]
         "reversal_spread": {"std": 0.4},
         "decoded": dec,
         "decoded_reward": {"wasserstein1": 1.7, "references": {"gaussian": {"wasserstein1": 1.9}}},
-        "response_model": {"response": "gradient"},
+        "response_model": {"response": "gradient", "what_is_configured": "tau configured"},
         "probed_state": {"delay_steps": 0},
     }
 
@@ -173,7 +187,7 @@ def test_one_probe_says_which_findings_hold_and_how_the_decode_fares() -> None:
     assert "both findings hold" in both and "one seed, one noise draw" in both
     assert "beats it in reward (W1 1.7 against 1.9)" in both
     assert "loses to it on the utility axis (W1 0.18 against 0.12)" in both
-    assert "bandit" in both and "configured τ" in both
+    assert "bandit" in both and "Built in by design: tau configured." in both
     assert "only split-half reliability holds" in "\n".join(
         probe_verdict(lab_probe(1e-4, 0.3, 0.1, 0.12), "ER-DQN units")
     )
@@ -182,7 +196,7 @@ def test_one_probe_says_which_findings_hold_and_how_the_decode_fares() -> None:
     result["baseline"]["reversal_spread"] = {"std": 0.1}
     text = "\n".join(probe_verdict(result, "ER-DQN units", "classical units"))
     assert "classical units: neither finding holds" in text
-    assert "ER-DQN units's reversal points spread 4.0x those of classical units" in text
+    assert "Reversal points spread 4.0x as widely in ER-DQN units as in classical units" in text
     cells = {**lab_probe(1e-9, 1e-5, 1.3, 1.0), "source": "data:cells.csv"}
     cells.pop("probed_state")
     text = "\n".join(probe_verdict(cells, "recorded cells"))
@@ -198,7 +212,8 @@ def in_task_result(passing: list[bool]) -> dict[str, Any]:
          "response_model": {"response": "gradient"}}
         for i, ok in enumerate(passing)
     ]  # fmt: skip
-    return {"source": "in_task:erdqn", "cues": cues, "summary": {}, "cue_selection": "top decile"}
+    return {"source": "in_task:erdqn", "cues": cues, "summary": {}, "cue_selection": "top decile",
+            "note": "in-task note"}  # fmt: skip
 
 
 def test_in_task_cue_state_is_named_and_its_count_matches_the_summary() -> None:
@@ -214,7 +229,7 @@ def test_in_task_cue_state_is_named_and_its_count_matches_the_summary() -> None:
     text = "\n".join(probe_verdict(result, "ER-DQN units"))
     assert "at 1 of 6 cue states (17 %)" in text
     assert "the decode loses to a moment-matched Gaussian (better at 0 of 6" in text
-    assert "Monte-Carlo return G" in text
+    assert "Monte-Carlo return G" in text and "Built in by design: in-task note." in text
 
 
 def test_files_written_lists_the_files_that_exist(tmp_path: Path) -> None:
@@ -351,7 +366,7 @@ def test_make_run_verdict_and_table_explain_the_classical_nan(study25: dict) -> 
     result["calibration"] = {"spread_ratio": 0.95, "offset": 0.05}
     result["baseline"] = {**lab_probe(0.6, 0.5, 0.15, 0.12), "source": "agent:classical"}
     result["baseline"]["calibration"] = {
-        "spread_ratio": None, "offset": 0.02,
+        "spread_ratio": None, "offset": 0.02, "scale": 0.5,
         "spread_ratio_undefined": "the targets do not spread (mean units or a deterministic "
         "outcome)",
     }  # fmt: skip
@@ -360,14 +375,12 @@ def test_make_run_verdict_and_table_explain_the_classical_nan(study25: dict) -> 
     assert lines.index("In the example (one seed, one noise draw):") < lines.index(
         "Over the seeds and draws of the detection study:"
     )
-    assert (
-        "classical units (own-gradient response): c is undefined (NaN): its targets are all" in text
-    )
+    assert "classical units (own-gradient response): c is undefined (NaN): the targets" in text
     assert "ER-DQN units (own-gradient response): the units span c = 0.95 of their" in text
     assert len(lines) == len(set(lines))  # a sentence both parts would say is said once
     rows = {r[0]: r[1:] for r in comparison_rows(result)}
-    assert rows["units' spread c / targets' spread"][:2] == ("0.95", "n/a")
-    assert "units' spread c / targets' spread" not in {
+    assert rows["c = SD(units) / SD(targets)"][:2] == ("0.95", "n/a")
+    assert "c = SD(units) / SD(targets)" not in {
         r[0]
         for r in comparison_rows(
             {**lab_probe(1e-4, 1e-3, 0.1, 0.1), "baseline": lab_probe(0.5, 0.5, 0.1, 0.1)}

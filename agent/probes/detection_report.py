@@ -445,7 +445,8 @@ def headline_lines(content: dict[str, Any]) -> list[str]:
             + (
                 f"; c {_interval(e['calibration']['spread_ratio'])}, offset "
                 f"{_interval(e['calibration']['offset'])} return SDs; ideal P(both) "
-                f"{_pci(e['ideal_ceiling'], 'p_detect_both')}"
+                f"{_pci(e['ideal_ceiling'], 'rank_p_detect_both')} by Spearman (Pearson "
+                f"{_pci(e['ideal_ceiling'], 'p_detect_both')})"
                 if "calibration" in e and "ideal_ceiling" in e
                 else ""
             )

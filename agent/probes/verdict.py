@@ -17,18 +17,6 @@ from typing import Any
 #: the pipeline's significance level for one recording (median p over splits, descriptive)
 ALPHA = 0.01
 
-#: what each response model builds in (the asymmetry the pipeline estimates)
-BUILT_IN_RESPONSE = {
-    "gradient": (
-        "with the own-gradient response the asymmetries are the configured τ plus noise: only "
-        "the reversal points are learned"
-    ),
-    "measured": (
-        "with the measured response (one gradient step through the shared network) both the "
-        "reversal points and the asymmetries are measured, and each unit's response mixes in "
-        "the other units' errors"
-    ),
-}
 BUILT_IN_LAB = (
     "on the lab task the pre-outcome state's target is the reward itself (no bootstrapping): "
     "the units face a bandit whose targets are reached by construction, so the result shows "
@@ -59,6 +47,11 @@ BUILT_IN_CELLS = (
     "the recorded cells' axis is built from their own all-trial mean responses (the "
     "empirical utility axis), the agents' from the task's utility: not the same construction"
 )
+
+
+def _sentence(text: str) -> str:
+    """A note from a result as the body of a sentence (no final full stop: added after)."""
+    return str(text).strip().rstrip(".")
 
 
 def _pct(p: float | None) -> str:
@@ -100,7 +93,7 @@ def files_written(paths: Iterable[str | Path]) -> list[str]:
 # ----------------------------------------------------------------------------- calibration
 
 
-def calibration_sentence(label: str, cal: dict[str, Any] | None, agent: str = "") -> str | None:
+def calibration_sentence(label: str, cal: dict[str, Any] | None) -> str | None:
     """Where the units sit against their targets: c and offset (median over seeds with its
     interval, or one probe's median over states), and why c is undefined where it is."""
     if not cal:
@@ -115,50 +108,58 @@ def calibration_sentence(label: str, cal: dict[str, Any] | None, agent: str = ""
     c, c_int = value("spread_ratio")
     off, off_int = value("offset")
 
-    def shown(x: float | None, interval: tuple[Any, Any] | None, spec: str) -> str:
-        if interval and None not in interval and interval[0] != interval[1]:
-            return f"{_num(x, spec)} [{_num(interval[0], spec)}, {_num(interval[1], spec)}]"
-        return _num(x, spec)
+    def interval(x: float | None, bounds: tuple[Any, Any] | None) -> tuple[float, float] | None:
+        """The interval when there is one (a single value has none: nothing to classify)."""
+        if x is None or not bounds or None in bounds or bounds[0] == bounds[1]:
+            return None
+        return float(bounds[0]), float(bounds[1])
 
+    def shown(x: float | None, bounds: tuple[float, float] | None, spec: str) -> str:
+        if bounds is None:
+            return _num(x, spec)
+        return f"{_num(x, spec)} [{_num(bounds[0], spec)}, {_num(bounds[1], spec)}]"
+
+    off_b, c_b = interval(off, off_int), interval(c, c_int)
     where = "offset "
-    if off is not None:
-        lo, hi = off_int if off_int and None not in off_int else (off, off)
-        side = "above" if lo > 0 else "below" if hi < 0 else "level with (interval holds 0)"
+    if off_b is not None:
+        side = "above" if off_b[0] > 0 else "below" if off_b[1] < 0 else "level with"
         where = f"their mean sits {side} the targets' mean, offset "
-    off_text = f"{where}{shown(off, off_int, '+.2f')} return SDs"
+    off_text = f"{where}{shown(off, off_b, '+.2f')} return SDs"
     if c is None:
-        reason = _undefined_reason(cal)
-        if agent == "classical" or "mean units" in reason:
-            why = (
-                "its targets are all the mean return (a mean unit's target is the mean "
-                "whatever its τ), so the targets have no spread and c = SD(units) / "
-                "SD(targets) divides by zero"
-            )
-        else:
-            why = reason or "no state with a defined c"
-        return f"{label}: c is undefined (NaN): {why}; {off_text}."
-    lo, hi = c_int if c_int and None not in c_int else (c, c)
-    shape = (
-        "compressed (c below 1)"
-        if hi < 1
-        else "expanded (c above 1)"
-        if lo > 1
-        else "c = 1 within its interval"
-    )
+        return f"{label}: c is undefined (NaN): {_why_undefined(cal)}; {off_text}."
+    shape = ""
+    if c_b is not None:
+        shape = (
+            ", compressed (c below 1 over the whole interval)" if c_b[1] < 1
+            else ", expanded (c above 1 over the whole interval)" if c_b[0] > 1
+            else ", c = 1 within its interval"
+        )  # fmt: skip
     return (
-        f"{label}: the units span c = {shown(c, c_int, '.2f')} of their targets' spread, "
+        f"{label}: the units span c = {shown(c, c_b, '.2f')} of their targets' spread"
         f"{shape}; {off_text}."
     )
 
 
-def _undefined_reason(cal: dict[str, Any]) -> str:
+#: agent.probes.calibration's reason for a state whose targets have no spread
+NO_TARGET_SPREAD = "the targets do not spread"
+
+
+def _why_undefined(cal: dict[str, Any]) -> str:
+    """Why c is NaN, from the calibration's own reasons and return scales: targets without
+    spread while the returns spread (scale > 0) are mean units' (every target the mean)."""
+    rows = cal.get("per_seed") or [cal]
+    reasons = [str(st["undefined"]) for row in rows for st in row.get("states", [])
+               if st.get("undefined")]  # fmt: skip
     if cal.get("spread_ratio_undefined"):
-        return str(cal["spread_ratio_undefined"])
-    for row in cal.get("per_seed", []) or [cal]:
-        for state in row.get("states", []):
-            if state.get("undefined"):
-                return str(state["undefined"])
-    return ""
+        reasons.insert(0, str(cal["spread_ratio_undefined"]))
+    returns_spread = any((row.get("scale") or 0) > 0 for row in rows)
+    if reasons and all(r.startswith(NO_TARGET_SPREAD) for r in reasons) and returns_spread:
+        return (
+            "the targets have no spread although the returns do (their SD is above 0): these "
+            "are mean units, whose target is the mean return whatever their τ, so c = "
+            "SD(units) / SD(targets) divides by zero"
+        )
+    return reasons[0] if reasons else "no state with a defined c"
 
 
 # ----------------------------------------------------------------------------- the study
@@ -202,7 +203,7 @@ def _ceiling_clause(e: dict[str, Any]) -> str:
 def _classical_clause(e: dict[str, Any], classical: dict[str, Any] | None) -> str:
     p = e.get("vs_classical_p")
     if classical is None or p is None:
-        return "no classical group with the same response model to compare with"
+        return "no contrast with a classical group (none with the same response model and task)"
     theirs = f"the classical agent's {_pct(classical.get('rank_p_detect_both'))} (Spearman)"
     if p < e.get("alpha", ALPHA) and (e.get("p_detect_both") or 0) > (
         classical.get("p_detect_both") or 0
@@ -248,6 +249,23 @@ def decode_sentence(label: str, decode: dict[str, Any] | None) -> str | None:
     return text + "."
 
 
+def _baselines(entries: Sequence[dict[str, Any]]) -> dict[tuple[Any, str], dict[str, Any]]:
+    """The classical group of each (response model, task), read from the contrast itself:
+    the study contrasts every agent group with the classical group of its response model and
+    task (agent.probes.detection.detection_study), which alone has no ``vs_classical_p``;
+    none where that is ambiguous (a group of fewer than 2 seeds has no p either)."""
+    kinds: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    for e in entries:
+        if "vs_classical_p" in e:
+            kinds.setdefault((e.get("response_model"), e.get("task", "")), []).append(e)
+    out = {}
+    for kind, group in kinds.items():
+        without = [e for e in group if e["vs_classical_p"] is None]
+        if len(group) > 1 and len(without) == 1:
+            out[kind] = without[0]
+    return out
+
+
 def study_verdict(groups: Sequence[tuple[str, dict[str, Any]]], alpha: float) -> list[str]:
     """The study's verdict: one sentence per group (Spearman P(both) the headline, Pearson
     beside it, against the ideal ceiling and the classical agent), calibration and decode
@@ -258,8 +276,9 @@ def study_verdict(groups: Sequence[tuple[str, dict[str, Any]]], alpha: float) ->
     found: list[str] = []
     missed: list[str] = []
     built_in: dict[str, None] = {}
-    for label, e in groups:
-        e = {**e, "alpha": alpha}
+    baselines = _baselines([e for _, e in groups])
+    for label, given in groups:
+        e = {**given, "alpha": alpha}
         model = e.get("response_model")
         if model == "recorded":
             lines.append(
@@ -270,17 +289,13 @@ def study_verdict(groups: Sequence[tuple[str, dict[str, Any]]], alpha: float) ->
             )
             built_in[BUILT_IN_CELLS] = None
             continue
-        classical = next(
-            (c for _, c in groups if c.get("agent") == "classical"
-             and c.get("response_model") == model and c.get("task") == e.get("task")),
-            None,
-        )  # fmt: skip
+        classical = baselines.get((model, e.get("task", "")))
         head = (
             f"{label}: both findings in {_p_ci(e, 'rank_p_detect_both')} of "
             f"{e['n_seeds']} seeds x {e['n_draws']} simulated recordings by Spearman "
             f"(Pearson, the paper's test: {_p_ci(e, 'p_detect_both')})"
         )
-        if e.get("agent") == "classical":
+        if classical is given:
             rank, pearson = e.get("rank_p_detect_both"), e.get("p_detect_both")
             tail = f"; this protocol's false-positive rate (chance alone: α/2 = {alpha / 2:g})"
             if pearson is not None and rank is not None and pearson > max(rank, alpha / 2):
@@ -291,13 +306,13 @@ def study_verdict(groups: Sequence[tuple[str, dict[str, Any]]], alpha: float) ->
             ok = e.get("vs_classical_p") is not None and e["vs_classical_p"] < alpha
             (found if ok else missed).append(label)
         for sentence in (
-            calibration_sentence(label, e.get("calibration"), e.get("agent", "")),
+            calibration_sentence(label, e.get("calibration")),
             decode_sentence(label, e.get("decode")),
         ):
             if sentence:
                 lines.append(sentence)
-        if model in BUILT_IN_RESPONSE:
-            built_in[BUILT_IN_RESPONSE[model]] = None
+        if e.get("response_model_note"):  # what the response model builds in, its words
+            built_in[_sentence(e["response_model_note"])] = None
         built_in[BUILT_IN_IN_TASK if e.get("task") else built_in_lab(e.get("probed_state"))] = None
     if not any("decode" in e for _, e in groups):
         lines.append("No decode in this study (decode=false).")
@@ -375,16 +390,15 @@ def probe_verdict(
         theirs = (base.get("reversal_spread") or {}).get("std")
         if mine and theirs:
             lines.append(
-                f"{label}'s reversal points spread {mine / theirs:.1f}x those of "
+                f"Reversal points spread {mine / theirs:.1f}x as widely in {label} as in "
                 f"{baseline_label or 'the baseline'}."
             )
     for name, res in ((label, result), (baseline_label or "baseline", base)):
         if isinstance(res, dict):
             for sentence in (
                 _probe_decode(name, res),
-                calibration_sentence(name, res.get("calibration"),
-                                     str(res.get("source", "")).partition(":")[2]),
-            ):  # fmt: skip
+                calibration_sentence(name, res.get("calibration")),
+            ):
                 if sentence:
                     lines.append(sentence)
     ideal = result.get("ideal_ceiling")
@@ -395,10 +409,10 @@ def probe_verdict(
             "One recording has no detection probability and no ceiling: `dopa-probe study=` "
             "gives P(both) over seeds and draws beside the ideal population's."
         )
-    model = (result.get("response_model") or {}).get("response")
+    note = (result.get("response_model") or {}).get("what_is_configured")
     built = [BUILT_IN_CELLS] if recorded else []
-    if model in BUILT_IN_RESPONSE:
-        built.append(BUILT_IN_RESPONSE[model])
+    if note:
+        built.append(_sentence(note))
     if "probed_state" in result:
         built.append(built_in_lab(result["probed_state"]))
     return lines + [f"Built in by design: {s}." for s in built]
@@ -465,12 +479,10 @@ def _in_task_verdict(result: dict[str, Any], label: str, baseline_label: str | N
         if above:
             text += f"; a median {_pct(above)} of units sit above every sampled return"
         lines.append(text + ".")
-        cal = calibration_sentence(name, res.get("calibration"),
-                                   str(res.get("source", "")).partition(":")[2])  # fmt: skip
+        cal = calibration_sentence(name, res.get("calibration"))
         if cal:
             lines.append(cal)
-    model = ((result.get("cues") or [{}])[0].get("response_model") or {}).get("response")
-    built = [BUILT_IN_IN_TASK] + ([BUILT_IN_RESPONSE[model]] if model in BUILT_IN_RESPONSE else [])
+    built = [BUILT_IN_IN_TASK] + ([_sentence(result["note"])] if result.get("note") else [])
     lines.append(
         "No ceiling at one seed: `dopa-probe study=` gives P(both) over seeds beside the ideal "
         "population's at the same cue states."
@@ -512,8 +524,5 @@ def population_verdict(summary: dict[str, Any], label: str) -> list[str]:
     cal = calibration_sentence(label, summary.get("calibration"))
     if cal:
         lines.append(cal)
-    model = summary.get("response_model")
     built = [built_in_lab(summary.get("probed_state"))]
-    if model in BUILT_IN_RESPONSE:
-        built.append(BUILT_IN_RESPONSE[model])
     return lines + [f"Built in by design: {s}." for s in built]

@@ -144,8 +144,8 @@ def comparison_rows(
         # calibration (the primary endpoint) where the probe computed it; n/a for the
         # classical units' c: their targets are all the mean (the verdict says so)
         for name, key, spec in (
-            ("units' spread c / targets' spread", "spread_ratio", ".2f"),
-            ("units' offset from targets (return SDs)", "offset", "+.2f"),
+            ("c = SD(units) / SD(targets)", "spread_ratio", ".2f"),
+            ("offset, units - targets (return SD)", "offset", "+.2f"),
         ):
             rows.append((name, *(_cell((c or {}).get(key), spec) for c in cals)))
     return rows
