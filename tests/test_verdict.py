@@ -106,7 +106,7 @@ def test_the_classical_spread_ratio_says_why_it_is_nan() -> None:
     assert text is not None and "c is undefined (NaN)" in text
     assert "the targets have no spread although the returns do" in text
     assert "mean units, whose target is the mean return" in text
-    assert "above the targets' mean, offset +0.80 [+0.50, +1.10] return SDs" in text
+    assert "above the targets' mean over the whole interval, offset +0.80 [+0.50, +1.10]" in text
     # no return spread: the calibration's own reason, not the mean-unit explanation
     flat = copy.deepcopy(nan)
     flat["per_seed"][0]["scale"] = 0.0
@@ -117,6 +117,12 @@ def test_the_classical_spread_ratio_says_why_it_is_nan() -> None:
     assert "compressed (c below 1" in compressed and "undefined" not in compressed
     calibrated = calibration_sentence("ER-DQN", _calibration(0.98, [0.93, 1.02]))
     assert calibrated is not None and "c = 1 within its interval" in calibrated
+    # one probe over its states: their range, said as a range, not an interval
+    states = {"spread_ratio": 0.6, "spread_ratio_range_over_states": [0.5, 0.8], "offset": 0.1,
+              "offset_range_over_states": [-0.2, 0.3]}  # fmt: skip
+    text = calibration_sentence("ER-DQN", states)
+    assert text is not None and "compressed (c below 1 over the whole range over states)" in text
+    assert "their offset's range over states holds 0, offset +0.10 [-0.20, +0.30]" in text
     # one probe at one state: a value without an interval is reported, not classified
     single = calibration_sentence("ER-DQN", {"spread_ratio": 1.01, "offset": -0.01})
     assert single == (
@@ -402,4 +408,7 @@ def test_population_verdict_counts_members() -> None:
     text = "\n".join(population_verdict(summary, "runs/pop"))  # fmt: skip
     assert "runs/pop: both findings (median p over splits < 0.01, r > 0) in 2 of 3 members" in text
     assert "baseline: both findings in 0 of 3 members" in text
-    assert "a median 3.0x the baseline's (members 2.0x to 4.5x)" in text and "bandit" in text
+    assert (
+        "a median 3.0x as widely in runs/pop as in the baseline (members 2.0x to 4.5x)" in text
+        and "bandit" in text
+    )

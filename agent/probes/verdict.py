@@ -99,40 +99,44 @@ def calibration_sentence(label: str, cal: dict[str, Any] | None) -> str | None:
     if not cal:
         return None
 
-    def value(key: str) -> tuple[float | None, tuple[Any, Any] | None]:
+    # over seeds: a median with its interval; one probe: the median over its states with
+    # their range (not an uncertainty interval: said as such)
+    over_seeds = isinstance(cal.get("spread_ratio"), dict) or isinstance(cal.get("offset"), dict)
+    span = "interval" if over_seeds else "range over states"
+
+    def value(key: str) -> tuple[float | None, tuple[float, float] | None]:
         v = cal.get(key)
-        if isinstance(v, dict):  # over seeds: median and interval
-            return v.get("median"), tuple(v.get("interval") or (None, None))
-        return v, tuple(cal.get(f"{key}_range_over_states") or (None, None)) or None
-
-    c, c_int = value("spread_ratio")
-    off, off_int = value("offset")
-
-    def interval(x: float | None, bounds: tuple[Any, Any] | None) -> tuple[float, float] | None:
-        """The interval when there is one (a single value has none: nothing to classify)."""
+        if isinstance(v, dict):
+            x, bounds = v.get("median"), v.get("interval")
+        else:
+            x, bounds = v, cal.get(f"{key}_range_over_states")
+        # a single value (or a range of one) has no interval: nothing to classify
         if x is None or not bounds or None in bounds or bounds[0] == bounds[1]:
-            return None
-        return float(bounds[0]), float(bounds[1])
+            return x, None
+        return x, (float(bounds[0]), float(bounds[1]))
 
     def shown(x: float | None, bounds: tuple[float, float] | None, spec: str) -> str:
         if bounds is None:
             return _num(x, spec)
         return f"{_num(x, spec)} [{_num(bounds[0], spec)}, {_num(bounds[1], spec)}]"
 
-    off_b, c_b = interval(off, off_int), interval(c, c_int)
+    c, c_b = value("spread_ratio")
+    off, off_b = value("offset")
     where = "offset "
-    if off_b is not None:
-        side = "above" if off_b[0] > 0 else "below" if off_b[1] < 0 else "level with"
-        where = f"their mean sits {side} the targets' mean, offset "
+    if off_b is not None and (off_b[0] > 0 or off_b[1] < 0):
+        side = "above" if off_b[0] > 0 else "below"
+        where = f"their mean sits {side} the targets' mean over the whole {span}, offset "
+    elif off_b is not None:
+        where = f"their offset's {span} holds 0, offset "
     off_text = f"{where}{shown(off, off_b, '+.2f')} return SDs"
     if c is None:
         return f"{label}: c is undefined (NaN): {_why_undefined(cal)}; {off_text}."
     shape = ""
     if c_b is not None:
         shape = (
-            ", compressed (c below 1 over the whole interval)" if c_b[1] < 1
-            else ", expanded (c above 1 over the whole interval)" if c_b[0] > 1
-            else ", c = 1 within its interval"
+            f", compressed (c below 1 over the whole {span})" if c_b[1] < 1
+            else f", expanded (c above 1 over the whole {span})" if c_b[0] > 1
+            else f", c = 1 within its {span}"
         )  # fmt: skip
     return (
         f"{label}: the units span c = {shown(c, c_b, '.2f')} of their targets' spread"
@@ -518,8 +522,8 @@ def population_verdict(summary: dict[str, Any], label: str) -> list[str]:
         ratio = (summary.get("across_members") or {}).get("spread_ratio") or {}
         if ratio.get("median") is not None:
             lines.append(
-                f"{label}'s reversal points spread a median {ratio['median']:.1f}x the "
-                f"baseline's (members {ratio['min']:.1f}x to {ratio['max']:.1f}x)."
+                f"Reversal points spread a median {ratio['median']:.1f}x as widely in {label} "
+                f"as in the baseline (members {ratio['min']:.1f}x to {ratio['max']:.1f}x)."
             )
     cal = calibration_sentence(label, summary.get("calibration"))
     if cal:
