@@ -8,15 +8,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from dopa_rl.core.errors import DataError
+from dopa_rl.envs.delay_tasks import DelayTaskSpec, delay_task_spec
 from dopa_rl.probes import timescales as ts
 from dopa_rl.probes.tabular import expectiles
 
 DABNEY = ([0.1, 0.3, 1.2, 2.5, 5.0, 10.0, 20.0], [0.066, 0.091, 0.149, 0.155, 0.312, 0.151, 0.077])
 
 
-def _small_spec() -> ts.DelaySpec:
-    """Masset's delays at 0.6 s steps (1, 2, 6, 16 steps), a magnitude cue and a joint cue."""
-    return ts.masset_spec(dt=0.6)
+def _small_spec() -> DelayTaskSpec:
+    """The lab task of delays and magnitudes at 0.6 s steps: Masset's delays 1, 2 (1.2 s), 6
+    and 16 (9.6 s) steps, the variable-magnitude cue at 2 steps, the joint cue at 1 or 6."""
+    return delay_task_spec(dt=0.6)
 
 
 def test_impute_step_reaches_samples_with_the_given_expectiles() -> None:
@@ -37,23 +39,25 @@ def test_tmrl_learns_each_units_discounted_expectile() -> None:
     spec = _small_spec()
     gammas, taus = ts.tmrl_grid(spec, n_gammas=4, n_taus=5)
     units = ts.train_tmrl(spec, gammas, taus, n_iters=60, batch=64, seed=0)
-    for c in spec.fixed_cues():  # deterministic returns γ^(d−1)·m: exact
-        d = int(spec.cues[c].delays[0])
+    for c in ts.fixed_cues(spec):  # deterministic returns γ^(d−1)·m: exact
+        d = int(spec.cues[c].delays_steps[0])
         np.testing.assert_allclose(units.cue_values[c], gammas ** (d - 1), rtol=1e-4, atol=1e-6)
-    vm = spec.cues[spec.magnitude_cue()]
+    vm = spec.cues[ts.magnitude_cue(spec)]
     truth = np.array([expectiles(vm.magnitudes, vm.probs, [t])[0] for t in taus])
     assert np.abs(units.outcome_values - truth).max() < 0.1 * np.ptp(vm.magnitudes)
+    # uncued rewards are a trial type of their own, never a cue
+    assert ts.cued_cues(spec) == [c for c, cue in enumerate(spec.cues) if cue.name != "uncued"]
     # the joint cue's values come through the imputed bootstrap: near the exact expectiles
     # of γ^(D−1)·M and ordered by τ within each γ
-    jc = spec.cues[spec.joint_cue()]
-    exact = np.array([expectiles(g ** (jc.delays - 1) * jc.magnitudes, jc.probs, [t])[0]
+    jc = spec.cues[ts.joint_cue(spec)]
+    exact = np.array([expectiles(g ** (jc.delays_steps - 1) * jc.magnitudes, jc.probs, [t])[0]
                       for g, t in zip(gammas, taus, strict=True)])  # fmt: skip
-    assert np.abs(units.cue_values[spec.joint_cue()] - exact).mean() < 0.1 * np.ptp(exact)
-    assert np.all(np.diff(units.cue_values[spec.joint_cue()].reshape(4, 5), axis=1) > 0)
+    assert np.abs(units.cue_values[ts.joint_cue(spec)] - exact).mean() < 0.1 * np.ptp(exact)
+    assert np.all(np.diff(units.cue_values[ts.joint_cue(spec)].reshape(4, 5), axis=1) > 0)
 
 
 def test_fits_recover_exponential_and_hyperbolic_discounts() -> None:
-    t = np.array(ts.MASSET_DELAYS_S)
+    t = np.array([0.6, 1.5, 3.75, 9.375])
     y = np.stack([2.0 * 0.7**t, 3.0 * 0.95**t, 1.5 / (1 + 0.8 * t)])
     fit = ts.fit_discounts(t, y)
     np.testing.assert_allclose(fit["gamma"][:2], [0.7, 0.95], rtol=1e-4)
@@ -73,24 +77,24 @@ def test_tikhonov_inverse_is_the_regularised_least_squares_solution() -> None:
 
 
 def test_joint_decode_finds_the_modes_from_exact_values() -> None:
-    spec = ts.masset_spec(dt=0.3)
-    jc = spec.cues[spec.joint_cue()]
+    spec = delay_task_spec(dt=0.15)  # joint cue: 0.6 or 3.75 s, magnitude 0.4 or 1.6
+    jc = spec.cues[ts.joint_cue(spec)]
     gammas, taus = ts.tmrl_grid(spec)
-    v = np.array([expectiles(g ** jc.delays * jc.magnitudes, jc.probs, [t])[0]
+    v = np.array([expectiles(g ** jc.delays_steps * jc.magnitudes, jc.probs, [t])[0]
                   for g, t in zip(gammas, taus, strict=True)])  # fmt: skip
-    times, mags = np.arange(1, 31) * 0.3, np.linspace(0, 2.5, 21)[1:]
+    times, mags = np.arange(1, 33) * 0.15, np.linspace(0, 2.0, 21)[1:]
     p = ts.decode_joint(gammas ** (1 / spec.dt), taus, v, times, mags, alpha=1e-6)
     t_marg, m_marg = p.sum(axis=1), p.sum(axis=0)
-    near = lambda grid, x: np.abs(grid - x) <= 0.31 * (grid[1] - grid[0]) / 0.3  # noqa: E731
-    assert t_marg[near(times, 1.5)].sum() > 0.3 and t_marg[np.abs(times - 6.0) <= 0.6].sum() > 0.3
-    assert m_marg[np.abs(mags - 0.5) <= 0.25].sum() > 0.3
-    assert m_marg[np.abs(mags - 2.0) <= 0.25].sum() > 0.3
+    for t_true in (0.6, 3.75):
+        assert t_marg[np.abs(times - t_true) <= 0.31].sum() > 0.3
+    for m_true in (0.4, 1.6):
+        assert m_marg[np.abs(mags - m_true) <= 0.21].sum() > 0.3
 
 
 @pytest.fixture(scope="module")
 def probed() -> dict[str, ts.TimescaleReport]:
-    """Tabular TMRL (10 γ × 7 τ) and a single-γ classical population on Masset's delays at
-    0.6 s steps, 30 recordings of 40 units at the recorded cells' noise and trial counts."""
+    """Tabular TMRL (10 γ × 7 τ) and a single-γ classical population on the task at 0.6 s
+    steps, 30 recordings of 40 units at the recorded cells' noise and trial counts."""
     spec = _small_spec()
     gammas, taus = ts.tmrl_grid(spec)
     single = np.full(gammas.size, float(np.median(np.unique(gammas))))
@@ -139,8 +143,6 @@ def test_units_from_a_reader_and_refusals() -> None:
         ts.units_from_readouts([SimpleNamespace(values=np.ones(3), taus=np.ones(3))], None)
     with pytest.raises(DataError, match="fewer than"):
         ts.probe_timescales(units, spec, n_draws=2)
-    only_two = ts.delay_spec([("a", [1], [1.0], [1.0]), ("b", [2], [1.0], [1.0])], dt=0.5)
+    only_two = delay_task_spec(dt=0.5, delays=[0.5, 1.0])
     with pytest.raises(DataError, match="3 fixed-delay cues"):
         ts.probe_timescales(units, only_two, n_draws=2)
-    with pytest.raises(DataError, match="probs sum to 1"):
-        ts.delay_spec([("a", [1], [1.0], [0.5])], dt=0.5)

@@ -65,6 +65,7 @@ import scipy.optimize
 import scipy.stats
 
 from ..core.errors import DataError
+from ..envs.delay_tasks import CueSpec, DelayTaskSpec
 from .detection import (
     RecordedProtocol,
     analyse_halves,
@@ -75,8 +76,6 @@ from .detection import (
 )
 from .tabular import mean_responses
 
-#: Masset et al.'s four cue-reward delays (s)
-MASSET_DELAYS_S = (0.6, 1.5, 3.75, 9.375)
 #: regularisation of the discount-matrix inverse in Masset et al.
 MASSET_ALPHA = 2.0
 #: candidate α's of the cross-validated inverse
@@ -91,94 +90,46 @@ ALPHA_TEST = 0.01
 # ----------------------------------------------------------------------------- the task
 
 
-@dataclass(frozen=True)
-class CueOutcomes:
-    """One cue's outcomes: a joint distribution of delay (whole steps ≥ 1) and magnitude."""
-
-    name: str
-    delays: np.ndarray  # [O] int, steps after cue onset
-    magnitudes: np.ndarray  # [O]
-    probs: np.ndarray  # [O], sums to 1
-
-    @property
-    def max_delay(self) -> int:
-        return int(self.delays.max())
+def cued_cues(spec: DelayTaskSpec) -> list[int]:
+    """The cues of the task (uncued rewards have no cue response)."""
+    return [c for c, cue in enumerate(spec.cues) if cue.cued]
 
 
-@dataclass(frozen=True)
-class DelaySpec:
-    """The cues of a delay task and its step length ``dt`` (s)."""
-
-    cues: tuple[CueOutcomes, ...]
-    dt: float
-
-    def fixed_cues(self) -> list[int]:
-        """Cues with one delay and one magnitude (Masset's delay cues), by delay."""
-        idx = [c for c, cue in enumerate(self.cues) if np.unique(cue.delays).size == 1
-               and np.unique(cue.magnitudes).size == 1]  # fmt: skip
-        return sorted(idx, key=lambda c: int(self.cues[c].delays[0]))
-
-    def magnitude_cue(self) -> int | None:
-        """The cue with one delay and several magnitudes (the Dabney outcome analysis)."""
-        for c, cue in enumerate(self.cues):
-            if np.unique(cue.delays).size == 1 and np.unique(cue.magnitudes).size > 1:
-                return c
-        return None
-
-    def joint_cue(self) -> int | None:
-        """The cue whose delay and magnitude both vary."""
-        for c, cue in enumerate(self.cues):
-            if np.unique(cue.delays).size > 1 and np.unique(cue.magnitudes).size > 1:
-                return c
-        return None
+def fixed_cues(spec: DelayTaskSpec) -> list[int]:
+    """Cued trial types with one delay and one magnitude (Masset's delay cues), by delay."""
+    idx = [c for c in cued_cues(spec) if np.unique(spec.cues[c].delays_steps).size == 1
+           and np.unique(spec.cues[c].magnitudes).size == 1]  # fmt: skip
+    return sorted(idx, key=lambda c: int(spec.cues[c].delays_steps[0]))
 
 
-def delay_spec(
-    cues: Sequence[tuple[str, Sequence[int], Sequence[float], Sequence[float]]], dt: float
-) -> DelaySpec:
-    """A validated :class:`DelaySpec` from (name, delays, magnitudes, probs) per cue."""
-    if not dt > 0:
-        raise DataError(f"dt must be positive, got {dt}")
-    out = []
-    for name, d, m, p in cues:
-        delays = np.asarray(d, dtype=int)
-        mags, probs = np.asarray(m, dtype=float), np.asarray(p, dtype=float)
-        if not (delays.shape == mags.shape == probs.shape) or delays.ndim != 1:
-            raise DataError(f"cue {name!r}: delays, magnitudes and probs need one entry each")
-        if np.any(delays < 1) or np.any(probs < 0) or not math.isclose(probs.sum(), 1.0):
-            raise DataError(f"cue {name!r}: delays must be ≥ 1 step and probs sum to 1")
-        out.append(CueOutcomes(name, delays, mags, probs))
-    return DelaySpec(tuple(out), float(dt))
+def magnitude_cue(spec: DelayTaskSpec) -> int | None:
+    """The cue with one delay and several magnitudes (the Dabney outcome analysis)."""
+    for c in cued_cues(spec):
+        cue = spec.cues[c]
+        if np.unique(cue.delays_steps).size == 1 and np.unique(cue.magnitudes).size > 1:
+            return c
+    return None
 
 
-def masset_spec(dt: float = 0.075, magnitude: float = 1.0) -> DelaySpec:
-    """Masset's four delay cues (0.6, 1.5, 3.75, 9.375 s; 8, 20, 50, 125 steps of 75 ms) at
-    one magnitude, a variable-magnitude cue at 1.5 s (the Dabney magnitudes and trial
-    frequencies, in µl over 5) and a cue bimodal in delay (1.5 or 6 s) and magnitude (0.5 or
-    2, independent), as a local stand-in for the lab task's own spec."""
-    steps = [round(t / dt) for t in MASSET_DELAYS_S]
-    dabney = np.array([0.1, 0.3, 1.2, 2.5, 5.0, 10.0, 20.0]) / 5.0
-    dabney_p = np.array([0.066, 0.091, 0.149, 0.155, 0.312, 0.151, 0.077])
-    d_joint = [round(1.5 / dt), round(6.0 / dt)]
-    cues: list[tuple[str, Sequence[int], Sequence[float], Sequence[float]]] = [
-        (f"delay_{t:g}s", [n], [magnitude], [1.0])
-        for t, n in zip(MASSET_DELAYS_S, steps, strict=True)
-    ]
-    cues.append(("magnitude", [steps[1]] * 7, list(dabney), list(dabney_p / dabney_p.sum())))
-    cues.append(("joint", [d_joint[0]] * 2 + [d_joint[1]] * 2, [0.5, 2.0, 0.5, 2.0], [0.25] * 4))
-    return delay_spec(cues, dt)
+def joint_cue(spec: DelayTaskSpec) -> int | None:
+    """The cue whose delay and magnitude both vary."""
+    for c in cued_cues(spec):
+        cue = spec.cues[c]
+        if np.unique(cue.delays_steps).size > 1 and np.unique(cue.magnitudes).size > 1:
+            return c
+    return None
 
 
 # ----------------------------------------------------------------------------- units
 
 
 def tmrl_grid(
-    spec: DelaySpec, n_gammas: int = 10, n_taus: int = 7, span: float = 2.0
+    spec: DelayTaskSpec, n_gammas: int = 10, n_taus: int = 7, span: float = 2.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(γ per step, τ) of every unit of a γ × τ grid: time constants log-uniform from the
     shortest fixed delay / ``span`` to the longest × ``span``; τ evenly (2j − 1)/2n."""
-    fixed = [int(spec.cues[c].delays[0]) for c in spec.fixed_cues()] or [
-        cue.max_delay for cue in spec.cues
+    fixed = [int(spec.cues[c].delays_steps[0]) for c in fixed_cues(spec)] or [
+        cue.max_delay_steps for cue in spec.cues
     ]
     t_const = np.geomspace(min(fixed) / span, max(fixed) * span, n_gammas)  # in steps
     taus = (2 * np.arange(1, n_taus + 1) - 1) / (2 * n_taus)
@@ -218,7 +169,7 @@ def impute_step(
 
 
 def train_tmrl(
-    spec: DelaySpec,
+    spec: DelayTaskSpec,
     gammas: Sequence[float] | np.ndarray,
     taus: Sequence[float] | np.ndarray,
     *,
@@ -250,7 +201,7 @@ def train_tmrl(
         raise ValueError("every γ must lie in (0, 1] and every τ in (0, 1)")
     rng = np.random.default_rng(seed)
     n_cues, n_units = len(spec.cues), g_u.size
-    k_max = max(cue.max_delay for cue in spec.cues)
+    k_max = max(cue.max_delay_steps for cue in spec.cues)
     values = np.zeros((n_cues, k_max + 1, n_units))  # state k_max: after the trial (zero)
     # γ groups: units with one γ share imputed samples; their τ's must form one grid
     group_gammas, group_of = np.unique(g_u, return_inverse=True)
@@ -273,12 +224,12 @@ def train_tmrl(
     cdfs = [np.cumsum(cue.probs) for cue in spec.cues]
     up, down = t_u, 1.0 - t_u
     # the cues whose chains reach step k (a long cue alone at its late steps)
-    live = [np.array([c for c, cue in enumerate(spec.cues) if cue.max_delay > k])
+    live = [np.array([c for c, cue in enumerate(spec.cues) if cue.max_delay_steps > k])
             for k in range(k_max)]  # fmt: skip
     for it in range(n_iters):
         rate = alpha / (1.0 + it / k0)
         draw = [np.minimum(np.searchsorted(cdf, rng.random(batch)), cdf.size - 1) for cdf in cdfs]
-        delay = np.stack([cue.delays[o] for cue, o in zip(spec.cues, draw, strict=True)])  # [C, B]
+        delay = np.stack([c.delays_steps[o] for c, o in zip(spec.cues, draw, strict=True)])  # [C,B]
         mag = np.stack([cue.magnitudes[o] for cue, o in zip(spec.cues, draw, strict=True)])
         for k in range(k_max - 1, -1, -1):
             cs = live[k]
@@ -309,8 +260,8 @@ def train_tmrl(
         if it >= n_iters - n_avg:
             avg += values
     avg /= n_avg
-    vm = spec.magnitude_cue()
-    outcome = None if vm is None else avg[vm, int(spec.cues[vm].delays[0]) - 1].copy()
+    vm = magnitude_cue(spec)
+    outcome = None if vm is None else avg[vm, int(spec.cues[vm].delays_steps[0]) - 1].copy()
     return CueUnits(avg[:, 0].copy(), outcome, g_u, t_u, label or rule)
 
 
@@ -586,7 +537,7 @@ def cue_protocol(
 
 def probe_timescales(
     units: CueUnits,
-    spec: DelaySpec,
+    spec: DelayTaskSpec,
     *,
     n_draws: int = 50,
     n_units: int = 40,
@@ -600,7 +551,7 @@ def probe_timescales(
     ``n_draws`` simulated recordings of ``n_units`` units (module docstring). Cue trials:
     each unit's paired recorded cell's median count per magnitude (about 24, split into
     halves of about 12), or ``trials_per_cue``."""
-    fixed = spec.fixed_cues()
+    fixed = fixed_cues(spec)
     if len(fixed) < 3:
         raise DataError(f"need at least 3 fixed-delay cues to fit a discount, got {len(fixed)}")
     if units.cue_values.shape[0] != len(spec.cues):
@@ -609,13 +560,15 @@ def probe_timescales(
         )
     rng = np.random.default_rng(seed)
     protocol = protocol or recorded_protocol()
-    delays_s = np.array([spec.cues[c].delays[0] for c in fixed]) * spec.dt
+    delays_s = np.array([spec.cues[c].delays_steps[0] for c in fixed]) * spec.dt
     m_fixed = float(np.median([spec.cues[c].magnitudes[0] for c in fixed]))
     grid = np.arange(1, int(np.ceil(1.25 * delays_s.max() / spec.dt)) + 1) * spec.dt
 
     # cue responses: draws × units × cues × trials; each drawn unit is paired with one
     # recorded cell, whose noise ratio and trial count it keeps at the cues and the outcomes
-    mean = units.cue_values.T  # [U, C]
+    cued = cued_cues(spec)
+    mean = units.cue_values[cued].T  # [U, C] the cued trial types' responses
+    at = {c: i for i, c in enumerate(cued)}  # a cue's column among them
     if mean.shape[0] < n_units:
         raise DataError(f"{mean.shape[0]} units, fewer than the {n_units} a recording draws")
     drawn = np.argsort(rng.random((n_draws, mean.shape[0])), axis=1)[:, :n_units]  # [D, U']
@@ -624,22 +577,23 @@ def probe_timescales(
     resp, valid = recorded_trials(mean[drawn], cells, cue_proto, rng)
     resp, in_a, in_b = split_trials(resp, valid, rng)
     y_a, y_b = _masked_mean(resp, in_a), _masked_mean(resp, in_b)  # [D, U', C]
-    fit_a = fit_discounts(delays_s, y_a[..., fixed], polish)
-    fit_b = fit_discounts(delays_s, y_b[..., fixed], polish)
+    cols = [at[c] for c in fixed]
+    fit_a = fit_discounts(delays_s, y_a[..., cols], polish)
+    fit_b = fit_discounts(delays_s, y_b[..., cols], polish)
     g_true = units.gammas[drawn] ** (1.0 / spec.dt)
     spear, _ = _spearman(fit_a["gamma"], g_true)
     split, _ = _spearman(fit_a["gamma"], fit_b["gamma"])
     gk = np.array([_pearson(a, b) for a, b in zip(fit_a["gamma"], fit_a["k"], strict=True)])
     err_e = ((exponential(delays_s, fit_a["amp"][..., None], fit_a["gamma"][..., None])
-              - y_b[..., fixed]) ** 2).sum(-1)  # fmt: skip
+              - y_b[..., cols]) ** 2).sum(-1)  # fmt: skip
     err_h = ((hyperbolic(delays_s, fit_a["amp_h"][..., None], fit_a["k"][..., None])
-              - y_b[..., fixed]) ** 2).sum(-1)  # fmt: skip
+              - y_b[..., cols]) ** 2).sum(-1)  # fmt: skip
     exp_better = (err_e < err_h).mean(axis=-1)
 
     # outcome responses at the variable-magnitude cue: the Dabney analysis on the same units
     rp_r = rp_p = sh_r = trp_r = np.full(n_draws, math.nan)
     tau_hat: np.ndarray | None = None
-    vm = spec.magnitude_cue()
+    vm = magnitude_cue(spec)
     if vm is not None and units.outcome_values is not None:
         cue = spec.cues[vm]
         axis = np.unique(cue.magnitudes)
@@ -654,9 +608,12 @@ def probe_timescales(
         tau_hat = asymmetries(o_resp, o_valid, axis, rp)
         rp_r, rp_p = _spearman(fit_a["gamma"], rp)
 
-    w1, decoded = _time_decodes(fit_a, y_b, fixed, delays_s, grid, rng)
+    w1, decoded = _time_decodes(fit_a, y_b, cols, delays_s, grid, rng)
     taus_used = units.taus[drawn] if tau_hat is None else tau_hat
-    joint = _joint_decode(spec, fit_a, y_b, taus_used, m_fixed, joint_draws, rng)
+    jc = joint_cue(spec)
+    joint = {} if jc is None else _joint_decode(
+        spec.cues[jc], spec.dt, at[jc], fit_a, y_b, taus_used, m_fixed, joint_draws, rng
+    )  # fmt: skip
     return TimescaleReport(
         units.label, int(np.median(valid[..., 0, :].sum(-1))), n_draws, n_units, delays_s,
         grid, units.gammas ** (1.0 / spec.dt),
@@ -735,7 +692,9 @@ def _time_decodes(
 
 
 def _joint_decode(
-    spec: DelaySpec,
+    cue: CueSpec,
+    dt: float,
+    col: int,
     fit: dict[str, np.ndarray],
     y_b: np.ndarray,
     taus: np.ndarray,
@@ -748,14 +707,12 @@ def _joint_decode(
     """The joint cue's p(t, m) by :func:`decode_joint` in the first ``n_draws`` recordings,
     with a uniform guess and shuffled cue identities (each unit's response from a random cue)
     as controls; marginal W1s and the mass within one bin of the true (delay, magnitude)."""
-    jc = spec.joint_cue()
-    if jc is None or n_draws <= 0:
+    if n_draws <= 0:
         return {}
-    cue = spec.cues[jc]
-    step = spec.dt * max(1, math.ceil(1.25 * cue.max_delay / max_bins))
-    times = np.arange(1, math.floor(1.25 * cue.max_delay * spec.dt / step) + 1) * step
+    step = dt * max(1, math.ceil(1.25 * cue.max_delay_steps / max_bins))
+    times = np.arange(1, math.floor(1.25 * cue.max_delay_steps * dt / step) + 1) * step
     mags = np.linspace(0.0, 1.25 * float(cue.magnitudes.max()) / m_fixed, n_mags + 1)[1:]
-    t_true, m_true = cue.delays * spec.dt, cue.magnitudes / m_fixed
+    t_true, m_true = cue.delays_steps * dt, cue.magnitudes / m_fixed
     it = np.abs(times[:, None] - t_true).argmin(axis=0)
     im = np.abs(mags[:, None] - m_true).argmin(axis=0)
     near = np.zeros((times.size, mags.size), dtype=bool)
@@ -776,7 +733,7 @@ def _joint_decode(
     for d in range(min(n_draws, y_b.shape[0])):
         ok = fit["amp"][d] > 0
         amp = np.where(ok, fit["amp"][d], np.nan)
-        v = y_b[d, :, jc] / amp
+        v = y_b[d, :, col] / amp
         v_shuf = y_b[d, np.arange(v.size), rng.integers(n_cues, size=v.size)] / amp
         p = decode_joint(fit["gamma"][d], taus[d], v, times, mags)
         maps.append(p)
@@ -807,7 +764,7 @@ def _joint_decode(
 
 
 def timescale_study(
-    spec: DelaySpec,
+    spec: DelayTaskSpec,
     seeds: Sequence[int] = (1, 2, 3),
     *,
     n_draws: int = 50,
