@@ -4,6 +4,7 @@ c >= 0.95 and |offset| <= 0.1 SD at every state), and the report over trained ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,8 +20,10 @@ from dopa_rl.loop.train import run
 from dopa_rl.nn.networks import midpoint_taus
 from dopa_rl.probes.calibration import seed_calibration
 from dopa_rl.probes.known_distribution import (
+    ChainRead,
     chain_units,
     checkpoint_units,
+    differing_agent_keys,
     tabular_units,
     train_chain_td,
 )
@@ -126,7 +129,7 @@ def trained_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_run_on_the_chain_is_read_at_every_state(trained_chain: Path) -> None:
     read = checkpoint_units(trained_chain)
-    assert read.group == "erdqn" and read.gamma == GAMMA and read.task.steps == 5
+    assert read.group() == "erdqn, 1600 env steps" and read.gamma == GAMMA and read.task.steps == 5
     assert read.units.values.shape == (5, 25)
     # the targets are the exact expectiles of each state's return
     v, p = KnownChain().return_distribution(0, GAMMA)
@@ -143,15 +146,34 @@ def test_the_report_script_writes_json_and_markdown(trained_chain: Path, tmp_pat
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     content = json.loads((out / "known_distribution.json").read_text())
-    assert set(content["groups"]) == {"tabular ER-TD (imputation)", "tabular QR-TD", "erdqn"}
-    erdqn = content["groups"]["erdqn"]
+    assert set(content["groups"]) == {
+        "tabular ER-TD (imputation)",
+        "tabular QR-TD",
+        "erdqn, 1600 env steps",
+    }
+    erdqn = content["groups"]["erdqn, 1600 env steps"]
     assert erdqn["seeds"] == [1] and len(erdqn["states"]) == 5
     assert erdqn["states"][0]["spread_ratio"]["interval_method"] == "range over seeds"
     assert content["task"]["gamma"] == GAMMA
     table = (out / "known_distribution.md").read_text()
-    assert "| erdqn | 1 | 0 (4) |" in table
+    assert "| erdqn, 1600 env steps | 1 | 0 (4) |" in table
     bad = subprocess.run(
         [sys.executable, str(ROOT / "scripts/known_distribution.py"), f"out={out}", "units=0"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert_one_line_exit_2(bad, "units must be a positive integer")
+
+
+def test_runs_of_one_agent_with_other_settings_are_separate_groups() -> None:
+    env = KnownChain()
+    taus = midpoint_taus(5, torch.float64).numpy()
+    units = chain_units(env, GAMMA, "quantile", taus, np.zeros((env.steps, 5)))
+    a = ChainRead("qrdqn", 20000, {"huber_kappa": 1.0, "lr": 0.003}, 1, env, GAMMA, units)
+    b = dataclasses.replace(a, agent_config={"huber_kappa": 0.05, "lr": 0.003}, seed=2)
+    control = dataclasses.replace(a, step=None)
+    keys = differing_agent_keys([a, b, control])
+    assert keys == {"qrdqn": ["huber_kappa"]}
+    assert a.group(keys["qrdqn"]) == "qrdqn, 20000 env steps, huber_kappa=1.0"
+    assert b.group(keys["qrdqn"]) == "qrdqn, 20000 env steps, huber_kappa=0.05"
+    assert control.group(keys["qrdqn"]) == "qrdqn MC control, huber_kappa=1.0"
+    assert differing_agent_keys([a, control]) == {"qrdqn": []}

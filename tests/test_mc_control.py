@@ -72,7 +72,7 @@ def test_the_control_is_calibrated_on_the_known_chain(
     assert record["settings"]["seed"] == 1  # the run's seed
     assert record["epoch_losses"][-1] < record["epoch_losses"][0]
     read = checkpoint_units(tmp_path / "mc")
-    assert read.group == "erdqn MC control" and read.seed == 1
+    assert read.group() == "erdqn MC control" and read.seed == 1
     cal, _ = seed_calibration(read.units)
     assert np.all(np.abs(cal.spread_ratio - 1) <= 0.1), cal.spread_ratio
     assert np.all(np.abs(cal.offset) <= 0.12), cal.offset

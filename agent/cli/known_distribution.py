@@ -5,8 +5,10 @@ distribution, for tabular TD and for the given runs (agent/probes/known_distribu
     python scripts/known_distribution.py runs=RUN[,RUN…] out=DIR [tabular_seeds=3] [units=25]
         [gamma=none] [device=cpu] [torch_threads=0]
 
-runs=           run dirs or population roots trained with env=known_chain, and Monte-Carlo
-                controls made from them (scripts/mc_control.py); grouped by agent and kind
+runs=           run dirs, checkpoints (RUN/checkpoints/<step>) or population roots trained
+                with env=known_chain, and Monte-Carlo controls made from them
+                (scripts/mc_control.py); glob patterns allowed; grouped by agent and env
+                step (TD) or agent (MC control)
 out=            folder for known_distribution.json and known_distribution.md
 tabular_seeds=  seeds of tabular ER-TD (with imputation) and QR-TD
 units=          units of the tabular populations (midpoint τ)
@@ -17,6 +19,7 @@ torch_threads=  torch threads (0: one per allowed CPU the load leaves free)
 
 from __future__ import annotations
 
+import glob
 import json
 import sys
 from pathlib import Path
@@ -85,10 +88,11 @@ def _run(argv: list[str]) -> int:
     check_device(device)
     checkpoints: list[Path] = []
     for item in (r for r in args.get("runs", "").split(",") if r):
-        path = Path(item)
-        if not path.exists():
-            raise ConfigError(f"runs: '{item}' does not exist")
-        checkpoints.extend(population_members(path) or [path])
+        paths = [Path(p) for p in sorted(glob.glob(item))]
+        if not paths:
+            raise ConfigError(f"runs: nothing matches '{item}'")
+        for path in paths:
+            checkpoints.extend(population_members(path) or [path])
     content = study(
         checkpoints,
         tabular_seeds=args.get("tabular_seeds", 3),

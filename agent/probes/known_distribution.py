@@ -160,18 +160,31 @@ def chain_of(cfg: Any) -> KnownChain:
 
 @dataclass(frozen=True)
 class ChainRead:
-    """A checkpoint's units at the chain's states: which agent, seed and kind of training."""
+    """A checkpoint's units at the chain's states: which agent, how trained, which seed."""
 
-    group: str  # the agent's name, with " MC control" for a Monte-Carlo control
+    agent: str
+    step: int | None  # env steps of a TD agent's checkpoint; None for a Monte-Carlo control
+    agent_config: dict[str, Any]  # its agent.* keys (a control: its source's)
     seed: int
     task: KnownChain
     gamma: float
     units: StateUnits
 
+    def group(self, differing: Sequence[str] = ()) -> str:
+        """``<agent>, <N> env steps`` or ``<agent> MC control``, then the ``differing`` agent
+        keys with their values (what tells this run's settings from others of its agent)."""
+        kind = (
+            f"{self.agent} MC control"
+            if self.step is None
+            else f"{self.agent}, {self.step} env steps"
+        )
+        return ", ".join([kind, *(f"{k}={self.agent_config[k]}" for k in differing)])
+
 
 def checkpoint_units(checkpoint: str | Path, device: str = "cpu") -> ChainRead:
     """The units of a checkpoint trained on the chain (by TD, or a Monte-Carlo control made
     from such a run: ``mc_control.json`` in its run dir) against the exact targets."""
+    from ..core.config import to_container
     from ..learn.evaluate import load_agent
     from ..learn.mc_control import MC_CONTROL_JSON
     from .agent_cells import read_units
@@ -184,8 +197,21 @@ def checkpoint_units(checkpoint: str | Path, device: str = "cpu") -> ChainRead:
     values = np.stack([r.values for r in readouts])
     units = chain_units(task, gamma, readouts[0].representation, readouts[0].taus, values)
     control = (folder.parent.parent / MC_CONTROL_JSON).is_file()
-    group = f"{cfg.agent.name} MC control" if control else str(cfg.agent.name)
-    return ChainRead(group, int(cfg.seed), task, gamma, units)
+    # a TD checkpoint's folder is named by its env step
+    step = None if control else int(folder.name)
+    agent_config = to_container(cfg)["agent"]
+    return ChainRead(str(cfg.agent.name), step, agent_config, int(cfg.seed), task, gamma, units)
+
+
+def differing_agent_keys(reads: Sequence[ChainRead]) -> dict[str, list[str]]:
+    """Per agent, the agent.* keys whose values differ between its runs."""
+    keys: dict[str, list[str]] = {}
+    for agent in {r.agent for r in reads}:
+        configs = [r.agent_config for r in reads if r.agent == agent]
+        keys[agent] = sorted(
+            k for k in configs[0] if any(c.get(k) != configs[0][k] for c in configs[1:])
+        )
+    return keys
 
 
 def per_state(units: StateUnits) -> list[dict[str, Any]]:
@@ -253,13 +279,17 @@ def study(
             tabular_units(task, rule=rule, gamma=gamma, num_units=num_units, seed=s) for s in seeds
         ]
         groups[name] = group_report(seeds, units)
-    by_group: dict[str, list[ChainRead]] = {}
-    for r in reads:
-        by_group.setdefault(r.group, []).append(r)
+    differing = differing_agent_keys(reads)
+    by_group: dict[str, list[tuple[str | Path, ChainRead]]] = {}
+    order = sorted(
+        zip(checkpoints, reads, strict=True),
+        key=lambda cr: (cr[1].agent, cr[1].step is None, cr[1].step or 0),
+    )
+    for c, r in order:
+        by_group.setdefault(r.group(differing[r.agent]), []).append((c, r))
     for name, members in by_group.items():
-        groups[name] = group_report([m.seed for m in members], [m.units for m in members])
-        groups[name]["checkpoints"] = [str(c) for c, r in zip(checkpoints, reads, strict=True)
-                                       if r.group == name]  # fmt: skip
+        groups[name] = group_report([r.seed for _, r in members], [r.units for _, r in members])
+        groups[name]["checkpoints"] = [str(c) for c, _ in members]
     return {"note": __doc__.split("\n\n")[0] if __doc__ else "", "task": task_record(task, gamma),
             "tabular": {"units": num_units, "seeds": tabular_seeds}, "groups": groups}  # fmt: skip
 
