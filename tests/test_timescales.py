@@ -146,3 +146,20 @@ def test_units_from_a_reader_and_refusals() -> None:
     only_two = delay_task_spec(dt=0.5, delays=[0.5, 1.0])
     with pytest.raises(DataError, match="3 fixed-delay cues"):
         ts.probe_timescales(units, only_two, n_draws=2)
+
+
+def test_a_tmrl_learner_is_read_at_every_cue_onset() -> None:
+    import torch
+    from dopa_rl.algos import make_config
+    from dopa_rl.learn.learner import Learner
+    from omegaconf import OmegaConf
+
+    spec = _small_spec()
+    cfg = OmegaConf.structured(make_config("tmrl", gammas=[0.5, 0.9], num_units=3, hidden=[8]))
+    learner = Learner(cfg, (spec.n_states,), 1, torch.device("cpu"), seed=0)
+    units = ts.units_from_learner(learner, spec, label="tmrl")
+    assert units.cue_values.shape == (len(spec.cues), 6)
+    np.testing.assert_array_equal(units.gammas, np.repeat([0.5, 0.9], 3))
+    assert units.outcome_values is not None and units.outcome_values.shape == (6,)
+    # distinct cues are distinct one-hot states: an untrained head reads them differently
+    assert np.ptp(units.cue_values, axis=0).min() > 0

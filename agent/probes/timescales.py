@@ -284,6 +284,22 @@ def units_from_readouts(readouts: Sequence[Any], outcome: Any | None, label: str
     )
 
 
+def units_from_learner(learner: Any, spec: DelayTaskSpec, label: str = "") -> CueUnits:
+    """:class:`CueUnits` of a trained agent on the task of ``spec`` (e.g. ``agent=tmrl``): its
+    units read (:func:`agent.probes.agent_cells.read_units`) at every cue's onset and at the
+    variable-magnitude cue's pre-outcome state; then :func:`probe_timescales` as for the
+    tabular units."""
+    from .agent_cells import read_units
+
+    onsets = np.stack([spec.cue_onset_observation(c) for c in range(len(spec.cues))])
+    vm = magnitude_cue(spec)
+    outcome = None
+    if vm is not None:
+        delay = int(spec.cues[vm].delays_steps[0])
+        (outcome,) = read_units(learner, spec.pre_outcome_observation(vm, delay)[None])
+    return units_from_readouts(read_units(learner, onsets), outcome, label)
+
+
 # ----------------------------------------------------------------------------- fits
 
 
