@@ -6,7 +6,9 @@ of its checkpoints: the spread ratio c and offset (return SDs) of its units at c
 at the pre-outcome state against the true τ-statistics of the return there
 (:func:`agent.probes.calibration.lab_state_units`); at the newest checkpoint also c at every
 state of the cued trial, d = steps to the reward, and how many adjacent units (in τ order)
-cross there. Writes one JSON (``--out``) and prints one line per checkpoint.
+cross there. Writes one JSON (``--out``) and a figure beside it (``.png``: c against the
+budget, and along the delay at the newest checkpoint), and prints one line per checkpoint.
+``--figure-only`` redraws the figure from an existing JSON.
 
     python scripts/bench/delayed_lab_budget.py runs/delayed/erdqn --out docs/delayed/budget.json
 """
@@ -55,11 +57,61 @@ def _chain(learner: Any, cfg: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def figure(result: dict[str, Any], path: Path) -> None:
+    """c per member at cue onset and at the pre-outcome state against the budget, and along
+    the delay at the newest checkpoint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = sorted(result["checkpoints"], key=int)
+    members = sorted(result["checkpoints"][steps[-1]])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for state, colour in (("cue_onset", "tab:red"), ("pre_outcome", "tab:blue")):
+        for i, m in enumerate(members):
+            x = [int(s) for s in steps if m in result["checkpoints"][s]]
+            y = [
+                result["checkpoints"][s][m][state][0]
+                for s in steps
+                if m in result["checkpoints"][s]
+            ]
+            ax1.plot(x, y, "o-", color=colour, alpha=0.5, lw=1,
+                     label=state.replace("_", " ") if i == 0 else None)  # fmt: skip
+    ax1.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax1.set_xlabel("env steps per member")
+    ax1.set_ylabel("spread ratio c = SD(units) / SD(targets)")
+    ax1.set_title("c per seed against the budget")
+    ax1.legend()
+    for m in members:
+        chain = result["checkpoints"][steps[-1]][m]["chain"]
+        ax2.plot([c["steps_to_reward"] for c in chain], [c["spread_ratio"] for c in chain],
+                 "o-", alpha=0.6, lw=1, label=m)  # fmt: skip
+    ax2.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax2.set_xlabel("d: steps from the state to the reward (10 = cue onset, 0 = pre-outcome)")
+    ax2.set_ylabel("spread ratio c")
+    ax2.set_title(f"c along the delay at {int(steps[-1]):,} steps")
+    ax2.invert_xaxis()
+    ax2.legend(fontsize=7, ncol=2)
+    fig.suptitle(
+        "ER-DQN (40 expectile units, 8 seeds) on the delayed variable-magnitude task "
+        "(reward 10 steps after cue onset, gamma 0.99, n-step 1)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a train.population run dir")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--figure-only", action="store_true", help="redraw from --out's JSON")
     args = parser.parse_args()
+    if args.figure_only:
+        figure(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+        return
     members = sorted(p for p in args.run.iterdir() if p.name.startswith("member_"))
     steps = sorted(
         {int(c.name) for m in members for c in (m / "checkpoints").iterdir() if c.name.isdigit()}
@@ -87,6 +139,7 @@ def main() -> None:
             print(f"{step} {state}: c median {np.median(c):.2f} ({min(c):.2f}-{max(c):.2f}) "
                   f"over {len(c)} members: {' '.join(f'{x:.2f}' for x in c)}")  # fmt: skip
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    figure(result, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
