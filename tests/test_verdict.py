@@ -384,6 +384,12 @@ def test_make_run_verdict_and_table_explain_the_classical_nan(study25: dict) -> 
     assert "classical units (own-gradient response): c is undefined (NaN): the targets" in text
     assert "ER-DQN units (own-gradient response): the units span c = 0.95 of their" in text
     assert len(lines) == len(set(lines))  # a sentence both parts would say is said once
+    longer = copy.deepcopy(study25)
+    for g in longer["groups"].values():
+        g["response_model_note"] = "tau configured; and more said by the study"
+    lines = demo_verdict(result, longer)
+    assert "Built in by design: tau configured; and more said by the study." in lines
+    assert "Built in by design: tau configured." not in lines  # the example's, extended
     rows = {r[0]: r[1:] for r in comparison_rows(result)}
     assert rows["c = SD(units) / SD(targets)"][:2] == ("0.95", "n/a")
     assert "c = SD(units) / SD(targets)" not in {

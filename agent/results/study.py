@@ -89,13 +89,14 @@ def demo_detection(
 def demo_verdict(result: dict[str, Any], detection: dict[str, Any]) -> list[str]:
     """``make run``'s verdict in words: the example probe's (one seed, one noise draw) and the
     detection study's over the seeds and draws, each computed from its numbers; a sentence
-    both would say is said once."""
+    both would say (or one the other extends) is said once, in its longer form."""
     from ..probes.detection_report import verdict_lines
     from ..probes.report import verdict
 
     lines = ["In the example (one seed, one noise draw):", *verdict(result)]
     lines += ["Over the seeds and draws of the detection study:", *verdict_lines(detection)]
-    return list(dict.fromkeys(lines))
+    lines = list(dict.fromkeys(lines))
+    return [a for a in lines if not any(b != a and b.startswith(a.rstrip(".")) for b in lines)]
 
 
 def _cell(value: Any, spec: str) -> str:
