@@ -830,11 +830,15 @@ def pooled(reports: Sequence[TimescaleReport]) -> TimescaleReport:
 
 
 def plot_timescales(
-    report: TimescaleReport, control: TimescaleReport | None = None, title: str = ""
+    report: TimescaleReport,
+    control: TimescaleReport | None = None,
+    title: str = "",
+    inverse: str = "_nn_cv",
 ) -> Any:
     """The figure a reader of Masset et al. knows: per fixed cue the decoded reward-time
-    distribution (median over recordings, cross-validated α) with the controls and the true
-    delay; γ̂ against the configured γ with the hyperbolic k̂ beside it; the joint cue's
+    distribution (median over recordings; ``inverse`` one of :data:`INVERSES`, default the
+    non-negative inverse with α by leave-one-cue-out) with the controls and the true delay;
+    γ̂ against the configured γ with the hyperbolic k̂ beside it; the joint cue's
     decoded time × magnitude map with the true points."""
     import matplotlib
 
@@ -844,16 +848,18 @@ def plot_timescales(
     n_f = report.delays_s.size
     fig = plt.figure(figsize=(3.2 * max(n_f, 3), 7.2))
     grid = fig.add_gridspec(2, max(n_f, 3))
-    lines = (("per_unit_cv", "per-unit γ̂ (TMRL)", "C0", "-"),
-             ("single_gamma_cv", "single-γ matrix", "C1", "--"),
-             ("hyperbolic_cv", "hyperbolic matrix", "C2", ":"),
-             ("shuffled_cues_cv", "shuffled cue identities", "0.5", "-."))  # fmt: skip
+    if inverse not in INVERSES:
+        raise ValueError(f"inverse must be one of {INVERSES}, got {inverse!r}")
+    lines = ((f"per_unit{inverse}", "per-unit γ̂ matrix", "C0", "-"),
+             (f"single_gamma{inverse}", "single-γ matrix", "C1", "--"),
+             (f"hyperbolic{inverse}", "hyperbolic matrix", "C2", ":"),
+             (f"shuffled_cues{inverse}", "shuffled cue identities", "0.5", "-."))  # fmt: skip
     for f in range(n_f):
         ax = fig.add_subplot(grid[0, f])
         for key, label, colour, style in lines:
             ax.plot(report.grid_s, report.decoded[key][f], style, color=colour, label=label)
         if control is not None:
-            ax.plot(report.grid_s, control.decoded["per_unit_cv"][f], color="C3", lw=0.8,
+            ax.plot(report.grid_s, control.decoded[f"per_unit{inverse}"][f], color="C3", lw=0.8,
                     label="classical single-γ population")  # fmt: skip
         ax.axvline(report.delays_s[f], color="k", lw=1.0, label="true delay")
         ax.set_title(f"cue: reward at {report.delays_s[f]:g} s")
@@ -871,7 +877,7 @@ def plot_timescales(
     ax.scatter(report.gamma_hat[0], report.k_hat[0], s=12, color="C2")
     ax.set_yscale("symlog", linthresh=0.01)
     ax.set_xlabel("fitted γ̂ (per s)")
-    ax.set_ylabel("hyperbolic k̂ (per s)")
+    ax.set_ylabel("hyperbolic k̂ (per s; capped at 1000/longest delay)")
     ax.set_title(f"k̂ vs γ̂ (Pearson median {np.nanmedian(report.gamma_k_r):.2f})")
     maps = report.joint.get("maps")
     if maps is not None:
@@ -884,9 +890,14 @@ def plot_timescales(
         ax.set_ylabel("magnitude (× fixed cues' magnitude)")
         ax.set_title("joint cue: decoded p(t, m), median")
         ax.legend(fontsize=7)
+    how = {"": "SVD Tikhonov inverse, α = 2", "_cv": "SVD Tikhonov inverse, α by CV",
+           "_nn": "non-negative Tikhonov inverse, α = 2",
+           "_nn_cv": "non-negative Tikhonov inverse, α by leave-one-cue-out CV",
+           }[inverse]  # fmt: skip
     fig.suptitle(title or (
         f"{report.label}: {report.n_draws} recordings of {report.n_units} units at the recorded "
-        f"cells' noise ratios and trial counts; Tikhonov inverse, α by leave-one-cue-out CV"
+        f"cells' noise ratios, {report.trials_per_cue} trials per cue (halves: fit / decode); "
+        f"{how}"
     ))  # fmt: skip
     fig.tight_layout()
     return fig
