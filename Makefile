@@ -14,10 +14,10 @@ STAMP := $(VENV)/.installed-stamp
 CORE_STAMP := $(VENV)/.installed-core
 # tests run in parallel, one worker per core (pytest-xdist); most are single-threaded Python.
 # --dist loadfile: each test file runs on one worker, so a module-scoped fixture (a trained agent)
-# is built once, and the slurm tests' jobs queue one at a time. --no-loadscope-reorder: files are
-# handed out in collection order, which tests/conftest.py makes longest first (from
-# tests/durations.json; `make test PYTEST_ARGS=--record-durations` rewrites it), so the workers
-# finish together. PYTEST_WORKERS=0: in-process.
+# is built once, and the slurm tests' jobs queue one at a time. Where tests/durations.json holds
+# a full run's time per file (`make test PYTEST_ARGS=--record-durations` writes it),
+# tests/conftest.py hands the longest files out first, so that the workers finish together.
+# PYTEST_WORKERS=0: in-process.
 # PYTHONDONTWRITEBYTECODE is unset for the tests: with it set (CI's containers, our Dockerfile)
 # and the --no-compile install, every Python process of the suite (the workers and each command
 # line a test starts) compiled the modules it imports from source: `import torch` took 6.2 s of
@@ -54,8 +54,7 @@ run: $(CORE_STAMP)
 	$(PY) scripts/demo.py
 
 test: $(STAMP)
-	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile \
-		--no-loadscope-reorder $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -34,14 +34,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if DURATIONS.is_file() and hasattr(config.option, "loadscopereorder"):
+        # pytest-xdist hands files out in collection order (not most tests first): ours, below
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadfile --no-loadscope-reorder``: files handed out in
-    collection order), the files that took longest in the recorded run come first, so that the
-    last file a worker starts is a short one and the workers finish together (longest
+    """Under pytest-xdist, the files that took longest in the recorded run come first, so that
+    the last file a worker starts is a short one and the workers finish together (longest
     processing time first). A file not in the record counts as longest: it may be slow."""
-    if not hasattr(config, "workerinput"):  # in-process runs keep pytest's order
+    if not hasattr(config, "workerinput") or not DURATIONS.is_file():  # keep pytest's order
         return
-    recorded = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    recorded = json.loads(DURATIONS.read_text())
     order = {item: i for i, item in enumerate(items)}
     items.sort(key=lambda item: (-recorded.get(item.nodeid.split("::")[0], math.inf), order[item]))
 
