@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from dopa_rl.cli.known_distribution import read_checkpoint
 from dopa_rl.envs.known_tasks import KNOWN_CHAIN_ID, KnownChain
 from dopa_rl.loop.train import run
 from dopa_rl.nn.networks import midpoint_taus
@@ -22,7 +23,6 @@ from dopa_rl.probes.calibration import seed_calibration
 from dopa_rl.probes.known_distribution import (
     ChainRead,
     chain_units,
-    checkpoint_units,
     differing_agent_keys,
     tabular_units,
     train_chain_td,
@@ -128,7 +128,7 @@ def trained_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_run_on_the_chain_is_read_at_every_state(trained_chain: Path) -> None:
-    read = checkpoint_units(trained_chain)
+    read = read_checkpoint(trained_chain)
     assert read.group() == "erdqn, 1600 env steps" and read.gamma == GAMMA and read.task.steps == 5
     assert read.units.values.shape == (5, 25)
     # the targets are the exact expectiles of each state's return
@@ -168,7 +168,7 @@ def test_runs_of_one_agent_with_other_settings_are_separate_groups() -> None:
     env = KnownChain()
     taus = midpoint_taus(5, torch.float64).numpy()
     units = chain_units(env, GAMMA, "quantile", taus, np.zeros((env.steps, 5)))
-    a = ChainRead("qrdqn", 20000, {"huber_kappa": 1.0, "lr": 0.003}, 1, env, GAMMA, units)
+    a = ChainRead("qrdqn", 20000, {"huber_kappa": 1.0, "lr": 0.003}, 1, env, GAMMA, units, "x")
     b = dataclasses.replace(a, agent_config={"huber_kappa": 0.05, "lr": 0.003}, seed=2)
     control = dataclasses.replace(a, step=None)
     keys = differing_agent_keys([a, b, control])

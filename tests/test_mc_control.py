@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from dopa_rl.cli.known_distribution import read_checkpoint
 from dopa_rl.cli.mc_control import main
 from dopa_rl.learn.evaluate import load_agent
 from dopa_rl.learn.mc_control import MCControlSettings, discounted_returns, mc_control
 from dopa_rl.loop.train import run
 from dopa_rl.probes.calibration import seed_calibration
-from dopa_rl.probes.known_distribution import checkpoint_units
 from helpers import make_cfg
 
 SHORT = [
@@ -71,7 +71,7 @@ def test_the_control_is_calibrated_on_the_known_chain(
     assert record["states"] == 600 * 5 and record["states_dropped"] == 0
     assert record["settings"]["seed"] == 1  # the run's seed
     assert record["epoch_losses"][-1] < record["epoch_losses"][0]
-    read = checkpoint_units(tmp_path / "mc")
+    read = read_checkpoint(tmp_path / "mc")
     assert read.group() == "erdqn MC control" and read.seed == 1
     cal, _ = seed_calibration(read.units)
     assert np.all(np.abs(cal.spread_ratio - 1) <= 0.1), cal.spread_ratio

@@ -23,18 +23,21 @@ import glob
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError
 from .common import did_you_mean, one_line_errors, wants_help
-from .mc_control import _optional
+from .mc_control import optional
+
+if TYPE_CHECKING:
+    from ..probes.known_distribution import ChainRead
 
 KEYS: dict[str, Any] = {
     "runs": str,
     "out": str,
     "tabular_seeds": int,
     "units": int,
-    "gamma": _optional(float),
+    "gamma": optional(float),
     "device": str,
     "torch_threads": int,
 }
@@ -61,6 +64,29 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         if key in args and args[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {args[key]}")
     return args
+
+
+def read_checkpoint(checkpoint: str | Path, device: str = "cpu") -> ChainRead:
+    """The units of a checkpoint trained on the chain (by TD, or a Monte-Carlo control made
+    from such a run: ``mc_control.json`` in its run dir) against the exact targets."""
+    from ..core.config import to_container
+    from ..learn.evaluate import load_agent
+    from ..learn.mc_control import MC_CONTROL_JSON
+    from ..probes.known_distribution import chain_of, read_chain
+
+    learner, cfg, folder = load_agent(checkpoint, device)
+    env = to_container(cfg)["env"]
+    control = (folder.parent.parent / MC_CONTROL_JSON).is_file()
+    return read_chain(
+        learner,
+        task=chain_of(str(env.get("id", "")), env.get("kwargs", {})),
+        gamma=float(cfg.agent.gamma),
+        agent=str(cfg.agent.name),
+        step=None if control else int(folder.name),  # a TD checkpoint's folder: its env step
+        agent_config=to_container(cfg)["agent"],
+        seed=int(cfg.seed),
+        source=str(folder),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,11 +120,10 @@ def _run(argv: list[str]) -> int:
         for path in paths:
             checkpoints.extend(population_members(path) or [path])
     content = study(
-        checkpoints,
+        [read_checkpoint(c, device) for c in checkpoints],
         tabular_seeds=args.get("tabular_seeds", 3),
         num_units=args.get("units", 25),
         gamma=args.get("gamma"),
-        device=device,
     )
     out = Path(args["out"])
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,9 @@ from ..core.errors import ConfigError
 from .common import did_you_mean, one_line_errors, wants_help
 
 
-def _optional(kind: type) -> Any:
+def optional(kind: type) -> Any:
+    """A ``key=value`` parser of ``kind`` that reads ``none``/``null`` as None."""
+
     def parse(text: str) -> Any:
         return None if text.lower() in ("none", "null") else kind(text)
 
@@ -46,10 +48,10 @@ KEYS: dict[str, Any] = {
     "episodes": int,
     "epochs": int,
     "batch_size": int,
-    "lr": _optional(float),
-    "horizon": _optional(int),
+    "lr": optional(float),
+    "horizon": optional(int),
     "epsilon": float,
-    "seed": _optional(int),
+    "seed": optional(int),
     "device": str,
     "torch_threads": int,
 }

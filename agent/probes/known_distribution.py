@@ -27,9 +27,8 @@ states' exact distributions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,16 +143,16 @@ def tabular_units(
     return chain_units(task, gamma, TD_RULES[rule], taus, values)
 
 
-def chain_of(cfg: Any) -> KnownChain:
-    """The chain a run trained on (its ``env.kwargs``); ConfigError if it trained elsewhere."""
-    env_id = str(cfg.env.get("id", "")) if hasattr(cfg.env, "get") else str(cfg.env.id)
+def chain_of(env_id: str, env_kwargs: Mapping[str, Any]) -> KnownChain:
+    """The chain a run trained on (its ``env.id`` and ``env.kwargs``); ConfigError if it
+    trained elsewhere."""
     if env_id.rpartition(":")[2] != KNOWN_CHAIN_ID:
         raise ConfigError(
             f"the known-distribution control needs a run on {KNOWN_CHAIN_ID} "
             f"(env=known_chain), got env.id={env_id}"
         )
     try:
-        return KnownChain(**dict(cfg.env.kwargs))
+        return KnownChain(**dict(env_kwargs))
     except (TypeError, ValueError) as err:
         raise ConfigError(f"env.kwargs of the run do not make a {KNOWN_CHAIN_ID}: {err}") from None
 
@@ -169,6 +168,7 @@ class ChainRead:
     task: KnownChain
     gamma: float
     units: StateUnits
+    source: str  # where the units were read (a checkpoint)
 
     def group(self, differing: Sequence[str] = ()) -> str:
         """``<agent>, <N> env steps`` or ``<agent> MC control``, then the ``differing`` agent
@@ -181,26 +181,26 @@ class ChainRead:
         return ", ".join([kind, *(f"{k}={self.agent_config[k]}" for k in differing)])
 
 
-def checkpoint_units(checkpoint: str | Path, device: str = "cpu") -> ChainRead:
-    """The units of a checkpoint trained on the chain (by TD, or a Monte-Carlo control made
-    from such a run: ``mc_control.json`` in its run dir) against the exact targets."""
-    from ..core.config import to_container
-    from ..learn.evaluate import load_agent
-    from ..learn.mc_control import MC_CONTROL_JSON
+def read_chain(
+    learner: Any,
+    *,
+    task: KnownChain,
+    gamma: float,
+    agent: str,
+    step: int | None,
+    agent_config: dict[str, Any],
+    seed: int,
+    source: str,
+) -> ChainRead:
+    """``learner``'s units at the chain's states (each state's one-hot observation, the one
+    action) against the exact targets for ``gamma``; the rest says what the units are."""
     from .agent_cells import read_units
 
-    learner, cfg, folder = load_agent(checkpoint, device)
-    task = chain_of(cfg)
-    gamma = float(cfg.agent.gamma)
     obs = np.stack([task.observation(t) for t in range(task.steps)])
     readouts = read_units(learner, obs, action=0)
     values = np.stack([r.values for r in readouts])
     units = chain_units(task, gamma, readouts[0].representation, readouts[0].taus, values)
-    control = (folder.parent.parent / MC_CONTROL_JSON).is_file()
-    # a TD checkpoint's folder is named by its env step
-    step = None if control else int(folder.name)
-    agent_config = to_container(cfg)["agent"]
-    return ChainRead(str(cfg.agent.name), step, agent_config, int(cfg.seed), task, gamma, units)
+    return ChainRead(agent, step, agent_config, seed, task, gamma, units, source)
 
 
 def differing_agent_keys(reads: Sequence[ChainRead]) -> dict[str, list[str]]:
@@ -244,26 +244,24 @@ TABULAR_GROUPS = {"tabular ER-TD (imputation)": "expectile", "tabular QR-TD": "q
 
 
 def study(
-    checkpoints: Sequence[str | Path],
+    reads: Sequence[ChainRead],
     *,
     tabular_seeds: int = 3,
     num_units: int = 25,
     gamma: float | None = None,
-    device: str = "cpu",
 ) -> dict[str, Any]:
     """The known-distribution control's report: tabular TD (``tabular_seeds`` seeds of
-    each rule, ``num_units`` units) and every checkpoint's units (grouped by agent, TD or
-    Monte-Carlo control), all on one chain and γ. Without checkpoints the chain is the
+    each rule, ``num_units`` units) and the units of ``reads`` (grouped by agent, TD at its
+    env step or Monte-Carlo control), all on one chain and γ. Without reads the chain is the
     default one at ``gamma``; with them it is theirs (they must agree; ``gamma`` then must
     be None or theirs)."""
-    reads = [checkpoint_units(c, device) for c in checkpoints]
     if reads:
         task, run_gamma = reads[0].task, reads[0].gamma
-        for path, r in zip(checkpoints, reads, strict=True):
+        for r in reads:
             if task_record(r.task, r.gamma) != task_record(task, run_gamma):
                 raise ConfigError(
-                    f"'{path}' trained on another chain or discount than '{checkpoints[0]}': "
-                    "one report compares units on one task"
+                    f"'{r.source}' trained on another chain or discount than "
+                    f"'{reads[0].source}': one report compares units on one task"
                 )
         if gamma is not None and gamma != run_gamma:
             raise ConfigError(f"gamma={gamma}, but the runs trained with γ = {run_gamma}")
@@ -280,16 +278,12 @@ def study(
         ]
         groups[name] = group_report(seeds, units)
     differing = differing_agent_keys(reads)
-    by_group: dict[str, list[tuple[str | Path, ChainRead]]] = {}
-    order = sorted(
-        zip(checkpoints, reads, strict=True),
-        key=lambda cr: (cr[1].agent, cr[1].step is None, cr[1].step or 0),
-    )
-    for c, r in order:
-        by_group.setdefault(r.group(differing[r.agent]), []).append((c, r))
+    by_group: dict[str, list[ChainRead]] = {}
+    for r in sorted(reads, key=lambda r: (r.agent, r.step is None, r.step or 0)):
+        by_group.setdefault(r.group(differing[r.agent]), []).append(r)
     for name, members in by_group.items():
-        groups[name] = group_report([r.seed for _, r in members], [r.units for _, r in members])
-        groups[name]["checkpoints"] = [str(c) for c, _ in members]
+        groups[name] = group_report([r.seed for r in members], [r.units for r in members])
+        groups[name]["checkpoints"] = [r.source for r in members]
     return {"note": __doc__.split("\n\n")[0] if __doc__ else "", "task": task_record(task, gamma),
             "tabular": {"units": num_units, "seeds": tabular_seeds}, "groups": groups}  # fmt: skip
 
