@@ -161,3 +161,13 @@ def test_imputation_survives_two_crossed_units_at_the_median() -> None:
     z = impute_samples(torch.tensor(crossed), torch.tensor(taus)).numpy()
     recovered = expectiles(z, np.full(z.size, 1 / z.size), taus)
     assert np.std(recovered) > 0.5 * np.std(e)
+
+
+def test_the_study_takes_the_probed_state_and_nothing_else_does() -> None:
+    from dopa_rl.cli.probe import parse_args
+
+    assert parse_args(["study=runs/x", "state=pre_outcome"])["state"] == "pre_outcome"
+    with pytest.raises(ConfigError, match="state must be one of pre_outcome, cue_onset"):
+        parse_args(["study=runs/x", "state=cue"])
+    with pytest.raises(ConfigError, match="state= belong to study="):
+        parse_args(["checkpoint=runs/x", "state=cue_onset"])
