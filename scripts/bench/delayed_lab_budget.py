@@ -124,7 +124,7 @@ def main() -> None:
         "checkpoints": {},
     }
     for step in steps:
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for m in members:
             ckpt = m / "checkpoints" / str(step)
             if not ckpt.is_dir():
