@@ -1298,8 +1298,9 @@ def _cue_state_units(outcomes: Sequence[Any]) -> dict[str, Any]:
 
 
 def _lab_state_units(readout: Any, task: Any) -> dict[str, Any]:
-    """One seed's units at the lab task's pre-outcome state against the true statistics of
-    the utility distribution at their τ, for calibration."""
+    """One seed's units at the lab task's probed state against the true statistics at their τ
+    of the return there (``task.values``: u(r) at the pre-outcome state, γ^d·u(r) at cue
+    onset), for calibration."""
     from .calibration import lab_state_units
 
     return lab_state_units(
