@@ -50,7 +50,8 @@ at the recorded noise.
 
 checkpoint: a run dir (its newest checkpoint), a checkpoint folder, or a trained agent of the
 zoo (``zoo:minatar/breakout/erdqn``; ``dopa-zoo`` lists them). On a lab task the units
-are presented with every outcome at the pre-outcome state (agent/probes/agent_cells.py);
+are presented with every outcome at the run's ``probe.state`` (the pre-outcome state, or cue
+onset of a delayed task; agent/probes/agent_cells.py);
 ``trials``/``noise``/``splits`` default to the run's ``probe.*`` config (``recorded``: the 40
 recorded cells' trial counts and signal-to-noise ratio; a number: noise × reward SD).
 ``response=measured`` measures each unit's change after one gradient step through the shared

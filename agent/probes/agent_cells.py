@@ -1,7 +1,9 @@
 """Agent units as "dopamine cells" (docs/science.md §4), and what a probe of them reports.
 
 A head outputs θᵢ(x, a) for units i = 1..N with fixed τᵢ. Presenting unit i with an outcome y
-at the pre-outcome state x of a lab task gives the prediction error u = y − θᵢ(x, 0), and its
+at the probed state x of a lab task (``probe.state``: the pre-outcome state, where y = u(r), or
+cue onset of a delayed task, where y = γ^d·u(r) is the return there) gives the prediction error
+u = y − θᵢ(x, 0), and its
 "firing" is the gradient of the unit's loss with respect to θᵢ (sign flipped so that a better-
 than-predicted outcome is a positive response, as for a dopamine neuron):
 
