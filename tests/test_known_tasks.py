@@ -155,6 +155,7 @@ def test_the_report_script_writes_json_and_markdown(trained_chain: Path, tmp_pat
     assert erdqn["seeds"] == [1] and len(erdqn["states"]) == 5
     assert erdqn["states"][0]["spread_ratio"]["interval_method"] == "range over seeds"
     assert content["task"]["gamma"] == GAMMA
+    assert (out / "known_distribution.png").stat().st_size > 10_000
     table = (out / "known_distribution.md").read_text()
     assert "| erdqn, 1600 env steps | 1 | 0 (4) |" in table
     bad = subprocess.run(

@@ -9,7 +9,8 @@ runs=           run dirs, checkpoints (RUN/checkpoints/<step>) or population roo
                 with env=known_chain, and Monte-Carlo controls made from them
                 (scripts/mc_control.py); glob patterns allowed; grouped by agent and env
                 step (TD) or agent (MC control)
-out=            folder for known_distribution.json and known_distribution.md
+out=            folder for known_distribution.json, known_distribution.md and a figure of c
+                and offset against the states' depth (known_distribution.png)
 tabular_seeds=  seeds of tabular ER-TD (with imputation) and QR-TD
 units=          units of the tabular populations (midpoint τ)
 gamma=          the discount without runs (with runs: theirs)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     args = parse_args(argv)
     from ..core.config import check_device
-    from ..probes.known_distribution import markdown, study
+    from ..probes.known_distribution import figure, markdown, study
     from ..store.population_root import population_members
 
     device = args.get("device", "cpu")
@@ -132,5 +133,8 @@ def _run(argv: list[str]) -> int:
     table = markdown(content)
     (out / "known_distribution.md").write_text(table)
     print(table, end="")
-    print(f"wrote known_distribution.json and known_distribution.md in {out}")
+    figure(content).savefig(out / "known_distribution.png", dpi=120)
+    print(
+        f"wrote known_distribution.json, known_distribution.md and known_distribution.png in {out}"
+    )
     return 0

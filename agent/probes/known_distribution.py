@@ -330,6 +330,46 @@ def markdown(content: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figure(content: dict[str, Any]) -> Any:
+    """c and offset against the states' depth (TD steps to the end of the episode), one line
+    per group: the median over seeds with the interval as error bars (a matplotlib Figure)."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    task = content["task"]
+    depth = [s["td_steps_to_end"] for s in task["states"]]
+    fig = Figure(figsize=(11, 4.6))
+    axes = fig.subplots(1, 2)
+    colours = colormaps["tab20"]
+    for k, (name, group) in enumerate(content["groups"].items()):
+        for ax, key in zip(axes, ("spread_ratio", "offset"), strict=True):
+            stats = [st[key] for st in group["states"]]
+            if all(st["median"] is None for st in stats):
+                continue
+            med = np.array([_nan(st["median"]) for st in stats])
+            lo = np.array([_nan(st["interval"][0]) for st in stats])
+            hi = np.array([_nan(st["interval"][1]) for st in stats])
+            ax.errorbar(np.array(depth) + 0.03 * (k - 5), med, yerr=[med - lo, hi - med],
+                        marker="o", ms=3, capsize=2, color=colours(k % 20),
+                        label=f"{name} ({len(group['seeds'])} seeds)")  # fmt: skip
+    axes[0].axhline(1.0, color="k", lw=0.8, ls="--")
+    axes[1].axhline(0.0, color="k", lw=0.8, ls="--")
+    axes[0].set_ylabel("spread ratio c = SD(units) / SD(exact targets)")
+    axes[1].set_ylabel("offset (mean units − mean targets) / pooled return SD")
+    for ax in axes:
+        ax.set_xlabel("state's depth: TD steps to the end of the episode (0 = bandit state)")
+        ax.set_xticks(depth)
+    axes[1].legend(fontsize=6, loc="best")
+    fig.suptitle(
+        f"Known-distribution control: {task['env_id']}, {task['steps']} states, "
+        f"γ = {task['gamma']}; units against their exact targets at each state "
+        "(median over seeds; bars: range over seeds, a bootstrap 95 % interval from 4 seeds)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def _interval(stat: dict[str, Any]) -> str:
     if stat["median"] is None:
         return "undefined"
