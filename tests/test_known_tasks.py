@@ -137,6 +137,7 @@ def test_a_run_on_the_chain_is_read_at_every_state(trained_chain: Path) -> None:
     assert read.units.targets[0, 12] == pytest.approx(float(v @ p))  # τ = ½: the mean
 
 
+@pytest.mark.slow  # subprocesses: 25-50 s on 2 busy cores
 def test_the_report_script_writes_json_and_markdown(trained_chain: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     proc = subprocess.run(

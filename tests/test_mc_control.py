@@ -85,6 +85,7 @@ def test_the_control_is_calibrated_on_the_known_chain(
     assert torch.equal(control.taus, agent.taus)
 
 
+@pytest.mark.slow  # subprocesses: 25-50 s on 2 busy cores
 def test_the_script_makes_one_control_per_member_and_refuses_bad_keys(
     chain_population: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
