@@ -20,8 +20,8 @@ CORE_STAMP := $(VENV)/.installed-core
 # PYTEST_WORKERS=0: in-process.
 # PYTHONDONTWRITEBYTECODE is unset for the tests: with it set (CI's containers, our Dockerfile)
 # and the --no-compile install, every Python process of the suite (the workers and each command
-# line a test starts) compiled the modules it imports from source: `import torch` took 6.2 s of
-# CPU instead of 2.8 s, a tiny training command 11 s instead of 5.3 s (docs/benchmarks.md).
+# line a test starts) compiled the modules it imports from source: `import torch` took 6.5 s of
+# CPU instead of 3.2 s, a tiny training command 11 s instead of 5.4 s (docs/benchmarks.md).
 # Unset, the first import of a module writes its cache in .venv, and later processes read it.
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
