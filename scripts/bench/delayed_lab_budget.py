@@ -6,8 +6,9 @@ of its checkpoints: the spread ratio c and offset (return SDs) of its units at c
 at the pre-outcome state against the true τ-statistics of the return there
 (:func:`agent.probes.calibration.lab_state_units`); at the newest checkpoint also c at every
 state of the cued trial, d = steps to the reward, and how many adjacent units (in τ order)
-cross there. Writes one JSON (``--out``) and a figure beside it (``.png``: c against the
-budget, and along the delay at the newest checkpoint), and prints one line per checkpoint.
+cross there (and whether the pair beside τ = ½ does). Writes one JSON (``--out``) and a figure
+beside it (``.png``: c against the budget, and along the delay at the newest checkpoint), and
+prints one line per checkpoint.
 ``--figure-only`` redraws the figure from an existing JSON.
 
     python scripts/bench/delayed_lab_budget.py runs/delayed/erdqn --out docs/delayed/budget.json
@@ -53,6 +54,8 @@ def _chain(learner: Any, cfg: Any) -> list[dict[str, Any]]:
             "steps_to_reward": d,
             "spread_ratio": float(np.std(r.values) / np.std(target)),
             "crossings": int(np.sum(np.diff(r.values[order]) < 0)),
+            # the pair beside τ = ½, whose crossing collapses the closed-form imputation
+            "middle_pair_crossed": bool(np.diff(r.values[order])[order.size // 2 - 1] < 0),
         })  # fmt: skip
     return rows
 
