@@ -163,3 +163,12 @@ def test_a_tmrl_learner_is_read_at_every_cue_onset() -> None:
     assert units.outcome_values is not None and units.outcome_values.shape == (6,)
     # distinct cues are distinct one-hot states: an untrained head reads them differently
     assert np.ptp(units.cue_values, axis=0).min() > 0
+
+
+def test_a_long_fixed_delay_stays_a_point_mass_through_the_imputation() -> None:
+    # 125 steps of bootstrapping on equal expectiles: the imputed samples must stay one atom
+    spec = delay_task_spec(delays=[0.6, 1.5, 9.375], joint_delays=[0.6, 1.5])
+    gammas, taus = np.repeat([0.99, 0.999], 7), np.tile((2 * np.arange(1, 8) - 1) / 14, 2)
+    units = ts.train_tmrl(spec, gammas, taus, n_iters=2, batch=8, seed=0)
+    longest = ts.fixed_cues(spec)[-1]
+    np.testing.assert_allclose(units.cue_values[longest], gammas**124, rtol=1e-9)

@@ -168,6 +168,33 @@ def impute_step(
     return z - np.einsum("...n,...nm->...m", step, jac)
 
 
+def _residual(z: np.ndarray, expectiles: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    diff = z[..., None, :] - expectiles[..., :, None]
+    w = np.where(diff >= 0, taus[:, None], 1.0 - taus[:, None])
+    return np.abs((w * diff).mean(axis=-1)).max(axis=-1)
+
+
+def impute(
+    expectiles: np.ndarray,
+    taus: np.ndarray,
+    per_tau: int,
+    steps: int,
+    jitter: np.ndarray,
+    top: float,
+) -> np.ndarray:
+    """Samples [..., per_tau·N] whose τ-expectiles are ``expectiles`` [..., N]: the expectiles
+    repeated and jittered apart (in proportion to their spread: equal expectiles are a point
+    mass, imputed exactly), then :func:`impute_step` ``steps`` times within [0, ``top``];
+    where the steps end worse than their start, the start is kept."""
+    start = np.repeat(expectiles, per_tau, axis=-1)
+    start = start + jitter * np.ptp(expectiles, axis=-1, keepdims=True)
+    z = start
+    for _ in range(steps):
+        z = np.clip(impute_step(z, expectiles, taus), 0.0, top)
+    worse = _residual(z, expectiles, taus) > _residual(start, expectiles, taus)
+    return np.where(worse[..., None], start, z)
+
+
 def train_tmrl(
     spec: DelayTaskSpec,
     gammas: Sequence[float] | np.ndarray,
@@ -209,8 +236,8 @@ def train_tmrl(
     n_groups = group_gammas.size
     per_group = n_units // n_groups
     grid_taus = t_u[order][:per_group]
-    impute = rule == "expectile"
-    if impute and not (
+    imputed = rule == "expectile"
+    if imputed and not (
         per_group * n_groups == n_units and np.allclose(t_u[order].reshape(n_groups, -1), grid_taus)
     ):
         raise ValueError("the expectile rule needs the same τ's in every γ group (a γ × τ grid)")
@@ -234,7 +261,7 @@ def train_tmrl(
         for k in range(k_max - 1, -1, -1):
             cs = live[k]
             active = delay[cs] > k  # [c, B]
-            if impute:
+            if imputed:
                 pick = rng.integers(0, n_samples, size=(cs.size, batch, n_units))
                 nxt = samples[cs, k + 1][:, group_of]  # [c, U, M]
                 boot = np.take_along_axis(nxt, pick.transpose(0, 2, 1), axis=-1).transpose(0, 2, 1)
@@ -248,15 +275,10 @@ def train_tmrl(
             values[cs, k] += (
                 rate * (weight * delta).sum(axis=1) / np.maximum(weight.sum(axis=1), 1e-12)
             )
-            if impute:
+            if imputed:
                 grouped = values[cs, k][:, order].reshape(cs.size, n_groups, per_group)
-                # from the expectiles themselves, jittered apart, Gauss–Newton steps to samples
-                # whose expectiles they are (robust to the crossings of noisy expectiles)
-                z = np.repeat(grouped, samples_per_tau, axis=-1)
-                z = z + jitter * (np.ptp(grouped, axis=-1, keepdims=True) + 1e-3 * top)
-                for _ in range(impute_steps):
-                    z = np.clip(impute_step(z, grouped, grid_taus), 0.0, top)
-                samples[cs, k] = z
+                samples[cs, k] = impute(grouped, grid_taus, samples_per_tau, impute_steps,
+                                        jitter, top)  # fmt: skip
         if it >= n_iters - n_avg:
             avg += values
     avg /= n_avg
