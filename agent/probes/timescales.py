@@ -899,7 +899,7 @@ def plot_timescales(
     ax.scatter(report.gamma_hat[0], report.k_hat[0], s=12, color="C2")
     ax.set_yscale("symlog", linthresh=0.01)
     ax.set_xlabel("fitted γ̂ (per s)")
-    ax.set_ylabel("hyperbolic k̂ (per s; capped at 1000/longest delay)")
+    ax.set_ylabel("hyperbolic k̂ (per s, log scale)")
     ax.set_title(f"k̂ vs γ̂ (Pearson median {np.nanmedian(report.gamma_k_r):.2f})")
     maps = report.joint.get("maps")
     if maps is not None:
