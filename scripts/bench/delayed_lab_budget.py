@@ -96,10 +96,13 @@ def figure(result: dict[str, Any], path: Path) -> None:
     ax2.set_title(f"c along the delay at {int(steps[-1]):,} steps")
     ax2.invert_xaxis()
     ax2.legend(fontsize=7, ncol=2)
+    a = result.get("agent", {})
     fig.suptitle(
-        "ER-DQN (40 expectile units, 8 seeds) on the delayed variable-magnitude task "
-        "(reward 10 steps after cue onset, gamma 0.99, n-step 1)",
-        fontsize=10,
+        f"{a.get('name', 'agent')} ({a.get('num_units', '?')} units, {len(members)} seeds, "
+        f"imputation_iterations {a.get('imputation_iterations', 0)}) on the delayed "
+        f"variable-magnitude task (reward 10 steps after cue onset, gamma {a.get('gamma', 0.99)}, "
+        f"n-step {a.get('n_step', 1)})",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -134,6 +137,10 @@ def main() -> None:
                 continue
             learner, cfg, _ = load_agent(ckpt, "cpu")
             rows[m.name] = {s: _calibration(learner, cfg, s) for s in ("cue_onset", "pre_outcome")}
+            result["agent"] = {
+                k: getattr(cfg.agent, k, None)
+                for k in ("name", "num_units", "gamma", "n_step", "imputation_iterations")
+            }
             if step == steps[-1]:
                 rows[m.name]["chain"] = _chain(learner, cfg)
         result["checkpoints"][str(step)] = rows
