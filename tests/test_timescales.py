@@ -111,6 +111,7 @@ def test_tmrl_discounts_are_recovered_at_the_recorded_noise(probed) -> None:
     assert np.median(rep.spearman_gamma) >= 0.95
     assert np.median(rep.split_half_gamma) > 0.8
     assert np.median(rep.gamma_k_r) < -0.5  # a fast exponential decay is a large hyperbolic k
+    assert np.median(rep.gamma_k_rank_r) < -0.8
     # γ and τ are a grid: γ̂ carries nothing of the reversal point
     assert np.mean(rep.gamma_rp_p < 0.01) < 0.1
 
@@ -124,6 +125,8 @@ def test_time_decode_beats_shuffled_cues_and_single_gamma_and_classical_fails(pr
     assert beats_single[-1] and beats_single[1:].sum() >= 2  # not at 3.6 s: docs/results.md
     control = probed["classical"]
     assert np.isnan(control.spearman_gamma).all()  # one γ: nothing to rank
+    # γ̂ and k̂ both read the same noisy decay: they anticorrelate even with one true γ
+    assert np.median(control.gamma_k_rank_r) < -0.5
     for inv in ts.INVERSES:
         fails_single = not control.beats(f"per_unit{inv}", f"single_gamma{inv}")[1:].all()
         fails_shuffled = not control.beats(f"per_unit{inv}", f"shuffled_cues{inv}").all()

@@ -466,6 +466,7 @@ class TimescaleReport:
     spearman_gamma: np.ndarray  # [D]
     split_half_gamma: np.ndarray  # [D] Spearman(γ̂_A, γ̂_B)
     gamma_k_r: np.ndarray  # [D] Pearson(γ̂, k̂)
+    gamma_k_rank_r: np.ndarray  # [D] Spearman(γ̂, k̂): fast units' k̂ run off, ranks do not
     exp_better: np.ndarray  # [D] fraction of units whose exponential fit predicts half B better
     gamma_rp_r: np.ndarray  # [D] Spearman(γ̂, RP)
     gamma_rp_p: np.ndarray  # [D]
@@ -504,6 +505,7 @@ class TimescaleReport:
             "spearman_gamma_hat_vs_gamma": spread(self.spearman_gamma),
             "split_half_gamma_hat": spread(self.split_half_gamma),
             "corr_gamma_hat_k_hat": spread(self.gamma_k_r),
+            "spearman_gamma_hat_k_hat": spread(self.gamma_k_rank_r),
             "fraction_units_exponential_better_held_out": spread(self.exp_better),
             "gamma_hat_vs_reversal_point": {
                 "spearman_r": spread(self.gamma_rp_r),
@@ -622,6 +624,7 @@ def probe_timescales(
     spear, _ = _spearman(fit_a["gamma"], g_true)
     split, _ = _spearman(fit_a["gamma"], fit_b["gamma"])
     gk = np.array([_pearson(a, b) for a, b in zip(fit_a["gamma"], fit_a["k"], strict=True)])
+    gk_rank, _ = _spearman(fit_a["gamma"], fit_a["k"])
     err_e = ((exponential(delays_s, fit_a["amp"][..., None], fit_a["gamma"][..., None])
               - y_b[..., cols]) ** 2).sum(-1)  # fmt: skip
     err_h = ((hyperbolic(delays_s, fit_a["amp_h"][..., None], fit_a["k"][..., None])
@@ -655,7 +658,7 @@ def probe_timescales(
     return TimescaleReport(
         units.label, int(np.median(valid[..., 0, :].sum(-1))), n_draws, n_units, delays_s,
         grid, units.gammas ** (1.0 / spec.dt),
-        fit_a["gamma"], g_true, fit_a["k"], spear, split, gk, exp_better, rp_r, rp_p, sh_r,
+        fit_a["gamma"], g_true, fit_a["k"], spear, split, gk, gk_rank, exp_better, rp_r, rp_p, sh_r,
         trp_r, w1, decoded, joint,
     )  # fmt: skip
 
@@ -838,6 +841,7 @@ def pooled(reports: Sequence[TimescaleReport]) -> TimescaleReport:
             "spearman_gamma",
             "split_half_gamma",
             "gamma_k_r",
+            "gamma_k_rank_r",
             "exp_better",
             "gamma_rp_r",
             "gamma_rp_p",
