@@ -52,8 +52,25 @@ def probe_step(members: list[Path], step: int, out: Path, draws: int, cues: int)
     return result
 
 
-def row(run: Path, step: int, detection: dict[str, Any]) -> dict[str, Any]:
-    """The agent group's calibration and detection at one step."""
+def mc_source_step(members: list[Path]) -> int | None:
+    """The agent's training step a Monte-Carlo control population was fitted at
+    (``scripts/mc_control.py``'s ``mc_control.json`` in each member), None for TD runs."""
+    steps = set()
+    for m in members:
+        record = m / "mc_control.json"
+        if not record.is_file():
+            return None
+        steps.add(int(Path(json.loads(record.read_text())["source"]).name))
+    if len(steps) != 1:
+        raise SystemExit(f"error: {members[0].parent}: members fitted at different steps {steps}")
+    return steps.pop()
+
+
+def row(
+    run: Path, step: int, detection: dict[str, Any], mc_step: int | None = None
+) -> dict[str, Any]:
+    """The agent group's calibration and detection at one step (a Monte-Carlo control: at the
+    agent's step ``mc_step`` it was fitted from, labelled as the agent's MC control)."""
     groups = {k: v for k, v in detection["groups"].items() if "calibration" in v}
     (name, g), *rest = groups.items()
     if rest:
@@ -61,7 +78,8 @@ def row(run: Path, step: int, detection: dict[str, Any]) -> dict[str, Any]:
     cal = g["calibration"]
     per_seed = cal.get("per_seed", [])
     return {
-        "run": run.name, "step": step, "group": name, "agent": g["agent"], "task": g["task"],
+        "run": run.name, "step": step if mc_step is None else mc_step, "group": name,
+        "agent": g["agent"] + ("" if mc_step is None else " MC control"), "task": g["task"],
         "seeds": g["seeds"], "n_draws": g["n_draws"],
         "spread_ratio": cal["spread_ratio"], "offset": cal["offset"],
         "median_abs_unit_error": cal["median_abs_unit_error"],
@@ -85,6 +103,8 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
         "Per game, agent and training step: the units' spread ratio c and offset (in the SD of "
         "the returns pooled over each seed's cue states) against the rollouts' targets at the "
         "run's own cue states, median over seeds with their range; own-gradient response; "
+        "an MC control is the agent's network and head fitted from scratch to the Monte-Carlo "
+        "returns of its greedy policy at that step (scripts/mc_control.py, no bootstrapping); "
         "P(both) by Spearman of the agent and of the ideal population (units on their "
         "targets) under the recorded protocol.",
         "",
@@ -121,7 +141,8 @@ def figure(rows: list[dict[str, Any]]) -> Any:
             med = [r[key]["median"] for r in rs]
             lo = [r[key]["interval"][0] for r in rs]
             hi = [r[key]["interval"][1] for r in rs]
-            (line,) = ax.plot(x, med, marker="o", label=f"{agent} · {task}")
+            style = "--" if agent.endswith("MC control") else "-"
+            (line,) = ax.plot(x, med, marker="o", ls=style, label=f"{agent} · {task}")
             ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
     axes[0].axhline(1.0, color="k", lw=0.8, ls="--", label="calibrated (c = 1)")
     axes[1].axhline(0.0, color="k", lw=0.8, ls="--", label="calibrated (offset 0)")
@@ -152,12 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for run in args.runs:
         members, steps = member_steps(run)
+        mc_step = mc_source_step(members)
         for step in steps:
             out = (args.work or args.out / "steps") / run.name / str(step)
             detection = json.loads(
                 probe_step(members, step, out, args.draws, args.cues).read_text()
             )
-            rows.append(row(run, step, detection))
+            rows.append(row(run, step, detection, mc_step))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration_vs_frames.json").write_text(json.dumps(rows, indent=1) + "\n")
     command = "python scripts/calibration_vs_frames.py " + " ".join(

@@ -49,3 +49,19 @@ def test_row_and_table_read_the_agent_group(tmp_path: Path) -> None:
     table = cvf.markdown([r], "cmd")
     assert "| breakout | erdqn | 100,000 | 3 | 0.50 [0.40, 0.70] | 1.00 [0.50, 2.00] |" in table
     assert "| 0.10 | 0.60 |" in table
+
+
+def test_a_monte_carlo_control_is_placed_at_its_agents_step(tmp_path: Path) -> None:
+    cvf = _script()
+    members = []
+    for i, source in enumerate(("run/member_0_s0/checkpoints/100000",) * 2):
+        member = tmp_path / f"member_{i}_s{i}"
+        member.mkdir()
+        (member / "mc_control.json").write_text(f'{{"source": "{source}"}}')
+        members.append(member)
+    assert cvf.mc_source_step(members) == 100000
+    (members[1] / "mc_control.json").write_text('{"source": "run/checkpoints/50000"}')
+    with pytest.raises(SystemExit, match="different steps"):
+        cvf.mc_source_step(members)
+    (members[1] / "mc_control.json").unlink()
+    assert cvf.mc_source_step(members) is None
