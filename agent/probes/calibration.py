@@ -23,6 +23,12 @@ task: the rollouts' discounted returns G from the cloned cue state.
   median over seeds with a 95 % interval: percentile bootstrap of the median over seeds with
   4 or more seeds, the range (min, max) with fewer (a bootstrap of 2–3 values is no interval).
 
+Where it is reported: every group of the study's detection.json (:func:`group_calibration`),
+the lab probe's and the in-task probe's probe.json (:func:`calibration_of`,
+:func:`cue_calibration`: per state and the medians over states, one seed, no interval over
+seeds) and population_probe.json (:func:`members_calibration`: median and interval over
+members). What a given (c, offset) costs in detection: :mod:`agent.probes.calibration_curve`.
+
 Everything is batched over states: a single state is a batch of one.
 """
 
@@ -362,7 +368,7 @@ def ideal_responses(taus: np.ndarray, targets: np.ndarray, axis: np.ndarray) -> 
     :func:`agent.probes.agent_cells.unit_responses` with the linear rule (units on the targets
     need no Huber clipping)."""
     from ..algos.base import UnitReadout
-    from .agent_cells import unit_responses
+    from .responses.gradient import unit_responses
 
     taus, targets, axis = (np.asarray(a, dtype=float) for a in (taus, targets, axis))
     if taus.ndim != 1 or targets.shape != taus.shape or axis.ndim != 1:

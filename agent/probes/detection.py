@@ -986,22 +986,9 @@ IDEAL_NOTE = (
     "the ceiling: the same seeds' units placed exactly on their targets (c = 1, offset 0) at "
     "the same states and outcomes, own-gradient responses (in a task: to each bin's mean "
     "return, where the agent's are averaged over the bin's returns), the same protocol, "
-    "draws and detection rule; shared by the agent's response models"
+    "draws and detection rule (the calibration curve's point c = 1, offset 0); shared by the "
+    "agent's response models"
 )
-
-
-def ideal_group(group: UnitGroup, units: Sequence[Any]) -> UnitGroup:
-    """The group's ideal population: every seed's units exactly on their targets."""
-    from .calibration import ideal_responses
-
-    responses: list[Any] = []
-    for i, u in enumerate(units):
-        per_state = [ideal_responses(u.taus, u.targets[c], axis)
-                     for c, (axis, _, _, _) in enumerate(group.conditions(i))]  # fmt: skip
-        responses.append(per_state if group.cue_axes is not None else per_state[0])
-    name = f"ideal/{group.agent}" + (f"@{group.task}" if group.task else "")
-    return dataclasses.replace(group, name=name, agent="ideal", response_model="gradient",
-                               responses=responses, extra={}, note=IDEAL_NOTE)  # fmt: skip
 
 
 def _add_calibration(
@@ -1011,15 +998,17 @@ def _add_calibration(
     protocol: RecordedProtocol,
     **study: Any,
 ) -> None:
-    """Each group's ``calibration`` and ``ideal_ceiling`` (P(both) of its ideal population),
-    from its units ``found`` by :func:`group_state_units`; the ceiling is computed once per
-    agent and task; a group without units of its own (a measured group of
+    """Each group's ``calibration``, ``calibration_curve`` (:mod:`agent.probes.
+    calibration_curve`) and ``ideal_ceiling`` (the curve's point c = 1, offset 0: P(both) of
+    its ideal population), from its units ``found`` by :func:`group_state_units`; the curve is
+    computed once per agent and task; a group without units of its own (a measured group of
     a saved file that predates calibration) borrows those of its agent's group at the same
     task and seeds."""
     from .calibration import group_calibration
+    from .calibration_curve import KEYS, calibration_curve
 
     by_units = {(g.agent, g.task, tuple(g.seeds)): found[g.name] for g in groups if found[g.name]}
-    ceilings: dict[tuple[str, str], dict[str, Any]] = {}
+    curves: dict[tuple[str, str], dict[str, Any]] = {}
     for g in groups:
         units = found[g.name] or by_units.get((g.agent, g.task, tuple(g.seeds)))
         if units is None:
@@ -1029,15 +1018,14 @@ def _add_calibration(
             cal["scale_source"] = units[1]
         results[g.name]["calibration"] = cal
         key = (g.agent, g.task)
-        if key not in ceilings:
-            ideal, _ = study_group(ideal_group(g, units[0]), protocol, decode=False, **study)
-            ceilings[key] = {
-                "note": IDEAL_NOTE,
-                **{k: ideal[k] for k in ("p_detect_both", "p_detect_both_ci",
-                                         "p_detect_both_count", "rank_p_detect_both",
-                                         "rank_p_detect_both_ci")},
-            }  # fmt: skip
-        results[g.name]["ideal_ceiling"] = ceilings[key]
+        if key not in curves:
+            curves[key] = calibration_curve(g, units[0], cal, protocol, **study)
+        curve = curves[key]
+        results[g.name]["calibration_curve"] = curve
+        results[g.name]["ideal_ceiling"] = {
+            "note": IDEAL_NOTE,
+            **{k: curve["ceiling"][k] for k in KEYS},
+        }
 
 
 # ----------------------------------------------------------------------------- from runs

@@ -244,10 +244,22 @@ def _interval(s: dict[str, Any] | None, spec: str = ".2f") -> str:
     return f"{_f(s['median'], spec)} [{_f(lo, spec)}, {_f(hi, spec)}]"
 
 
+def _sp(entry: dict[str, Any] | None) -> str:
+    """P(both) 'Spearman [95 %] / Pearson [95 %]' of a group, ceiling or curve point."""
+    if not entry:
+        return "n/a"
+    return f"{_pci(entry, 'rank_p_detect_both')} / {_pci(entry, 'p_detect_both')}"
+
+
+def _curve_key(entry: dict[str, Any]) -> tuple[str, str]:
+    return entry.get("agent", ""), entry.get("task", "")
+
+
 def calibration_lines(content: dict[str, Any]) -> list[str]:
-    """The primary endpoint: where each group's units sit against their targets, and the
-    ideal population's P(both) (the ceiling) beside the group's; empty when no group carries
-    a calibration."""
+    """The primary endpoint: where each group's units sit against their targets, the ideal
+    population's P(both) (the ceiling) and the ideal population's at the group's own (c,
+    offset) beside the group's; then each agent's calibration curve on its task (P(both) of
+    ideal units at a grid of c and offset); empty when no group carries a calibration."""
     groups = content["groups"]
     names = [n for n in ordered(groups) if "calibration" in groups[n]]
     if not names:
@@ -258,14 +270,17 @@ def calibration_lines(content: dict[str, Any]) -> list[str]:
         "",
         first["note"] + ".",
         "",
+        "P(both) cells: Spearman [95 %] / Pearson [95 %].",
+        "",
         "| group | c = SD(units) / SD(targets) [interval] | offset, return SDs [interval] | "
-        "median abs. unit error | worst state (seed, state: c, offset) | P(both) [95 %] | "
-        "ideal P(both) [95 %] (ceiling) | rank-based: agent / ideal |",
+        "median abs. unit error | worst state (seed, state: c, offset) | P(both) | "
+        "ideal P(both) (ceiling) | ideal units at the agent's c and offset |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         e = groups[name]
-        cal, ideal = e["calibration"], e.get("ideal_ceiling") or {}
+        cal, ideal = e["calibration"], e.get("ideal_ceiling")
+        at_agent = (e.get("calibration_curve") or {}).get("agent")
         w = cal.get("worst_state")
         worst = "n/a" if not w else (
             f"{w['seed']}, {w['state']}: {_f(w['spread_ratio'])}, {_f(w['offset'])}"
@@ -273,8 +288,7 @@ def calibration_lines(content: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {group_label(name, e)} | {_interval(cal['spread_ratio'])} | "
             f"{_interval(cal['offset'])} | {_interval(cal['median_abs_unit_error'])} | {worst} | "
-            f"{_pci(e, 'p_detect_both')} | {_pci(ideal, 'p_detect_both')} | "
-            f"{_f(e.get('rank_p_detect_both'))} / {_f(ideal.get('rank_p_detect_both'))} |"
+            f"{_sp(e)} | {_sp(ideal)} | {_sp(at_agent)} |"
         )
     methods = sorted({m for n in names for k in ("spread_ratio", "offset")
                       if (m := groups[n]["calibration"][k]["interval_method"])})  # fmt: skip
@@ -292,7 +306,63 @@ def calibration_lines(content: dict[str, Any]) -> list[str]:
         + ".",
         "",
     ]
-    return lines
+    return lines + _curve_lines(groups, names)
+
+
+def _curve_lines(groups: dict[str, Any], names: list[str]) -> list[str]:
+    """One table per agent and task: P(both) of ideal units on the curve's grid."""
+    curves: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for name in names:
+        curve = groups[name].get("calibration_curve")
+        if curve and curve.get("points"):
+            curves.setdefault(_curve_key(groups[name]), (name, curve))
+    if not curves:
+        return []
+    first = next(iter(curves.values()))[1]
+    lines = [
+        "### Calibration curves: what the protocol detects at a given miscalibration",
+        "",
+        first["note"] + f". {first['n_seeds']} seeds × {first['n_draws']} draws per placement. "
+        "Cells: P(both) Spearman / Pearson.",
+        "",
+    ]
+    for name, curve in curves.values():
+        e = groups[name]
+        agent = AGENT_LABELS.get(e.get("agent", ""), e.get("agent", ""))
+        where = f"{e['task']} cue states" if e.get("task") else "the lab task"
+        cs, offsets = curve["spread_ratios"], curve["offsets"]
+        by = {(p["spread_ratio"], p["offset"]): p for p in curve["points"]}
+        lines += [
+            f"**{agent}, {where}** (its units' targets):",
+            "",
+            "| offset (return SDs) ↓, c → | " + " | ".join(f"{c:g}" for c in cs) + " |",
+            "|---|" + "---|" * len(cs),
+        ]
+        for o in offsets:
+            cells = [by.get((c, o)) for c in cs]
+            lines.append(
+                f"| {o:+g} | "
+                + " | ".join(
+                    "n/a" if p is None
+                    else f"{_f(p['rank_p_detect_both'])} / {_f(p['p_detect_both'])}"
+                    for p in cells
+                )
+                + " |"
+            )  # fmt: skip
+        a = curve.get("agent")
+        if a:
+            c_lo, c_hi = a["spread_ratio_interval"]
+            o_lo, o_hi = a["offset_interval"]
+            sits = (
+                f"The agent sits at c {_f(a['spread_ratio'])} [{_f(c_lo)}, {_f(c_hi)}], offset "
+                f"{_f(a['offset'], '+.2f')} [{_f(o_lo, '+.2f')}, {_f(o_hi, '+.2f')}] return SDs: "
+                f"ideal units placed there are detected in {_sp(a)} of draws (Spearman / "
+                f"Pearson), against the ceiling's {_sp(curve['ceiling'])}."
+            )
+        else:
+            sits = curve.get("agent_undefined", "The agent's c is undefined.") + "."
+        lines += ["", sits, ""]
+    return lines + ["![calibration curves](calibration_curve.png)", ""]
 
 
 def figure(content: dict[str, Any]) -> Any:
@@ -358,6 +428,90 @@ def figure(content: dict[str, Any]) -> Any:
     return fig
 
 
+def calibration_curve_figure(content: dict[str, Any]) -> Any:
+    """Each agent's calibration curve on its task: P(both) of ideal units against the spread
+    ratio c, one line per offset, Spearman (top) and Pearson (bottom), with 95 % intervals;
+    the agent's own (c, offset) marked with its intervals, the ceiling (c = 1, offset 0)
+    starred. None when no group carries a curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .calibration_curve import curve_slice
+
+    groups = content["groups"]
+    curves: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for name in ordered(groups):
+        curve = groups[name].get("calibration_curve")
+        if curve and curve.get("points"):
+            curves.setdefault(_curve_key(groups[name]), (name, curve))
+    if not curves:
+        return None
+    fig, axes = plt.subplots(2, len(curves), figsize=(4.3 * len(curves) + 0.8, 7.4),
+                             squeeze=False, sharey=True)  # fmt: skip
+    for col, (name, curve) in enumerate(curves.values()):
+        e = groups[name]
+        offsets = curve["offsets"]
+        span = max(abs(o) for o in offsets) or 1.0
+        for row, (key, stat) in enumerate((("rank_p_detect_both", "Spearman"),
+                                           ("p_detect_both", "Pearson"))):  # fmt: skip
+            ax = axes[row][col]
+            for o in offsets:
+                pts = curve_slice(curve, offset=o)
+                c = np.array([p["spread_ratio"] for p in pts])
+                y = np.array([p[key] for p in pts])
+                ci = np.array([p[f"{key}_ci"] for p in pts])
+                side = plt.get_cmap("Blues" if o < 0 else "Reds")
+                colour = "black" if o == 0 else side(0.45 + 0.5 * abs(o) / span)
+                ax.errorbar(c, y, yerr=[y - ci[:, 0], ci[:, 1] - y], color=colour, lw=1.2,
+                            marker="o", ms=3, capsize=2, elinewidth=0.6,
+                            label=f"offset {o:+g} SD")  # fmt: skip
+            top = curve["ceiling"]
+            ax.plot([1.0], [top[key]], marker="*", ms=13, color="gold", mec="black",
+                    ls="none", zorder=5, label="ceiling (c = 1, offset 0)")  # fmt: skip
+            a = curve.get("agent")
+            if a:
+                lo, hi = a["spread_ratio_interval"]
+                o_lo, o_hi = a["offset_interval"]
+                y_lo, y_hi = a[f"{key}_ci"]
+                ax.errorbar([a["spread_ratio"]], [a[key]],
+                            xerr=[[a["spread_ratio"] - lo], [hi - a["spread_ratio"]]],
+                            yerr=[[a[key] - y_lo], [y_hi - a[key]]], marker="D", ms=7,
+                            color="tab:green", mec="black", capsize=3, ls="none", zorder=6,
+                            label=f"the agent: c {a['spread_ratio']:.2f} [{lo:.2f}, {hi:.2f}], "
+                            f"offset {a['offset']:+.2f} SD [{o_lo:+.2f}, {o_hi:+.2f}] "
+                            "(ideal units there)")  # fmt: skip
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel("spread ratio c = SD(units) / SD(targets)")
+            if col == 0:
+                ax.set_ylabel(f"P(both findings detected), {stat}")
+            where = f"{e['task']} cue states" if e.get("task") else "lab task"
+            agent = AGENT_LABELS.get(e.get("agent", ""), e.get("agent", ""))
+            ax.set_title(f"{agent} targets, {where}: {stat}", fontsize=9)
+            ax.grid(alpha=0.3)
+            handles = [h for h, lab in zip(*ax.get_legend_handles_labels(), strict=True)
+                       if lab.startswith("the agent")]  # fmt: skip
+            if handles:
+                ax.legend(handles=handles, fontsize=6.5, loc="upper left")
+    shared = [(h, lab) for h, lab in zip(*axes[0][0].get_legend_handles_labels(), strict=True)
+              if not lab.startswith("the agent")]  # fmt: skip
+    fig.legend([h for h, _ in shared], [lab for _, lab in shared], loc="lower center",
+               ncol=len(shared), fontsize=7.5, frameon=False)  # fmt: skip
+    first = next(iter(curves.values()))[1]
+    fig.suptitle(
+        "Calibration curves: P(both) of ideal units placed at c × (target − mean target) + "
+        "offset × pooled return SD\n"
+        f"at each agent's own probed states; {first['n_seeds']} seeds × {first['n_draws']} "
+        f"draws per placement, alpha = {content['alpha']:g}, recorded protocol; bars: 95 % "
+        "intervals; the same random draws at every placement",
+        fontsize=8.5,
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
 def write_detection(
     content: dict[str, Any], out: str | Path, command: str | None = None
 ) -> list[Path]:
@@ -375,6 +529,9 @@ def write_detection(
     units = cue_units_figure(content)
     if units is not None:
         paths.append(save_figure(units, out / "cue_units.png"))
+    curves = calibration_curve_figure(content)
+    if curves is not None:
+        paths.append(save_figure(curves, out / "calibration_curve.png"))
     return paths
 
 
