@@ -451,3 +451,100 @@ def test_the_package_imports_itself_relatively() -> None:
                 if name.split(".")[0] in ("agent", "dopa_rl"):
                     absolute.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
     assert not absolute, absolute
+
+
+# ----------------------------------------------------------------------------- the probe (issue 35)
+
+#: floors of agent/probes/, lowest first: a module imports its own floor or lower ones only.
+#: A probe module not listed is on the top floor (nothing listed may import it).
+PROBE_FLOORS: list[tuple[str, ...]] = [
+    ("trials", "noise", "measured", "figures", "verdict", "settings", "statistics"),  # leaves
+    ("tabular", "decoding", "recording", "responses"),  # the kernel, the response models
+    ("paper_extras", "analyses", "probability", "study_inputs", "pipeline"),
+    ("analysis",),  # the section-3 pipeline of one population
+    ("agent_cells", "calibration", "sweep", "known_distribution"),  # units of a learner
+    ("in_task",),  # the in-task protocol
+    ("detection", "calibration_curve", "population", "timescales"),  # across seeds
+    ("detection_report", "report"),  # files and figures
+]
+
+
+def probe_floor(module: str) -> int:
+    """The floor of a ``dopa_rl.probes.*`` module (its first name below ``probes``)."""
+    name = module.removeprefix("dopa_rl.probes.").split(".")[0]
+    return next((i for i, floor in enumerate(PROBE_FLOORS) if name in floor), len(PROBE_FLOORS))
+
+
+def test_probe_modules_import_their_floor_or_lower() -> None:
+    upward = []
+    for path in sorted((ROOT / "agent" / "probes").rglob("*.py")):
+        name = module_name(path)
+        if name == "dopa_rl.probes":
+            continue
+        for imported in runtime_imports(path):
+            if imported.startswith("dopa_rl.probes.") and probe_floor(imported) > probe_floor(name):
+                upward.append(f"{name} imports {imported}")
+    assert not upward, upward
+
+
+def private_imports(path: Path) -> list[str]:
+    """``from <agent module> import _name`` in the file (dunders aside)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (
+            node.level > 0 or (node.module or "").startswith(("agent", "dopa_rl"))
+        ):
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {node.module} {a.name}"
+                for a in node.names
+                if a.name.startswith("_") and not a.name.startswith("__")
+            ]
+    return found
+
+
+#: private imports that predate the rule, for their modules' owners to make public (may only
+#: shrink)
+KNOWN_PRIVATE_IMPORTS = {"agent/cli/known_distribution.py: mc_control _optional"}
+
+
+def test_no_module_imports_another_modules_private_helper() -> None:
+    """A helper two modules share is public; a leading underscore means "this file only"."""
+    offenders = [hit for p in sorted((ROOT / "agent").rglob("*.py")) for hit in private_imports(p)]
+    new = [hit for hit in offenders if re.sub(r":\d+:", ":", hit) not in KNOWN_PRIVATE_IMPORTS]
+    assert not new, new
+
+
+def test_no_response_model_name_compared_outside_its_registry() -> None:
+    """Only agent/probes/responses/ knows a response model by name: everything else asks the
+    registry (label, note, support, responses)."""
+    from dopa_rl.probes import responses
+
+    models = "|".join(responses.names())
+    compared = re.compile(
+        rf"""(==|!=|\bin\b)\s*\(?\s*["']({models})["']|["']({models})["']\s*(==|!=|,\s*["'])"""
+    )
+    offenders = []
+    for path in sorted((ROOT / "agent").rglob("*.py")):
+        if "responses" in path.relative_to(ROOT / "agent").parts:
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if compared.search(line.split("#")[0]):
+                offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert not offenders, offenders
+
+
+#: agent/probes/ files that still read a config object (issue 35 item 5, not finished): the
+#: list may only shrink; a new probe file takes a unit reader and typed settings instead.
+PROBE_FILES_WITH_CFG = {
+    "agent_cells.py", "detection.py", "in_task.py", "known_distribution.py", "population.py",
+    "report.py", "sweep.py",
+}  # fmt: skip
+
+
+def test_no_new_cfg_in_the_probes() -> None:
+    with_cfg = {
+        p.name
+        for p in (ROOT / "agent" / "probes").rglob("*.py")
+        if re.search(r"\bcfg\b", p.read_text())
+    }
+    assert with_cfg <= PROBE_FILES_WITH_CFG, sorted(with_cfg - PROBE_FILES_WITH_CFG)

@@ -14,7 +14,7 @@ import scipy.stats
 from dopa_rl.cli.probe import main as probe_main
 from dopa_rl.envs.lab_tasks import VariableMagnitudeTask
 from dopa_rl.loop.train import run
-from dopa_rl.probes import analysis
+from dopa_rl.probes import analysis, trials
 from dopa_rl.probes import detection as det
 from dopa_rl.probes.noise import noisy_trials
 from dopa_rl.probes.tabular import expectiles
@@ -69,7 +69,7 @@ def test_batched_pipeline_equals_the_per_cell_reference() -> None:
         for u in range(40):
             for half, rp in ((in_a, rp_a), (in_b, rp_b)):
                 sel = half[d, u]
-                ref = analysis.reversal_point(mags[sel], resp[d, u][sel], AXIS, ties)  # type: ignore[arg-type]
+                ref = trials.reversal_point(mags[sel], resp[d, u][sel], AXIS, ties)  # type: ignore[arg-type]
                 assert rp[d, u] == pytest.approx(ref, abs=1e-12)
             sel = in_b[d, u]
             tau = analysis.trial_asymmetry(mags[sel], resp[d, u][sel], AXIS, rp_b[d, u])[0]

@@ -60,7 +60,7 @@ def test_probe_learner_measured_option_and_unsupported_heads() -> None:
     m = result["measured_response"]
     assert np.asarray(m["measured_mean_responses"]).shape == (cfg.agent.num_units, 7)
     assert 0.0 <= m["own_gradient_r2_median"] <= 1.0
-    with pytest.raises(ConfigError, match="response must be 'gradient' or 'measured'"):
+    with pytest.raises(ConfigError, match="response must be one of gradient, measured"):
         probe_learner(learner, cfg, trials=6, n_splits=3, response="loud")
     c51, c51_cfg = untrained("agent=c51", "env=variable_magnitude", "agent.hidden=[16]")
     with pytest.raises(

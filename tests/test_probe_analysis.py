@@ -17,13 +17,13 @@ from dopa_rl.probes.analysis import (
     asymmetry,
     by_cell,
     fold_asymmetry,
-    reversal_point,
     split_half,
     tau_standard_error,
     trial_asymmetry,
     utility_axis,
     zero_crossing_reversal_point,
 )
+from dopa_rl.probes.trials import reversal_point
 
 MAGNITUDES = np.array([0.1, 0.3, 1.2, 2.5, 5.0, 10.0, 20.0])
 PROBS = np.array([0.066, 0.091, 0.149, 0.155, 0.312, 0.151, 0.077])

@@ -158,7 +158,6 @@ MAX_COUNTS = {
 MAX_ROLLOUT_STEPS = 10**9
 MAX_SEED = 2**32 - 1  # numpy's seeds
 CHOICES = {
-    "response": ("gradient", "measured"),
     "slope": ("linear", "hill"),
     "report": ("true", "false"),
     "protocol": ("all", "recorded"),
@@ -191,6 +190,10 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     for key, options in CHOICES.items():
         if key in args and args[key] not in options:
             raise ConfigError(f"{key} must be one of {', '.join(options)}, got '{args[key]}'")
+    if "response" in args:
+        from ..probes.responses import response_model
+
+        response_model(args["response"])  # one of the registered models, else a ConfigError
     # every mode (checkpoint, data, sweep, study)
     if "seed" in args and not 0 <= args["seed"] <= MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {args['seed']}")
@@ -231,7 +234,9 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         raise ConfigError(f"{', '.join(k for k in IN_TASK if k in args) or 'states'}= probe an "
                           "agent in its task; they need checkpoint=")  # fmt: skip
     _check_counts(args, ("cues", "episodes", "rollouts", "horizon", "parallel"))
-    steps = args.get("cues", 8) * args.get("rollouts", 215) * args.get("horizon", 5_000)
+    from ..probes.settings import PROBE_CUES
+
+    steps = args.get("cues", PROBE_CUES) * args.get("rollouts", 215) * args.get("horizon", 5_000)
     if steps > MAX_ROLLOUT_STEPS:
         raise ConfigError(
             f"cues x rollouts x horizon = {steps:.3g} env steps of rollouts at most, over the "
@@ -475,24 +480,30 @@ def _study(args: dict[str, Any], argv: list[str], out: Path) -> int:
     import json
 
     from ..core.threads import configure_torch_threads
-    from ..probes.detection import N_UNITS, detection_study, expand_runs, groups_from_runs
+    from ..probes.detection import detection_study, expand_runs, groups_from_runs
     from ..probes.detection_report import headline_lines, verdict_lines, write_detection
+    from ..probes.settings import StudySettings
 
     configure_torch_threads()
     notes: list[str] = []
     runs = expand_runs(args["study"], notes)
     for note in notes:  # repeated runs dropped: said before the minutes of analysis
         print(f"note: {note}", file=sys.stderr)
-    models = [m for m in args.get("responses", "gradient,measured").split(",") if m]
-    n_units = args.get("units", N_UNITS)
-    groups = groups_from_runs(runs, models, n_units, cues=args.get("cues", 6),
+    # default: every registered response model
+    models = [m for m in args["responses"].split(",") if m] if "responses" in args else None
+    # every default of the study is StudySettings'
+    settings = StudySettings(
+        **{k: args[k] for k in ("draws", "units", "cues", "seed") if k in args},
+        **({"decode": args["decode"] == "true"} if "decode" in args else {}),
+    )
+    groups = groups_from_runs(runs, models, settings.units, cues=settings.cues,
                               state=args.get("state"))  # fmt: skip
     content = detection_study(
         groups,
-        draws=args.get("draws", 50),
-        n_units=n_units,
-        seed=args.get("seed", 0),
-        decode=args.get("decode", "true") == "true",
+        draws=settings.draws,
+        n_units=settings.units,
+        seed=settings.seed,
+        decode=settings.decode,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "unit_responses.json").write_text(json.dumps([g.to_json() for g in groups]) + "\n")

@@ -62,6 +62,9 @@ from .calibration import calibration_of, lab_state_units
 from .decoding import decode_report, reference_decodes, score_decode
 from .noise import noise_sd, noisy_trials, parse_noise, parse_trials, trial_counts
 from .pipeline import pipeline_decodes, robustness_and_overlay
+from .responses import Outcomes, response_model
+from .responses.gradient import resolve_scale
+from .responses.gradient import unit_responses as unit_responses  # re-exported
 from .trials import by_cell
 
 if TYPE_CHECKING:
@@ -84,39 +87,6 @@ def read_units(learner: Any, obs: np.ndarray, action: int | None = 0) -> list[Un
         acts = torch.full((x.shape[0],), int(action), device=learner.device, dtype=torch.long)
     unit = values[torch.arange(x.shape[0], device=learner.device), acts].double().cpu().numpy()
     return learner.algo.readout(unit, learner.taus.double().cpu().numpy())
-
-
-def _resolve_scale(
-    readout: UnitReadout, targets: np.ndarray, huber_scale: float | str | None
-) -> float:
-    """Divisor of the prediction errors before clipping (1 = the loss itself)."""
-    if readout.rule != "huber" or huber_scale is None:
-        return 1.0
-    if huber_scale == "auto":
-        biggest = float(np.max(np.abs(targets[None, :] - readout.values[:, None])))
-        return max(biggest / float(readout.kappa or 1.0), 1.0)
-    scale = float(huber_scale)
-    if not scale > 0:
-        raise ValueError(f"huber_scale must be positive or 'auto', got {huber_scale!r}")
-    return scale
-
-
-def unit_responses(
-    readout: UnitReadout, targets: np.ndarray, scale: float = 1.0
-) -> tuple[np.ndarray, float]:
-    """Noise-free responses [N, M] of the units to outcomes ``targets`` [M] (utility units).
-
-    Returns the responses and the fraction of (unit, outcome) pairs clipped by the Huber
-    threshold (0 for linear units).
-    """
-    u = np.asarray(targets, dtype=np.float64)[None, :] - readout.values[:, None]
-    weight = np.where(u < 0, 1.0 - readout.taus[:, None], readout.taus[:, None])
-    if readout.rule != "huber":
-        return weight * u, 0.0
-    kappa = float(readout.kappa or 1.0)
-    scaled = u / scale
-    saturated = float(np.mean(np.abs(scaled) > kappa))
-    return weight * np.clip(scaled, -kappa, kappa), saturated
 
 
 # ----------------------------------------------------------------------------- lab tasks
@@ -198,6 +168,7 @@ def agent_cell_table(
     huber_scale: float | str | None = None,
     seed: int = 0,
     mean: np.ndarray | None = None,
+    saturated: float = 0.0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The tidy table (cell, magnitude, response, trial) of the units' outcome responses.
 
@@ -206,16 +177,14 @@ def agent_cell_table(
     the unit's loss gradient plus Gaussian noise: ``"recorded"`` (default) gives each unit
     the recorded cells' median signal-to-noise ratio (:mod:`agent.probes.noise`), a number
     the SD ``response_noise × reward SD``. ``mean`` [N, M] replaces the loss-gradient
-    responses (e.g. measured ones). Also returns the ``response_model`` dict (rule, κ, scale,
-    saturated fraction, noise, note).
+    responses (e.g. measured ones; ``saturated``: their clipped fraction). Also returns the
+    ``response_model`` dict (rule, κ, scale, saturated fraction, noise, note).
     """
     trials = parse_trials(trials)
     response_noise = parse_noise(response_noise)
-    scale = _resolve_scale(readout, task.values, huber_scale)
+    scale = resolve_scale(readout, task.values, huber_scale)
     if mean is None:
         mean, saturated = unit_responses(readout, task.values, scale)  # [N, M]
-    else:
-        saturated = 0.0
     table = noisy_trials(
         mean, task.magnitudes, noise=response_noise, trials=trials, scale=task.reward_sd,
         seed=seed,
@@ -244,7 +213,9 @@ def agent_cell_table(
     return table, model
 
 
-def _decode(readout: UnitReadout, task: LabTask, seed: int, restarts: int = 5) -> dict[str, Any]:
+def exact_decode(
+    readout: UnitReadout, task: LabTask, seed: int, restarts: int = 5
+) -> dict[str, Any]:
     """The ``decoded`` entry from the units themselves, against the task's true distribution.
 
     Expectile-like units (ER-DQN, classical, DQN) are decoded by imputation (science §3).
@@ -312,29 +283,27 @@ def probe_learner(
     )
     splits = int(cfg.probe.splits if n_splits is None else n_splits)
     readout = read_units(learner, task.observation[None, :])[0]
-    if response not in ("gradient", "measured"):
-        raise ConfigError(f"response must be 'gradient' or 'measured', got {response!r}")
-    measured = None
-    if response == "measured":
-        from .measured import measured_responses, own_gradient_responses
-
-        measured = measured_responses(learner, task.observation, task.values)
-        own = own_gradient_responses(learner, readout.values, task.values)
+    model_entry = response_model(response)
+    scale = resolve_scale(readout, task.values, huber_scale)
+    mean, saturated = model_entry.respond(
+        Outcomes(learner, readout, task.observation, task.values, huber_scale=scale)
+    )
     table, model = agent_cell_table(
         readout, task, trials=trials, response_noise=noise, huber_scale=huber_scale, seed=seed,
-        mean=measured,
+        mean=mean, saturated=saturated,
     )  # fmt: skip
     result = analyse_population(
         table, axis=task.values, n_splits=splits, seed=seed, reward_sd=task.reward_sd,
         slope=slope,
     )  # fmt: skip
-    from .measured import RESPONSE_NOTES
-
     model["response"] = response
-    model["what_is_configured"] = RESPONSE_NOTES[response]
-    if measured is not None:
+    model["what_is_configured"] = model_entry.note
+    if model_entry.against_own_gradient:
+        from .measured import own_gradient_responses
+
+        own = own_gradient_responses(learner, readout.values, task.values)
         result["measured_response"] = jsonable(
-            _measured_summary(measured, own, readout.taus, result["asymmetries"])
+            _measured_summary(mean, own, readout.taus, result["asymmetries"])
         )
     v = readout.values
     value_std = float(np.std(v, ddof=1)) if v.size > 1 else math.nan
@@ -371,7 +340,7 @@ def probe_learner(
     result["true_distribution_reward"] = jsonable(
         {"values": task.magnitudes, "probs": task.probs, "unit": "µl"}
     )
-    exact = _decode(readout, task, seed, decode_restarts)
+    exact = exact_decode(readout, task, seed, decode_restarts)
     exact["note"] = (
         "reference only: decoded from the head's exact unit values and configured tau, "
         "which no recording offers"

@@ -20,16 +20,15 @@ import scipy.optimize
 import scipy.stats
 
 from ..core.errors import DataError
+from .analyses import run_all as run_analyses
 from .paper_extras import baseline_relation, same_vs_diverse
+from .recording import Recording
+from .recording import pearson as kernel_pearson
 from .trials import (
     CellTrials,
     by_cell,
     cell_means,
-    criterion,
     pearson,
-    reversal_point,
-    rp_from_criterion,
-    stratified_halves,
     utility_axis,
 )
 
@@ -237,36 +236,25 @@ def split_half(
 
     Per cell and magnitude, a random half of the trials (A, ⌊n/2⌋ trials) gives RP_A; the rest
     (B) give RP_B and τ_B (trial-level slopes around RP_B). Per split: reliability =
-    pearson(RP_A, RP_B) across cells; optimism = pearson(τ_B, RP_A).
+    pearson(RP_A, RP_B) across cells; optimism = pearson(τ_B, RP_A). The splits are the
+    batched kernel's (:mod:`agent.probes.recording`): the recording repeated ``n_splits``
+    times, each copy split once.
     """
-    pop = by_cell(table)
     rng = np.random.default_rng() if rng is None else rng
     axis = np.asarray(axis, dtype=float)
-    k, n_cells = pop.n_magnitudes, len(pop.cells)
-    rp_a = np.empty((n_splits, n_cells))
-    rp_b = np.empty((n_splits, n_cells))
-    tau_b = np.empty((n_splits, n_cells))
-    for c, (mags, resp) in enumerate(pop.cell_trials()):
-        in_a, onehot = stratified_halves(mags, k, n_splits, rng)
-        pos, neg = onehot * (resp > 0)[:, None], onehot * (resp < 0)[:, None]
-        half_b = ~in_a
-        rp_a[:, c] = rp_from_criterion(criterion(in_a @ pos, in_a @ neg), axis, rng)
-        rp_b[:, c] = rp_from_criterion(criterion(half_b @ pos, half_b @ neg), axis, rng)
-        counts_b = half_b @ onehot
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means_b = np.where(counts_b > 0, (half_b * resp) @ onehot / counts_b, np.nan)
-        if slope == "hill":
-            tau_b[:, c] = [
-                hill_asymmetry(mags[half_b[s]], resp[half_b[s]], axis, rp_b[s, c])[0]
-                for s in range(n_splits)
-            ]
-        else:
-            tau_b[:, c] = [
-                asymmetry(means_b[s], axis, rp_b[s, c], counts_b[s])[0] for s in range(n_splits)
-            ]
-    rel = np.array([pearson(rp_a[s], rp_b[s]) for s in range(n_splits)]).reshape(n_splits, 2)
-    opt = np.array([pearson(rp_a[s], tau_b[s]) for s in range(n_splits)]).reshape(n_splits, 2)
-    return SplitHalf(rp_a, rp_b, tau_b, rel[:, 0], rel[:, 1], opt[:, 0], opt[:, 1])
+    halves = Recording.from_cells(table, axis).repeated(n_splits).split(rng)
+    rp_a, rp_b, tau_b = halves.pairs(rng)
+    if slope == "hill":
+        # saturating curves are fitted per cell and split, to the trials of half B
+        mags = np.broadcast_to(np.arange(axis.size)[:, None], halves.responses.shape[2:])
+        tau_b = np.array([
+            [hill_asymmetry(mags[m], halves.responses[s, c][m], axis, rp_b[s, c])[0]
+             for c, m in enumerate(halves.in_b[s])]
+            for s in range(n_splits)
+        ])  # fmt: skip
+    rel_r, rel_p = kernel_pearson(rp_a, rp_b)
+    opt_r, opt_p = kernel_pearson(rp_a, tau_b)
+    return SplitHalf(rp_a, rp_b, tau_b, rel_r, rel_p, opt_r, opt_p)
 
 
 # ----------------------------------------------------------------------------- population
@@ -329,7 +317,7 @@ def analyse_population(
     magnitudes, u = utility_axis(pop, "empirical" if axis is None else axis)
     means = pop.mean_responses()
     trials = pop.cell_trials()
-    rps = np.array([reversal_point(k, r, u, rng) for k, r in trials])
+    rps = Recording.from_cells(pop, u).all_trials(rng)[0][0]
     asym = np.array([trial_asymmetry(k, r, u, rps[c], slope) for c, (k, r) in enumerate(trials)])
     tau = asym[:, 0]
     mean_tau = float(np.nanmean(tau)) if np.isfinite(tau).any() else math.nan
@@ -351,6 +339,8 @@ def analyse_population(
 
     extras: dict[str, Any] = {
         "same_vs_diverse": same_vs_diverse(pop, u, n_splits=n_splits, seed=seed),
+        # the registered analyses of this recording (agent/probes/analyses.py)
+        "analyses": run_analyses(Recording.from_cells(pop, u), seed),
     }
     if pop.baseline is not None:
         extras["baseline_rate"] = pop.baseline

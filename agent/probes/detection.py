@@ -31,10 +31,8 @@ study (8 seeds × 50 draws × 6 groups) runs in seconds, not hours.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -48,7 +46,34 @@ import scipy.stats
 from ..core.errors import ConfigError, DataError
 from ..envs import family_of
 from ..store.run_identity import unique_runs
-from .measured import RESPONSE_NOTES
+from . import responses as response_models
+from .analyses import run_all as run_analyses
+from .recording import (  # noqa: F401  (the kernel's names, re-exported for the study's users)
+    CHUNK,
+    HalvesResult,
+    RecordedProtocol,
+    Recording,
+    all_trial_pairs,
+    analyse_halves,
+    asymmetries,
+    concat,
+    pearson,
+    recorded_protocol,
+    reversal_points,
+    simulate_recordings,
+    split_trials,
+    trial_layout,
+)
+from .settings import RECORDED_UNITS, StudySettings
+from .statistics import (  # noqa: F401  (re-exported for the study's users)
+    ALPHA,
+    clopper_pearson,
+    design_effect,
+    detected,
+    detection_probability,
+    study_rng,
+    wilson,
+)
 from .study_inputs import (
     RUNTIME_ENV_KEYS,
     LabTaskSource,
@@ -58,347 +83,14 @@ from .study_inputs import (
     config_items,
     validated_group,
 )
-from .trials import by_cell, criterion, rp_from_criterion
+from .trials import by_cell
 
-ALPHA = 0.01
-N_UNITS = 40
 FINDINGS = ("split_half", "tau_rp")
-#: draws analysed at once (bounds memory: chunk × units × magnitudes × max trials)
-CHUNK = 64
 #: splits of one recording for the descriptive "median over splits" numbers
 DESCRIPTIVE_SPLITS = 50
 
 
-# ----------------------------------------------------------------------------- protocol
-
-
-@dataclass(frozen=True)
-class RecordedProtocol:
-    """What every simulated recording copies from the recorded cells."""
-
-    ratios: np.ndarray  # [C] each recorded cell's noise ratio ρ
-    counts: np.ndarray  # [C, K] each recorded cell's trials per magnitude
-    sd_profile: np.ndarray  # [K] relative trial SD per magnitude (pooled = 1)
-    profile_p: float  # Friedman test of SD against magnitude, across cells
-    profile_used: bool  # whether the profile is applied (p < ALPHA), else flat
-
-    @property
-    def n_magnitudes(self) -> int:
-        return int(self.counts.shape[1])
-
-    def at_outcomes(self, probs: np.ndarray) -> RecordedProtocol:
-        """The protocol for a task whose K outcomes occur with ``probs`` (the in-task
-        protocol's bins of G): each cell keeps its noise ratio and its total trials, shared
-        over the outcomes by how often they occur (as the recorded counts follow the lab
-        task's magnitude probabilities; at least 2 per outcome, one per half); the SD profile
-        across magnitudes is carried over by rank (linear interpolation onto K points)."""
-        probs = np.asarray(probs, dtype=float) / float(np.sum(probs))
-        totals = self.counts.sum(axis=1, keepdims=True)  # [C, 1]
-        counts = np.maximum(np.rint(totals * probs[None, :]), 2).astype(int)
-        where = np.linspace(0.0, 1.0, probs.size)
-        profile = np.interp(where, np.linspace(0.0, 1.0, self.n_magnitudes), self.sd_profile)
-        w = np.maximum(np.median(counts, axis=0) - 1, 0)
-        profile = profile / math.sqrt(float(w @ profile**2) / float(w.sum()))
-        return dataclasses.replace(self, counts=counts, sd_profile=profile)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "n_cells": int(self.ratios.size),
-            "noise_ratio_median": float(np.median(self.ratios)),
-            "noise_ratio_range": [float(self.ratios.min()), float(self.ratios.max())],
-            "trials_per_magnitude_median": [int(v) for v in np.median(self.counts, axis=0)],
-            "noise_sd_profile": [float(v) for v in self.sd_profile],
-            "noise_sd_profile_friedman_p": self.profile_p,
-            "noise_sd_profile_used": self.profile_used,
-            "definition": (
-                "each simulated unit is paired with one recorded cell drawn at random: that "
-                "cell's noise ratio rho (pooled within-magnitude trial SD / SD of its mean "
-                "responses) times the unit's own response spread, and that cell's trial count "
-                "at each magnitude; the SD at magnitude k is scaled by the recorded cells' "
-                "median relative SD at k (pooled over magnitudes = 1) when the cells' SD "
-                "depends on magnitude (Friedman test p < 0.01)"
-            ),
-        }
-
-
-def recorded_protocol(table: pd.DataFrame | None = None) -> RecordedProtocol:
-    """The protocol measured on a recorded table (default: the committed 40 cells)."""
-    if table is None:
-        return _packaged_protocol()
-    return _measure_protocol(table)
-
-
-@functools.lru_cache(maxsize=1)
-def _packaged_protocol() -> RecordedProtocol:
-    from ..data.tidy import PACKAGED_TABLE, load_cell_table
-
-    return _measure_protocol(load_cell_table(PACKAGED_TABLE))
-
-
-def _measure_protocol(table: pd.DataFrame) -> RecordedProtocol:
-    from .noise import noise_ratios
-
-    g = table.groupby(["cell", "magnitude"])["response"]
-    counts = g.count().unstack().fillna(0)
-    sd = g.std(ddof=1).unstack()
-    dof = (counts - 1).clip(lower=0)
-    pooled = np.sqrt((dof * sd**2).sum(axis=1) / dof.sum(axis=1))
-    relative = sd.div(pooled, axis=0).dropna()
-    profile_p = math.nan
-    if len(relative) >= 3 and relative.shape[1] >= 3:
-        profile_p = float(scipy.stats.friedmanchisquare(*relative.to_numpy().T).pvalue)
-    profile = relative.median(axis=0).to_numpy(dtype=float)
-    used = bool(math.isfinite(profile_p) and profile_p < ALPHA)
-    if used:
-        # Pooled over magnitudes (weighted by the median trial dof) the profile is 1, so ρ keeps
-        # its meaning: pooled within-magnitude SD / response spread.
-        w = np.maximum(np.median(counts.to_numpy(), axis=0) - 1, 0)
-        profile = profile / math.sqrt(float(w @ profile**2) / float(w.sum()))
-    else:
-        profile = np.ones(counts.shape[1])
-    ratios = noise_ratios(table).reindex(counts.index).to_numpy(dtype=float)
-    return RecordedProtocol(
-        ratios=ratios,
-        counts=counts.to_numpy(dtype=int),
-        sd_profile=profile,
-        profile_p=profile_p,
-        profile_used=used,
-    )
-
-
-# ----------------------------------------------------------------------------- batched core
-
-
-def simulate_recordings(
-    mean: np.ndarray,
-    protocol: RecordedProtocol,
-    n_draws: int,
-    n_units: int,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``n_draws`` noisy recordings of ``n_units`` units of a population with noise-free mean
-    responses ``mean`` [N, K]; returns responses [D, U, K, L] and a validity mask (trial
-    slot ℓ of unit u at magnitude k exists) of the same shape, L the largest recorded count."""
-    mean = np.asarray(mean, dtype=float)
-    n, k = mean.shape
-    if k != protocol.n_magnitudes:
-        raise DataError(
-            f"the population has {k} magnitudes, the recorded cells {protocol.n_magnitudes}"
-        )
-    if n < n_units:
-        raise DataError(f"the head has {n} units, fewer than the {n_units} the protocol draws")
-    units = np.argsort(rng.random((n_draws, n)), axis=1)[:, :n_units]  # [D, U] no replacement
-    cells = rng.integers(protocol.ratios.size, size=(n_draws, n_units))  # [D, U]
-    mu = mean[units]  # [D, U, K]
-    spread = mu.std(axis=-1)  # the unit's own response spread across magnitudes
-    sd = (protocol.ratios[cells] * spread)[..., None] * protocol.sd_profile  # [D, U, K]
-    counts = protocol.counts[cells]  # [D, U, K]
-    slots = int(protocol.counts.max())
-    valid = np.arange(slots) < counts[..., None]
-    noise = rng.standard_normal((n_draws, n_units, k, slots))
-    resp = np.where(valid, mu[..., None] + sd[..., None] * noise, 0.0)
-    return resp, valid
-
-
-def trial_layout(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
-    """A tidy table's trials as arrays: responses [C, K, L], validity [C, K, L], the
-    magnitudes [K] and the cells (order of appearance)."""
-    pop = by_cell(table)
-    k = pop.n_magnitudes
-    counts = np.stack([np.bincount(m, minlength=k) for m in pop.mag_index])
-    slots = int(counts.max())
-    resp = np.zeros((len(pop.cells), k, slots))
-    valid = np.zeros_like(resp, dtype=bool)
-    for c, (mags, r) in enumerate(pop.cell_trials()):
-        order = np.argsort(mags, kind="stable")
-        mags, r = mags[order], r[order]
-        slot = np.arange(mags.size) - np.searchsorted(mags, mags)  # index within magnitude
-        resp[c, mags, slot] = r
-        valid[c, mags, slot] = True
-    return resp, valid, pop.magnitudes, pop.cells
-
-
-def split_trials(
-    resp: np.ndarray, valid: np.ndarray, rng: np.random.Generator, bootstrap: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One random stratified split per leading index: within every (unit, magnitude) the
-    ⌊n/2⌋ trials with the lowest random keys form half A.
-
-    Returns (responses, in_a, in_b) with the trials reordered so that half A holds slots
-    0..⌊n/2⌋−1 and half B the next ⌈n/2⌉ slots. ``bootstrap``: each half's trials are then
-    resampled with replacement within the half (a new recording of the same size).
-    """
-    keys = np.where(valid, rng.random(resp.shape), np.inf)
-    order = np.argsort(keys, axis=-1)
-    resp = np.take_along_axis(resp, order, axis=-1)
-    n = valid.sum(axis=-1, keepdims=True)
-    n_a = n // 2
-    slot = np.arange(resp.shape[-1])
-    in_a = slot < n_a
-    in_b = (slot >= n_a) & (slot < n)
-    if bootstrap:
-        u = rng.random(resp.shape)
-        idx = np.where(in_a, np.floor(u * n_a), n_a + np.floor(u * (n - n_a)))
-        idx = np.where(in_a | in_b, idx, 0).astype(int)
-        resp = np.take_along_axis(resp, idx, axis=-1)
-    return resp, in_a, in_b
-
-
-def reversal_points(
-    resp: np.ndarray, mask: np.ndarray, axis: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """The paper's count-criterion reversal point [...] of the trials selected by ``mask``
-    (responses [..., K, L]); :func:`agent.probes.analysis.reversal_point`, batched."""
-    pos = ((resp > 0) & mask).sum(axis=-1)
-    neg = ((resp < 0) & mask).sum(axis=-1)
-    return rp_from_criterion(criterion(pos, neg), axis, rng)
-
-
-def asymmetries(resp: np.ndarray, mask: np.ndarray, axis: np.ndarray, rp: np.ndarray) -> np.ndarray:
-    """Trial-level τ = α⁺/(α⁺ + α⁻) [...] around ``rp`` [...] of the selected trials;
-    :func:`agent.probes.analysis.trial_asymmetry` (linear slopes), batched."""
-    counts = mask.sum(axis=-1).astype(float)  # [..., K]
-    sums = np.where(mask, resp, 0.0).sum(axis=-1)
-    x = axis - rp[..., None]
-    slopes = []
-    for side in (x >= 0, x <= 0):
-        sel = side & (counts > 0)
-        sxx = np.where(sel, counts * x**2, 0.0).sum(axis=-1)
-        sxy = np.where(sel, x * sums, 0.0).sum(axis=-1)  # Σ_m n_m·x_m·r̄_m = Σ_m x_m·Σr
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slopes.append(np.where(sxx > 0, sxy / sxx, np.nan))
-    denom = slopes[0] + slopes[1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(np.isfinite(denom) & (denom != 0), slopes[0] / denom, np.nan)
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson r and two-sided p across the last axis over finite pairs (as
-    scipy.stats.pearsonr); NaN where fewer than 3 pairs or no variance."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    n = ok.sum(axis=-1)
-    nn = np.maximum(n, 1)
-    mx = np.where(ok, x, 0.0).sum(axis=-1, keepdims=True) / nn[..., None]
-    my = np.where(ok, y, 0.0).sum(axis=-1, keepdims=True) / nn[..., None]
-    dx = np.where(ok, x - mx, 0.0)
-    dy = np.where(ok, y - my, 0.0)
-    sxx, syy = (dx**2).sum(axis=-1), (dy**2).sum(axis=-1)
-    good = (n >= 3) & (sxx > 0) & (syy > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.clip((dx * dy).sum(axis=-1) / np.sqrt(sxx * syy), -1.0, 1.0)
-        df = np.maximum(n - 2, 1)
-        t = r * np.sqrt(df / np.maximum(1.0 - r**2, 1e-300))
-    p = 2.0 * scipy.stats.t.sf(np.abs(t), df)
-    return np.where(good, r, np.nan), np.where(good, p, np.nan)
-
-
-@dataclass(frozen=True)
-class HalvesResult:
-    """Per draw [B]: split-half and cross-validated τ–RP r and p."""
-
-    split_half_r: np.ndarray
-    split_half_p: np.ndarray
-    tau_rp_r: np.ndarray
-    tau_rp_p: np.ndarray
-    # the same with Spearman's rank correlation (robust to outlying units)
-    split_half_rank_r: np.ndarray
-    split_half_rank_p: np.ndarray
-    tau_rp_rank_r: np.ndarray
-    tau_rp_rank_p: np.ndarray
-
-
-def analyse_halves(
-    resp: np.ndarray,
-    in_a: np.ndarray,
-    in_b: np.ndarray,
-    axis: np.ndarray,
-    rng: np.random.Generator,
-) -> HalvesResult:
-    """The paper's cross-validation of recordings [B, U, K, L] split into halves A and B:
-    RP_A, RP_B and τ_B per unit; r(RP_A, RP_B) and r(τ_B, RP_A) across units per recording."""
-    rp_a = reversal_points(resp, in_a, axis, rng)
-    rp_b = reversal_points(resp, in_b, axis, rng)
-    tau_b = asymmetries(resp, in_b, axis, rp_b)
-    return HalvesResult(
-        *pearson(rp_a, rp_b), *pearson(rp_a, tau_b),
-        *pearson(*_ranks(rp_a, rp_b)), *pearson(*_ranks(rp_a, tau_b)),
-    )  # fmt: skip
-
-
-def _ranks(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Average ranks along the last axis of the jointly finite pairs (others NaN): Pearson
-    on them is Spearman's rank correlation, with its usual t-approximation p."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    out = []
-    for v in (x, y):
-        ranked = scipy.stats.rankdata(np.where(ok, v, np.inf), axis=-1)
-        out.append(np.where(ok, ranked, np.nan))
-    return out[0], out[1]
-
-
-def all_trial_pairs(
-    resp: np.ndarray, valid: np.ndarray, axis: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """(RP, τ) of every unit from all its trials (what the decode reads)."""
-    rp = reversal_points(resp, valid, axis, rng)
-    return rp, asymmetries(resp, valid, axis, rp)
-
-
 # ----------------------------------------------------------------------------- statistics
-
-
-def detected(r: np.ndarray, p: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
-    """A finding is detected when its correlation is positive with two-sided p < α."""
-    return (np.nan_to_num(p, nan=1.0) < alpha) & (np.nan_to_num(r, nan=0.0) > 0)
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval of k successes out of n."""
-    ci = scipy.stats.binomtest(int(k), int(n)).proportion_ci(level, method="exact")
-    return float(ci.low), float(ci.high)
-
-
-def wilson(p: float, n: float, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion p at a (possibly fractional) sample size n."""
-    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def design_effect(hits: np.ndarray) -> float:
-    """Kish design effect 1 + (m − 1)·ICC of binary outcomes [S, m] clustered by seed (rows),
-    with the one-way ANOVA estimate of the intra-class correlation (negative ICC → 0)."""
-    s, m = hits.shape
-    if s < 2 or m < 2:
-        return 1.0
-    x = hits.astype(float)
-    p_s = x.mean(axis=1)
-    msb = m * float(np.sum((p_s - p_s.mean()) ** 2)) / (s - 1)
-    msw = float(np.sum(m * p_s * (1 - p_s))) / (s * (m - 1))
-    denom = msb + (m - 1) * msw
-    icc = (msb - msw) / denom if denom > 0 else 0.0
-    return 1.0 + (m - 1) * min(max(icc, 0.0), 1.0)
-
-
-def detection_probability(hits: np.ndarray, level: float = 0.95) -> dict[str, Any]:
-    """Detection probability of hits [S seeds, D draws] with a 95 % interval.
-
-    The interval is the wider (union) of the Clopper–Pearson interval of k of n = S·D and a
-    Wilson interval at the cluster-effective sample size n / deff (seeds as clusters, Kish
-    design effect from the intra-class correlation of the hits): never narrower than the
-    binomial interval, and wider when seeds differ more than draws do.
-    """
-    hits = np.asarray(hits, dtype=bool)
-    k, n = int(hits.sum()), int(hits.size)
-    p = k / n
-    lo, hi = clopper_pearson(k, n, level)
-    deff = design_effect(hits)
-    if deff > 1.0:
-        w_lo, w_hi = wilson(p, n / deff, level)
-        lo, hi = min(lo, w_lo), max(hi, w_hi)
-    return {"p": p, "ci": [lo, hi], "k": k, "n": n, "design_effect": deff}
 
 
 def across_seed_test(per_seed_r: np.ndarray) -> dict[str, float | None]:
@@ -535,13 +227,10 @@ def read_unit_groups(path: Path) -> list[UnitGroup]:
     return groups
 
 
+STUDY_DEFAULTS = StudySettings()
+
 #: how the study presents quantile-Huber units with the gradient model (as the noise sweep)
 SCALED = "; quantile-Huber units' errors are scaled first so that no response saturates"
-
-
-def _rng(seed: int, *keys: str | int) -> np.random.Generator:
-    words = [int(seed)] + [zlib.crc32(str(k).encode()) for k in keys]
-    return np.random.default_rng(words)
 
 
 def _draws(
@@ -555,35 +244,21 @@ def _draws(
     """``n_draws`` simulated recordings of one population, each split and analysed once."""
     parts = []
     for start in range(0, n_draws, CHUNK):
-        resp, valid = simulate_recordings(mean, protocol, min(CHUNK, n_draws - start), n_units, rng)
-        resp, in_a, in_b = split_trials(resp, valid, rng)
-        parts.append(analyse_halves(resp, in_a, in_b, axis, rng))
-    return _concat(parts)
-
-
-def _concat(parts: list[HalvesResult]) -> HalvesResult:
-    return HalvesResult(
-        *(np.concatenate([getattr(p, f) for p in parts]) for f in HalvesResult.__dataclass_fields__)
-    )
+        n = min(CHUNK, n_draws - start)
+        recording = Recording.simulated(mean, protocol, axis, n, n_units, rng)
+        parts.append(recording.split(rng).analyse(rng))
+    return concat(parts)
 
 
 def _recorded_draws(
-    resp: np.ndarray,
-    valid: np.ndarray,
-    axis: np.ndarray,
-    n_draws: int,
-    rng: np.random.Generator,
-    bootstrap: bool,
+    recording: Recording, n_draws: int, rng: np.random.Generator, bootstrap: bool
 ) -> HalvesResult:
+    """``n_draws`` random splits of one recording (each half resampled with ``bootstrap``)."""
     parts = []
     for start in range(0, n_draws, CHUNK):
-        b = min(CHUNK, n_draws - start)
-        shape = (b, *resp.shape)
-        r, in_a, in_b = split_trials(
-            np.broadcast_to(resp, shape), np.broadcast_to(valid, shape), rng, bootstrap
-        )
-        parts.append(analyse_halves(r, in_a, in_b, axis, rng))
-    return _concat(parts)
+        parts.append(recording.repeated(min(CHUNK, n_draws - start)).split(rng, bootstrap)
+                     .analyse(rng))  # fmt: skip
+    return concat(parts)
 
 
 def _median(values: Sequence[float] | np.ndarray) -> float:
@@ -714,7 +389,7 @@ def study_group(
     protocol: RecordedProtocol,
     *,
     draws: int,
-    n_units: int = N_UNITS,
+    n_units: int = RECORDED_UNITS,
     alpha: float = ALPHA,
     seed: int = 0,
     decode: bool = True,
@@ -725,8 +400,9 @@ def study_group(
     (:meth:`RecordedProtocol.at_outcomes`)."""
     base_protocol = protocol
     per_seed, descriptive, decodes = [], [], []
+    analysed: list[dict[str, Any]] = []  # the registered analyses, per seed and condition
     for i, s in enumerate(group.seeds):
-        rng = _rng(seed, group.name, s)
+        rng = study_rng(seed, group.name, s)
         conditions = group.conditions(i)
         # the seed's draws shared out over its conditions (cue states) in turn
         shares = np.bincount(np.arange(draws) % len(conditions), minlength=len(conditions))
@@ -737,16 +413,14 @@ def study_group(
             if n_draws:
                 parts.append(_draws(mean, protocol, axis, int(n_draws), n_units, rng))
             # Descriptive: one recording, many splits (a smoother quantity, not a test).
-            resp, valid = simulate_recordings(mean, protocol, 1, n_units, rng)
-            shape = (DESCRIPTIVE_SPLITS, *resp.shape[1:])
-            r, in_a, in_b = split_trials(
-                np.broadcast_to(resp[0], shape), np.broadcast_to(valid[0], shape), rng
-            )
-            seed_descriptive.append(_descriptive(analyse_halves(r, in_a, in_b, axis, rng)))
+            one = Recording.simulated(mean, protocol, axis, 1, n_units, rng)
+            analysed.append(run_analyses(one, s))
+            seed_descriptive.append(_descriptive(one.repeated(DESCRIPTIVE_SPLITS).split(rng)
+                                                 .analyse(rng)))  # fmt: skip
             if decode:
-                rp, tau = all_trial_pairs(resp[0], valid[0], axis, rng)
-                decodes.append(decode_summary(rp, tau, axis, magnitudes, probs, seed=s))
-        per_seed.append(_concat(parts))
+                rp, tau = one.all_trials(rng)
+                decodes.append(decode_summary(rp[0], tau[0], axis, magnitudes, probs, seed=s))
+        per_seed.append(concat(parts))
         descriptive.append(
             seed_descriptive[0]
             if len(seed_descriptive) == 1
@@ -761,7 +435,7 @@ def study_group(
         "agent": group.agent,
         "response_model": group.response_model,
         **({"task": group.task} if group.task else {}),
-        "response_model_note": group.note or RESPONSE_NOTES.get(group.response_model, ""),
+        "response_model_note": group.note or response_models.note(group.response_model),
         **out,
         "median_over_splits_of_one_recording": {
             "note": f"descriptive only (a smoother quantity, not a test): per seed one "
@@ -773,6 +447,9 @@ def study_group(
         # carries their calibration
         **{k: v for k, v in group.extra.items() if k != "state_units"},
     }
+    out["analyses"] = {
+        name: [a[name] for a in analysed] for name in (analysed[0] if analysed else {})
+    }  # one entry per seed (and cue state): its descriptive recording
     if decode:
         out["decode"] = _decode_over_seeds(decodes)
     return out, per_seed_stats["both"]
@@ -797,9 +474,10 @@ def study_recorded(
     pop = by_cell(table)
     _, axis = utility_axis(pop, "empirical")
     resp, valid, mags, cells = trial_layout(pop)
+    recording = Recording(resp[None], valid[None], axis)
     out = {}
     for name, boot in (("recorded cells", False), ("recorded cells (trial bootstrap)", True)):
-        res = _recorded_draws(resp, valid, axis, draws, _rng(seed, name), boot)
+        res = _recorded_draws(recording, draws, study_rng(seed, name), boot)
         summary, _ = _group_summary([res], alpha)
         entry: dict[str, Any] = {
             "n_seeds": 1,
@@ -807,7 +485,7 @@ def study_recorded(
             "n_units": len(cells),
             "agent": "recorded",
             "response_model": "recorded",
-            "response_model_note": RESPONSE_NOTES["recorded"],
+            "response_model_note": response_models.RECORDED_NOTE,
             "draw": (
                 "one random split of the recorded trials, each half resampled with "
                 "replacement within cell x magnitude (a new recording of the same size)"
@@ -827,7 +505,7 @@ def study_recorded(
             }
         if decode and not boot:
             counts = valid.sum(axis=(0, 2)).astype(float)
-            rp, tau = all_trial_pairs(resp, valid, axis, _rng(seed, "decode"))
+            rp, tau = all_trial_pairs(resp, valid, axis, study_rng(seed, "decode"))
             entry["decode"] = _decode_over_seeds(
                 [decode_summary(rp, tau, axis, mags, counts / counts.sum(), seed=seed)]
             )
@@ -839,7 +517,7 @@ def detection_study(
     groups: Sequence[UnitGroup],
     *,
     draws: int,
-    n_units: int = N_UNITS,
+    n_units: int = RECORDED_UNITS,
     alpha: float = ALPHA,
     seed: int = 0,
     recorded: bool = True,
@@ -1062,14 +740,11 @@ def expand_runs(spec: str | Sequence[str], notes: list[str] | None = None) -> li
     return unique_runs(dirs, notes)
 
 
-MODELS = ("gradient", "measured")
-
-
 def groups_from_runs(
     runs: Sequence[Any],
-    models: Sequence[str] = MODELS,
-    n_units: int = N_UNITS,
-    cues: int = 6,
+    models: Sequence[str] | None = None,
+    n_units: int = RECORDED_UNITS,
+    cues: int = STUDY_DEFAULTS.cues,
     state: str | None = None,
 ) -> list[UnitGroup]:
     """Noise-free responses of every run's units, one group per (agent, response model, task),
@@ -1080,9 +755,7 @@ def groups_from_runs(
     read back as they are."""
     from ..learn.evaluate import load_agent
 
-    bad = [m for m in models if m not in MODELS]
-    if bad or not models:
-        raise ConfigError(f"responses must be among {', '.join(MODELS)}, got {','.join(models)}")
+    models = _checked_models(models)
     saved: list[tuple[UnitGroup, str]] = []
     loaded = []
     for run in runs:
@@ -1116,14 +789,15 @@ def groups_from_runs(
 
 def groups_from_learners(
     runs: Sequence[tuple[Any, Any, Any]],
-    models: Sequence[str] = MODELS,
-    n_units: int = N_UNITS,
-    cues: int = 6,
+    models: Sequence[str] | None = None,
+    n_units: int = RECORDED_UNITS,
+    cues: int = STUDY_DEFAULTS.cues,
 ) -> list[UnitGroup]:
     """:func:`groups_from_runs` for agents already loaded: (name, learner, cfg) each.
 
     Checked before any response is computed: one lab task over all lab-task runs, distinct
     seeds in every group; after: the same τ of every unit within a group."""
+    models = _checked_models(models)
     check_same_lab_task(
         [_lab_source(run, cfg) for run, _, cfg in runs if family_of(cfg.env).lab_task]
     )
@@ -1141,11 +815,12 @@ def groups_from_learners(
         check_group_seeds(agent + (f"@{task}" if task else ""), sources)
     collected: dict[str, dict[str, Any]] = {}
     for run, learner, cfg in runs:
-        if "measured" in models and not learner.algo.measurable:
-            raise ConfigError(
-                f"{run}: '{learner.name}' has no per-unit loss, so no measured responses; use "
-                "responses=gradient"
-            )
+        for m in models:
+            if not response_models.response_model(m).supports(learner):
+                raise ConfigError(
+                    f"{run}: '{learner.name}' has no per-unit loss, so no {m} responses; use "
+                    f"responses={','.join(n for n in response_models.names() if n != m)}"
+                )
         family = family_of(cfg.env)
         if family.lab_task:
             rows = _lab_rows(run, learner, cfg, models, n_units)
@@ -1211,7 +886,7 @@ def groups_from_learners(
                 probs=g["probs"],
                 seeds=g["seeds"],
                 responses=g["responses"],
-                note=RESPONSE_NOTES[g["model"]] + (SCALED if g["model"] == "gradient" else ""),
+                note=_model_note(g["model"]),
                 extra=extra,
                 cue_axes=g.get("cue_axes"),
                 cue_probs=g.get("cue_probs"),
@@ -1219,6 +894,21 @@ def groups_from_learners(
             )
         )
     return groups
+
+
+def _checked_models(models: Sequence[str] | None) -> list[str]:
+    """The response models asked for (default: all registered), each one registered."""
+    models = list(response_models.names() if models is None else models)
+    if not models or any(m not in response_models.names() for m in models):
+        raise ConfigError(
+            f"responses must be among {', '.join(response_models.names())}, got {','.join(models)}"
+        )
+    return models
+
+
+def _model_note(name: str) -> str:
+    model = response_models.response_model(name)
+    return model.note + (SCALED if model.scales_huber else "")
 
 
 #: what an in-task group's conditions are (detection.json)
@@ -1301,7 +991,8 @@ def _lab_rows(
 ) -> dict[str, dict[str, Any]]:
     """One seed's responses to the variable-magnitude task's outcomes, presented as the return
     at its probed state (``probe.state``), per response model."""
-    from .agent_cells import _resolve_scale, read_units, unit_responses
+    from .agent_cells import read_units
+    from .responses.gradient import resolve_scale
 
     task = _variable_magnitude_task(run, cfg)
     readout = read_units(learner, task.observation[None, :])[0]
@@ -1312,14 +1003,14 @@ def _lab_rows(
     for model in models:
         row: dict[str, Any] = {"group": group, "task": "", "taus": readout.taus,
                                "state_units": _lab_state_units(readout, task)}  # fmt: skip
-        if model == "gradient":
-            scale = _resolve_scale(readout, task.values, "auto")
-            row["mean"], _ = unit_responses(readout, task.values, scale)
+        entry = response_models.response_model(model)
+        scale = resolve_scale(readout, task.values, "auto") if entry.scales_huber else 1.0
+        asked = response_models.Outcomes(learner, readout, task.observation, task.values,
+                                   huber_scale=scale)  # fmt: skip
+        if entry.decompose is not None:
+            row["mean"], row["decomp"] = entry.decompose(asked)
         else:
-            from .measured import response_decomposition
-
-            row["decomp"] = response_decomposition(learner, task.observation, task.values)
-            row["mean"] = row["decomp"]["measured"]
+            row["mean"], _ = entry.respond(asked)
         rows[model] = row
     return rows
 
@@ -1377,10 +1068,10 @@ def _in_task_rows(
             "taus": outcomes[0].readout.taus,
             "state_units": _cue_state_units(outcomes),
         }
-        if model == "gradient":
+        if model == models[0]:  # the units against the returns: once per seed
             row["cue_units"] = [units_against_returns(o) for o in outcomes]
-        if model == "measured":
-            decomps = [o.decomposition for o in outcomes if o.decomposition is not None]
+        decomps = [o.decomposition for o in outcomes if o.decomposition is not None]
+        if decomps:
             row["decomp"] = {
                 "note": decomps[0]["note"],
                 **{

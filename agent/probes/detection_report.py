@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from .decoding import FAIR_REFERENCES
+from .responses import label as response_label
+from .responses import names as response_names
 from .verdict import study_verdict
 
 AGENT_LABELS = {"erdqn": "ER-DQN", "qrdqn": "QR-DQN", "classical": "classical TD",
                 "iqn": "IQN", "c51": "C51", "dqn": "DQN"}  # fmt: skip
-MODEL_LABELS = {"gradient": "own-gradient response", "measured": "measured response"}
 
 
 def group_label(name: str, entry: dict[str, Any]) -> str:
@@ -20,15 +21,15 @@ def group_label(name: str, entry: dict[str, Any]) -> str:
     if entry.get("response_model") == "recorded":
         return name
     agent = AGENT_LABELS.get(entry.get("agent", ""), entry.get("agent", name))
-    label = f"{agent}, {MODEL_LABELS.get(entry['response_model'], entry['response_model'])}"
+    label = f"{agent}, {response_label(entry['response_model'])}"
     return f"{label}, {entry['task']} cue states" if entry.get("task") else label
 
 
 def ordered(groups: dict[str, Any]) -> list[str]:
-    """Agents (distributional first, classical last), each gradient then measured; then the
-    recorded cells."""
+    """Agents (distributional first, classical last), each with its response models in the
+    registry's order; then the recorded cells."""
     rank = {"erdqn": 0, "qrdqn": 1, "iqn": 2, "c51": 3, "dqn": 4, "classical": 8, "recorded": 9}
-    model = {"gradient": 0, "measured": 1, "recorded": 2}
+    model = {name: i for i, name in enumerate((*response_names(), "recorded"))}
     return sorted(
         groups,
         key=lambda k: (

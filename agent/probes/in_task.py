@@ -56,14 +56,15 @@ import torch
 from ..core.errors import ConfigError
 from ..envs import family_of
 from ..envs.cloning import CloneableEnv, make_cloneable_env
-from .agent_cells import LabTask, _decode, read_units, split_example, unit_responses
+from .agent_cells import LabTask, exact_decode, read_units, split_example
 from .analysis import analyse_population, jsonable
 from .calibration import cue_calibration, unit_targets
 from .decoding import decode_report
 from .noise import noise_sd, parse_noise
+from .responses import Outcomes, response_model
+from .settings import PROBE_CUES, RECORDED_UNITS, StudySettings
 from .trials import by_cell
 
-RECORDED_UNITS = 40  # cells in the recorded population (Dabney et al. 2020)
 RECORDED_TRIALS = 215  # their median trials per cell (agent/probes/noise.py)
 PROTOCOLS = ("all", "recorded")
 MIN_BINS = 3  # outcome bins a cue state needs for the detection study
@@ -243,8 +244,9 @@ def cue_outcomes(
     ``response="measured"`` a bin's response is measured once at the bin's mean G (a fresh
     gradient step per bin), and with ``decompose`` also split into the unit's own and the
     shared-torso parts (:func:`agent.probes.measured.response_decomposition`)."""
-    from .agent_cells import _resolve_scale
+    from .responses.gradient import resolve_scale
 
+    model = response_model(response)
     x = torch.as_tensor(observation[None], device=learner.device)
     action = int(learner.q_values(learner.online, x).argmax())
     readout = read_units(learner, observation[None], action=action)[0]
@@ -254,20 +256,21 @@ def cue_outcomes(
     if protocol == "recorded":
         g = g[:RECORDED_TRIALS]
     index, values, probs = bin_outcomes(g, bins)
-    scale = _resolve_scale(readout, g, huber_scale)
-    decomposition = None
-    if response == "measured":
-        from .measured import measured_responses, response_decomposition
+    scale = resolve_scale(readout, g, huber_scale)
 
-        if decompose:
-            decomposition = response_decomposition(learner, observation, values, action=action)
-            by_bin = np.asarray(decomposition["measured"])[keep]  # [N, K]
-        else:
-            by_bin = measured_responses(learner, observation, values, action=action)[keep]
-        trial_mean, saturated = by_bin[:, index], 0.0
-    else:
-        trial_mean, saturated = unit_responses(readout, g, scale)  # [N, M]
+    def asked(at: np.ndarray) -> Outcomes:
+        return Outcomes(learner, readout, observation, at, action, scale, keep)
+
+    decomposition = None
+    if model.per_trial:  # each trial's own G
+        trial_mean, saturated = model.respond(asked(g))  # [N, M]
         by_bin = np.stack([trial_mean[:, index == k].mean(axis=1) for k in range(values.size)], 1)
+    else:  # once per bin, at the bin's mean G
+        if decompose and model.decompose is not None:
+            by_bin, decomposition = model.decompose(asked(values))  # [N, K]
+        else:
+            by_bin, _ = model.respond(asked(values))
+        trial_mean, saturated = by_bin[:, index], 0.0
     return CueOutcomes(action, readout, keep, g, index, values, probs, scale, trial_mean,
                        by_bin, saturated, decomposition)  # fmt: skip
 
@@ -325,7 +328,7 @@ def probe_cue(
         note="pipeline (RP, tau) pairs decoded; scored against the rollouts' empirical "
         "distribution of G (every rollout weighted 1/M), references likewise",
     )
-    exact = _decode(readout, LabTask("", obs, g, g, uniform, None), seed, decode_restarts)
+    exact = exact_decode(readout, LabTask("", obs, g, g, uniform, None), seed, decode_restarts)
     exact["note"] = "reference only: decoded from the head's exact unit values and configured tau"
     result.update(
         jsonable(
@@ -542,7 +545,7 @@ def cue_conditions(
     cfg: Any,
     *,
     models: Sequence[str] = ("gradient",),
-    cues: int = 6,
+    cues: int = StudySettings.cues,
     episodes: int = 3,
     rollouts: int = RECORDED_TRIALS,
     bins: int = 7,
@@ -575,7 +578,7 @@ def cue_conditions(
                 continue
             for m in models:
                 outcomes[m].append(cue_outcomes(learner, cue.observation, g, bins=bins,
-                                                response=m, decompose=m == "measured"))  # fmt: skip
+                                                response=m, decompose=True))  # fmt: skip
     finally:
         for e in pool:
             e.close()
@@ -587,7 +590,7 @@ def probe_in_task(
     cfg: Any,
     *,
     baseline: Any | None = None,
-    cues: int = 8,
+    cues: int = PROBE_CUES,
     cue_list: Sequence[tuple[int, int]] | None = None,
     episodes: int = 3,
     rollouts: int = RECORDED_TRIALS,
@@ -608,8 +611,7 @@ def probe_in_task(
     the steps after which γᵗ < 10⁻³ (capped at 5,000)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    if response not in ("gradient", "measured"):
-        raise ConfigError(f"response must be 'gradient' or 'measured', got {response!r}")
+    response_model(response)  # a ConfigError naming the models otherwise
     if protocol == "recorded":
         bins, rollouts = 7, max(rollouts, RECORDED_TRIALS)
     if rollouts < 2 * bins or bins < 3:

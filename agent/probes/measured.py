@@ -32,24 +32,6 @@ import torch
 
 from ..core.errors import ConfigError
 
-#: What each response model of the probe puts in, in words (probe.json, detection.json).
-RESPONSE_NOTES = {
-    "gradient": (
-        "gradient response model: each unit's own loss gradient |tau_i - 1{u<0}|*u at the "
-        "pre-outcome state; the asymmetry the pipeline estimates is the configured tau_i "
-        "plus noise: only the reversal point (the unit's learned value) is an outcome of "
-        "training"
-    ),
-    "measured": (
-        "measured response model: the change of each unit's value after one small plain "
-        "gradient step (eta = 1e-6, float64: the first-order response) on the agent's own "
-        "loss (QR-DQN: its quantile Huber, which may saturate) against the single outcome, "
-        "through the shared torso, / eta; both reversal point and asymmetry are measured, and each "
-        "unit's response mixes in the other units' errors (see the decomposition)"
-    ),
-    "recorded": "recorded VTA dopamine cells (Dabney et al. 2020), trials as recorded",
-}
-
 
 def measured_responses(
     learner: Any, observation: np.ndarray, targets: np.ndarray, step: float = 1e-6, action: int = 0

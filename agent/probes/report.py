@@ -194,9 +194,11 @@ def short_label(result: dict[str, Any]) -> str:
     if kind == "data":
         return f"recorded cells ({Path(rest).name})"
     if kind == "agent":
+        from .responses import label
+
         model = result.get("response_model", {}).get("response")
-        suffix = {"gradient": " (own-gradient response)", "measured": " (measured response)"}
-        return f"{AGENT_LABELS.get(rest, rest)} units{suffix.get(model, '')}"
+        suffix = f" ({label(model)})" if model else ""
+        return f"{AGENT_LABELS.get(rest, rest)} units{suffix}"
     if kind in ("states", "in_task"):
         return f"{AGENT_LABELS.get(rest, rest)} units"
     return source

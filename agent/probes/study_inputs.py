@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ConfigError, DataError
+from .responses import names as response_names
 
 #: Largest |value| of an outcome axis or magnitude: utilities and discounted returns are far
 #: below it (MinAtar returns are tens, Atari scores below 1e7); past it sums of squares over
@@ -37,7 +38,6 @@ MAX_ABS_AXIS = 1e12
 MAX_RESPONSE_RATIO = 1e12
 #: |sum of probabilities - 1| allowed (JSON round trips of float64 sums stay far below)
 PROB_TOLERANCE = 1e-6
-RESPONSE_MODELS = ("gradient", "measured")
 
 
 # ----------------------------------------------------------------------------- comparability
@@ -163,9 +163,9 @@ def validated_group(d: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, str) or not value:
             raise DataError(f"{where}: '{key}' must be a non-empty string, got {_shown(value)}")
         out[key] = value
-    if out["response_model"] not in RESPONSE_MODELS:
+    if out["response_model"] not in response_names():
         raise DataError(
-            f"{where}: 'response_model' must be one of {', '.join(RESPONSE_MODELS)}, "
+            f"{where}: 'response_model' must be one of {', '.join(response_names())}, "
             f"got {out['response_model']!r}"
         )
     where = f"{where} ('{out['name']}')"

@@ -26,9 +26,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.progress import progress
-from .analysis import split_half
-from .noise import noisy_trials, recorded_noise
-from .trials import by_cell, reversal_point
+from .noise import noise_sd, recorded_noise, trial_counts
+from .recording import Recording
 
 #: Noise levels ρ of the default sweep (the recorded median is about 1).
 DEFAULT_LEVELS = (0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
@@ -84,12 +83,13 @@ def _one_draw(
     n_splits: int,
     rng: np.random.Generator,
 ) -> dict[str, float]:
-    table = noisy_trials(
-        pop.mean, pop.magnitudes, noise=noise, trials=trials, per_unit=True, seed=rng
-    )
-    p = by_cell(table)
-    rps = np.array([reversal_point(k, r, pop.axis, rng) for k, r in p.cell_trials()])
-    halves = split_half(p, pop.axis, n_splits=n_splits, rng=rng)
+    """One noisy recording of ``pop`` (:meth:`Recording.with_counts`), its all-trials reversal
+    points and ``n_splits`` random splits of it (the batched kernel)."""
+    counts = trial_counts(trials, pop.mean.shape[1])
+    sd = noise_sd(pop.mean, noise, per_unit=True)
+    recording = Recording.with_counts(pop.mean, counts, sd, pop.axis, rng)
+    rps = recording.all_trials(rng)[0][0]
+    halves = recording.repeated(n_splits).split(rng).analyse(rng)
     rp_sd = float(np.std(rps, ddof=1))
 
     def med(x: np.ndarray) -> float:
@@ -97,10 +97,10 @@ def _one_draw(
         return float(np.median(x)) if x.size else float("nan")
 
     return {
-        "split_half_r": med(halves.reliability_r),
-        "split_half_p": med(halves.reliability_p),
-        "tau_rp_r": med(halves.optimism_r),
-        "tau_rp_p": med(halves.optimism_p),
+        "split_half_r": med(halves.split_half_r),
+        "split_half_p": med(halves.split_half_p),
+        "tau_rp_r": med(halves.tau_rp_r),
+        "tau_rp_p": med(halves.tau_rp_p),
         "rp_sd_rel_reward_sd": rp_sd / pop.reward_sd,
     }
 
@@ -220,13 +220,12 @@ def learner_population(
 
     Quantile-Huber units are scaled so that no response saturates (``"auto"``), so every
     population is compared on linear responses."""
-    from .agent_cells import _resolve_scale, lab_task, read_units, unit_responses
+    from .agent_cells import lab_task, read_units
+    from .responses.gradient import resolve_scale, unit_responses
 
     task = lab_task(cfg)
     readout = read_units(learner, task.observation[None, :])[0]
-    mean, _ = unit_responses(
-        readout, task.values, _resolve_scale(readout, task.values, huber_scale)
-    )
+    mean, _ = unit_responses(readout, task.values, resolve_scale(readout, task.values, huber_scale))
     return MeanPopulation(mean, task.values, task.magnitudes, task.reward_sd)
 
 

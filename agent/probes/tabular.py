@@ -77,9 +77,11 @@ class TabularTask:
     @classmethod
     def from_env(cls, env_id: str | None = None, **task_kwargs: Any) -> TabularTask:
         """The tabular form of a lab task (default: variable magnitude) with ``task_kwargs``."""
-        from ..envs.lab_tasks import _CLASSES, VARIABLE_MAGNITUDE_ID
+        import gymnasium as gym
 
-        env = _CLASSES[env_id or VARIABLE_MAGNITUDE_ID](**task_kwargs)
+        from ..envs.lab_tasks import VARIABLE_MAGNITUDE_ID  # registers the lab tasks' ids
+
+        env: Any = gym.make(env_id or VARIABLE_MAGNITUDE_ID, **task_kwargs).unwrapped
         s = env.trial_structure()
         return cls(
             type_probs=s["type_probs"],

@@ -66,7 +66,7 @@ import scipy.stats
 
 from ..core.errors import DataError
 from ..envs.delay_tasks import CueSpec, DelayTaskSpec
-from .detection import (
+from .recording import (
     RecordedProtocol,
     analyse_halves,
     asymmetries,
