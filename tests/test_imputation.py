@@ -230,3 +230,21 @@ def test_a_plan_gives_the_same_samples_bit_for_bit(kind: str) -> None:
         impute_samples(eps64, taus, num_samples=2 * n),
     )
     assert torch.equal(impute_samples(eps, taus, plan=plan), impute_samples(eps, taus))
+
+
+def test_crossed_units_are_imputed_from_their_monotone_rearrangement() -> None:
+    # Network outputs need not be ordered in τ (issue 36 item 5). A batch mixing a valid set and
+    # the same set with neighbouring units swapped must give, for the crossed row, samples whose
+    # expectiles are the sorted values, and leave the valid row exactly as before.
+    taus = _taus(9, torch.float64)  # odd: a τ = ½ unit fixes the mean, so the closed form is exact
+    z_true = torch.tensor([[-2.0, -1.0, 0.0, 0.0, 1.0, 1.0, 3.0, 6.0, 7.0]], dtype=torch.float64)
+    valid = sample_expectiles(z_true, taus)
+    crossed = valid.clone()
+    crossed[:, [3, 4]] = crossed[:, [4, 3]]
+    crossed[:, [0, 1]] = crossed[:, [1, 0]]
+    batch = torch.cat([valid, crossed])
+    z = impute_samples(batch, taus, num_samples=9)
+    assert z.shape == (2, 9) and z.dtype == batch.dtype and z.device == batch.device
+    torch.testing.assert_close(z[0], impute_samples(valid, taus, num_samples=9)[0])
+    torch.testing.assert_close(sample_expectiles(z, taus), valid.expand(2, -1), atol=1e-6, rtol=0)
+    assert z[1].std() > 0.5 * z_true.std()

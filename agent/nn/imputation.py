@@ -181,6 +181,11 @@ def _envelope_samples(eps: torch.Tensor, plan: ImputationPlan) -> tuple[torch.Te
         mu = eps[..., :1]
     else:
         mu = eps[..., plan.mean_lo] * plan.mean_frac_lo + eps[..., plan.mean_hi] * plan.mean_frac
+    if plan.any_half:
+        # Several τ = ½ units each estimate the mean; after the rearrangement any one of them is
+        # an order statistic, so average them.
+        half = plan.is_half.to(dtype)
+        mu = (eps * half).sum(dim=-1, keepdim=True) / half.sum()
 
     # G(ε_i) = τ_i (ε_i − μ) / (2τ_i − 1), clamped to what any distribution with mean μ allows:
     # G(e) ≥ max(0, e − μ). τ = ½ units say nothing about G, so their lines are pushed out of the
@@ -268,11 +273,14 @@ def impute_samples(
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     eps = (expectiles - centre) / scale
 
-    # Expectiles are non-decreasing in τ; network outputs need not be, so the construction uses
-    # the monotone repair (running max) while the refinement fits the raw pairs.
+    # Expectiles are non-decreasing in τ; network outputs need not be. The construction uses the
+    # monotone rearrangement (sort the values, keep the τ grid; Chernozhukov, Fernández-Val &
+    # Galichon 2010), which leaves a valid set unchanged. A running max instead ties crossed
+    # neighbours, and ties beside τ = ½ pin the envelope into a point mass (issue 36 item 5).
+    # The refinement fits the raw pairs.
     if plan is None or not plan.fits(expectiles, m):
         plan = ImputationPlan.build(taus, m)
-    eps_sorted = (eps if plan.order is None else eps[..., plan.order]).cummax(dim=-1).values
+    eps_sorted, _ = torch.sort(eps if plan.order is None else eps[..., plan.order], dim=-1)
     z, _ = _envelope_samples(eps_sorted, plan)
 
     if iterations > 0 and n > 1:
