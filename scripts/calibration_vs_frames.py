@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=20, help="simulated recordings per seed")
     parser.add_argument("--cues", type=int, default=6, help="cue states per seed")
     parser.add_argument("--work", type=Path, help="per-step studies (default OUT/steps)")
+    parser.add_argument(
+        "--probed-only", action="store_true", help="summarise the steps already probed, probe none"
+    )
     args = parser.parse_args(argv)
     rows = []
     for run in args.runs:
@@ -176,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         mc_step = mc_source_step(members)
         for step in steps:
             out = (args.work or args.out / "steps") / run.name / str(step)
+            if args.probed_only and not (out / "detection.json").is_file():
+                continue
             try:
                 found = probe_step(members, step, out, args.draws, args.cues)
             except subprocess.CalledProcessError:
