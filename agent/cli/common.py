@@ -589,3 +589,16 @@ def unwritable(folder: Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"'{existing}' is not writable"
     return None
+
+
+def use_threads_and_device(torch_threads: int, device: str) -> None:
+    """A script's ``torch_threads=`` (0: chosen by the load) and ``device=``: the threads
+    validated and set as every entry point does, then the device checked (ConfigError)."""
+    from ..core.config import check_device
+    from ..core.errors import ConfigError
+    from ..core.threads import configure_torch_threads
+
+    if torch_threads < 0:
+        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {torch_threads}")
+    configure_torch_threads(torch_threads)
+    check_device(device)

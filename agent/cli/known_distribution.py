@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError
-from .common import did_you_mean, one_line_errors, wants_help
+from .common import did_you_mean, one_line_errors, use_threads_and_device, wants_help
 from .mc_control import optional
 
 if TYPE_CHECKING:
@@ -101,18 +101,11 @@ def main(argv: list[str] | None = None) -> int:
 @one_line_errors
 def _run(argv: list[str]) -> int:
     args = parse_args(argv)
-    from ..core.config import check_device
     from ..probes.known_distribution import figure, markdown, study
     from ..store.population_root import population_members
 
     device = args.get("device", "cpu")
-    from ..core.threads import configure_torch_threads
-
-    threads = args.get("torch_threads", 0)
-    if threads < 0:
-        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {threads}")
-    configure_torch_threads(threads)
-    check_device(device)
+    use_threads_and_device(args.get("torch_threads", 0), device)
     checkpoints: list[Path] = []
     for item in (r for r in args.get("runs", "").split(",") if r):
         paths = [Path(p) for p in sorted(glob.glob(item))]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from .common import did_you_mean, one_line_errors, wants_help
+from .common import did_you_mean, one_line_errors, use_threads_and_device, wants_help
 
 
 def optional(kind: type) -> Any:
@@ -90,19 +90,12 @@ def main(argv: list[str] | None = None) -> int:
 @one_line_errors
 def _run(argv: list[str]) -> int:
     args = parse_args(argv)
-    from ..core.config import check_device
     from ..core.device import resolve_device
     from ..learn.mc_control import MCControlSettings, mc_control
     from ..store.population_root import population_members
 
     device = args.pop("device", "cpu")
-    from ..core.threads import configure_torch_threads
-
-    threads = args.pop("torch_threads", 0)
-    if threads < 0:
-        raise ConfigError(f"torch_threads must be >= 0 (0: auto), got {threads}")
-    configure_torch_threads(threads)
-    check_device(device)
+    use_threads_and_device(args.pop("torch_threads", 0), device)
     source, out = Path(args.pop("checkpoint")), Path(args.pop("out"))
     settings = MCControlSettings(**args)
     settings.check()
